@@ -1,0 +1,124 @@
+//! Assembles a running broker from a validated config: store, master key, signing
+//! keys, providers, pages.
+
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::{Config, MasterKeySource, StoreSettings};
+use crate::http::AppState;
+use crate::http::pages::Pages;
+use crate::identity::StoreDirectory;
+use crate::providers::ProviderRegistry;
+use crate::secrets::{MasterKey, SecretsError};
+use crate::sessions::CookiePolicy;
+use crate::store::{SharedStore, SqliteStore};
+use crate::tokens::TokenSigner;
+use crate::tokens::keyring::{Keyring, RotationPolicy};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use switchboard_local::LocalFactory;
+use switchboard_plugin_api::ProviderFactory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("store: {0}")]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Secrets(#[from] SecretsError),
+    #[error("signing keys: {0}")]
+    Keys(#[from] crate::tokens::keyring::KeyringError),
+    #[error("{0}")]
+    Providers(#[from] crate::providers::RegistryError),
+    #[error("templates: {0}")]
+    Templates(#[from] minijinja::Error),
+    #[error("data directory {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+}
+
+pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
+    match &config.store {
+        StoreSettings::Sqlite { path } => {
+            if let Some(dir) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+            Ok(Arc::new(SqliteStore::open(path).await?))
+        }
+    }
+}
+
+pub fn load_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
+    match &config.master_key {
+        MasterKeySource::Inline(s) => MasterKey::from_text(s.expose()),
+        MasterKeySource::File(p) => MasterKey::load_or_generate(p, false),
+        MasterKeySource::GeneratedFile(p) => MasterKey::load_or_generate(p, true),
+        MasterKeySource::Env(name) => match std::env::var(name) {
+            Ok(v) => MasterKey::from_text(&v),
+            Err(_) => Err(SecretsError::MasterKey(format!("environment variable {name} is unset"))),
+        },
+    }
+}
+
+pub async fn build(config: Config) -> Result<AppState, StartError> {
+    let clock: SharedClock = Arc::new(SystemClock);
+    let store = open_store(&config).await?;
+    let master = Arc::new(load_master_key(&config)?);
+    let mut algs: BTreeSet<_> = config.clients.values().map(|c| c.id_token_alg).collect();
+    algs.insert(config.tokens.default_alg);
+    let retain = config
+        .clients
+        .values()
+        .map(|c| c.lifetimes.access_token.max(c.lifetimes.id_token))
+        .chain([config.tokens.lifetimes.access_token, config.tokens.lifetimes.id_token])
+        .max()
+        .unwrap_or(3600);
+    let policy = RotationPolicy {
+        period: config.tokens.key_rotation_period,
+        prepublish: config.tokens.jwks_cache_lifetime,
+        retain,
+    };
+    let keyring = Keyring::open(store.clone(), master.clone(), clock.clone(), policy, algs).await?;
+    let hash_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let factories: Vec<Arc<dyn ProviderFactory>> = vec![Arc::new(LocalFactory::new(
+        Some(Arc::new(StoreDirectory(store.clone()))),
+        hash_workers,
+    ))];
+    let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
+    let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
+    Ok(AppState {
+        cookies: CookiePolicy {
+            insecure_loopback: config.is_loopback_http(),
+            session_lifetime: config.session_lifetime,
+        },
+        signer: TokenSigner {
+            issuer: config.issuer.clone(),
+            keyring: keyring.clone(),
+        },
+        config: Arc::new(config),
+        store,
+        clock,
+        master,
+        keyring,
+        providers: Arc::new(providers),
+        pages: Arc::new(Pages::new()?),
+        discovery: Arc::new(discovery),
+        oauth_metadata: Arc::new(oauth_metadata),
+    })
+}
+
+/// Deletes expired rows every few minutes.
+pub fn spawn_garbage_collection(state: &AppState) -> tokio::task::JoinHandle<()> {
+    let store = state.store.clone();
+    let clock = state.clock.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
+        loop {
+            tick.tick().await;
+            match store.purge_expired(clock.now()).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "purged expired records"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "purging expired records failed"),
+            }
+        }
+    })
+}

@@ -1,0 +1,159 @@
+//! The `broker` command line.
+
+use crate::config::{self, Config};
+use crate::{app, identity};
+use clap::{Parser, Subcommand};
+use std::io::BufRead;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "broker", version, about = "Switchboard identity federation broker")]
+pub struct Cli {
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, global = true, env = "BROKER_LOG_JSON")]
+    pub log_json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the broker.
+    Serve {
+        #[arg(long, short, default_value = "config/broker.toml")]
+        config: PathBuf,
+    },
+    /// Load and validate a config file, then exit.
+    CheckConfig { file: PathBuf },
+    /// Read a password from standard input and print its argon2id hash.
+    HashPassword,
+    /// Manage users kept in the store.
+    User {
+        #[arg(long, short, default_value = "config/broker.toml")]
+        config: PathBuf,
+        #[command(subcommand)]
+        action: UserAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum UserAction {
+    /// Add a local user; the password is read from standard input.
+    Add {
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        username: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List users.
+    List,
+    /// Disable a user: ends their sessions and refresh tokens.
+    Disable { id: String },
+    /// Enable a disabled user.
+    Enable { id: String },
+    /// Set a user's password (read from standard input); ends their sessions.
+    SetPassword { id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Start(#[from] app::StartError),
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+    #[error("password: {0}")]
+    Password(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn read_password() -> Result<String, CliError> {
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    let pw = line.trim_end_matches(['\n', '\r']).to_string();
+    if pw.is_empty() {
+        return Err(CliError::Password("empty password on standard input".into()));
+    }
+    Ok(pw)
+}
+
+fn hash(pw: &str) -> Result<String, CliError> {
+    switchboard_local::hash_password(pw).map_err(|e| CliError::Password(e.to_string()))
+}
+
+fn now() -> i64 {
+    use crate::clock::Clock;
+    crate::clock::SystemClock.now()
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Serve { config } => serve(config::load(&config)?).await,
+        Command::CheckConfig { file } => {
+            let c = config::load(&file)?;
+            println!(
+                "{}: ok ({} clients, {} providers)",
+                file.display(),
+                c.clients.len(),
+                c.providers.len()
+            );
+            Ok(())
+        }
+        Command::HashPassword => {
+            println!("{}", hash(&read_password()?)?);
+            Ok(())
+        }
+        Command::User { config, action } => user(config::load(&config)?, action).await,
+    }
+}
+
+async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
+    let store = app::open_store(&config).await?;
+    match action {
+        UserAction::Add { email, username, name } => {
+            let h = hash(&read_password()?)?;
+            let u = identity::add_local_user(&store, &email, username.as_deref(), name.as_deref(), &h, now()).await?;
+            println!("{}", u.id);
+        }
+        UserAction::List => {
+            for u in store.list_users().await.map_err(app::StartError::from)? {
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    u.id,
+                    u.status.as_str(),
+                    u.email.as_deref().unwrap_or("-"),
+                    u.username.as_deref().unwrap_or("-")
+                );
+            }
+        }
+        UserAction::Disable { id } => identity::disable_user(&store, &id, now()).await?,
+        UserAction::Enable { id } => identity::enable_user(&store, &id, now()).await?,
+        UserAction::SetPassword { id } => {
+            let h = hash(&read_password()?)?;
+            identity::set_password(&store, &id, &h, now()).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<(), CliError> {
+    let demo = config.clients.values().any(|c| match &c.auth {
+        config::ClientAuth::Secret(s) => s.expose() == "example-secret",
+        config::ClientAuth::None => false,
+    });
+    if demo || config.dev_mode {
+        tracing::warn!(
+            "running with demo settings (dev_mode, demo client secret, demo user admin@example.com / password): never use them in production"
+        );
+    }
+    let state = app::build(config).await?;
+    tracing::info!(issuer = %state.config.issuer, listen = %state.config.listen, "Switchboard starting");
+    state.keyring.spawn_maintenance();
+    app::spawn_garbage_collection(&state);
+    crate::http::serve(state).await?;
+    Ok(())
+}

@@ -1,0 +1,532 @@
+//! Configuration: one TOML file plus `BROKER_`-prefixed environment overrides (nested
+//! keys joined by `__`), validated once at start into typed values. Every error names
+//! the key and the file.
+
+mod raw;
+
+use crate::secrets::SecretString;
+use figment::Figment;
+use figment::providers::{Env, Format, Toml};
+use raw::{RawClient, RawConfig};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use url::Url;
+
+/// Scopes the broker understands.
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "groups",
+    "offline_access",
+];
+
+/// Grants a client may be allowed.
+pub const SUPPORTED_GRANTS: &[&str] = &["authorization_code", "refresh_token"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {source}")]
+    Parse {
+        file: String,
+        #[source]
+        source: Box<figment::Error>,
+    },
+    #[error("{file}: {key}: {message}")]
+    Invalid {
+        file: String,
+        key: String,
+        message: String,
+    },
+}
+
+/// JWS algorithms Switchboard signs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SigningAlg {
+    Rs256,
+    Es256,
+    EdDsa,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::Rs256, SigningAlg::Es256, SigningAlg::EdDsa];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::Rs256 => "RS256",
+            SigningAlg::Es256 => "ES256",
+            SigningAlg::EdDsa => "EdDSA",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|a| a.as_str() == s)
+    }
+}
+
+/// Lifetimes, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetimes {
+    pub access_token: i64,
+    pub id_token: i64,
+    pub refresh_token_idle: i64,
+    pub refresh_token_absolute: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct TokenSettings {
+    pub default_alg: SigningAlg,
+    pub lifetimes: Lifetimes,
+    pub refresh_reuse_grace: i64,
+    pub code_lifetime: i64,
+    pub key_rotation_period: i64,
+    pub jwks_cache_lifetime: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    pub request_lifetime: i64,
+    pub throttle_window: i64,
+    pub max_failures_per_account: u32,
+    pub max_failures_per_ip: u32,
+}
+
+/// How a client proves who it is at the token endpoint.
+#[derive(Debug, Clone)]
+pub enum ClientAuth {
+    /// Public client (native app, SPA): no secret, PKCE mandatory.
+    None,
+    Secret(SecretString),
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: String,
+    pub name: String,
+    pub auth: ClientAuth,
+    pub redirect_uris: Vec<Url>,
+    pub scopes: BTreeSet<String>,
+    pub grants: BTreeSet<String>,
+    pub cors_origins: BTreeSet<String>,
+    pub id_token_alg: SigningAlg,
+    pub audience: Option<String>,
+    pub resources: BTreeSet<String>,
+    pub lifetimes: Lifetimes,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        matches!(self.auth, ClientAuth::None)
+    }
+
+    pub fn allows_grant(&self, grant: &str) -> bool {
+        self.grants.contains(grant)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProviderSection {
+    pub id: String,
+    pub kind: String,
+    pub name: String,
+    pub options: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub enum StoreSettings {
+    Sqlite { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub enum MasterKeySource {
+    Inline(SecretString),
+    File(PathBuf),
+    Env(String),
+    /// Dev mode only: generated on first start.
+    GeneratedFile(PathBuf),
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub file: PathBuf,
+    /// Byte-equal to the `iss` of every token; never derived from a request.
+    pub issuer: String,
+    pub issuer_url: Url,
+    pub dev_mode: bool,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub workers: Option<usize>,
+    pub trusted_proxies: Vec<IpAddr>,
+    pub max_body_bytes: usize,
+    pub store: StoreSettings,
+    pub master_key: MasterKeySource,
+    pub tokens: TokenSettings,
+    pub session_lifetime: i64,
+    pub login: LoginSettings,
+    pub clients: BTreeMap<String, Client>,
+    pub providers: Vec<ProviderSection>,
+}
+
+impl Config {
+    /// True when the issuer is plain http on a loopback address: the only case where
+    /// cookies go without `Secure`.
+    pub fn is_loopback_http(&self) -> bool {
+        self.issuer_url.scheme() == "http" && is_loopback_host(&self.issuer_url)
+    }
+}
+
+pub fn is_loopback_host(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        Some(url::Host::Domain(d)) => d == "localhost",
+        None => false,
+    }
+}
+
+/// Loads `file` with `BROKER_*` environment overrides and validates it.
+pub fn load(file: &Path) -> Result<Config, ConfigError> {
+    load_with_env(file, Env::prefixed("BROKER_").split("__"))
+}
+
+fn load_with_env(file: &Path, env: Env) -> Result<Config, ConfigError> {
+    let shown = file.display().to_string();
+    if !file.is_file() {
+        return Err(ConfigError::Invalid {
+            file: shown,
+            key: "(file)".into(),
+            message: "no such config file".into(),
+        });
+    }
+    let raw: RawConfig = Figment::new()
+        .merge(Toml::file_exact(file))
+        .merge(env)
+        .extract()
+        .map_err(|e| ConfigError::Parse {
+            file: shown.clone(),
+            source: Box::new(e),
+        })?;
+    Validator { file: shown }.validate(file, raw)
+}
+
+struct Validator {
+    file: String,
+}
+
+impl Validator {
+    fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            file: self.file.clone(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn duration(&self, key: &str, value: Option<&str>, default: &str) -> Result<i64, ConfigError> {
+        let text = value.unwrap_or(default);
+        let d = humantime::parse_duration(text)
+            .map_err(|e| self.err(key, format!("not a duration ({e}); write e.g. \"10m\"")))?;
+        i64::try_from(d.as_secs()).map_err(|_| self.err(key, "duration too large"))
+    }
+
+    fn positive(&self, key: &str, value: Option<&str>, default: &str) -> Result<i64, ConfigError> {
+        let secs = self.duration(key, value, default)?;
+        if secs <= 0 {
+            return Err(self.err(key, "must be at least one second"));
+        }
+        Ok(secs)
+    }
+
+    fn alg(&self, key: &str, value: Option<&str>, default: SigningAlg) -> Result<SigningAlg, ConfigError> {
+        match value {
+            None => Ok(default),
+            Some(v) => SigningAlg::parse(v)
+                .ok_or_else(|| self.err(key, format!("unknown algorithm {v:?}; use RS256, ES256 or EdDSA"))),
+        }
+    }
+
+    fn validate(&self, file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
+        let issuer_url = Url::parse(&raw.issuer)
+            .map_err(|e| self.err("issuer", format!("not a URL: {e}")))?;
+        if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
+            return Err(self.err("issuer", "must not have a query or fragment"));
+        }
+        if raw.issuer.ends_with('/') {
+            return Err(self.err("issuer", "must not end with '/'"));
+        }
+        match issuer_url.scheme() {
+            "https" => {}
+            "http" if is_loopback_host(&issuer_url) || raw.dev_mode => {}
+            _ => return Err(self.err("issuer", "must be https (http only on loopback or in dev_mode)")),
+        }
+
+        let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:5556");
+        let listen: SocketAddr = listen_text
+            .parse()
+            .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
+        let mut trusted_proxies = Vec::new();
+        for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
+            trusted_proxies.push(
+                p.parse::<IpAddr>()
+                    .map_err(|e| self.err(format!("server.trusted_proxies[{i}]"), format!("not an IP address ({e})")))?,
+            );
+        }
+
+        let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
+            "sqlite" => StoreSettings::Sqlite {
+                path: raw
+                    .store
+                    .path
+                    .clone()
+                    .unwrap_or_else(|| raw.data_dir.join("switchboard.db")),
+            },
+            other => {
+                return Err(self.err("store.backend", format!("unknown backend {other:?}; use \"sqlite\"")));
+            }
+        };
+
+        let s = &raw.secrets;
+        let master_key = match (&s.master_key, &s.master_key_file, &s.master_key_env) {
+            (Some(v), None, None) => MasterKeySource::Inline(SecretString::new(v.clone())),
+            (None, Some(p), None) => MasterKeySource::File(p.clone()),
+            (None, None, Some(e)) => MasterKeySource::Env(e.clone()),
+            (None, None, None) if raw.dev_mode => {
+                MasterKeySource::GeneratedFile(raw.data_dir.join("master.key"))
+            }
+            (None, None, None) => {
+                return Err(self.err(
+                    "secrets.master_key",
+                    "required outside dev_mode: set master_key_file or master_key_env",
+                ));
+            }
+            _ => {
+                return Err(self.err(
+                    "secrets",
+                    "set only one of master_key, master_key_file, master_key_env",
+                ));
+            }
+        };
+
+        let t = &raw.tokens;
+        let default_alg = self.alg("tokens.signing_alg", t.signing_alg.as_deref(), SigningAlg::Rs256)?;
+        let lifetimes = Lifetimes {
+            access_token: self.positive("tokens.access_token_lifetime", t.access_token_lifetime.as_deref(), "10m")?,
+            id_token: self.positive("tokens.id_token_lifetime", t.id_token_lifetime.as_deref(), "1h")?,
+            refresh_token_idle: self.positive(
+                "tokens.refresh_token_idle_lifetime",
+                t.refresh_token_idle_lifetime.as_deref(),
+                "14d",
+            )?,
+            refresh_token_absolute: self.positive(
+                "tokens.refresh_token_absolute_lifetime",
+                t.refresh_token_absolute_lifetime.as_deref(),
+                "90d",
+            )?,
+        };
+        let tokens = TokenSettings {
+            default_alg,
+            lifetimes,
+            refresh_reuse_grace: self.duration("tokens.refresh_reuse_grace", t.refresh_reuse_grace.as_deref(), "0s")?,
+            code_lifetime: self.positive("tokens.code_lifetime", t.code_lifetime.as_deref(), "60s")?,
+            key_rotation_period: self.positive("tokens.key_rotation_period", t.key_rotation_period.as_deref(), "30d")?,
+            jwks_cache_lifetime: self.positive("tokens.jwks_cache_lifetime", t.jwks_cache_lifetime.as_deref(), "1h")?,
+        };
+        if tokens.refresh_reuse_grace > 60 {
+            return Err(self.err("tokens.refresh_reuse_grace", "at most 60s: a longer grace defeats reuse detection"));
+        }
+        if 2 * tokens.jwks_cache_lifetime >= tokens.key_rotation_period {
+            return Err(self.err(
+                "tokens.jwks_cache_lifetime",
+                "must be less than half of tokens.key_rotation_period (the next key is published that long before it signs)",
+            ));
+        }
+
+        let session_lifetime = self.positive("sessions.lifetime", raw.sessions.lifetime.as_deref(), "24h")?;
+        let l = &raw.login;
+        let login = LoginSettings {
+            request_lifetime: self.positive("login.request_lifetime", l.request_lifetime.as_deref(), "10m")?,
+            throttle_window: self.positive("login.throttle_window", l.throttle_window.as_deref(), "15m")?,
+            max_failures_per_account: l.max_failures_per_account.unwrap_or(5),
+            max_failures_per_ip: l.max_failures_per_ip.unwrap_or(50),
+        };
+        if login.max_failures_per_account == 0 || login.max_failures_per_ip == 0 {
+            return Err(self.err("login", "max_failures_per_* must be at least 1"));
+        }
+
+        let mut clients = BTreeMap::new();
+        for (id, c) in &raw.clients {
+            clients.insert(id.clone(), self.client(id, c, &tokens, raw.dev_mode)?);
+        }
+
+        let mut providers = Vec::new();
+        for (id, p) in &raw.providers {
+            let key = format!("providers.{id}");
+            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                return Err(self.err(key, "provider ids may use only letters, digits, '-' and '_'"));
+            }
+            providers.push(ProviderSection {
+                id: id.clone(),
+                kind: p.kind.clone(),
+                name: p.name.clone().unwrap_or_else(|| id.clone()),
+                options: serde_json::Value::Object(p.options.clone()),
+            });
+        }
+        if providers.is_empty() {
+            return Err(self.err("providers", "configure at least one provider"));
+        }
+
+        Ok(Config {
+            file: file.to_path_buf(),
+            issuer: raw.issuer.clone(),
+            issuer_url,
+            dev_mode: raw.dev_mode,
+            data_dir: raw.data_dir.clone(),
+            listen,
+            workers: raw.server.workers,
+            trusted_proxies,
+            max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
+            store,
+            master_key,
+            tokens,
+            session_lifetime,
+            login,
+            clients,
+            providers,
+        })
+    }
+
+    fn client(&self, id: &str, c: &RawClient, tokens: &TokenSettings, dev_mode: bool) -> Result<Client, ConfigError> {
+        let key = |k: &str| format!("clients.{id}.{k}");
+        if id.is_empty() || id.chars().any(|ch| ch.is_control() || ch == ':' || ch.is_whitespace()) {
+            return Err(self.err(format!("clients.{id}"), "client ids may not be empty or contain ':', spaces or control characters"));
+        }
+        let secret = resolve_secret(&key("secret"), c.secret.as_deref(), c.secret_file.as_deref(), c.secret_env.as_deref())
+            .map_err(|m| self.err(key("secret"), m))?;
+        let auth = match (c.public, secret) {
+            (true, None) => ClientAuth::None,
+            (true, Some(_)) => return Err(self.err(key("secret"), "a public client has no secret")),
+            (false, Some(s)) if s.expose().len() < 8 => {
+                return Err(self.err(key("secret"), "at least 8 characters"));
+            }
+            (false, Some(s)) => ClientAuth::Secret(s),
+            (false, None) => {
+                return Err(self.err(key("secret"), "a confidential client needs secret, secret_file or secret_env (or public = true)"));
+            }
+        };
+        if c.redirect_uris.is_empty() {
+            return Err(self.err(key("redirect_uris"), "at least one redirect URI is required"));
+        }
+        let mut redirect_uris = Vec::new();
+        for (i, u) in c.redirect_uris.iter().enumerate() {
+            let k = format!("clients.{id}.redirect_uris[{i}]");
+            let url = Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+            if url.fragment().is_some() {
+                return Err(self.err(&k, "must not have a fragment"));
+            }
+            match url.scheme() {
+                "https" => {}
+                "http" if is_loopback_host(&url) || dev_mode => {}
+                "http" => return Err(self.err(&k, "http is allowed only for loopback addresses or in dev_mode")),
+                _ if c.public && url.scheme().contains('.') => {}
+                s => return Err(self.err(&k, format!("scheme {s:?} not allowed (https, loopback http, or a reverse-domain scheme for public clients)"))),
+            }
+            redirect_uris.push(url);
+        }
+        let scopes: BTreeSet<String> = match &c.scopes {
+            None => SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect(),
+            Some(list) => list.iter().cloned().collect(),
+        };
+        for s in &scopes {
+            if !SUPPORTED_SCOPES.contains(&s.as_str()) {
+                return Err(self.err(key("scopes"), format!("unknown scope {s:?}")));
+            }
+        }
+        if !scopes.contains("openid") {
+            return Err(self.err(key("scopes"), "must include \"openid\""));
+        }
+        let grants: BTreeSet<String> = match &c.grants {
+            None => ["authorization_code", "refresh_token"].iter().map(|s| s.to_string()).collect(),
+            Some(list) => list.iter().cloned().collect(),
+        };
+        for g in &grants {
+            if !SUPPORTED_GRANTS.contains(&g.as_str()) {
+                return Err(self.err(key("grants"), format!("unknown or unsupported grant {g:?}")));
+            }
+        }
+        let mut cors_origins = BTreeSet::new();
+        for (i, o) in c.cors_origins.iter().enumerate() {
+            let k = format!("clients.{id}.cors_origins[{i}]");
+            let url = Url::parse(o).map_err(|e| self.err(&k, format!("not an origin: {e}")))?;
+            let origin = url.origin().ascii_serialization();
+            if origin == "null" || url.path() != "/" && !url.path().is_empty() || o.trim_end_matches('/') != origin {
+                return Err(self.err(&k, format!("must be a bare origin like {origin:?}")));
+            }
+            cors_origins.insert(origin);
+        }
+        let lt = tokens.lifetimes;
+        let lifetimes = Lifetimes {
+            access_token: match &c.access_token_lifetime {
+                Some(v) => self.positive(&key("access_token_lifetime"), Some(v), "")?,
+                None => lt.access_token,
+            },
+            id_token: match &c.id_token_lifetime {
+                Some(v) => self.positive(&key("id_token_lifetime"), Some(v), "")?,
+                None => lt.id_token,
+            },
+            refresh_token_idle: match &c.refresh_token_idle_lifetime {
+                Some(v) => self.positive(&key("refresh_token_idle_lifetime"), Some(v), "")?,
+                None => lt.refresh_token_idle,
+            },
+            refresh_token_absolute: match &c.refresh_token_absolute_lifetime {
+                Some(v) => self.positive(&key("refresh_token_absolute_lifetime"), Some(v), "")?,
+                None => lt.refresh_token_absolute,
+            },
+        };
+        Ok(Client {
+            id: id.to_string(),
+            name: c.name.clone().unwrap_or_else(|| id.to_string()),
+            auth,
+            redirect_uris,
+            scopes,
+            grants,
+            cors_origins,
+            id_token_alg: self.alg(&key("id_token_alg"), c.id_token_alg.as_deref(), tokens.default_alg)?,
+            audience: c.audience.clone(),
+            resources: c.resources.iter().cloned().collect(),
+            lifetimes,
+        })
+    }
+}
+
+/// Resolves one secret given inline, from a file, or from an environment variable.
+/// Exactly one form may be set; `Ok(None)` when none is.
+pub fn resolve_secret(
+    key: &str,
+    inline: Option<&str>,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<SecretString>, String> {
+    match (inline, file, env) {
+        (None, None, None) => Ok(None),
+        (Some(v), None, None) => Ok(Some(SecretString::new(v.to_string()))),
+        (None, Some(p), None) => {
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| format!("{key}_file {}: {e}", p.display()))?;
+            let value = text.trim_end_matches(['\n', '\r']).to_string();
+            if value.is_empty() {
+                return Err(format!("{key}_file {} is empty", p.display()));
+            }
+            Ok(Some(SecretString::new(value)))
+        }
+        (None, None, Some(name)) => match std::env::var(name) {
+            Ok(v) if !v.is_empty() => Ok(Some(SecretString::new(v))),
+            _ => Err(format!("{key}_env names {name}, which is unset or empty")),
+        },
+        _ => Err(format!("set only one of {key}, {key}_file, {key}_env")),
+    }
+}
+
+#[cfg(test)]
+mod tests;

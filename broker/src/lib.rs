@@ -1,0 +1,16 @@
+//! Switchboard: an identity federation broker. Apps speak OpenID Connect to one issuer;
+//! the broker speaks to many upstream identity providers through one trait API.
+
+pub mod app;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod login;
+pub mod oidc;
+pub mod providers;
+pub mod secrets;
+pub mod sessions;
+pub mod store;
+pub mod tokens;

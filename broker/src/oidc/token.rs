@@ -1,0 +1,253 @@
+//! `/token`: the authorization-code grant (with PKCE) and the refresh-token grant
+//! (rotation with reuse detection).
+
+use super::clients::{authenticate, presented_credentials};
+use super::error::OAuthError;
+use crate::config::Client;
+use crate::http::AppState;
+use crate::secrets::{self, constant_time_eq};
+use crate::store::{GrantRecord, RedeemOutcome, RotateOutcome, UserRecord, UserStatus};
+use actix_web::{HttpRequest, HttpResponse, web};
+use aws_lc_rs::digest::{SHA256, digest};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+pub struct TokenForm {
+    grant_type: Option<String>,
+    code: Option<String>,
+    redirect_uri: Option<String>,
+    code_verifier: Option<String>,
+    refresh_token: Option<String>,
+    scope: Option<String>,
+    client_id: Option<String>,
+    client_secret: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct TokenResponse {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// POST `/token`.
+pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> HttpResponse {
+    match exchange(&req, &state, form.into_inner()).await {
+        Ok(body) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .insert_header(("Pragma", "no-cache"))
+            .json(body),
+        Err(e) => {
+            tracing::info!(error = e.error, description = %e.error_description, "token request refused");
+            e.token_response()
+        }
+    }
+}
+
+async fn exchange(req: &HttpRequest, state: &AppState, form: TokenForm) -> Result<TokenResponse, OAuthError> {
+    let creds = presented_credentials(req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+    let client = authenticate(&state.config, &creds)?;
+    tracing::Span::current().record("client_id", client.id.as_str());
+    let grant_type = form
+        .grant_type
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
+    match grant_type {
+        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => Err(OAuthError::new(
+            "unauthorized_client",
+            format!("this client may not use {grant_type}"),
+        )),
+        "authorization_code" => authorization_code(state, client, &form).await,
+        "refresh_token" => refresh(state, client, &form).await,
+        _ => Err(OAuthError::new("unsupported_grant_type", "unsupported grant_type")),
+    }
+}
+
+fn server_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> OAuthError {
+    move |e| {
+        tracing::error!(error = %e, "{what}");
+        OAuthError::server_error()
+    }
+}
+
+/// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, verifier 43..128 unreserved.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let well_formed = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed = URL_SAFE_NO_PAD.encode(digest(&SHA256, verifier.as_bytes()));
+    well_formed && constant_time_eq(computed.as_bytes(), challenge.as_bytes())
+}
+
+async fn authorization_code(state: &AppState, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+    let code = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+    let redirect_uri = form
+        .redirect_uri
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
+    let now = state.clock.now();
+    let record = match state
+        .store
+        .redeem_code(&secrets::hash_secret(code), now)
+        .await
+        .map_err(server_error("redeeming code failed"))?
+    {
+        RedeemOutcome::Redeemed(r) => r,
+        RedeemOutcome::AlreadyUsed { grant_id } => {
+            // A replayed code means it leaked: end everything it issued.
+            let _ = state.store.revoke_grant(&grant_id, now).await;
+            tracing::warn!(grant = %grant_id, "authorization code replayed; grant revoked");
+            return Err(OAuthError::invalid_grant("code is invalid or was already used"));
+        }
+        RedeemOutcome::Invalid => return Err(OAuthError::invalid_grant("code is invalid or expired")),
+    };
+    let refuse = |why: &'static str| OAuthError::invalid_grant(why);
+    if record.client_id != client.id {
+        let _ = state.store.revoke_grant(&record.grant_id, now).await;
+        return Err(refuse("code was issued to another client"));
+    }
+    if record.redirect_uri != redirect_uri {
+        let _ = state.store.revoke_grant(&record.grant_id, now).await;
+        return Err(refuse("redirect_uri does not match the authorization request"));
+    }
+    match (&record.code_challenge, form.code_verifier.as_deref()) {
+        (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+        (Some(_), _) => {
+            let _ = state.store.revoke_grant(&record.grant_id, now).await;
+            return Err(refuse("PKCE verification failed"));
+        }
+        (None, Some(_)) => {
+            let _ = state.store.revoke_grant(&record.grant_id, now).await;
+            return Err(refuse("code_verifier sent but no code_challenge was"));
+        }
+        (None, None) => {}
+    }
+    let grant = live_grant(state, &record.grant_id).await?;
+    let user = active_user(state, &grant).await?;
+    let offline = grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
+    issue(state, client, &grant, &user, record.nonce.as_deref(), offline).await
+}
+
+async fn live_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
+    let now = state.clock.now();
+    match state.store.get_grant(id).await.map_err(server_error("reading grant failed"))? {
+        Some(g) if g.revoked_at.is_none() && g.expires_at > now => Ok(g),
+        _ => Err(OAuthError::invalid_grant("the grant was revoked")),
+    }
+}
+
+async fn active_user(state: &AppState, grant: &GrantRecord) -> Result<UserRecord, OAuthError> {
+    match state.store.get_user(&grant.user_id).await.map_err(server_error("reading user failed"))? {
+        Some(u) if u.status == UserStatus::Active => Ok(u),
+        _ => {
+            let _ = state.store.revoke_grant(&grant.id, state.clock.now()).await;
+            Err(OAuthError::invalid_grant("the user is disabled"))
+        }
+    }
+}
+
+async fn refresh(state: &AppState, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+    let presented = form
+        .refresh_token
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+    let now = state.clock.now();
+    let new_token = secrets::random_token().map_err(server_error("random failed"))?;
+    let outcome = state
+        .store
+        .rotate_refresh(
+            &secrets::hash_secret(presented),
+            &secrets::hash_secret(&new_token),
+            now + client.lifetimes.refresh_token_idle,
+            now,
+            state.config.tokens.refresh_reuse_grace,
+        )
+        .await
+        .map_err(server_error("rotating refresh token failed"))?;
+    let grant = match outcome {
+        RotateOutcome::Rotated(g) => g,
+        RotateOutcome::Reused { grant_id } => {
+            tracing::warn!(grant = %grant_id, "refresh token reused; family revoked");
+            return Err(OAuthError::invalid_grant("refresh token was already used"));
+        }
+        RotateOutcome::Invalid => return Err(OAuthError::invalid_grant("refresh token is invalid or expired")),
+    };
+    if grant.client_id != client.id {
+        // Another client holding this token means it leaked.
+        let _ = state.store.revoke_grant(&grant.id, now).await;
+        return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
+    }
+    if let Some(scope) = &form.scope {
+        let all_granted = scope.split(' ').filter(|s| !s.is_empty()).all(|s| grant.scopes.iter().any(|g| g == s));
+        if !all_granted {
+            return Err(OAuthError::new("invalid_scope", "scope exceeds the original grant"));
+        }
+    }
+    let user = active_user(state, &grant).await?;
+    let mut response = issue(state, client, &grant, &user, None, false).await?;
+    response.refresh_token = Some(new_token);
+    Ok(response)
+}
+
+async fn issue(
+    state: &AppState,
+    client: &Client,
+    grant: &GrantRecord,
+    user: &UserRecord,
+    nonce: Option<&str>,
+    with_refresh: bool,
+) -> Result<TokenResponse, OAuthError> {
+    let now = state.clock.now();
+    let audience = client.audience.clone().unwrap_or_else(|| state.config.issuer.clone());
+    let access = state
+        .signer
+        .access_token(client, grant, &audience, now)
+        .map_err(server_error("signing access token failed"))?;
+    let id_token = state
+        .signer
+        .id_token(client, user, grant, nonce, &access.token, None, now)
+        .map_err(server_error("signing ID token failed"))?;
+    let refresh_token = if with_refresh {
+        let token = secrets::random_token().map_err(server_error("random failed"))?;
+        let expires_at = (now + client.lifetimes.refresh_token_idle).min(grant.expires_at);
+        state
+            .store
+            .put_refresh_token(&secrets::hash_secret(&token), &grant.id, expires_at, now)
+            .await
+            .map_err(server_error("storing refresh token failed"))?;
+        Some(token)
+    } else {
+        None
+    };
+    tracing::info!(client_id = %client.id, grant = %grant.id, "issued tokens");
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        scope: grant.scopes.join(" "),
+        id_token: Some(id_token),
+        refresh_token,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pkce_s256_matches_the_rfc_7636_example() {
+        let verifier = "dBjftJeZ4CVP-mJ92K9ihuwRdqcWbGkaiewPxW1lKGE";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(pkce_matches(verifier, challenge));
+        assert!(!pkce_matches("dBjftJeZ4CVP-mJ92K9ihuwRdqcWbGkaiewPxW1lKGF", challenge));
+        assert!(!pkce_matches("short", challenge));
+    }
+}

@@ -1,0 +1,96 @@
+//! `/userinfo` (GET and POST): only our access tokens, only for live grants of active
+//! users; errors per RFC 6750.
+
+use super::error::OAuthError;
+use crate::http::AppState;
+use crate::store::UserStatus;
+use crate::tokens::ProfileClaims;
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Deserialize)]
+pub struct UserinfoForm {
+    access_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct Userinfo {
+    sub: String,
+    #[serde(flatten)]
+    profile: ProfileClaims,
+}
+
+fn invalid_token(why: &str) -> OAuthError {
+    OAuthError::new("invalid_token", why)
+}
+
+fn bearer_from_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
+    let Some(v) = req.headers().get("authorization") else { return Ok(None) };
+    let v = v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+    match v.split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+            Ok(Some(token.trim().to_string()))
+        }
+        _ => Err(OAuthError::invalid_request("expected a Bearer token")),
+    }
+}
+
+pub async fn userinfo_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    respond(&state, bearer_from_header(&req)).await
+}
+
+pub async fn userinfo_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: Option<web::Form<UserinfoForm>>,
+) -> HttpResponse {
+    let from_form = form.and_then(|f| f.into_inner().access_token);
+    let token = match (bearer_from_header(&req), from_form) {
+        (Ok(Some(_)), Some(_)) => Err(OAuthError::invalid_request("send the token once")),
+        (Ok(None), Some(t)) => Ok(Some(t)),
+        (other, None) => other,
+        (Err(e), _) => Err(e),
+    };
+    respond(&state, token).await
+}
+
+async fn respond(state: &AppState, token: Result<Option<String>, OAuthError>) -> HttpResponse {
+    let result = match token {
+        Ok(Some(t)) => lookup(state, &t).await,
+        Ok(None) => Err(OAuthError::new("invalid_token", "no access token")),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(body) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(body),
+        Err(e) => {
+            tracing::info!(error = e.error, description = %e.error_description, "userinfo refused");
+            e.bearer_response()
+        }
+    }
+}
+
+async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
+    let claims = state
+        .signer
+        .verify_access_token(token)
+        .await
+        .map_err(|e| invalid_token(&e.to_string()))?;
+    let now = state.clock.now();
+    let grant = state.store.get_grant(&claims.gid).await.map_err(|_| OAuthError::server_error())?;
+    match grant {
+        Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => {}
+        _ => return Err(invalid_token("the token was revoked")),
+    }
+    let user = state.store.get_user(&claims.sub).await.map_err(|_| OAuthError::server_error())?;
+    let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
+        return Err(invalid_token("the user is disabled"));
+    };
+    let scopes: Vec<String> = claims.scope.split(' ').map(str::to_string).collect();
+    if !scopes.iter().any(|s| s == "openid") {
+        return Err(OAuthError::new("insufficient_scope", "the openid scope is required"));
+    }
+    Ok(Userinfo {
+        profile: ProfileClaims::for_scopes(&user, &scopes),
+        sub: user.id,
+    })
+}

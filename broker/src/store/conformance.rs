@@ -1,0 +1,1185 @@
+//! The behaviour every backend must show, run against each of them: `MemoryStore`,
+//! `SqliteStore` in memory, and `SqliteStore` on a WAL file (several connections, which
+//! is where the one-time operations really race).
+
+// A failed step should fail the test loudly.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::sync::Barrier;
+
+use super::{
+    AuthRequestRecord, CodeRecord, GrantRecord, IdentityLink, MemoryStore, RedeemOutcome,
+    RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
+    UserRecord, UserStatus,
+};
+
+const NOW: UnixTime = 1_700_000_000;
+const HOUR: i64 = 3600;
+const RACERS: usize = 16;
+
+/// A store under test, with whatever must outlive it.
+struct Fixture {
+    store: SharedStore,
+    _dir: Option<TempDir>,
+}
+
+async fn memory() -> Fixture {
+    Fixture {
+        store: Arc::new(MemoryStore::new()),
+        _dir: None,
+    }
+}
+
+async fn sqlite_in_memory() -> Fixture {
+    Fixture {
+        store: Arc::new(SqliteStore::open_in_memory().await.unwrap()),
+        _dir: None,
+    }
+}
+
+async fn sqlite_file() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("switchboard.db"))
+        .await
+        .unwrap();
+    Fixture {
+        store: Arc::new(store),
+        _dir: Some(dir),
+    }
+}
+
+fn user(id: &str, username: Option<&str>, email: Option<&str>) -> UserRecord {
+    UserRecord {
+        id: id.to_owned(),
+        username: username.map(str::to_owned),
+        email: email.map(str::to_owned),
+        email_verified: false,
+        name: Some(format!("User {id}")),
+        given_name: None,
+        family_name: None,
+        picture: None,
+        groups: vec!["staff".to_owned()],
+        status: UserStatus::Active,
+        password_hash: None,
+        created_at: NOW,
+        updated_at: NOW,
+        last_login_at: None,
+    }
+}
+
+fn grant(id: &str, user_id: &str, expires_at: UnixTime) -> GrantRecord {
+    GrantRecord {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        client_id: "app".to_owned(),
+        session_id_hash: Some(format!("session-of-{id}")),
+        scopes: vec!["openid".to_owned(), "profile".to_owned()],
+        auth_time: NOW - 10,
+        provider_id: "local".to_owned(),
+        created_at: NOW,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+fn code(code_hash: &str, grant_id: &str, expires_at: UnixTime) -> CodeRecord {
+    CodeRecord {
+        code_hash: code_hash.to_owned(),
+        grant_id: grant_id.to_owned(),
+        client_id: "app".to_owned(),
+        redirect_uri: "https://app.example/cb".to_owned(),
+        code_challenge: Some("challenge".to_owned()),
+        nonce: None,
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn auth_request(id_hash: &str, expires_at: UnixTime) -> AuthRequestRecord {
+    AuthRequestRecord {
+        id_hash: id_hash.to_owned(),
+        request: json!({ "client_id": "app", "scope": ["openid"], "state": "xyz" }),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+fn session(id_hash: &str, user_id: &str, expires_at: UnixTime) -> SessionRecord {
+    SessionRecord {
+        id_hash: id_hash.to_owned(),
+        user_id: user_id.to_owned(),
+        provider_id: "local".to_owned(),
+        auth_time: NOW,
+        created_at: NOW,
+        expires_at,
+        revoked_at: None,
+    }
+}
+
+fn key(kid: &str, alg: &str, epoch: i64, expires_at: UnixTime) -> SigningKeyRecord {
+    SigningKeyRecord {
+        kid: kid.to_owned(),
+        alg: alg.to_owned(),
+        epoch,
+        sealed_private_key: vec![0, 1, 2, 255, kid.len() as u8],
+        public_jwk: json!({ "kty": "EC", "kid": kid }),
+        created_at: NOW,
+        activate_at: NOW,
+        retire_at: expires_at - HOUR,
+        expires_at,
+    }
+}
+
+/// A user `u1` with a live grant `g1` whose code `c1` is live and refresh token is `t1`.
+async fn seed_grant(store: &SharedStore) {
+    store
+        .create_user(&user("u1", Some("alice"), None))
+        .await
+        .unwrap();
+    store
+        .create_grant_with_code(
+            &grant("g1", "u1", NOW + 24 * HOUR),
+            &code("c1", "g1", NOW + 60),
+        )
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t1", "g1", NOW + 12 * HOUR, NOW)
+        .await
+        .unwrap();
+}
+
+fn conflict_on(result: Result<impl std::fmt::Debug, StoreError>) -> &'static str {
+    match result {
+        Err(StoreError::Conflict { what }) => what,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+}
+
+// ---- users and identity links ----
+
+async fn created_user_reads_back_unchanged(store: SharedStore) {
+    let mut alice = user("u1", Some("alice"), Some("alice@example.org"));
+    alice.email_verified = true;
+    alice.groups = vec!["admins".to_owned(), "staff".to_owned()];
+    alice.password_hash = Some("$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned());
+    alice.last_login_at = Some(NOW - 5);
+    store.create_user(&alice).await.unwrap();
+
+    assert_eq!(store.get_user("u1").await.unwrap(), Some(alice));
+    assert_eq!(store.get_user("nobody").await.unwrap(), None);
+}
+
+async fn login_lookup_ignores_case(store: SharedStore) {
+    store
+        .create_user(&user("u1", Some("Alice"), Some("Alice@Example.org")))
+        .await
+        .unwrap();
+    store
+        .create_user(&user("u2", Some("bob"), None))
+        .await
+        .unwrap();
+
+    let by_name = store.find_user_by_login("ALICE").await.unwrap().unwrap();
+    assert_eq!(by_name.id, "u1");
+    let by_email = store
+        .find_user_by_login("alice@example.ORG")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_email.id, "u1");
+    assert_eq!(
+        by_email.username.as_deref(),
+        Some("Alice"),
+        "stored case is kept"
+    );
+    assert_eq!(
+        store.find_user_by_login("BoB").await.unwrap().unwrap().id,
+        "u2"
+    );
+    assert_eq!(store.find_user_by_login("carol").await.unwrap(), None);
+}
+
+async fn duplicate_id_username_or_email_conflicts(store: SharedStore) {
+    store
+        .create_user(&user("u1", Some("alice"), Some("alice@example.org")))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        conflict_on(store.create_user(&user("u1", Some("other"), None)).await),
+        "user"
+    );
+    assert_eq!(
+        conflict_on(store.create_user(&user("u2", Some("ALICE"), None)).await),
+        "username"
+    );
+    assert_eq!(
+        conflict_on(
+            store
+                .create_user(&user("u3", Some("al"), Some("Alice@EXAMPLE.org")))
+                .await
+        ),
+        "email"
+    );
+    assert_eq!(store.get_user("u2").await.unwrap(), None);
+    assert_eq!(store.get_user("u3").await.unwrap(), None);
+}
+
+async fn users_without_username_or_email_do_not_collide(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    store
+        .create_user(&user("u3", Some("carol"), None))
+        .await
+        .unwrap();
+    assert_eq!(store.list_users().await.unwrap().len(), 3);
+}
+
+async fn users_are_listed_by_creation_then_id(store: SharedStore) {
+    let mut late = user("a-late", None, None);
+    late.created_at = NOW + 10;
+    let mut early_b = user("b-early", None, None);
+    early_b.created_at = NOW;
+    let mut early_a = user("a-early", None, None);
+    early_a.created_at = NOW;
+    for u in [&late, &early_b, &early_a] {
+        store.create_user(u).await.unwrap();
+    }
+
+    let ids: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["a-early", "b-early", "a-late"]);
+}
+
+async fn profile_update_keeps_status_password_and_creation(store: SharedStore) {
+    let mut alice = user("u1", Some("alice"), Some("alice@example.org"));
+    alice.password_hash = Some("phc".to_owned());
+    store.create_user(&alice).await.unwrap();
+    store
+        .create_user(&user("u2", Some("bob"), Some("bob@example.org")))
+        .await
+        .unwrap();
+
+    let mut changed = alice.clone();
+    changed.username = Some("alice2".to_owned());
+    changed.email = Some("a2@example.org".to_owned());
+    changed.email_verified = true;
+    changed.name = Some("Alice Two".to_owned());
+    changed.given_name = Some("Alice".to_owned());
+    changed.family_name = Some("Two".to_owned());
+    changed.picture = Some("https://img.example/a.png".to_owned());
+    changed.groups = vec!["admins".to_owned()];
+    changed.updated_at = NOW + 50;
+    changed.last_login_at = Some(NOW + 50);
+    // Not profile fields: these must be ignored.
+    changed.status = UserStatus::Disabled;
+    changed.password_hash = None;
+    changed.created_at = NOW + 999;
+    assert!(store.update_profile(&changed).await.unwrap());
+
+    let stored = store.get_user("u1").await.unwrap().unwrap();
+    let expected = UserRecord {
+        status: UserStatus::Active,
+        password_hash: Some("phc".to_owned()),
+        created_at: NOW,
+        ..changed.clone()
+    };
+    assert_eq!(stored, expected);
+    assert_eq!(
+        store
+            .find_user_by_login("ALICE2")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u1"
+    );
+    assert_eq!(store.find_user_by_login("alice").await.unwrap(), None);
+
+    let mut steal = changed.clone();
+    steal.username = Some("BOB".to_owned());
+    assert_eq!(conflict_on(store.update_profile(&steal).await), "username");
+
+    assert!(
+        !store
+            .update_profile(&user("ghost", None, None))
+            .await
+            .unwrap()
+    );
+}
+
+async fn status_and_password_changes_persist(store: SharedStore) {
+    store
+        .create_user(&user("u1", Some("alice"), None))
+        .await
+        .unwrap();
+
+    assert!(
+        store
+            .set_user_status("u1", UserStatus::Disabled, NOW + 1)
+            .await
+            .unwrap()
+    );
+    let disabled = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(disabled.status, UserStatus::Disabled);
+    assert_eq!(disabled.updated_at, NOW + 1);
+
+    assert!(
+        store
+            .set_password_hash("u1", "new-phc", NOW + 2)
+            .await
+            .unwrap()
+    );
+    let rehashed = store.get_user("u1").await.unwrap().unwrap();
+    assert_eq!(rehashed.password_hash.as_deref(), Some("new-phc"));
+    assert_eq!(rehashed.status, UserStatus::Disabled);
+    assert_eq!(rehashed.updated_at, NOW + 2);
+
+    assert!(
+        !store
+            .set_user_status("ghost", UserStatus::Active, NOW)
+            .await
+            .unwrap()
+    );
+    assert!(!store.set_password_hash("ghost", "x", NOW).await.unwrap());
+}
+
+async fn identity_link_is_unique_per_provider_and_subject(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    let link = IdentityLink {
+        provider_id: "google".to_owned(),
+        subject: "12345".to_owned(),
+        user_id: "u1".to_owned(),
+        claims: json!({ "sub": "12345", "email": "a@example.org" }),
+        sealed_provider_data: Some(vec![9, 8, 7]),
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    store.link_identity(&link).await.unwrap();
+    assert_eq!(
+        store.find_identity("google", "12345").await.unwrap(),
+        Some(link.clone())
+    );
+
+    let hijack = IdentityLink {
+        user_id: "u2".to_owned(),
+        ..link.clone()
+    };
+    assert_eq!(
+        conflict_on(store.link_identity(&hijack).await),
+        "identity link"
+    );
+    assert_eq!(
+        store
+            .find_identity("google", "12345")
+            .await
+            .unwrap()
+            .unwrap()
+            .user_id,
+        "u1"
+    );
+
+    let other_provider = IdentityLink {
+        provider_id: "github".to_owned(),
+        user_id: "u2".to_owned(),
+        sealed_provider_data: None,
+        ..link.clone()
+    };
+    store.link_identity(&other_provider).await.unwrap();
+    assert_eq!(
+        store.find_identity("github", "12345").await.unwrap(),
+        Some(other_provider)
+    );
+    assert_eq!(store.find_identity("google", "999").await.unwrap(), None);
+}
+
+async fn identity_update_replaces_claims_and_provider_data(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let link = IdentityLink {
+        provider_id: "google".to_owned(),
+        subject: "s".to_owned(),
+        user_id: "u1".to_owned(),
+        claims: json!({ "name": "old" }),
+        sealed_provider_data: Some(vec![1]),
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    store.link_identity(&link).await.unwrap();
+
+    let updated = IdentityLink {
+        claims: json!({ "name": "new", "groups": ["a", "b"] }),
+        sealed_provider_data: None,
+        updated_at: NOW + 7,
+        ..link.clone()
+    };
+    assert!(store.update_identity(&updated).await.unwrap());
+    assert_eq!(
+        store.find_identity("google", "s").await.unwrap(),
+        Some(updated)
+    );
+
+    let unknown = IdentityLink {
+        subject: "nobody".to_owned(),
+        ..link
+    };
+    assert!(!store.update_identity(&unknown).await.unwrap());
+}
+
+// ---- authorization requests ----
+
+async fn auth_request_is_taken_once(store: SharedStore) {
+    let rec = auth_request("req", NOW + 600);
+    store.put_auth_request(&rec).await.unwrap();
+
+    assert_eq!(
+        store.get_auth_request("req", NOW).await.unwrap(),
+        Some(rec.clone())
+    );
+    assert_eq!(
+        store.get_auth_request("req", NOW).await.unwrap(),
+        Some(rec.clone()),
+        "reading does not consume"
+    );
+    assert_eq!(
+        store.take_auth_request("req", NOW).await.unwrap(),
+        Some(rec)
+    );
+    assert_eq!(store.take_auth_request("req", NOW).await.unwrap(), None);
+    assert_eq!(store.get_auth_request("req", NOW).await.unwrap(), None);
+    assert_eq!(store.take_auth_request("unknown", NOW).await.unwrap(), None);
+}
+
+async fn expired_auth_request_is_neither_read_nor_taken(store: SharedStore) {
+    store
+        .put_auth_request(&auth_request("req", NOW + 600))
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store.get_auth_request("req", NOW + 600).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.take_auth_request("req", NOW + 600).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .get_auth_request("req", NOW + 599)
+            .await
+            .unwrap()
+            .is_some(),
+        "an expired take must not consume a request that is still live at an earlier time"
+    );
+}
+
+// ---- codes and grants ----
+
+async fn code_redeems_once_then_reports_its_grant(store: SharedStore) {
+    seed_grant(&store).await;
+
+    assert_eq!(
+        store.redeem_code("c1", NOW + 1).await.unwrap(),
+        RedeemOutcome::Redeemed(code("c1", "g1", NOW + 60))
+    );
+    assert_eq!(
+        store.redeem_code("c1", NOW + 2).await.unwrap(),
+        RedeemOutcome::AlreadyUsed {
+            grant_id: "g1".to_owned()
+        }
+    );
+    assert_eq!(
+        store.redeem_code("c1", NOW + 3600).await.unwrap(),
+        RedeemOutcome::AlreadyUsed {
+            grant_id: "g1".to_owned()
+        },
+        "a replay after expiry still names the grant to revoke"
+    );
+}
+
+async fn expired_or_unknown_code_is_invalid(store: SharedStore) {
+    seed_grant(&store).await;
+
+    assert_eq!(
+        store.redeem_code("c1", NOW + 60).await.unwrap(),
+        RedeemOutcome::Invalid
+    );
+    assert_eq!(
+        store.redeem_code("nope", NOW).await.unwrap(),
+        RedeemOutcome::Invalid
+    );
+}
+
+async fn grant_and_code_are_stored_together_or_not_at_all(store: SharedStore) {
+    seed_grant(&store).await;
+    assert_eq!(
+        store.get_grant("g1").await.unwrap(),
+        Some(grant("g1", "u1", NOW + 24 * HOUR))
+    );
+
+    let result = store
+        .create_grant_with_code(&grant("g2", "u1", NOW + HOUR), &code("c1", "g2", NOW + 60))
+        .await;
+    assert_eq!(conflict_on(result), "code");
+    assert_eq!(
+        store.get_grant("g2").await.unwrap(),
+        None,
+        "the grant of a rejected code is not kept"
+    );
+
+    let result = store
+        .create_grant_with_code(&grant("g1", "u1", NOW + HOUR), &code("c9", "g1", NOW + 60))
+        .await;
+    assert_eq!(conflict_on(result), "grant");
+    assert_eq!(
+        store.redeem_code("c9", NOW).await.unwrap(),
+        RedeemOutcome::Invalid
+    );
+}
+
+async fn refresh_token_rotates_along_the_family(store: SharedStore) {
+    seed_grant(&store).await;
+    let g1 = store.get_grant("g1").await.unwrap().unwrap();
+
+    assert_eq!(
+        store
+            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW + 10, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(g1.clone())
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t2", "t3", NOW + 12 * HOUR, NOW + 20, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(g1)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("unknown", "t4", NOW + 12 * HOUR, NOW + 30, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    );
+}
+
+async fn reused_refresh_token_revokes_the_family(store: SharedStore) {
+    seed_grant(&store).await;
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW + 10, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+
+    assert_eq!(
+        store
+            .rotate_refresh("t1", "t3", NOW + 12 * HOUR, NOW + 20, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused {
+            grant_id: "g1".to_owned()
+        }
+    );
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 20)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t2", "t4", NOW + 12 * HOUR, NOW + 30, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "the legitimate successor dies with the family"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t3", "t5", NOW + 12 * HOUR, NOW + 30, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "the reuse attempt got no usable token"
+    );
+}
+
+async fn reuse_within_grace_rotates_instead_of_revoking(store: SharedStore) {
+    seed_grant(&store).await;
+    let grace = 30;
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+
+    // The client lost the response and retries with the old token.
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "t3", NOW + 12 * HOUR, NOW + grace, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh("t3", "t4", NOW + 12 * HOUR, NOW + grace, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+
+    // Past the grace window measured from the first spend, it is reuse.
+    assert_eq!(
+        store
+            .rotate_refresh("t1", "t5", NOW + 12 * HOUR, NOW + grace + 1, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused {
+            grant_id: "g1".to_owned()
+        }
+    );
+    assert!(
+        store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+}
+
+async fn revoked_grant_makes_refresh_invalid(store: SharedStore) {
+    seed_grant(&store).await;
+
+    assert!(store.revoke_grant("g1", NOW + 5).await.unwrap());
+    assert!(
+        !store.revoke_grant("g1", NOW + 6).await.unwrap(),
+        "already revoked"
+    );
+    assert!(!store.revoke_grant("nope", NOW + 6).await.unwrap());
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 5)
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW + 10, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    );
+}
+
+async fn expired_refresh_token_or_grant_is_invalid(store: SharedStore) {
+    seed_grant(&store).await;
+    store
+        .create_grant_with_code(&grant("g2", "u1", NOW + HOUR), &code("c2", "g2", NOW + 60))
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t-short", "g1", NOW + 100, NOW)
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t-long", "g2", NOW + 48 * HOUR, NOW)
+        .await
+        .unwrap();
+
+    assert_eq!(
+        store
+            .rotate_refresh("t-short", "n1", NOW + 12 * HOUR, NOW + 100, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "token past its own expiry"
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t-long", "n2", NOW + 48 * HOUR, NOW + HOUR, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "grant past its expiry"
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "n3", NOW + 12 * HOUR, NOW + 100, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+}
+
+async fn revoking_a_users_grants_counts_the_newly_revoked(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for (g, u) in [("g1", "u1"), ("g2", "u1"), ("g3", "u1"), ("g4", "u2")] {
+        store
+            .create_grant_with_code(
+                &grant(g, u, NOW + HOUR),
+                &code(&format!("c-{g}"), g, NOW + 60),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(store.revoke_grant("g3", NOW).await.unwrap());
+
+    assert_eq!(store.revoke_user_grants("u1", NOW + 1).await.unwrap(), 2);
+    assert_eq!(store.revoke_user_grants("u1", NOW + 2).await.unwrap(), 0);
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1)
+    );
+    assert_eq!(
+        store.get_grant("g3").await.unwrap().unwrap().revoked_at,
+        Some(NOW),
+        "an earlier revocation keeps its time"
+    );
+    assert_eq!(
+        store.get_grant("g4").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+// ---- sessions ----
+
+async fn session_lives_until_expiry_or_revocation(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let s = session("s1", "u1", NOW + HOUR);
+    store.create_session(&s).await.unwrap();
+    assert_eq!(conflict_on(store.create_session(&s).await), "session");
+
+    assert_eq!(store.get_session("s1", NOW).await.unwrap(), Some(s.clone()));
+    assert_eq!(store.get_session("s1", NOW + HOUR).await.unwrap(), None);
+    assert_eq!(store.get_session("nope", NOW).await.unwrap(), None);
+
+    assert!(store.revoke_session("s1", NOW + 5).await.unwrap());
+    assert!(!store.revoke_session("s1", NOW + 6).await.unwrap());
+    assert!(!store.revoke_session("nope", NOW + 6).await.unwrap());
+    assert_eq!(store.get_session("s1", NOW + 10).await.unwrap(), None);
+}
+
+async fn revoking_a_users_sessions_ends_only_theirs(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for (s, u) in [("s1", "u1"), ("s2", "u1"), ("s3", "u2")] {
+        store
+            .create_session(&session(s, u, NOW + HOUR))
+            .await
+            .unwrap();
+    }
+
+    assert_eq!(store.revoke_user_sessions("u1", NOW).await.unwrap(), 2);
+    assert_eq!(store.revoke_user_sessions("u1", NOW).await.unwrap(), 0);
+    assert_eq!(store.get_session("s1", NOW).await.unwrap(), None);
+    assert_eq!(store.get_session("s2", NOW).await.unwrap(), None);
+    assert!(store.get_session("s3", NOW).await.unwrap().is_some());
+}
+
+// ---- signing keys ----
+
+async fn first_key_for_an_epoch_wins(store: SharedStore) {
+    let first = key("k-first", "ES256", 7, NOW + 10 * HOUR);
+    assert!(store.insert_key_if_absent(&first).await.unwrap());
+    assert!(
+        !store
+            .insert_key_if_absent(&key("k-second", "ES256", 7, NOW + 10 * HOUR))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_key_if_absent(&key("k-rsa", "RS256", 7, NOW + 10 * HOUR))
+            .await
+            .unwrap(),
+        "another algorithm has its own epochs"
+    );
+
+    let keys = store.list_keys(NOW).await.unwrap();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], first);
+    assert_eq!(keys[1].kid, "k-rsa");
+}
+
+async fn keys_are_listed_by_alg_then_epoch_until_expiry(store: SharedStore) {
+    for k in [
+        key("rs-2", "RS256", 2, NOW + 10 * HOUR),
+        key("es-3", "ES256", 3, NOW + 10 * HOUR),
+        key("es-1", "ES256", 1, NOW + HOUR),
+        key("es-2", "ES256", 2, NOW + 10 * HOUR),
+        key("rs-1", "RS256", 1, NOW + HOUR),
+    ] {
+        assert!(store.insert_key_if_absent(&k).await.unwrap());
+    }
+
+    let kids =
+        |keys: Vec<SigningKeyRecord>| -> Vec<String> { keys.into_iter().map(|k| k.kid).collect() };
+    assert_eq!(
+        kids(store.list_keys(NOW).await.unwrap()),
+        ["es-1", "es-2", "es-3", "rs-1", "rs-2"]
+    );
+    assert_eq!(
+        kids(store.list_keys(NOW + HOUR).await.unwrap()),
+        ["es-2", "es-3", "rs-2"]
+    );
+}
+
+// ---- throttling ----
+
+async fn throttle_counts_within_a_window_and_restarts_after(store: SharedStore) {
+    let window = 60;
+    assert_eq!(store.hit("login:alice", window, NOW).await.unwrap(), 1);
+    assert_eq!(store.hit("login:alice", window, NOW + 1).await.unwrap(), 2);
+    assert_eq!(store.hit("login:alice", window, NOW + 59).await.unwrap(), 3);
+    assert_eq!(
+        store.hit("login:bob", window, NOW + 59).await.unwrap(),
+        1,
+        "keys count apart"
+    );
+    assert_eq!(
+        store.hit("login:alice", window, NOW + 60).await.unwrap(),
+        1,
+        "a new window starts once the old one has elapsed"
+    );
+    assert_eq!(store.hit("login:alice", window, NOW + 61).await.unwrap(), 2);
+}
+
+async fn throttle_clear_forgets_the_key(store: SharedStore) {
+    for _ in 0..3 {
+        store.hit("login:alice", 60, NOW).await.unwrap();
+    }
+    store.hit("login:bob", 60, NOW).await.unwrap();
+    store.clear("login:alice").await.unwrap();
+    store.clear("never-seen").await.unwrap();
+
+    assert_eq!(store.hit("login:alice", 60, NOW + 1).await.unwrap(), 1);
+    assert_eq!(store.hit("login:bob", 60, NOW + 1).await.unwrap(), 2);
+}
+
+// ---- maintenance ----
+
+async fn purge_removes_expired_rows_and_keeps_live_ones(store: SharedStore) {
+    let cut = NOW + 100;
+    store.create_user(&user("u1", None, None)).await.unwrap();
+
+    // Live grant: expired code and token go, live ones stay.
+    store
+        .create_grant_with_code(
+            &grant("g-live", "u1", cut + HOUR),
+            &code("c-old", "g-live", cut),
+        )
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t-old", "g-live", cut - 1, NOW)
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t-live", "g-live", cut + HOUR, NOW)
+        .await
+        .unwrap();
+    // Expired grant: it goes with its live-looking code and token.
+    store
+        .create_grant_with_code(
+            &grant("g-dead", "u1", cut),
+            &code("c-dead", "g-dead", cut + 10),
+        )
+        .await
+        .unwrap();
+    store
+        .put_refresh_token("t-dead", "g-dead", cut + HOUR, NOW)
+        .await
+        .unwrap();
+    // A live code on the live grant.
+    store
+        .create_grant_with_code(
+            &grant("g-live2", "u1", cut + HOUR),
+            &code("c-live", "g-live2", cut + 60),
+        )
+        .await
+        .unwrap();
+
+    store
+        .put_auth_request(&auth_request("r-old", cut))
+        .await
+        .unwrap();
+    store
+        .put_auth_request(&auth_request("r-live", cut + 1))
+        .await
+        .unwrap();
+    store
+        .create_session(&session("s-old", "u1", cut))
+        .await
+        .unwrap();
+    store
+        .create_session(&session("s-live", "u1", cut + 1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .insert_key_if_absent(&key("k-old", "ES256", 1, cut))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .insert_key_if_absent(&key("k-live", "ES256", 2, cut + 1))
+            .await
+            .unwrap()
+    );
+    store.hit("w-old", 50, NOW + 50).await.unwrap(); // ends at cut
+    store.hit("w-live", 50, NOW + 51).await.unwrap(); // ends at cut + 1
+
+    // c-old, t-old, c-dead, t-dead, g-dead, r-old, s-old, k-old, w-old
+    assert_eq!(store.purge_expired(cut).await.unwrap(), 9);
+    assert_eq!(
+        store.purge_expired(cut).await.unwrap(),
+        0,
+        "nothing left to purge"
+    );
+
+    assert!(store.get_grant("g-live").await.unwrap().is_some());
+    assert!(store.get_grant("g-live2").await.unwrap().is_some());
+    assert_eq!(store.get_grant("g-dead").await.unwrap(), None);
+    assert!(matches!(
+        store.redeem_code("c-live", cut).await.unwrap(),
+        RedeemOutcome::Redeemed(_)
+    ));
+    assert_eq!(
+        store.redeem_code("c-old", NOW).await.unwrap(),
+        RedeemOutcome::Invalid,
+        "purged, even when asked at an earlier time"
+    );
+    assert!(matches!(
+        store
+            .rotate_refresh("t-live", "t-next", cut + HOUR, cut, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    assert_eq!(
+        store
+            .rotate_refresh("t-old", "t-x", cut + HOUR, NOW, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid
+    );
+    assert!(
+        store
+            .take_auth_request("r-live", cut)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert_eq!(store.get_auth_request("r-old", NOW).await.unwrap(), None);
+    assert!(store.get_session("s-live", cut).await.unwrap().is_some());
+    assert_eq!(store.get_session("s-old", NOW).await.unwrap(), None);
+    let kids: Vec<String> = store
+        .list_keys(NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.kid)
+        .collect();
+    assert_eq!(kids, ["k-live"]);
+    assert_eq!(store.hit("w-live", 50, cut).await.unwrap(), 2);
+    assert_eq!(store.hit("w-old", 50, NOW + 51).await.unwrap(), 1);
+}
+
+// ---- races: one winner, whatever the interleaving ----
+
+/// Runs `op` in `RACERS` tasks released together and returns their results.
+async fn race<T, F, Fut>(store: &SharedStore, op: F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: Fn(SharedStore, usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+{
+    let start = Arc::new(Barrier::new(RACERS));
+    let tasks: Vec<_> = (0..RACERS)
+        .map(|i| {
+            let start = Arc::clone(&start);
+            let run = op(Arc::clone(store), i);
+            tokio::spawn(async move {
+                start.wait().await;
+                run.await
+            })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(RACERS);
+    for task in tasks {
+        results.push(task.await.unwrap());
+    }
+    results
+}
+
+async fn concurrent_redeems_of_one_code_have_one_winner(store: SharedStore) {
+    seed_grant(&store).await;
+    let outcomes = race(&store, |s, _| async move {
+        s.redeem_code("c1", NOW + 1).await.unwrap()
+    })
+    .await;
+
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, RedeemOutcome::Redeemed(_)))
+        .count();
+    let replays = outcomes
+        .iter()
+        .filter(|o| {
+            **o == RedeemOutcome::AlreadyUsed {
+                grant_id: "g1".to_owned(),
+            }
+        })
+        .count();
+    assert_eq!((won, replays), (1, RACERS - 1), "{outcomes:?}");
+}
+
+async fn concurrent_rotations_of_one_token_have_one_winner(store: SharedStore) {
+    seed_grant(&store).await;
+    let outcomes = race(&store, |s, i| async move {
+        s.rotate_refresh("t1", &format!("next-{i}"), NOW + HOUR, NOW + 1, 0)
+            .await
+            .unwrap()
+    })
+    .await;
+
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, RotateOutcome::Rotated(_)))
+        .count();
+    let reused = outcomes
+        .iter()
+        .filter(|o| {
+            **o == RotateOutcome::Reused {
+                grant_id: "g1".to_owned(),
+            }
+        })
+        .count();
+    // The first loser revokes the family; losers after it find a revoked grant.
+    let invalid = outcomes
+        .iter()
+        .filter(|o| **o == RotateOutcome::Invalid)
+        .count();
+    assert_eq!(won, 1, "{outcomes:?}");
+    assert!(reused >= 1, "{outcomes:?}");
+    assert_eq!(won + reused + invalid, RACERS, "{outcomes:?}");
+    assert!(
+        store
+            .get_grant("g1")
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some(),
+        "the losers' reuse revoked the family"
+    );
+}
+
+async fn concurrent_takes_of_one_auth_request_have_one_winner(store: SharedStore) {
+    store
+        .put_auth_request(&auth_request("req", NOW + 600))
+        .await
+        .unwrap();
+    let taken = race(&store, |s, _| async move {
+        s.take_auth_request("req", NOW).await.unwrap()
+    })
+    .await;
+
+    assert_eq!(taken.iter().filter(|t| t.is_some()).count(), 1, "{taken:?}");
+}
+
+async fn concurrent_key_inserts_for_one_epoch_have_one_winner(store: SharedStore) {
+    let inserted = race(&store, |s, i| async move {
+        let k = key(&format!("kid-{i}"), "ES256", 42, NOW + HOUR);
+        let won = s.insert_key_if_absent(&k).await.unwrap();
+        (won, k.kid)
+    })
+    .await;
+
+    let winners: Vec<&String> = inserted
+        .iter()
+        .filter(|(won, _)| *won)
+        .map(|(_, kid)| kid)
+        .collect();
+    assert_eq!(winners.len(), 1, "{inserted:?}");
+    let keys = store.list_keys(NOW).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(&keys[0].kid, winners[0], "the stored key is the winner's");
+}
+
+macro_rules! conformance_tests {
+    ($backend:ident, $fixture:ident) => {
+        mod $backend {
+            conformance_tests!(@cases $fixture, #[tokio::test], [
+                created_user_reads_back_unchanged,
+                login_lookup_ignores_case,
+                duplicate_id_username_or_email_conflicts,
+                users_without_username_or_email_do_not_collide,
+                users_are_listed_by_creation_then_id,
+                profile_update_keeps_status_password_and_creation,
+                status_and_password_changes_persist,
+                identity_link_is_unique_per_provider_and_subject,
+                identity_update_replaces_claims_and_provider_data,
+                auth_request_is_taken_once,
+                expired_auth_request_is_neither_read_nor_taken,
+                code_redeems_once_then_reports_its_grant,
+                expired_or_unknown_code_is_invalid,
+                grant_and_code_are_stored_together_or_not_at_all,
+                refresh_token_rotates_along_the_family,
+                reused_refresh_token_revokes_the_family,
+                reuse_within_grace_rotates_instead_of_revoking,
+                revoked_grant_makes_refresh_invalid,
+                expired_refresh_token_or_grant_is_invalid,
+                revoking_a_users_grants_counts_the_newly_revoked,
+                session_lives_until_expiry_or_revocation,
+                revoking_a_users_sessions_ends_only_theirs,
+                first_key_for_an_epoch_wins,
+                keys_are_listed_by_alg_then_epoch_until_expiry,
+                throttle_counts_within_a_window_and_restarts_after,
+                throttle_clear_forgets_the_key,
+                purge_removes_expired_rows_and_keeps_live_ones,
+            ]);
+            conformance_tests!(@cases $fixture,
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
+                concurrent_redeems_of_one_code_have_one_winner,
+                concurrent_rotations_of_one_token_have_one_winner,
+                concurrent_takes_of_one_auth_request_have_one_winner,
+                concurrent_key_inserts_for_one_epoch_have_one_winner,
+            ]);
+        }
+    };
+    (@cases $fixture:ident, #[$test:meta], [$($case:ident),* $(,)?]) => {
+        $(
+            #[$test]
+            async fn $case() {
+                let fixture = super::$fixture().await;
+                super::$case(fixture.store.clone()).await;
+            }
+        )*
+    };
+}
+
+conformance_tests!(memory, memory);
+conformance_tests!(sqlite, sqlite_in_memory);
+conformance_tests!(sqlite_file, sqlite_file);

@@ -1,0 +1,583 @@
+//! In-memory backend for unit tests: every table is a map behind one mutex, so each
+//! operation, one-time operations included, runs as if it were one transaction.
+//!
+//! It follows the SQLite backend's rules exactly (the conformance suite runs against
+//! both): usernames and emails compare case-insensitively in ASCII (SQLite's `NOCASE`),
+//! rows that point at a user or grant require it to exist, and something is expired
+//! when `expires_at <= now`.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+
+use super::{
+    AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink, KeyStore, LoginStore,
+    Maintenance, RedeemOutcome, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
+    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+};
+
+/// In-memory [`Store`](super::Store). Nothing survives the process.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    users: HashMap<String, UserRecord>,
+    /// Keyed by `(provider_id, subject)`.
+    links: HashMap<(String, String), IdentityLink>,
+    auth_requests: HashMap<String, AuthRequestRecord>,
+    grants: HashMap<String, GrantRecord>,
+    codes: HashMap<String, StoredCode>,
+    refresh_tokens: HashMap<String, StoredRefresh>,
+    sessions: HashMap<String, SessionRecord>,
+    /// Keyed by `kid`; `(alg, epoch)` is kept unique by `insert_key_if_absent`.
+    keys: HashMap<String, SigningKeyRecord>,
+    throttle: HashMap<String, ThrottleWindow>,
+}
+
+#[derive(Debug)]
+struct StoredCode {
+    code: CodeRecord,
+    used_at: Option<UnixTime>,
+}
+
+#[derive(Debug)]
+struct StoredRefresh {
+    grant_id: String,
+    expires_at: UnixTime,
+    spent_at: Option<UnixTime>,
+}
+
+#[derive(Debug)]
+struct ThrottleWindow {
+    count: u32,
+    expires_at: UnixTime,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> StoreResult<MutexGuard<'_, State>> {
+        self.state
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store lock is poisoned".to_owned()))
+    }
+}
+
+/// SQLite's `NOCASE`: ASCII letters fold, nothing else does.
+fn same_login(stored: Option<&str>, wanted: &str) -> bool {
+    stored.is_some_and(|s| s.eq_ignore_ascii_case(wanted))
+}
+
+fn missing(what: &str) -> StoreError {
+    StoreError::Backend(format!("{what} does not exist"))
+}
+
+impl State {
+    /// The name of the unique key `user` would collide on, ignoring the user `except`.
+    fn login_conflict(&self, user: &UserRecord, except: Option<&str>) -> Option<&'static str> {
+        let others = self
+            .users
+            .values()
+            .filter(|u| Some(u.id.as_str()) != except);
+        for other in others {
+            if let Some(username) = &user.username
+                && same_login(other.username.as_deref(), username)
+            {
+                return Some("username");
+            }
+            if let Some(email) = &user.email
+                && same_login(other.email.as_deref(), email)
+            {
+                return Some("email");
+            }
+        }
+        None
+    }
+}
+
+#[async_trait]
+impl UserStore for MemoryStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.users.contains_key(&user.id) {
+            return Err(StoreError::Conflict { what: "user" });
+        }
+        if let Some(what) = state.login_conflict(user, None) {
+            return Err(StoreError::Conflict { what });
+        }
+        state.users.insert(user.id.clone(), user.clone());
+        Ok(())
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        Ok(self.lock()?.users.get(id).cloned())
+    }
+
+    async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
+        let state = self.lock()?;
+        // A username match wins over an email match; then the oldest user.
+        let found = state
+            .users
+            .values()
+            .filter(|u| {
+                same_login(u.username.as_deref(), login) || same_login(u.email.as_deref(), login)
+            })
+            .min_by_key(|u| {
+                (
+                    !same_login(u.username.as_deref(), login),
+                    u.created_at,
+                    u.id.clone(),
+                )
+            });
+        Ok(found.cloned())
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        let state = self.lock()?;
+        let mut users: Vec<UserRecord> = state.users.values().cloned().collect();
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(users)
+    }
+
+    async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if !state.users.contains_key(&user.id) {
+            return Ok(false);
+        }
+        if let Some(what) = state.login_conflict(user, Some(&user.id)) {
+            return Err(StoreError::Conflict { what });
+        }
+        let Some(stored) = state.users.get_mut(&user.id) else {
+            return Ok(false);
+        };
+        stored.username.clone_from(&user.username);
+        stored.email.clone_from(&user.email);
+        stored.email_verified = user.email_verified;
+        stored.name.clone_from(&user.name);
+        stored.given_name.clone_from(&user.given_name);
+        stored.family_name.clone_from(&user.family_name);
+        stored.picture.clone_from(&user.picture);
+        stored.groups.clone_from(&user.groups);
+        stored.updated_at = user.updated_at;
+        stored.last_login_at = user.last_login_at;
+        Ok(true)
+    }
+
+    async fn set_user_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(user) = state.users.get_mut(id) else {
+            return Ok(false);
+        };
+        user.status = status;
+        user.updated_at = now;
+        Ok(true)
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(user) = state.users.get_mut(id) else {
+            return Ok(false);
+        };
+        user.password_hash = Some(hash.to_owned());
+        user.updated_at = now;
+        Ok(true)
+    }
+
+    async fn link_identity(&self, link: &IdentityLink) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        let key = (link.provider_id.clone(), link.subject.clone());
+        if state.links.contains_key(&key) {
+            return Err(StoreError::Conflict {
+                what: "identity link",
+            });
+        }
+        if !state.users.contains_key(&link.user_id) {
+            return Err(missing("the linked user"));
+        }
+        state.links.insert(key, link.clone());
+        Ok(())
+    }
+
+    async fn find_identity(
+        &self,
+        provider_id: &str,
+        subject: &str,
+    ) -> StoreResult<Option<IdentityLink>> {
+        let state = self.lock()?;
+        let key = (provider_id.to_owned(), subject.to_owned());
+        Ok(state.links.get(&key).cloned())
+    }
+
+    async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let key = (link.provider_id.clone(), link.subject.clone());
+        let Some(stored) = state.links.get_mut(&key) else {
+            return Ok(false);
+        };
+        stored.claims = link.claims.clone();
+        stored
+            .sealed_provider_data
+            .clone_from(&link.sealed_provider_data);
+        stored.updated_at = link.updated_at;
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl LoginStore for MemoryStore {
+    async fn put_auth_request(&self, rec: &AuthRequestRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.auth_requests.contains_key(&rec.id_hash) {
+            return Err(StoreError::Conflict {
+                what: "auth request",
+            });
+        }
+        state.auth_requests.insert(rec.id_hash.clone(), rec.clone());
+        Ok(())
+    }
+
+    async fn get_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>> {
+        let state = self.lock()?;
+        Ok(state
+            .auth_requests
+            .get(id_hash)
+            .filter(|r| r.expires_at > now)
+            .cloned())
+    }
+
+    async fn take_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>> {
+        let mut state = self.lock()?;
+        let live = state
+            .auth_requests
+            .get(id_hash)
+            .is_some_and(|r| r.expires_at > now);
+        // An expired request stays until `purge_expired`, as in SQLite.
+        Ok(if live {
+            state.auth_requests.remove(id_hash)
+        } else {
+            None
+        })
+    }
+}
+
+#[async_trait]
+impl GrantStore for MemoryStore {
+    async fn create_grant_with_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.grants.contains_key(&grant.id) {
+            return Err(StoreError::Conflict { what: "grant" });
+        }
+        if state.codes.contains_key(&code.code_hash) {
+            return Err(StoreError::Conflict { what: "code" });
+        }
+        if !state.users.contains_key(&grant.user_id) {
+            return Err(missing("the grant's user"));
+        }
+        if code.grant_id != grant.id && !state.grants.contains_key(&code.grant_id) {
+            return Err(missing("the code's grant"));
+        }
+        state.grants.insert(grant.id.clone(), grant.clone());
+        state.codes.insert(
+            code.code_hash.clone(),
+            StoredCode {
+                code: code.clone(),
+                used_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<RedeemOutcome> {
+        let mut state = self.lock()?;
+        let Some(stored) = state.codes.get_mut(code_hash) else {
+            return Ok(RedeemOutcome::Invalid);
+        };
+        // A used code reports its grant even once expired, so a late replay still
+        // revokes what the first redemption issued.
+        if stored.used_at.is_some() {
+            return Ok(RedeemOutcome::AlreadyUsed {
+                grant_id: stored.code.grant_id.clone(),
+            });
+        }
+        if stored.code.expires_at <= now {
+            return Ok(RedeemOutcome::Invalid);
+        }
+        stored.used_at = Some(now);
+        Ok(RedeemOutcome::Redeemed(stored.code.clone()))
+    }
+
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
+        Ok(self.lock()?.grants.get(id).cloned())
+    }
+
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.grants.get_mut(id) {
+            Some(grant) if grant.revoked_at.is_none() => {
+                grant.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut revoked = 0;
+        for grant in state.grants.values_mut() {
+            if grant.user_id == user_id && grant.revoked_at.is_none() {
+                grant.revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn put_refresh_token(
+        &self,
+        token_hash: &str,
+        grant_id: &str,
+        expires_at: UnixTime,
+        _now: UnixTime,
+    ) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.refresh_tokens.contains_key(token_hash) {
+            return Err(StoreError::Conflict {
+                what: "refresh token",
+            });
+        }
+        if !state.grants.contains_key(grant_id) {
+            return Err(missing("the refresh token's grant"));
+        }
+        state.refresh_tokens.insert(
+            token_hash.to_owned(),
+            StoredRefresh {
+                grant_id: grant_id.to_owned(),
+                expires_at,
+                spent_at: None,
+            },
+        );
+        Ok(())
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: UnixTime,
+        now: UnixTime,
+        reuse_grace_secs: i64,
+    ) -> StoreResult<RotateOutcome> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let Some(token) = state.refresh_tokens.get(old_hash) else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        if token.expires_at <= now {
+            return Ok(RotateOutcome::Invalid);
+        }
+        let spent_at = token.spent_at;
+        let Some(grant) = state.grants.get_mut(&token.grant_id) else {
+            return Ok(RotateOutcome::Invalid);
+        };
+        if grant.revoked_at.is_some() || grant.expires_at <= now {
+            return Ok(RotateOutcome::Invalid);
+        }
+        if let Some(spent_at) = spent_at
+            && !(reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs)
+        {
+            grant.revoked_at = Some(now);
+            return Ok(RotateOutcome::Reused {
+                grant_id: grant.id.clone(),
+            });
+        }
+        if state.refresh_tokens.contains_key(new_hash) {
+            return Err(StoreError::Conflict {
+                what: "refresh token",
+            });
+        }
+        let grant = grant.clone();
+        if let Some(token) = state.refresh_tokens.get_mut(old_hash)
+            && token.spent_at.is_none()
+        {
+            token.spent_at = Some(now);
+        }
+        state.refresh_tokens.insert(
+            new_hash.to_owned(),
+            StoredRefresh {
+                grant_id: grant.id.clone(),
+                expires_at: new_expires_at,
+                spent_at: None,
+            },
+        );
+        Ok(RotateOutcome::Rotated(grant))
+    }
+}
+
+#[async_trait]
+impl SessionStore for MemoryStore {
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.sessions.contains_key(&session.id_hash) {
+            return Err(StoreError::Conflict { what: "session" });
+        }
+        if !state.users.contains_key(&session.user_id) {
+            return Err(missing("the session's user"));
+        }
+        state
+            .sessions
+            .insert(session.id_hash.clone(), session.clone());
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<SessionRecord>> {
+        let state = self.lock()?;
+        Ok(state
+            .sessions
+            .get(id_hash)
+            .filter(|s| s.revoked_at.is_none() && s.expires_at > now)
+            .cloned())
+    }
+
+    async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.sessions.get_mut(id_hash) {
+            Some(session) if session.revoked_at.is_none() => {
+                session.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut revoked = 0;
+        for session in state.sessions.values_mut() {
+            if session.user_id == user_id && session.revoked_at.is_none() {
+                session.revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+}
+
+#[async_trait]
+impl KeyStore for MemoryStore {
+    async fn insert_key_if_absent(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if state
+            .keys
+            .values()
+            .any(|k| k.alg == key.alg && k.epoch == key.epoch)
+        {
+            return Ok(false);
+        }
+        if state.keys.contains_key(&key.kid) {
+            return Err(StoreError::Conflict {
+                what: "signing key",
+            });
+        }
+        state.keys.insert(key.kid.clone(), key.clone());
+        Ok(true)
+    }
+
+    async fn list_keys(&self, now: UnixTime) -> StoreResult<Vec<SigningKeyRecord>> {
+        let state = self.lock()?;
+        let mut keys: Vec<SigningKeyRecord> = state
+            .keys
+            .values()
+            .filter(|k| k.expires_at > now)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (&a.alg, a.epoch).cmp(&(&b.alg, b.epoch)));
+        Ok(keys)
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for MemoryStore {
+    async fn hit(&self, key: &str, window_secs: i64, now: UnixTime) -> StoreResult<u32> {
+        let mut state = self.lock()?;
+        let window = state
+            .throttle
+            .entry(key.to_owned())
+            .or_insert(ThrottleWindow {
+                count: 0,
+                expires_at: now.saturating_add(window_secs),
+            });
+        if window.expires_at <= now {
+            window.count = 0;
+            window.expires_at = now.saturating_add(window_secs);
+        }
+        window.count = window.count.saturating_add(1);
+        Ok(window.count)
+    }
+
+    async fn clear(&self, key: &str) -> StoreResult<()> {
+        self.lock()?.throttle.remove(key);
+        Ok(())
+    }
+}
+
+/// Removes the entries `expired` picks and returns how many went.
+fn purge<K, V>(map: &mut HashMap<K, V>, expired: impl Fn(&V) -> bool) -> u64 {
+    let before = map.len();
+    map.retain(|_, v| !expired(v));
+    (before - map.len()) as u64
+}
+
+#[async_trait]
+impl Maintenance for MemoryStore {
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        let mut removed = 0;
+        let dead_grants: HashSet<String> = state
+            .grants
+            .values()
+            .filter(|g| g.expires_at <= now)
+            .map(|g| g.id.clone())
+            .collect();
+        removed += purge(&mut state.refresh_tokens, |t| {
+            t.expires_at <= now || dead_grants.contains(&t.grant_id)
+        });
+        removed += purge(&mut state.codes, |c| {
+            c.code.expires_at <= now || dead_grants.contains(&c.code.grant_id)
+        });
+        removed += purge(&mut state.grants, |g| g.expires_at <= now);
+        removed += purge(&mut state.auth_requests, |r| r.expires_at <= now);
+        removed += purge(&mut state.sessions, |s| s.expires_at <= now);
+        removed += purge(&mut state.keys, |k| k.expires_at <= now);
+        removed += purge(&mut state.throttle, |w| w.expires_at <= now);
+        Ok(removed)
+    }
+}

@@ -1,0 +1,350 @@
+//! Persistence: one trait per aggregate, backends behind `Arc<dyn Store>`.
+//!
+//! One-time operations (`redeem_code`, `rotate_refresh`, `take_auth_request`) are single
+//! transactions that report who won, so two replicas (or two requests) racing on the
+//! same code or refresh token can never both succeed. Secrets never reach this layer in
+//! the clear: codes, session ids and refresh tokens arrive as SHA-256 hashes, private
+//! keys and upstream tokens arrive sealed by `secrets`.
+
+mod memory;
+mod sqlite;
+
+#[cfg(test)]
+mod conformance;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// Seconds since the Unix epoch. Every time in the store is one of these.
+pub type UnixTime = i64;
+
+/// A SHA-256 digest rendered as lowercase hex: how every bearer secret is stored.
+pub type SecretHash = String;
+
+/// Errors from any backend.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is already taken (user id, username, email, identity link).
+    #[error("{what} already exists")]
+    Conflict { what: &'static str },
+    /// The backend failed (I/O, connection, corrupt row).
+    #[error("store backend failed: {0}")]
+    Backend(String),
+    /// A stored row could not be decoded (bad JSON, unknown format version).
+    #[error("stored {what} is unreadable: {detail}")]
+    Corrupt { what: &'static str, detail: String },
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Whether a user may log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Disabled,
+}
+
+impl UserStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UserStatus::Active => "active",
+            UserStatus::Disabled => "disabled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "active" => Some(UserStatus::Active),
+            "disabled" => Some(UserStatus::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// Switchboard's own user. `id` is the `sub` apps see and never changes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    pub id: String,
+    /// Unique when present (case-insensitive).
+    pub username: Option<String>,
+    /// Unique when present (case-insensitive).
+    pub email: Option<String>,
+    pub email_verified: bool,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub picture: Option<String>,
+    pub groups: Vec<String>,
+    pub status: UserStatus,
+    /// PHC string (argon2id) for users of the local provider kept in the store.
+    pub password_hash: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+    pub last_login_at: Option<UnixTime>,
+}
+
+/// A link between an upstream identity and a user. `(provider_id, subject)` is unique.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentityLink {
+    pub provider_id: String,
+    pub subject: String,
+    pub user_id: String,
+    /// Raw claims of the last login, as JSON text.
+    pub claims: serde_json::Value,
+    /// Provider data sealed by `secrets` (may hold upstream tokens).
+    pub sealed_provider_data: Option<Vec<u8>>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Inserts a user; `Conflict` if the id, username or email (case-insensitive) is taken.
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
+    /// Finds a user whose username or email equals `login`, case-insensitively.
+    async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
+    /// All users ordered by `created_at`, then `id`.
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// Replaces profile fields, groups, `updated_at` and `last_login_at` of an existing
+    /// user (not status or password). Returns false if no such user.
+    async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool>;
+    /// Returns false if no such user.
+    async fn set_user_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Returns false if no such user.
+    async fn set_password_hash(&self, id: &str, hash: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Inserts a link; `Conflict` if `(provider_id, subject)` is already linked.
+    async fn link_identity(&self, link: &IdentityLink) -> StoreResult<()>;
+    async fn find_identity(
+        &self,
+        provider_id: &str,
+        subject: &str,
+    ) -> StoreResult<Option<IdentityLink>>;
+    /// Replaces claims, sealed provider data and `updated_at` of an existing link.
+    async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool>;
+}
+
+/// A validated authorization request waiting for the person to log in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthRequestRecord {
+    pub id_hash: SecretHash,
+    /// The validated request, serialised by `oidc::authorize` (opaque here).
+    pub request: serde_json::Value,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+#[async_trait]
+pub trait LoginStore: Send + Sync {
+    async fn put_auth_request(&self, rec: &AuthRequestRecord) -> StoreResult<()>;
+    /// Reads without consuming; `None` when absent or expired at `now`.
+    async fn get_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>>;
+    /// Removes and returns the request in one step: of two concurrent callers exactly
+    /// one gets `Some`. `None` when absent or expired.
+    async fn take_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>>;
+}
+
+/// An authorization code, bound to everything that must match at redemption.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CodeRecord {
+    pub code_hash: SecretHash,
+    /// The grant this code starts; created together with the code.
+    pub grant_id: String,
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub code_challenge: Option<String>,
+    pub nonce: Option<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// Who won a redemption.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    /// This caller consumed the code.
+    Redeemed(CodeRecord),
+    /// The code was consumed before: the caller must revoke `grant_id`.
+    AlreadyUsed { grant_id: String },
+    /// Unknown or expired.
+    Invalid,
+}
+
+/// A grant: one login's authorization of one client. It is the refresh-token family
+/// and what every access token of that login points back to, so revoking it ends both.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantRecord {
+    pub id: String,
+    pub user_id: String,
+    pub client_id: String,
+    pub session_id_hash: Option<SecretHash>,
+    pub scopes: Vec<String>,
+    pub auth_time: UnixTime,
+    /// Identity provider the user logged in with.
+    pub provider_id: String,
+    pub created_at: UnixTime,
+    /// End of the family: no refresh past this time.
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+/// Result of presenting a refresh token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RotateOutcome {
+    /// The old token is spent; the new one is stored. The grant is returned.
+    Rotated(GrantRecord),
+    /// The token had been spent before (outside the grace window): the whole family
+    /// was revoked in the same transaction.
+    Reused { grant_id: String },
+    /// Unknown, expired, or its grant is revoked or expired.
+    Invalid,
+}
+
+#[async_trait]
+pub trait GrantStore: Send + Sync {
+    /// Stores a new grant and its code in one transaction.
+    async fn create_grant_with_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()>;
+    /// Consumes a code: of two concurrent callers exactly one gets `Redeemed`.
+    async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<RedeemOutcome>;
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
+    /// Returns true if the grant existed and was not already revoked.
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Revokes every grant of a user; returns how many were newly revoked.
+    async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
+    /// Stores a refresh token of a grant.
+    async fn put_refresh_token(
+        &self,
+        token_hash: &str,
+        grant_id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<()>;
+    /// Spends `old_hash` and stores `new_hash` in one transaction. Within
+    /// `reuse_grace_secs` of the first spend a second spend rotates again instead of
+    /// revoking (clients that retried a lost response). Of two concurrent callers with
+    /// a grace of 0, exactly one gets `Rotated`.
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: UnixTime,
+        now: UnixTime,
+        reuse_grace_secs: i64,
+    ) -> StoreResult<RotateOutcome>;
+}
+
+/// A logged-in browser. Stored under the hash of the id the cookie carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    pub id_hash: SecretHash,
+    pub user_id: String,
+    pub provider_id: String,
+    /// When the person last actually authenticated.
+    pub auth_time: UnixTime,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    pub revoked_at: Option<UnixTime>,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()>;
+    /// `None` when absent, revoked or expired at `now`.
+    async fn get_session(&self, id_hash: &str, now: UnixTime)
+    -> StoreResult<Option<SessionRecord>>;
+    async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool>;
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
+}
+
+/// A signing key. `(alg, epoch)` is unique, which makes key creation race-free across
+/// replicas: everyone inserts-if-absent, then reads what won.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SigningKeyRecord {
+    pub kid: String,
+    pub alg: String,
+    pub epoch: i64,
+    /// PKCS#8 private key sealed by `secrets`.
+    pub sealed_private_key: Vec<u8>,
+    /// The public JWK, as JSON.
+    pub public_jwk: serde_json::Value,
+    pub created_at: UnixTime,
+    /// Starts signing at this time (published in JWKS before).
+    pub activate_at: UnixTime,
+    /// Stops signing at this time.
+    pub retire_at: UnixTime,
+    /// Removed from JWKS at this time (after every token it signed has expired).
+    pub expires_at: UnixTime,
+}
+
+#[async_trait]
+pub trait KeyStore: Send + Sync {
+    /// Inserts unless a key for `(alg, epoch)` exists; returns true if this one was
+    /// inserted.
+    async fn insert_key_if_absent(&self, key: &SigningKeyRecord) -> StoreResult<bool>;
+    /// Keys whose `expires_at` is after `now`, ordered by `alg`, then `epoch`.
+    async fn list_keys(&self, now: UnixTime) -> StoreResult<Vec<SigningKeyRecord>>;
+}
+
+#[async_trait]
+pub trait ThrottleStore: Send + Sync {
+    /// Counts one attempt under `key` in a fixed window of `window_secs` and returns
+    /// the count in the current window (1 for the first attempt of a new window).
+    async fn hit(&self, key: &str, window_secs: i64, now: UnixTime) -> StoreResult<u32>;
+    /// Forgets `key` (after a successful login).
+    async fn clear(&self, key: &str) -> StoreResult<()>;
+}
+
+#[async_trait]
+pub trait Maintenance: Send + Sync {
+    /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
+    /// keys and throttle windows older than `now`. Returns the number of rows removed.
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
+}
+
+/// Everything the broker persists.
+pub trait Store:
+    UserStore
+    + LoginStore
+    + GrantStore
+    + SessionStore
+    + KeyStore
+    + ThrottleStore
+    + Maintenance
+    + std::fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: UserStore
+        + LoginStore
+        + GrantStore
+        + SessionStore
+        + KeyStore
+        + ThrottleStore
+        + Maintenance
+        + std::fmt::Debug
+{
+}
+
+pub type SharedStore = Arc<dyn Store>;

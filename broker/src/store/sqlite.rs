@@ -1,0 +1,1113 @@
+//! SQLite backend on sqlx: one file in WAL mode, shared safely by several pool
+//! connections (and processes on the same host).
+//!
+//! One-time operations let the database decide the winner: a conditional `UPDATE` or a
+//! `DELETE … RETURNING` that only one caller can match, or a `BEGIN IMMEDIATE`
+//! transaction that holds the write lock from its first statement, so its reads cannot
+//! go stale before its writes.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Decode, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
+
+use super::{
+    AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink, KeyStore, LoginStore,
+    Maintenance, RedeemOutcome, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
+    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+};
+
+/// The `format_version` this code writes, and the only one it reads.
+const FORMAT_VERSION: i64 = 1;
+
+/// How long a statement waits for another connection's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Connections of a file pool: readers run in parallel under WAL, writers queue.
+const FILE_POOL_CONNECTIONS: u32 = 8;
+
+/// Starts a write transaction that takes the write lock at once (waiting up to the busy
+/// timeout), so nothing it reads can change before it commits.
+const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
+
+/// SQLite store. Cheap to clone: clones share the pool.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file at `path` and migrates it.
+    pub async fn open(path: &Path) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(FILE_POOL_CONNECTIONS)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        Self::migrated(pool).await
+    }
+
+    /// A private in-memory database for tests. It lives in a single connection that the
+    /// pool never closes (an in-memory database dies with its connection).
+    pub async fn open_in_memory() -> StoreResult<Self> {
+        let options = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect_with(options)
+            .await
+            .map_err(backend)?;
+        Self::migrated(pool).await
+    }
+
+    async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
+        migrator()
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
+        Ok(Self { pool })
+    }
+}
+
+/// The embedded migrations. `sqlx::migrate!` needs sqlx's `macros` feature, which the
+/// workspace leaves off, so the files are listed here; version and description follow
+/// the file names, as `migrate!` would derive them.
+fn migrator() -> Migrator {
+    let migration = |version, description, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
+    Migrator::with_migrations(vec![migration(
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    )])
+}
+
+fn backend(e: sqlx::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+/// A unique violation becomes `Conflict { what }`, anything else a backend failure.
+fn conflict_or_backend(what: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| {
+        if is_unique_violation(&e) {
+            StoreError::Conflict { what }
+        } else {
+            backend(e)
+        }
+    }
+}
+
+/// Names the user key that collided; SQLite's message names the index's column.
+fn user_conflict(e: sqlx::Error) -> StoreError {
+    let what = match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            let message = db.message();
+            if message.contains("users.username") {
+                "username"
+            } else if message.contains("users.email") {
+                "email"
+            } else {
+                "user"
+            }
+        }
+        _ => return backend(e),
+    };
+    StoreError::Conflict { what }
+}
+
+fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
+    serde_json::to_string(value)
+        .map_err(|e| StoreError::Backend(format!("encoding {what} as JSON: {e}")))
+}
+
+/// Reads the columns of one row of a `what`, reporting undecodable data as corrupt.
+struct Columns<'r> {
+    row: &'r SqliteRow,
+    what: &'static str,
+}
+
+impl<'r> Columns<'r> {
+    fn new(row: &'r SqliteRow, what: &'static str) -> Self {
+        Self { row, what }
+    }
+
+    fn corrupt(&self, detail: impl ToString) -> StoreError {
+        StoreError::Corrupt {
+            what: self.what,
+            detail: detail.to_string(),
+        }
+    }
+
+    fn get<T>(&self, column: &str) -> StoreResult<T>
+    where
+        T: Decode<'r, Sqlite> + Type<Sqlite>,
+    {
+        self.row.try_get(column).map_err(|e| self.corrupt(e))
+    }
+
+    fn json<T: DeserializeOwned>(&self, column: &str) -> StoreResult<T> {
+        let text: String = self.get(column)?;
+        serde_json::from_str(&text).map_err(|e| self.corrupt(format!("{column}: {e}")))
+    }
+
+    /// Fails unless the row is in the one format this code understands.
+    fn versioned(self) -> StoreResult<Self> {
+        let version: i64 = self.get("format_version")?;
+        if version == FORMAT_VERSION {
+            Ok(self)
+        } else {
+            Err(self.corrupt(format!("unknown format version {version}")))
+        }
+    }
+}
+
+macro_rules! user_columns {
+    () => {
+        "id, username, email, email_verified, name, given_name, family_name, picture, \
+         groups_json, status, password_hash, created_at, updated_at, last_login_at, \
+         format_version"
+    };
+}
+
+fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
+    let c = Columns::new(row, "user").versioned()?;
+    let status: String = c.get("status")?;
+    Ok(UserRecord {
+        id: c.get("id")?,
+        username: c.get("username")?,
+        email: c.get("email")?,
+        email_verified: c.get("email_verified")?,
+        name: c.get("name")?,
+        given_name: c.get("given_name")?,
+        family_name: c.get("family_name")?,
+        picture: c.get("picture")?,
+        groups: c.json("groups_json")?,
+        status: UserStatus::parse(&status)
+            .ok_or_else(|| c.corrupt(format!("unknown status {status:?}")))?,
+        password_hash: c.get("password_hash")?,
+        created_at: c.get("created_at")?,
+        updated_at: c.get("updated_at")?,
+        last_login_at: c.get("last_login_at")?,
+    })
+}
+
+macro_rules! link_columns {
+    () => {
+        "provider_id, subject, user_id, claims_json, sealed_provider_data, created_at, \
+         updated_at, format_version"
+    };
+}
+
+fn link_from_row(row: &SqliteRow) -> StoreResult<IdentityLink> {
+    let c = Columns::new(row, "identity link").versioned()?;
+    Ok(IdentityLink {
+        provider_id: c.get("provider_id")?,
+        subject: c.get("subject")?,
+        user_id: c.get("user_id")?,
+        claims: c.json("claims_json")?,
+        sealed_provider_data: c.get("sealed_provider_data")?,
+        created_at: c.get("created_at")?,
+        updated_at: c.get("updated_at")?,
+    })
+}
+
+macro_rules! auth_request_columns {
+    () => {
+        "id_hash, request_json, created_at, expires_at, format_version"
+    };
+}
+
+fn auth_request_from_row(row: &SqliteRow) -> StoreResult<AuthRequestRecord> {
+    let c = Columns::new(row, "auth request").versioned()?;
+    Ok(AuthRequestRecord {
+        id_hash: c.get("id_hash")?,
+        request: c.json("request_json")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+    })
+}
+
+macro_rules! grant_columns {
+    () => {
+        "id, user_id, client_id, session_id_hash, scopes_json, auth_time, provider_id, \
+         created_at, expires_at, revoked_at, format_version"
+    };
+}
+
+fn grant_from_row(row: &SqliteRow) -> StoreResult<GrantRecord> {
+    let c = Columns::new(row, "grant").versioned()?;
+    Ok(GrantRecord {
+        id: c.get("id")?,
+        user_id: c.get("user_id")?,
+        client_id: c.get("client_id")?,
+        session_id_hash: c.get("session_id_hash")?,
+        scopes: c.json("scopes_json")?,
+        auth_time: c.get("auth_time")?,
+        provider_id: c.get("provider_id")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        revoked_at: c.get("revoked_at")?,
+    })
+}
+
+macro_rules! code_columns {
+    () => {
+        "code_hash, grant_id, client_id, redirect_uri, code_challenge, nonce, created_at, \
+         expires_at"
+    };
+}
+
+fn code_from_row(row: &SqliteRow) -> StoreResult<CodeRecord> {
+    let c = Columns::new(row, "code");
+    Ok(CodeRecord {
+        code_hash: c.get("code_hash")?,
+        grant_id: c.get("grant_id")?,
+        client_id: c.get("client_id")?,
+        redirect_uri: c.get("redirect_uri")?,
+        code_challenge: c.get("code_challenge")?,
+        nonce: c.get("nonce")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+    })
+}
+
+macro_rules! session_columns {
+    () => {
+        "id_hash, user_id, provider_id, auth_time, created_at, expires_at, revoked_at"
+    };
+}
+
+fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
+    let c = Columns::new(row, "session");
+    Ok(SessionRecord {
+        id_hash: c.get("id_hash")?,
+        user_id: c.get("user_id")?,
+        provider_id: c.get("provider_id")?,
+        auth_time: c.get("auth_time")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        revoked_at: c.get("revoked_at")?,
+    })
+}
+
+macro_rules! key_columns {
+    () => {
+        "kid, alg, epoch, sealed_private_key, public_jwk_json, created_at, activate_at, \
+         retire_at, expires_at, format_version"
+    };
+}
+
+fn key_from_row(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
+    let c = Columns::new(row, "signing key").versioned()?;
+    Ok(SigningKeyRecord {
+        kid: c.get("kid")?,
+        alg: c.get("alg")?,
+        epoch: c.get("epoch")?,
+        sealed_private_key: c.get("sealed_private_key")?,
+        public_jwk: c.json("public_jwk_json")?,
+        created_at: c.get("created_at")?,
+        activate_at: c.get("activate_at")?,
+        retire_at: c.get("retire_at")?,
+        expires_at: c.get("expires_at")?,
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO users (",
+            user_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        ))
+        .bind(&user.id)
+        .bind(user.username.as_deref())
+        .bind(user.email.as_deref())
+        .bind(user.email_verified)
+        .bind(user.name.as_deref())
+        .bind(user.given_name.as_deref())
+        .bind(user.family_name.as_deref())
+        .bind(user.picture.as_deref())
+        .bind(to_json(&user.groups, "groups")?)
+        .bind(user.status.as_str())
+        .bind(user.password_hash.as_deref())
+        .bind(user.created_at)
+        .bind(user.updated_at)
+        .bind(user.last_login_at)
+        .bind(FORMAT_VERSION)
+        .execute(&self.pool)
+        .await
+        .map_err(user_conflict)?;
+        Ok(())
+    }
+
+    async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
+        // Both columns are NOCASE. A username match wins over an email match.
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE username = ?1 OR email = ?1",
+            " ORDER BY username = ?1 DESC, created_at, id LIMIT 1"
+        ))
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()
+    }
+
+    async fn list_users(&self) -> StoreResult<Vec<UserRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(user_from_row)
+        .collect()
+    }
+
+    async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET username = ?2, email = ?3, email_verified = ?4, name = ?5, \
+             given_name = ?6, family_name = ?7, picture = ?8, groups_json = ?9, \
+             updated_at = ?10, last_login_at = ?11 WHERE id = ?1",
+        )
+        .bind(&user.id)
+        .bind(user.username.as_deref())
+        .bind(user.email.as_deref())
+        .bind(user.email_verified)
+        .bind(user.name.as_deref())
+        .bind(user.given_name.as_deref())
+        .bind(user.family_name.as_deref())
+        .bind(user.picture.as_deref())
+        .bind(to_json(&user.groups, "groups")?)
+        .bind(user.updated_at)
+        .bind(user.last_login_at)
+        .execute(&self.pool)
+        .await
+        .map_err(user_conflict)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_user_status(
+        &self,
+        id: &str,
+        status: UserStatus,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query("UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1")
+            .bind(id)
+            .bind(status.as_str())
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn set_password_hash(&self, id: &str, hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
+                .bind(id)
+                .bind(hash)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn link_identity(&self, link: &IdentityLink) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO identity_links (",
+            link_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+        ))
+        .bind(&link.provider_id)
+        .bind(&link.subject)
+        .bind(&link.user_id)
+        .bind(to_json(&link.claims, "claims")?)
+        .bind(link.sealed_provider_data.as_deref())
+        .bind(link.created_at)
+        .bind(link.updated_at)
+        .bind(FORMAT_VERSION)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("identity link"))?;
+        Ok(())
+    }
+
+    async fn find_identity(
+        &self,
+        provider_id: &str,
+        subject: &str,
+    ) -> StoreResult<Option<IdentityLink>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            link_columns!(),
+            " FROM identity_links WHERE provider_id = ?1 AND subject = ?2"
+        ))
+        .bind(provider_id)
+        .bind(subject)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(link_from_row)
+        .transpose()
+    }
+
+    async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE identity_links SET claims_json = ?3, sealed_provider_data = ?4, \
+             updated_at = ?5 WHERE provider_id = ?1 AND subject = ?2",
+        )
+        .bind(&link.provider_id)
+        .bind(&link.subject)
+        .bind(to_json(&link.claims, "claims")?)
+        .bind(link.sealed_provider_data.as_deref())
+        .bind(link.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl LoginStore for SqliteStore {
+    async fn put_auth_request(&self, rec: &AuthRequestRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO auth_requests (",
+            auth_request_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5)"
+        ))
+        .bind(&rec.id_hash)
+        .bind(to_json(&rec.request, "auth request")?)
+        .bind(rec.created_at)
+        .bind(rec.expires_at)
+        .bind(FORMAT_VERSION)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("auth request"))?;
+        Ok(())
+    }
+
+    async fn get_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            auth_request_columns!(),
+            " FROM auth_requests WHERE id_hash = ?1 AND expires_at > ?2"
+        ))
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(auth_request_from_row)
+        .transpose()
+    }
+
+    async fn take_auth_request(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<AuthRequestRecord>> {
+        // Only one DELETE can remove the row, so only one caller sees it returned.
+        sqlx::query(concat!(
+            "DELETE FROM auth_requests WHERE id_hash = ?1 AND expires_at > ?2 RETURNING ",
+            auth_request_columns!()
+        ))
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(auth_request_from_row)
+        .transpose()
+    }
+}
+
+async fn fetch_grant(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<GrantRecord>> {
+    sqlx::query(concat!(
+        "SELECT ",
+        grant_columns!(),
+        " FROM grants WHERE id = ?1"
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?
+    .as_ref()
+    .map(grant_from_row)
+    .transpose()
+}
+
+async fn insert_grant(conn: &mut SqliteConnection, grant: &GrantRecord) -> StoreResult<()> {
+    sqlx::query(concat!(
+        "INSERT INTO grants (",
+        grant_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+    ))
+    .bind(&grant.id)
+    .bind(&grant.user_id)
+    .bind(&grant.client_id)
+    .bind(grant.session_id_hash.as_deref())
+    .bind(to_json(&grant.scopes, "scopes")?)
+    .bind(grant.auth_time)
+    .bind(&grant.provider_id)
+    .bind(grant.created_at)
+    .bind(grant.expires_at)
+    .bind(grant.revoked_at)
+    .bind(FORMAT_VERSION)
+    .execute(conn)
+    .await
+    .map_err(conflict_or_backend("grant"))?;
+    Ok(())
+}
+
+async fn insert_code(conn: &mut SqliteConnection, code: &CodeRecord) -> StoreResult<()> {
+    sqlx::query(concat!(
+        "INSERT INTO codes (",
+        code_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+    ))
+    .bind(&code.code_hash)
+    .bind(&code.grant_id)
+    .bind(&code.client_id)
+    .bind(&code.redirect_uri)
+    .bind(code.code_challenge.as_deref())
+    .bind(code.nonce.as_deref())
+    .bind(code.created_at)
+    .bind(code.expires_at)
+    .execute(conn)
+    .await
+    .map_err(conflict_or_backend("code"))?;
+    Ok(())
+}
+
+async fn insert_refresh_token(
+    conn: &mut SqliteConnection,
+    token_hash: &str,
+    grant_id: &str,
+    expires_at: UnixTime,
+    now: UnixTime,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
+         VALUES (?1, ?2, ?3, ?4)",
+    )
+    .bind(token_hash)
+    .bind(grant_id)
+    .bind(now)
+    .bind(expires_at)
+    .execute(conn)
+    .await
+    .map_err(conflict_or_backend("refresh token"))?;
+    Ok(())
+}
+
+/// Redemption inside the caller's write transaction.
+async fn redeem_in(
+    conn: &mut SqliteConnection,
+    code_hash: &str,
+    now: UnixTime,
+) -> StoreResult<RedeemOutcome> {
+    // The winner is whoever flips `used_at` from NULL; everyone after matches no row.
+    let won = sqlx::query(concat!(
+        "UPDATE codes SET used_at = ?2",
+        " WHERE code_hash = ?1 AND used_at IS NULL AND expires_at > ?2 RETURNING ",
+        code_columns!()
+    ))
+    .bind(code_hash)
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    if let Some(row) = won {
+        return code_from_row(&row).map(RedeemOutcome::Redeemed);
+    }
+    let seen = sqlx::query("SELECT grant_id, used_at FROM codes WHERE code_hash = ?1")
+        .bind(code_hash)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let Some(row) = seen else {
+        return Ok(RedeemOutcome::Invalid);
+    };
+    let c = Columns::new(&row, "code");
+    // A used code reports its grant even once expired, so a late replay still revokes
+    // what the first redemption issued.
+    Ok(match c.get::<Option<UnixTime>>("used_at")? {
+        Some(_) => RedeemOutcome::AlreadyUsed {
+            grant_id: c.get("grant_id")?,
+        },
+        None => RedeemOutcome::Invalid,
+    })
+}
+
+/// Rotation inside the caller's `BEGIN IMMEDIATE` transaction: what it reads stays
+/// true until commit.
+async fn rotate_in(
+    conn: &mut SqliteConnection,
+    old_hash: &str,
+    new_hash: &str,
+    new_expires_at: UnixTime,
+    now: UnixTime,
+    reuse_grace_secs: i64,
+) -> StoreResult<RotateOutcome> {
+    let found = sqlx::query(
+        "SELECT grant_id, expires_at, spent_at FROM refresh_tokens WHERE token_hash = ?1",
+    )
+    .bind(old_hash)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(backend)?;
+    let Some(row) = found else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    let token = Columns::new(&row, "refresh token");
+    let grant_id: String = token.get("grant_id")?;
+    let token_expires_at: UnixTime = token.get("expires_at")?;
+    let spent_at: Option<UnixTime> = token.get("spent_at")?;
+    let Some(grant) = fetch_grant(&mut *conn, &grant_id).await? else {
+        return Ok(RotateOutcome::Invalid);
+    };
+    if token_expires_at <= now || grant.revoked_at.is_some() || grant.expires_at <= now {
+        return Ok(RotateOutcome::Invalid);
+    }
+    match spent_at {
+        None => {
+            let spent = sqlx::query(
+                "UPDATE refresh_tokens SET spent_at = ?2 WHERE token_hash = ?1 \
+                 AND spent_at IS NULL",
+            )
+            .bind(old_hash)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+            // Cannot happen under the write lock; if it ever does, nobody wins.
+            if spent.rows_affected() != 1 {
+                return Err(StoreError::Backend(
+                    "refresh token was spent concurrently".to_owned(),
+                ));
+            }
+        }
+        Some(spent_at) if reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs => {}
+        Some(_) => {
+            sqlx::query("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
+                .bind(&grant.id)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(backend)?;
+            return Ok(RotateOutcome::Reused { grant_id: grant.id });
+        }
+    }
+    insert_refresh_token(conn, new_hash, &grant.id, new_expires_at, now).await?;
+    Ok(RotateOutcome::Rotated(grant))
+}
+
+#[async_trait]
+impl GrantStore for SqliteStore {
+    async fn create_grant_with_code(
+        &self,
+        grant: &GrantRecord,
+        code: &CodeRecord,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        insert_grant(&mut tx, grant).await?;
+        insert_code(&mut tx, code).await?;
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn redeem_code(&self, code_hash: &str, now: UnixTime) -> StoreResult<RedeemOutcome> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let outcome = redeem_in(&mut tx, code_hash, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+
+    async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        fetch_grant(&mut conn, id).await
+    }
+
+    async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let done =
+            sqlx::query("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE grants SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn put_refresh_token(
+        &self,
+        token_hash: &str,
+        grant_id: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<()> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_refresh_token(&mut conn, token_hash, grant_id, expires_at, now).await
+    }
+
+    async fn rotate_refresh(
+        &self,
+        old_hash: &str,
+        new_hash: &str,
+        new_expires_at: UnixTime,
+        now: UnixTime,
+        reuse_grace_secs: i64,
+    ) -> StoreResult<RotateOutcome> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        // On an error the transaction is dropped, which rolls it back.
+        let outcome = rotate_in(
+            &mut tx,
+            old_hash,
+            new_hash,
+            new_expires_at,
+            now,
+            reuse_grace_secs,
+        )
+        .await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO sessions (",
+            session_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+        ))
+        .bind(&session.id_hash)
+        .bind(&session.user_id)
+        .bind(&session.provider_id)
+        .bind(session.auth_time)
+        .bind(session.created_at)
+        .bind(session.expires_at)
+        .bind(session.revoked_at)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("session"))?;
+        Ok(())
+    }
+
+    async fn get_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<SessionRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE id_hash = ?1 AND revoked_at IS NULL AND expires_at > ?2"
+        ))
+        .bind(id_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(session_from_row)
+        .transpose()
+    }
+
+    async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE id_hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+}
+
+#[async_trait]
+impl KeyStore for SqliteStore {
+    async fn insert_key_if_absent(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
+        let done = sqlx::query(concat!(
+            "INSERT INTO signing_keys (",
+            key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            " ON CONFLICT (alg, epoch) DO NOTHING"
+        ))
+        .bind(&key.kid)
+        .bind(&key.alg)
+        .bind(key.epoch)
+        .bind(key.sealed_private_key.as_slice())
+        .bind(to_json(&key.public_jwk, "public JWK")?)
+        .bind(key.created_at)
+        .bind(key.activate_at)
+        .bind(key.retire_at)
+        .bind(key.expires_at)
+        .bind(FORMAT_VERSION)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("signing key"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_keys(&self, now: UnixTime) -> StoreResult<Vec<SigningKeyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            key_columns!(),
+            " FROM signing_keys WHERE expires_at > ?1 ORDER BY alg, epoch"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(key_from_row)
+        .collect()
+    }
+}
+
+#[async_trait]
+impl ThrottleStore for SqliteStore {
+    async fn hit(&self, key: &str, window_secs: i64, now: UnixTime) -> StoreResult<u32> {
+        // One statement: the upsert reads and bumps the window atomically. A window
+        // that has ended starts over at 1.
+        let hits: i64 = sqlx::query(
+            "INSERT INTO throttle_windows (throttle_key, hits, expires_at) VALUES (?1, 1, ?2 + ?3) \
+             ON CONFLICT (throttle_key) DO UPDATE SET \
+               hits = CASE WHEN expires_at <= ?2 THEN 1 ELSE hits + 1 END, \
+               expires_at = CASE WHEN expires_at <= ?2 THEN ?2 + ?3 ELSE expires_at END \
+             RETURNING hits",
+        )
+        .bind(key)
+        .bind(now)
+        .bind(window_secs)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?
+        .try_get("hits")
+        .map_err(backend)?;
+        Ok(u32::try_from(hits).unwrap_or(u32::MAX))
+    }
+
+    async fn clear(&self, key: &str) -> StoreResult<()> {
+        sqlx::query("DELETE FROM throttle_windows WHERE throttle_key = ?1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+}
+
+/// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
+/// first so the count includes them (cascaded deletes are not counted by SQLite).
+const PURGES: [&str; 7] = [
+    "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \
+     OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
+    "DELETE FROM codes WHERE expires_at <= ?1 \
+     OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
+    "DELETE FROM grants WHERE expires_at <= ?1",
+    "DELETE FROM auth_requests WHERE expires_at <= ?1",
+    "DELETE FROM sessions WHERE expires_at <= ?1",
+    "DELETE FROM signing_keys WHERE expires_at <= ?1",
+    "DELETE FROM throttle_windows WHERE expires_at <= ?1",
+];
+
+#[async_trait]
+impl Maintenance for SqliteStore {
+    async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let mut removed = 0;
+        for statement in PURGES {
+            removed += sqlx::query(statement)
+                .bind(now)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?
+                .rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // a failed step should fail the test loudly
+mod tests {
+    use super::*;
+
+    fn alice() -> UserRecord {
+        UserRecord {
+            id: "u1".to_owned(),
+            username: Some("alice".to_owned()),
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: vec!["staff".to_owned()],
+            status: UserStatus::Active,
+            password_hash: None,
+            created_at: 1,
+            updated_at: 1,
+            last_login_at: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn reopening_a_file_keeps_its_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        store.create_user(&alice()).await.unwrap();
+        store.pool.close().await;
+
+        let reopened = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(reopened.get_user("u1").await.unwrap(), Some(alice()));
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&reopened.pool)
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(mode, "wal");
+    }
+
+    #[tokio::test]
+    async fn row_of_unknown_format_version_is_corrupt() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        store.create_user(&alice()).await.unwrap();
+        sqlx::query("UPDATE users SET format_version = 2")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        let err = store.get_user("u1").await.unwrap_err();
+        assert!(
+            matches!(err, StoreError::Corrupt { what: "user", ref detail } if detail.contains("version 2")),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn undecodable_json_is_corrupt() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        store.create_user(&alice()).await.unwrap();
+        sqlx::query("UPDATE users SET groups_json = 'not json'")
+            .execute(&store.pool)
+            .await
+            .unwrap();
+
+        assert!(matches!(
+            store.find_user_by_login("ALICE").await,
+            Err(StoreError::Corrupt { what: "user", .. })
+        ));
+    }
+}

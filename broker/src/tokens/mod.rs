@@ -1,0 +1,168 @@
+//! Tokens Switchboard signs: ID tokens (OIDC Core) and JWT access tokens (RFC 9068).
+
+pub mod jwt;
+pub mod keyring;
+pub mod keys;
+
+use crate::config::{Client, SigningAlg};
+use crate::store::{GrantRecord, UnixTime, UserRecord};
+use jwt::JwtError;
+use keyring::Keyring;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+/// Profile claims, included according to the granted scopes.
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
+pub struct ProfileClaims {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub given_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub family_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub picture: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+
+impl ProfileClaims {
+    pub fn for_scopes(user: &UserRecord, scopes: &[String]) -> Self {
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let mut c = ProfileClaims::default();
+        if has("email") {
+            c.email = user.email.clone();
+            c.email_verified = user.email.as_ref().map(|_| user.email_verified);
+        }
+        if has("profile") {
+            c.name = user.name.clone();
+            c.given_name = user.given_name.clone();
+            c.family_name = user.family_name.clone();
+            c.preferred_username = user.username.clone().or_else(|| user.email.clone());
+            c.picture = user.picture.clone();
+        }
+        if has("groups") {
+            c.groups = Some(user.groups.clone());
+        }
+        c
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub azp: String,
+    pub exp: UnixTime,
+    pub iat: UnixTime,
+    pub auth_time: UnixTime,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    #[serde(flatten)]
+    pub profile: ProfileClaims,
+}
+
+#[derive(Debug, Serialize, Deserialize, Clone)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: String,
+    pub client_id: String,
+    pub scope: String,
+    pub iat: UnixTime,
+    pub exp: UnixTime,
+    pub jti: String,
+    pub auth_time: UnixTime,
+    /// The grant this token belongs to: revoking the grant revokes the token.
+    pub gid: String,
+}
+
+/// Signs tokens for one issuer.
+#[derive(Debug, Clone)]
+pub struct TokenSigner {
+    pub issuer: String,
+    pub keyring: Arc<Keyring>,
+}
+
+/// What the token endpoint hands back.
+#[derive(Debug)]
+pub struct SignedAccessToken {
+    pub token: String,
+    pub expires_in: i64,
+}
+
+impl TokenSigner {
+    pub fn access_token(
+        &self,
+        client: &Client,
+        grant: &GrantRecord,
+        audience: &str,
+        now: UnixTime,
+    ) -> Result<SignedAccessToken, JwtError> {
+        let lifetime = client.lifetimes.access_token;
+        let claims = AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub: grant.user_id.clone(),
+            aud: audience.to_string(),
+            client_id: client.id.clone(),
+            scope: grant.scopes.join(" "),
+            iat: now,
+            exp: now + lifetime,
+            jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
+            auth_time: grant.auth_time,
+            gid: grant.id.clone(),
+        };
+        // Access tokens are verified by resource servers that may only know RS256.
+        let token = jwt::sign(&self.keyring, client.id_token_alg, ACCESS_TOKEN_TYP, &claims)?;
+        Ok(SignedAccessToken {
+            token,
+            expires_in: lifetime,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn id_token(
+        &self,
+        client: &Client,
+        user: &UserRecord,
+        grant: &GrantRecord,
+        nonce: Option<&str>,
+        access_token: &str,
+        sid: Option<&str>,
+        now: UnixTime,
+    ) -> Result<String, JwtError> {
+        let alg: SigningAlg = client.id_token_alg;
+        let claims = IdTokenClaims {
+            iss: self.issuer.clone(),
+            sub: user.id.clone(),
+            aud: client.id.clone(),
+            azp: client.id.clone(),
+            exp: now + client.lifetimes.id_token,
+            iat: now,
+            auth_time: grant.auth_time,
+            nonce: nonce.map(str::to_string),
+            at_hash: Some(jwt::half_hash(alg, access_token)),
+            sid: sid.map(str::to_string),
+            profile: ProfileClaims::for_scopes(user, &grant.scopes),
+        };
+        jwt::sign(&self.keyring, alg, ID_TOKEN_TYP, &claims)
+    }
+
+    pub async fn verify_access_token(&self, token: &str) -> Result<AccessTokenClaims, JwtError> {
+        jwt::verify(&self.keyring, &self.issuer, ACCESS_TOKEN_TYP, token).await
+    }
+}

@@ -1,0 +1,471 @@
+//! The one crate a Switchboard identity-provider plugin depends on.
+//!
+//! A provider turns "someone wants to log in" into a normalised [`Identity`]. It has
+//! one or more capabilities, each its own trait:
+//!
+//! - [`RedirectLogin`]: send the browser upstream, then turn the callback into an
+//!   identity (OpenID Connect, OAuth 2.0, SAML-like).
+//! - [`PasswordLogin`]: check a username and password (local users, LDAP).
+//! - [`RefreshIdentity`]: re-read the identity when an app refreshes its tokens, so a
+//!   person removed or changed upstream is seen.
+//!
+//! The broker owns all per-login state (`state`, PKCE, nonce, the provider's own
+//! `provider_state`) and hands it back at the callback, so a provider keeps no memory
+//! between calls and a callback may reach another replica. Timeouts are the broker's
+//! job. Every type crossing the trait is owned, serde-serialisable and
+//! `#[non_exhaustive]`: the same values travel as JSON across the dynamic-plugin
+//! boundary, where unknown fields are ignored and new fields have defaults.
+//!
+//! Providers are built by a [`ProviderFactory`] from their own config section.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use zeroize::Zeroize;
+
+/// Version of this crate, recorded by plugins for diagnostics.
+pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a provider returns for a person who logged in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Identity {
+    /// Id of the provider instance (from the broker's config), filled in by the broker
+    /// if the provider leaves it empty.
+    #[serde(default)]
+    pub provider_id: String,
+    /// Stable upstream subject: never an email or a renamable login.
+    pub subject: String,
+    /// Login name upstream.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Email address, if any.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// True only if the upstream proved the person controls `email`.
+    #[serde(default)]
+    pub email_verified: bool,
+    /// Display name.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Given name.
+    #[serde(default)]
+    pub given_name: Option<String>,
+    /// Family name.
+    #[serde(default)]
+    pub family_name: Option<String>,
+    /// Picture URL.
+    #[serde(default)]
+    pub picture: Option<String>,
+    /// Upstream group names, un-namespaced (the broker prefixes them with the
+    /// provider id).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Raw upstream claims, for claim-based role rules.
+    #[serde(default)]
+    pub claims: serde_json::Value,
+    /// Opaque data the provider wants back at refresh (for example an upstream refresh
+    /// token). The broker stores it encrypted.
+    #[serde(default)]
+    pub provider_data: Option<serde_json::Value>,
+}
+
+impl Identity {
+    /// An identity with only its subject set.
+    pub fn new(subject: impl Into<String>) -> Self {
+        Identity {
+            provider_id: String::new(),
+            subject: subject.into(),
+            username: None,
+            email: None,
+            email_verified: false,
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: Vec::new(),
+            claims: serde_json::Value::Null,
+            provider_data: None,
+        }
+    }
+
+    /// Sets the login name.
+    pub fn with_username(mut self, username: impl Into<String>) -> Self {
+        self.username = Some(username.into());
+        self
+    }
+
+    /// Sets the email and whether upstream verified it.
+    pub fn with_email(mut self, email: impl Into<String>, verified: bool) -> Self {
+        self.email = Some(email.into());
+        self.email_verified = verified;
+        self
+    }
+
+    /// Sets the display name.
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Sets the upstream groups.
+    pub fn with_groups(mut self, groups: Vec<String>) -> Self {
+        self.groups = groups;
+        self
+    }
+}
+
+/// Why a provider could not produce an identity. The broker shows the person a short,
+/// safe message for each variant and logs the detail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[non_exhaustive]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderError {
+    /// Wrong username or password, or unknown user: the person sees the same message.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    /// The person authenticated but may not log in; `reason` is shown to them.
+    #[error("access denied: {reason}")]
+    Denied {
+        /// Shown to the person, e.g. "not in group allowed_to_login".
+        reason: String,
+    },
+    /// The upstream could not be reached or answered with a server error.
+    #[error("upstream unavailable: {detail}")]
+    UpstreamUnavailable {
+        /// For the log only.
+        detail: String,
+    },
+    /// The upstream answered something that breaks the protocol (bad signature, wrong
+    /// issuer, missing claim).
+    #[error("upstream protocol error: {detail}")]
+    UpstreamProtocol {
+        /// For the log only.
+        detail: String,
+    },
+    /// The provider's configuration is wrong.
+    #[error("misconfigured: {detail}")]
+    Misconfigured {
+        /// Names the bad key where possible.
+        detail: String,
+    },
+    /// The provider does not have the capability that was called.
+    #[error("capability not supported: {capability}")]
+    Unsupported {
+        /// `redirect`, `password` or `refresh`.
+        capability: String,
+    },
+}
+
+/// A password that never prints and is wiped from memory when dropped.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(String);
+
+impl Password {
+    /// Wraps a password.
+    pub fn new(password: impl Into<String>) -> Self {
+        Password(password.into())
+    }
+
+    /// The password's text, for hashing or binding only.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl Drop for Password {
+    fn drop(&mut self) {
+        self.0.zeroize();
+    }
+}
+
+/// A username and password to check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct PasswordRequest {
+    /// What the person typed as their login.
+    pub username: String,
+    /// What the person typed as their password.
+    pub password: Password,
+}
+
+impl PasswordRequest {
+    /// Builds a request.
+    pub fn new(username: impl Into<String>, password: Password) -> Self {
+        PasswordRequest {
+            username: username.into(),
+            password,
+        }
+    }
+}
+
+/// Everything a redirect provider needs to send the browser upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BeginRequest {
+    /// Absolute URL of this provider's callback at the broker.
+    pub callback_url: String,
+    /// Opaque `state` chosen by the broker; send it upstream unchanged.
+    pub state: String,
+    /// Nonce chosen by the broker; send it upstream and expect it in the ID token.
+    pub nonce: String,
+    /// S256 PKCE challenge chosen by the broker.
+    pub pkce_challenge: String,
+    /// Hint about who is logging in, if the app sent one.
+    #[serde(default)]
+    pub login_hint: Option<String>,
+}
+
+impl BeginRequest {
+    /// Builds a request.
+    pub fn new(
+        callback_url: impl Into<String>,
+        state: impl Into<String>,
+        nonce: impl Into<String>,
+        pkce_challenge: impl Into<String>,
+    ) -> Self {
+        BeginRequest {
+            callback_url: callback_url.into(),
+            state: state.into(),
+            nonce: nonce.into(),
+            pkce_challenge: pkce_challenge.into(),
+            login_hint: None,
+        }
+    }
+}
+
+/// Where to send the browser, and what the provider wants back at the callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct BeginResponse {
+    /// The upstream authorization URL.
+    pub url: String,
+    /// Kept by the broker and returned in [`Callback::provider_state`].
+    #[serde(default)]
+    pub provider_state: serde_json::Value,
+}
+
+impl BeginResponse {
+    /// Builds a response.
+    pub fn new(url: impl Into<String>, provider_state: serde_json::Value) -> Self {
+        BeginResponse {
+            url: url.into(),
+            provider_state,
+        }
+    }
+}
+
+/// The upstream's answer, as it reached the broker's callback.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Callback {
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Query (GET) or form (POST) parameters.
+    pub params: BTreeMap<String, String>,
+    /// What [`BeginResponse::provider_state`] held.
+    #[serde(default)]
+    pub provider_state: serde_json::Value,
+    /// The callback URL used at begin.
+    pub callback_url: String,
+    /// The nonce sent at begin.
+    pub nonce: String,
+    /// The PKCE verifier behind the challenge sent at begin.
+    pub pkce_verifier: String,
+}
+
+/// An identity to re-read at refresh time.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct RefreshRequest {
+    /// The identity as last stored, including its `provider_data`.
+    pub identity: Identity,
+}
+
+impl RefreshRequest {
+    /// Builds a request.
+    pub fn new(identity: Identity) -> Self {
+        RefreshRequest { identity }
+    }
+}
+
+/// Which capabilities a provider has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Implements [`RedirectLogin`].
+    #[serde(default)]
+    pub redirect: bool,
+    /// Implements [`PasswordLogin`].
+    #[serde(default)]
+    pub password: bool,
+    /// Implements [`RefreshIdentity`].
+    #[serde(default)]
+    pub refresh: bool,
+}
+
+/// Sends the browser upstream and turns the callback into an identity.
+#[async_trait]
+pub trait RedirectLogin: Send + Sync {
+    /// Builds the upstream authorization URL.
+    async fn begin(&self, request: BeginRequest) -> Result<BeginResponse, ProviderError>;
+    /// Validates the upstream answer and returns who logged in.
+    async fn complete(&self, callback: Callback) -> Result<Identity, ProviderError>;
+}
+
+/// Checks a username and password.
+#[async_trait]
+pub trait PasswordLogin: Send + Sync {
+    /// Returns the identity, or [`ProviderError::InvalidCredentials`] for a wrong
+    /// password and an unknown user alike.
+    async fn authenticate(&self, request: PasswordRequest) -> Result<Identity, ProviderError>;
+}
+
+/// Re-reads an identity when an app refreshes its tokens.
+#[async_trait]
+pub trait RefreshIdentity: Send + Sync {
+    /// Returns the current identity (with updated `provider_data`), or
+    /// [`ProviderError::Denied`] when the person may no longer log in.
+    async fn refresh(&self, request: RefreshRequest) -> Result<Identity, ProviderError>;
+}
+
+/// An identity provider instance. Implement the capability traits it has and return
+/// them from the matching accessor.
+pub trait Provider: Send + Sync + fmt::Debug {
+    /// The redirect capability, if any.
+    fn redirect(&self) -> Option<&dyn RedirectLogin> {
+        None
+    }
+    /// The password capability, if any.
+    fn password(&self) -> Option<&dyn PasswordLogin> {
+        None
+    }
+    /// The refresh capability, if any.
+    fn refresh(&self) -> Option<&dyn RefreshIdentity> {
+        None
+    }
+    /// Which capabilities this provider has, derived from the accessors.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            redirect: self.redirect().is_some(),
+            password: self.password().is_some(),
+            refresh: self.refresh().is_some(),
+        }
+    }
+}
+
+/// What a factory gets to build one provider instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ProviderContext {
+    /// The provider's id in the config (also its callback path segment).
+    pub id: String,
+    /// The provider's own config section, without the broker's keys (`type`, `name`).
+    pub config: serde_json::Value,
+    /// True when the broker runs in development mode.
+    #[serde(default)]
+    pub dev_mode: bool,
+}
+
+impl ProviderContext {
+    /// Builds a context.
+    pub fn new(id: impl Into<String>, config: serde_json::Value, dev_mode: bool) -> Self {
+        ProviderContext {
+            id: id.into(),
+            config,
+            dev_mode,
+        }
+    }
+
+    /// Deserialises the config section, naming the provider in the error.
+    pub fn parse_config<T: serde::de::DeserializeOwned>(&self) -> Result<T, ProviderError> {
+        serde_json::from_value(self.config.clone()).map_err(|e| ProviderError::Misconfigured {
+            detail: format!("providers.{}: {e}", self.id),
+        })
+    }
+}
+
+/// Builds providers of one `type` from their config sections.
+pub trait ProviderFactory: Send + Sync {
+    /// The `type` value in config this factory answers to.
+    fn provider_type(&self) -> &str;
+    /// Builds one instance; errors name the offending config key.
+    fn create(&self, context: ProviderContext) -> Result<Arc<dyn Provider>, ProviderError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_round_trips_as_json_and_ignores_unknown_fields() {
+        let id = Identity::new("42")
+            .with_username("ada")
+            .with_email("ada@example.com", true)
+            .with_groups(vec!["eng".into()]);
+        let mut json = serde_json::to_value(&id).unwrap();
+        json["some_future_field"] = serde_json::json!(1);
+        let back: Identity = serde_json::from_value(json).unwrap();
+        assert_eq!(back, id);
+    }
+
+    #[test]
+    fn missing_optional_fields_default() {
+        let id: Identity = serde_json::from_str(r#"{"subject":"x"}"#).unwrap();
+        assert_eq!(id.subject, "x");
+        assert!(!id.email_verified);
+        assert!(id.groups.is_empty());
+    }
+
+    #[test]
+    fn password_never_prints() {
+        let req = PasswordRequest::new("ada", Password::new("hunter2"));
+        let shown = format!("{req:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("***"));
+    }
+
+    #[test]
+    fn errors_cross_as_tagged_json() {
+        let e = ProviderError::Denied {
+            reason: "not in group".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(json, r#"{"kind":"denied","reason":"not in group"}"#);
+        let back: ProviderError = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[derive(Debug)]
+    struct PasswordOnly;
+
+    #[async_trait]
+    impl PasswordLogin for PasswordOnly {
+        async fn authenticate(&self, r: PasswordRequest) -> Result<Identity, ProviderError> {
+            Ok(Identity::new(r.username))
+        }
+    }
+
+    impl Provider for PasswordOnly {
+        fn password(&self) -> Option<&dyn PasswordLogin> {
+            Some(self)
+        }
+    }
+
+    #[test]
+    fn capabilities_follow_the_accessors() {
+        let caps = PasswordOnly.capabilities();
+        assert!(caps.password);
+        assert!(!caps.redirect);
+        assert!(!caps.refresh);
+    }
+}
