@@ -30,7 +30,10 @@ pub enum StartError {
     #[error("templates: {0}")]
     Templates(#[from] minijinja::Error),
     #[error("data directory {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
 }
 
 pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
@@ -54,7 +57,9 @@ pub fn load_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
         MasterKeySource::GeneratedFile(p) => MasterKey::load_or_generate(p, true),
         MasterKeySource::Env(name) => match std::env::var(name) {
             Ok(v) => MasterKey::from_text(&v),
-            Err(_) => Err(SecretsError::MasterKey(format!("environment variable {name} is unset"))),
+            Err(_) => Err(SecretsError::MasterKey(format!(
+                "environment variable {name} is unset"
+            ))),
         },
     }
 }
@@ -69,7 +74,10 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         .clients
         .values()
         .map(|c| c.lifetimes.access_token.max(c.lifetimes.id_token))
-        .chain([config.tokens.lifetimes.access_token, config.tokens.lifetimes.id_token])
+        .chain([
+            config.tokens.lifetimes.access_token,
+            config.tokens.lifetimes.id_token,
+        ])
         .max()
         .unwrap_or(3600);
     let policy = RotationPolicy {
@@ -78,7 +86,9 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         retain,
     };
     let keyring = Keyring::open(store.clone(), master.clone(), clock.clone(), policy, algs).await?;
-    let hash_workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let hash_workers = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
     let factories: Vec<Arc<dyn ProviderFactory>> = vec![Arc::new(LocalFactory::new(
         Some(Arc::new(StoreDirectory(store.clone()))),
         hash_workers,

@@ -123,7 +123,10 @@ impl MasterKey {
         Ok(MasterKey {
             key: LessSafeKey::new(unbound),
             key_id,
-            cookie_key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, cookie_key_bytes.as_ref()),
+            cookie_key: aws_lc_rs::hmac::Key::new(
+                aws_lc_rs::hmac::HMAC_SHA256,
+                cookie_key_bytes.as_ref(),
+            ),
         })
     }
 
@@ -133,7 +136,11 @@ impl MasterKey {
         let mut bytes = STANDARD
             .decode(t)
             .or_else(|_| URL_SAFE_NO_PAD.decode(t.trim_end_matches('=')))
-            .map_err(|_| SecretsError::MasterKey("not base64 (generate one with `openssl rand -base64 32`)".into()))?;
+            .map_err(|_| {
+                SecretsError::MasterKey(
+                    "not base64 (generate one with `openssl rand -base64 32`)".into(),
+                )
+            })?;
         let key = Self::from_bytes(&bytes);
         bytes.zeroize();
         key
@@ -268,7 +275,10 @@ mod tests {
     fn sealed_value_opens_only_in_its_own_row() {
         let k = key();
         let sealed = k.seal("signing_keys", "kid-1", 1, b"private").unwrap();
-        assert_eq!(k.open("signing_keys", "kid-1", 1, &sealed).unwrap(), b"private");
+        assert_eq!(
+            k.open("signing_keys", "kid-1", 1, &sealed).unwrap(),
+            b"private"
+        );
         assert!(matches!(
             k.open("signing_keys", "kid-2", 1, &sealed),
             Err(SecretsError::Authentication)
@@ -292,7 +302,10 @@ mod tests {
     fn another_master_key_is_named_in_the_error() {
         let sealed = key().seal("t", "r", 1, b"data").unwrap();
         let other = MasterKey::from_bytes(&[8u8; 32]).unwrap();
-        assert!(matches!(other.open("t", "r", 1, &sealed), Err(SecretsError::WrongKey { .. })));
+        assert!(matches!(
+            other.open("t", "r", 1, &sealed),
+            Err(SecretsError::WrongKey { .. })
+        ));
     }
 
     #[test]

@@ -7,7 +7,11 @@ use std::io::BufRead;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "broker", version, about = "Switchboard identity federation broker")]
+#[command(
+    name = "broker",
+    version,
+    about = "Switchboard identity federation broker"
+)]
 pub struct Cli {
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, global = true, env = "BROKER_LOG_JSON")]
@@ -76,7 +80,9 @@ fn read_password() -> Result<String, CliError> {
     std::io::stdin().lock().read_line(&mut line)?;
     let pw = line.trim_end_matches(['\n', '\r']).to_string();
     if pw.is_empty() {
-        return Err(CliError::Password("empty password on standard input".into()));
+        return Err(CliError::Password(
+            "empty password on standard input".into(),
+        ));
     }
     Ok(pw)
 }
@@ -114,9 +120,21 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
     let store = app::open_store(&config).await?;
     match action {
-        UserAction::Add { email, username, name } => {
+        UserAction::Add {
+            email,
+            username,
+            name,
+        } => {
             let h = hash(&read_password()?)?;
-            let u = identity::add_local_user(&store, &email, username.as_deref(), name.as_deref(), &h, now()).await?;
+            let u = identity::add_local_user(
+                &store,
+                &email,
+                username.as_deref(),
+                name.as_deref(),
+                &h,
+                now(),
+            )
+            .await?;
             println!("{}", u.id);
         }
         UserAction::List => {

@@ -14,13 +14,7 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 /// Scopes the broker understands.
-pub const SUPPORTED_SCOPES: &[&str] = &[
-    "openid",
-    "profile",
-    "email",
-    "groups",
-    "offline_access",
-];
+pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
 
 /// Grants a client may be allowed.
 pub const SUPPORTED_GRANTS: &[&str] = &["authorization_code", "refresh_token"];
@@ -239,17 +233,26 @@ impl Validator {
         Ok(secs)
     }
 
-    fn alg(&self, key: &str, value: Option<&str>, default: SigningAlg) -> Result<SigningAlg, ConfigError> {
+    fn alg(
+        &self,
+        key: &str,
+        value: Option<&str>,
+        default: SigningAlg,
+    ) -> Result<SigningAlg, ConfigError> {
         match value {
             None => Ok(default),
-            Some(v) => SigningAlg::parse(v)
-                .ok_or_else(|| self.err(key, format!("unknown algorithm {v:?}; use RS256, ES256 or EdDSA"))),
+            Some(v) => SigningAlg::parse(v).ok_or_else(|| {
+                self.err(
+                    key,
+                    format!("unknown algorithm {v:?}; use RS256, ES256 or EdDSA"),
+                )
+            }),
         }
     }
 
     fn validate(&self, file: &Path, raw: RawConfig) -> Result<Config, ConfigError> {
-        let issuer_url = Url::parse(&raw.issuer)
-            .map_err(|e| self.err("issuer", format!("not a URL: {e}")))?;
+        let issuer_url =
+            Url::parse(&raw.issuer).map_err(|e| self.err("issuer", format!("not a URL: {e}")))?;
         if issuer_url.query().is_some() || issuer_url.fragment().is_some() {
             return Err(self.err("issuer", "must not have a query or fragment"));
         }
@@ -259,7 +262,12 @@ impl Validator {
         match issuer_url.scheme() {
             "https" => {}
             "http" if is_loopback_host(&issuer_url) || raw.dev_mode => {}
-            _ => return Err(self.err("issuer", "must be https (http only on loopback or in dev_mode)")),
+            _ => {
+                return Err(self.err(
+                    "issuer",
+                    "must be https (http only on loopback or in dev_mode)",
+                ));
+            }
         }
 
         let listen_text = raw.server.listen.as_deref().unwrap_or("127.0.0.1:5556");
@@ -268,10 +276,12 @@ impl Validator {
             .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
         let mut trusted_proxies = Vec::new();
         for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
-            trusted_proxies.push(
-                p.parse::<IpAddr>()
-                    .map_err(|e| self.err(format!("server.trusted_proxies[{i}]"), format!("not an IP address ({e})")))?,
-            );
+            trusted_proxies.push(p.parse::<IpAddr>().map_err(|e| {
+                self.err(
+                    format!("server.trusted_proxies[{i}]"),
+                    format!("not an IP address ({e})"),
+                )
+            })?);
         }
 
         let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
@@ -283,7 +293,10 @@ impl Validator {
                     .unwrap_or_else(|| raw.data_dir.join("switchboard.db")),
             },
             other => {
-                return Err(self.err("store.backend", format!("unknown backend {other:?}; use \"sqlite\"")));
+                return Err(self.err(
+                    "store.backend",
+                    format!("unknown backend {other:?}; use \"sqlite\""),
+                ));
             }
         };
 
@@ -310,10 +323,22 @@ impl Validator {
         };
 
         let t = &raw.tokens;
-        let default_alg = self.alg("tokens.signing_alg", t.signing_alg.as_deref(), SigningAlg::Rs256)?;
+        let default_alg = self.alg(
+            "tokens.signing_alg",
+            t.signing_alg.as_deref(),
+            SigningAlg::Rs256,
+        )?;
         let lifetimes = Lifetimes {
-            access_token: self.positive("tokens.access_token_lifetime", t.access_token_lifetime.as_deref(), "10m")?,
-            id_token: self.positive("tokens.id_token_lifetime", t.id_token_lifetime.as_deref(), "1h")?,
+            access_token: self.positive(
+                "tokens.access_token_lifetime",
+                t.access_token_lifetime.as_deref(),
+                "10m",
+            )?,
+            id_token: self.positive(
+                "tokens.id_token_lifetime",
+                t.id_token_lifetime.as_deref(),
+                "1h",
+            )?,
             refresh_token_idle: self.positive(
                 "tokens.refresh_token_idle_lifetime",
                 t.refresh_token_idle_lifetime.as_deref(),
@@ -328,13 +353,32 @@ impl Validator {
         let tokens = TokenSettings {
             default_alg,
             lifetimes,
-            refresh_reuse_grace: self.duration("tokens.refresh_reuse_grace", t.refresh_reuse_grace.as_deref(), "0s")?,
-            code_lifetime: self.positive("tokens.code_lifetime", t.code_lifetime.as_deref(), "60s")?,
-            key_rotation_period: self.positive("tokens.key_rotation_period", t.key_rotation_period.as_deref(), "30d")?,
-            jwks_cache_lifetime: self.positive("tokens.jwks_cache_lifetime", t.jwks_cache_lifetime.as_deref(), "1h")?,
+            refresh_reuse_grace: self.duration(
+                "tokens.refresh_reuse_grace",
+                t.refresh_reuse_grace.as_deref(),
+                "0s",
+            )?,
+            code_lifetime: self.positive(
+                "tokens.code_lifetime",
+                t.code_lifetime.as_deref(),
+                "60s",
+            )?,
+            key_rotation_period: self.positive(
+                "tokens.key_rotation_period",
+                t.key_rotation_period.as_deref(),
+                "30d",
+            )?,
+            jwks_cache_lifetime: self.positive(
+                "tokens.jwks_cache_lifetime",
+                t.jwks_cache_lifetime.as_deref(),
+                "1h",
+            )?,
         };
         if tokens.refresh_reuse_grace > 60 {
-            return Err(self.err("tokens.refresh_reuse_grace", "at most 60s: a longer grace defeats reuse detection"));
+            return Err(self.err(
+                "tokens.refresh_reuse_grace",
+                "at most 60s: a longer grace defeats reuse detection",
+            ));
         }
         if 2 * tokens.jwks_cache_lifetime >= tokens.key_rotation_period {
             return Err(self.err(
@@ -343,11 +387,20 @@ impl Validator {
             ));
         }
 
-        let session_lifetime = self.positive("sessions.lifetime", raw.sessions.lifetime.as_deref(), "24h")?;
+        let session_lifetime =
+            self.positive("sessions.lifetime", raw.sessions.lifetime.as_deref(), "24h")?;
         let l = &raw.login;
         let login = LoginSettings {
-            request_lifetime: self.positive("login.request_lifetime", l.request_lifetime.as_deref(), "10m")?,
-            throttle_window: self.positive("login.throttle_window", l.throttle_window.as_deref(), "15m")?,
+            request_lifetime: self.positive(
+                "login.request_lifetime",
+                l.request_lifetime.as_deref(),
+                "10m",
+            )?,
+            throttle_window: self.positive(
+                "login.throttle_window",
+                l.throttle_window.as_deref(),
+                "15m",
+            )?,
             max_failures_per_account: l.max_failures_per_account.unwrap_or(5),
             max_failures_per_ip: l.max_failures_per_ip.unwrap_or(50),
         };
@@ -363,8 +416,15 @@ impl Validator {
         let mut providers = Vec::new();
         for (id, p) in &raw.providers {
             let key = format!("providers.{id}");
-            if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-                return Err(self.err(key, "provider ids may use only letters, digits, '-' and '_'"));
+            if id.is_empty()
+                || !id
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(self.err(
+                    key,
+                    "provider ids may use only letters, digits, '-' and '_'",
+                ));
             }
             providers.push(ProviderSection {
                 id: id.clone(),
@@ -397,13 +457,31 @@ impl Validator {
         })
     }
 
-    fn client(&self, id: &str, c: &RawClient, tokens: &TokenSettings, dev_mode: bool) -> Result<Client, ConfigError> {
+    fn client(
+        &self,
+        id: &str,
+        c: &RawClient,
+        tokens: &TokenSettings,
+        dev_mode: bool,
+    ) -> Result<Client, ConfigError> {
         let key = |k: &str| format!("clients.{id}.{k}");
-        if id.is_empty() || id.chars().any(|ch| ch.is_control() || ch == ':' || ch.is_whitespace()) {
-            return Err(self.err(format!("clients.{id}"), "client ids may not be empty or contain ':', spaces or control characters"));
+        if id.is_empty()
+            || id
+                .chars()
+                .any(|ch| ch.is_control() || ch == ':' || ch.is_whitespace())
+        {
+            return Err(self.err(
+                format!("clients.{id}"),
+                "client ids may not be empty or contain ':', spaces or control characters",
+            ));
         }
-        let secret = resolve_secret(&key("secret"), c.secret.as_deref(), c.secret_file.as_deref(), c.secret_env.as_deref())
-            .map_err(|m| self.err(key("secret"), m))?;
+        let secret = resolve_secret(
+            &key("secret"),
+            c.secret.as_deref(),
+            c.secret_file.as_deref(),
+            c.secret_env.as_deref(),
+        )
+        .map_err(|m| self.err(key("secret"), m))?;
         let auth = match (c.public, secret) {
             (true, None) => ClientAuth::None,
             (true, Some(_)) => return Err(self.err(key("secret"), "a public client has no secret")),
@@ -416,12 +494,16 @@ impl Validator {
             }
         };
         if c.redirect_uris.is_empty() {
-            return Err(self.err(key("redirect_uris"), "at least one redirect URI is required"));
+            return Err(self.err(
+                key("redirect_uris"),
+                "at least one redirect URI is required",
+            ));
         }
         let mut redirect_uris = Vec::new();
         for (i, u) in c.redirect_uris.iter().enumerate() {
             let k = format!("clients.{id}.redirect_uris[{i}]");
-            let url = Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+            let url =
+                Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
             if url.fragment().is_some() {
                 return Err(self.err(&k, "must not have a fragment"));
             }
@@ -447,7 +529,10 @@ impl Validator {
             return Err(self.err(key("scopes"), "must include \"openid\""));
         }
         let grants: BTreeSet<String> = match &c.grants {
-            None => ["authorization_code", "refresh_token"].iter().map(|s| s.to_string()).collect(),
+            None => ["authorization_code", "refresh_token"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             Some(list) => list.iter().cloned().collect(),
         };
         for g in &grants {
@@ -460,7 +545,10 @@ impl Validator {
             let k = format!("clients.{id}.cors_origins[{i}]");
             let url = Url::parse(o).map_err(|e| self.err(&k, format!("not an origin: {e}")))?;
             let origin = url.origin().ascii_serialization();
-            if origin == "null" || url.path() != "/" && !url.path().is_empty() || o.trim_end_matches('/') != origin {
+            if origin == "null"
+                || url.path() != "/" && !url.path().is_empty()
+                || o.trim_end_matches('/') != origin
+            {
                 return Err(self.err(&k, format!("must be a bare origin like {origin:?}")));
             }
             cors_origins.insert(origin);
@@ -492,7 +580,11 @@ impl Validator {
             scopes,
             grants,
             cors_origins,
-            id_token_alg: self.alg(&key("id_token_alg"), c.id_token_alg.as_deref(), tokens.default_alg)?,
+            id_token_alg: self.alg(
+                &key("id_token_alg"),
+                c.id_token_alg.as_deref(),
+                tokens.default_alg,
+            )?,
             audience: c.audience.clone(),
             resources: c.resources.iter().cloned().collect(),
             lifetimes,

@@ -42,14 +42,20 @@ mod tests {
     fn spoofed_left_entries_are_ignored() {
         let trusted = [ip("10.0.0.1")];
         let chain = [ip("6.6.6.6"), ip("1.2.3.4")];
-        assert_eq!(nearest_untrusted(ip("10.0.0.1"), &chain, &trusted), ip("1.2.3.4"));
+        assert_eq!(
+            nearest_untrusted(ip("10.0.0.1"), &chain, &trusted),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]
     fn chains_of_trusted_proxies_are_skipped() {
         let trusted = [ip("10.0.0.1"), ip("10.0.0.2")];
         let chain = [ip("1.2.3.4"), ip("10.0.0.2")];
-        assert_eq!(nearest_untrusted(ip("10.0.0.1"), &chain, &trusted), ip("1.2.3.4"));
+        assert_eq!(
+            nearest_untrusted(ip("10.0.0.1"), &chain, &trusted),
+            ip("1.2.3.4")
+        );
     }
 
     #[test]

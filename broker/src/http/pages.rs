@@ -22,7 +22,10 @@ impl Pages {
         env.add_template("layout.html", include_str!("../../templates/layout.html"))?;
         env.add_template("error.html", include_str!("../../templates/error.html"))?;
         env.add_template("choose.html", include_str!("../../templates/choose.html"))?;
-        env.add_template("password.html", include_str!("../../templates/password.html"))?;
+        env.add_template(
+            "password.html",
+            include_str!("../../templates/password.html"),
+        )?;
         Ok(Pages { env })
     }
 
@@ -31,12 +34,21 @@ impl Pages {
             Ok(body) => html(status, body),
             Err(e) => {
                 tracing::error!(template = name, error = %e, "template failed");
-                html(StatusCode::INTERNAL_SERVER_ERROR, "<!doctype html><p>Internal error</p>".to_string())
+                html(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "<!doctype html><p>Internal error</p>".to_string(),
+                )
             }
         }
     }
 
-    pub fn error(&self, status: StatusCode, title: &str, message: &str, request_id: Option<&str>) -> HttpResponse {
+    pub fn error(
+        &self,
+        status: StatusCode,
+        title: &str,
+        message: &str,
+        request_id: Option<&str>,
+    ) -> HttpResponse {
         self.render(
             "error.html",
             status,
@@ -77,8 +89,15 @@ mod tests {
         assert!(!body.contains("<b>bad"));
     }
 
-    fn futures_lite_block_on<F: std::future::Future<Output = Result<actix_web::web::Bytes, E>>, E: std::fmt::Debug>(f: F) -> String {
-        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    fn futures_lite_block_on<
+        F: std::future::Future<Output = Result<actix_web::web::Bytes, E>>,
+        E: std::fmt::Debug,
+    >(
+        f: F,
+    ) -> String {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
         String::from_utf8(rt.block_on(f).unwrap().to_vec()).unwrap()
     }
 }

@@ -5,9 +5,7 @@
 
 use crate::providers::ProviderEntry;
 use crate::secrets;
-use crate::store::{
-    IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
-};
+use crate::store::{IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use async_trait::async_trait;
 use switchboard_local::{AccountDirectory, LocalAccount};
 use switchboard_plugin_api::{Identity, ProviderError};
@@ -29,7 +27,10 @@ pub enum IdentityError {
 /// Groups travel namespaced by provider, so a group `admins` of one provider is never
 /// the group `admins` of another.
 pub fn namespaced_groups(provider_id: &str, groups: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = groups.iter().map(|g| format!("{provider_id}/{g}")).collect();
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{provider_id}/{g}"))
+        .collect();
     out.sort();
     out.dedup();
     out
@@ -56,7 +57,9 @@ pub async fn resolve_login(
             let u = new_user(&user_id, &identity, now);
             match store.create_user(&u).await {
                 Ok(()) => u,
-                Err(StoreError::Conflict { .. }) => return Err(IdentityError::Taken("this username or email")),
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(IdentityError::Taken("this username or email"));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
@@ -134,7 +137,11 @@ fn apply_profile(user: &mut UserRecord, identity: &Identity, provider_id: &str) 
 }
 
 /// Disables a user and ends everything they hold: sessions and grants.
-pub async fn disable_user(store: &SharedStore, id: &str, now: UnixTime) -> Result<(), IdentityError> {
+pub async fn disable_user(
+    store: &SharedStore,
+    id: &str,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
     if !store.set_user_status(id, UserStatus::Disabled, now).await? {
         return Err(IdentityError::NoSuchUser);
     }
@@ -144,7 +151,11 @@ pub async fn disable_user(store: &SharedStore, id: &str, now: UnixTime) -> Resul
 }
 
 /// Re-enables a user (their old sessions and grants stay revoked).
-pub async fn enable_user(store: &SharedStore, id: &str, now: UnixTime) -> Result<(), IdentityError> {
+pub async fn enable_user(
+    store: &SharedStore,
+    id: &str,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
     if !store.set_user_status(id, UserStatus::Active, now).await? {
         return Err(IdentityError::NoSuchUser);
     }
@@ -152,7 +163,12 @@ pub async fn enable_user(store: &SharedStore, id: &str, now: UnixTime) -> Result
 }
 
 /// Sets a new password hash and ends every session and grant of the user.
-pub async fn set_password(store: &SharedStore, id: &str, hash: &str, now: UnixTime) -> Result<(), IdentityError> {
+pub async fn set_password(
+    store: &SharedStore,
+    id: &str,
+    hash: &str,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
     if !store.set_password_hash(id, hash, now).await? {
         return Err(IdentityError::NoSuchUser);
     }
@@ -200,11 +216,11 @@ pub struct StoreDirectory(pub SharedStore);
 #[async_trait]
 impl AccountDirectory for StoreDirectory {
     async fn find(&self, login: &str) -> Result<Option<LocalAccount>, ProviderError> {
-        let user = self
-            .0
-            .find_user_by_login(login)
-            .await
-            .map_err(|e| ProviderError::UpstreamUnavailable { detail: e.to_string() })?;
+        let user = self.0.find_user_by_login(login).await.map_err(|e| {
+            ProviderError::UpstreamUnavailable {
+                detail: e.to_string(),
+            }
+        })?;
         Ok(user.map(|u| LocalAccount {
             user_id: u.id,
             username: u.username,
@@ -237,26 +253,51 @@ mod tests {
     }
 
     fn entry(id: &str, kind: &str) -> ProviderEntry {
-        ProviderEntry { id: id.into(), name: id.into(), kind: kind.into(), provider: Arc::new(Nothing) }
+        ProviderEntry {
+            id: id.into(),
+            name: id.into(),
+            kind: kind.into(),
+            provider: Arc::new(Nothing),
+        }
     }
 
     #[tokio::test]
     async fn first_login_creates_a_user_and_later_logins_find_the_same_one() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let e = entry("corp", "oidc");
-        let id = Identity::new("upstream-1").with_email("a@x.io", true).with_groups(vec!["eng".into()]);
+        let id = Identity::new("upstream-1")
+            .with_email("a@x.io", true)
+            .with_groups(vec!["eng".into()]);
         let u1 = resolve_login(&store, &e, id.clone(), 10).await.unwrap();
         assert_ne!(u1.id, "upstream-1", "sub is never the upstream id");
         assert_eq!(u1.groups, vec!["corp/eng".to_string()]);
-        let u2 = resolve_login(&store, &e, id.with_name("Ada"), 20).await.unwrap();
+        let u2 = resolve_login(&store, &e, id.with_name("Ada"), 20)
+            .await
+            .unwrap();
         assert_eq!(u1.id, u2.id);
-        assert_eq!(store.get_user(&u1.id).await.unwrap().unwrap().name.as_deref(), Some("Ada"));
+        assert_eq!(
+            store
+                .get_user(&u1.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("Ada")
+        );
     }
 
     #[tokio::test]
     async fn local_static_user_keeps_its_fixed_id() {
         let store: SharedStore = Arc::new(MemoryStore::new());
-        let u = resolve_login(&store, &entry("local", "local"), Identity::new("fixed-id"), 1).await.unwrap();
+        let u = resolve_login(
+            &store,
+            &entry("local", "local"),
+            Identity::new("fixed-id"),
+            1,
+        )
+        .await
+        .unwrap();
         assert_eq!(u.id, "fixed-id");
     }
 
@@ -264,12 +305,17 @@ mod tests {
     async fn disabled_user_is_refused_and_loses_sessions() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let e = entry("local", "local");
-        let u = resolve_login(&store, &e, Identity::new("u1"), 1).await.unwrap();
+        let u = resolve_login(&store, &e, Identity::new("u1"), 1)
+            .await
+            .unwrap();
         disable_user(&store, &u.id, 2).await.unwrap();
         assert!(matches!(
             resolve_login(&store, &e, Identity::new("u1"), 3).await,
             Err(IdentityError::Disabled)
         ));
-        assert!(matches!(disable_user(&store, "nobody", 4).await, Err(IdentityError::NoSuchUser)));
+        assert!(matches!(
+            disable_user(&store, "nobody", 4).await,
+            Err(IdentityError::NoSuchUser)
+        ));
     }
 }

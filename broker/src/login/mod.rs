@@ -44,18 +44,29 @@ struct Pending {
 
 const EXPIRED: &str = "This sign-in request has expired or was already used. Go back to the application and start again.";
 
-async fn pending(req: &HttpRequest, state: &AppState, request_id: Option<&str>) -> Result<Pending, HttpResponse> {
+async fn pending(
+    req: &HttpRequest,
+    state: &AppState,
+    request_id: Option<&str>,
+) -> Result<Pending, HttpResponse> {
     let refuse = |status, msg: &str| page_error(state, req, status, msg);
     let Some(id) = request_id.filter(|s| !s.is_empty() && s.len() <= 64) else {
         return Err(refuse(StatusCode::BAD_REQUEST, EXPIRED));
     };
     let now = state.clock.now();
-    let record: AuthRequestRecord = match state.store.get_auth_request(&secrets::hash_secret(id), now).await {
+    let record: AuthRequestRecord = match state
+        .store
+        .get_auth_request(&secrets::hash_secret(id), now)
+        .await
+    {
         Ok(Some(r)) => r,
         Ok(None) => return Err(refuse(StatusCode::BAD_REQUEST, EXPIRED)),
         Err(e) => {
             tracing::error!(error = %e, "reading authorization request failed");
-            return Err(refuse(StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again."));
+            return Err(refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            ));
         }
     };
     let request: AuthorizationRequest = match serde_json::from_value(record.request) {
@@ -69,12 +80,24 @@ async fn pending(req: &HttpRequest, state: &AppState, request_id: Option<&str>) 
         .cookie(state.cookies.binding_name())
         .and_then(|c| sessions::read_binding(&state.master, c.value()));
     match binding {
-        Some(b) if secrets::constant_time_eq(secrets::hash_secret(&b).as_bytes(), request.binding_hash.as_bytes()) => {
-            Ok(Pending { id: id.to_string(), binding: b, request })
+        Some(b)
+            if secrets::constant_time_eq(
+                secrets::hash_secret(&b).as_bytes(),
+                request.binding_hash.as_bytes(),
+            ) =>
+        {
+            Ok(Pending {
+                id: id.to_string(),
+                binding: b,
+                request,
+            })
         }
         _ => {
             tracing::warn!("login request used from another browser");
-            Err(refuse(StatusCode::BAD_REQUEST, "This sign-in request was started in another browser. Start again from the application."))
+            Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "This sign-in request was started in another browser. Start again from the application.",
+            ))
         }
     }
 }
@@ -89,16 +112,20 @@ fn client_name(state: &AppState, request: &AuthorizationRequest) -> String {
 }
 
 /// GET `/login?req=…`: the provider choice, or straight to the only provider.
-async fn choose(req: HttpRequest, state: web::Data<AppState>, q: web::Query<RequestQuery>) -> HttpResponse {
+async fn choose(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    q: web::Query<RequestQuery>,
+) -> HttpResponse {
     let p = match pending(&req, &state, q.req.as_deref()).await {
         Ok(p) => p,
         Err(res) => return res,
     };
     let all = state.providers.all();
-    if let [only] = all {
-        if !p.request.prompt.select_account {
-            return see_other(&format!("/login/{}?req={}", only.id, p.id));
-        }
+    if let [only] = all
+        && !p.request.prompt.select_account
+    {
+        return see_other(&format!("/login/{}?req={}", only.id, p.id));
     }
     let providers: Vec<_> = all
         .iter()
@@ -118,7 +145,11 @@ fn see_other(location: &str) -> HttpResponse {
         .finish()
 }
 
-fn provider<'a>(state: &'a AppState, req: &HttpRequest, id: &str) -> Result<&'a ProviderEntry, HttpResponse> {
+fn provider<'a>(
+    state: &'a AppState,
+    req: &HttpRequest,
+    id: &str,
+) -> Result<&'a ProviderEntry, HttpResponse> {
     state
         .providers
         .get(id)
@@ -165,7 +196,12 @@ async fn show_form(
         Err(res) => return res,
     };
     if entry.provider.password().is_none() {
-        return page_error(&state, &req, StatusCode::NOT_IMPLEMENTED, "This sign-in method is not available yet.");
+        return page_error(
+            &state,
+            &req,
+            StatusCode::NOT_IMPLEMENTED,
+            "This sign-in method is not available yet.",
+        );
     }
     let hint = p.request.login_hint.clone().unwrap_or_default();
     password_form(&state, &p, entry, &hint, None, StatusCode::OK)
@@ -200,14 +236,24 @@ async fn submit_password(
         .is_some_and(|t| sessions::check_csrf(&state.master, &p.id, &p.binding, t))
     {
         tracing::warn!("login form with a missing or wrong CSRF token");
-        return page_error(&state, &req, StatusCode::FORBIDDEN, "The form expired. Go back and try again.");
+        return page_error(
+            &state,
+            &req,
+            StatusCode::FORBIDDEN,
+            "The form expired. Go back and try again.",
+        );
     }
     let entry = match provider(&state, &req, &path) {
         Ok(e) => e,
         Err(res) => return res,
     };
     let Some(password_login) = entry.provider.password() else {
-        return page_error(&state, &req, StatusCode::NOT_IMPLEMENTED, "This sign-in method is not available yet.");
+        return page_error(
+            &state,
+            &req,
+            StatusCode::NOT_IMPLEMENTED,
+            "This sign-in method is not available yet.",
+        );
     };
     let username = form.username.unwrap_or_default();
     let password = Password::new(form.password.unwrap_or_default());
@@ -219,23 +265,51 @@ async fn submit_password(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(provider = %entry.id, "password login throttled");
-            return password_form(&state, &p, entry, &username, Some(THROTTLED), StatusCode::TOO_MANY_REQUESTS);
+            return password_form(
+                &state,
+                &p,
+                entry,
+                &username,
+                Some(THROTTLED),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "throttle check failed");
-            return page_error(&state, &req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again.");
+            return page_error(
+                &state,
+                &req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            );
         }
     }
-    let outcome = password_login.authenticate(PasswordRequest::new(&username, password)).await;
+    let outcome = password_login
+        .authenticate(PasswordRequest::new(&username, password))
+        .await;
     let identity = match outcome {
         Ok(identity) => identity,
         Err(ProviderError::InvalidCredentials) => {
             tracing::info!(provider = %entry.id, "password login failed: invalid credentials");
-            return password_form(&state, &p, entry, &username, Some(BAD_CREDENTIALS), StatusCode::UNAUTHORIZED);
+            return password_form(
+                &state,
+                &p,
+                entry,
+                &username,
+                Some(BAD_CREDENTIALS),
+                StatusCode::UNAUTHORIZED,
+            );
         }
         Err(ProviderError::Denied { reason }) => {
             tracing::info!(provider = %entry.id, %reason, "password login denied");
-            return password_form(&state, &p, entry, &username, Some(&reason), StatusCode::FORBIDDEN);
+            return password_form(
+                &state,
+                &p,
+                entry,
+                &username,
+                Some(&reason),
+                StatusCode::FORBIDDEN,
+            );
         }
         Err(e) => {
             tracing::error!(provider = %entry.id, error = %e, "password provider failed");
@@ -268,28 +342,54 @@ async fn complete_login(
         Ok(u) => u,
         Err(IdentityError::Disabled) => {
             tracing::info!(provider = %entry.id, "login of a disabled user refused");
-            return page_error(state, req, StatusCode::FORBIDDEN, "This account is disabled.");
+            return page_error(
+                state,
+                req,
+                StatusCode::FORBIDDEN,
+                "This account is disabled.",
+            );
         }
         Err(IdentityError::Taken(what)) => {
-            return page_error(state, req, StatusCode::CONFLICT, &format!("Another account already uses {what}."));
+            return page_error(
+                state,
+                req,
+                StatusCode::CONFLICT,
+                &format!("Another account already uses {what}."),
+            );
         }
         Err(e) => {
             tracing::error!(error = %e, "resolving the user failed");
-            return page_error(state, req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again.");
+            return page_error(
+                state,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            );
         }
     };
     // Single use: of two submissions racing with the same request, one proceeds.
-    match state.store.take_auth_request(&secrets::hash_secret(&p.id), now).await {
+    match state
+        .store
+        .take_auth_request(&secrets::hash_secret(&p.id), now)
+        .await
+    {
         Ok(Some(_)) => {}
         Ok(None) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
         Err(e) => {
             tracing::error!(error = %e, "consuming the authorization request failed");
-            return page_error(state, req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again.");
+            return page_error(
+                state,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            );
         }
     }
     if let Some(old) = req.cookie(state.cookies.session_name()) {
         // Re-authentication replaces the session: the old id stops working.
-        if let Ok(Some(s)) = sessions::current(&state.store, &state.master, Some(old.value()), now).await {
+        if let Ok(Some(s)) =
+            sessions::current(&state.store, &state.master, Some(old.value()), now).await
+        {
             let _ = state.store.revoke_session(&s.record.id_hash, now).await;
         }
     }
@@ -307,7 +407,12 @@ async fn complete_login(
         Ok(s) => s,
         Err(e) => {
             tracing::error!(error = %e, "starting the session failed");
-            return page_error(state, req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again.");
+            return page_error(
+                state,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            );
         }
     };
     tracing::info!(provider = %entry.id, user = %user.id, "login succeeded");
@@ -316,7 +421,12 @@ async fn complete_login(
         Ok(res) => res,
         Err(e) => match p.request.reply(&state.config) {
             Ok(reply) => reply.error(&e),
-            Err(_) => page_error(state, req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong."),
+            Err(_) => page_error(
+                state,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong.",
+            ),
         },
     };
     if let Err(e) = res.add_cookie(&state.cookies.session_cookie(cookie_value)) {

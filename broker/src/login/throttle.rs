@@ -23,7 +23,12 @@ impl Keys {
 }
 
 /// Counts this attempt; false when the account or the address is over its limit.
-pub async fn admit(store: &SharedStore, s: &LoginSettings, keys: &Keys, now: UnixTime) -> Result<bool, StoreError> {
+pub async fn admit(
+    store: &SharedStore,
+    s: &LoginSettings,
+    keys: &Keys,
+    now: UnixTime,
+) -> Result<bool, StoreError> {
     let account = store.hit(&keys.account, s.throttle_window, now).await?;
     let ip = match &keys.ip {
         Some(k) => store.hit(k, s.throttle_window, now).await?,
@@ -44,7 +49,12 @@ mod tests {
     use std::sync::Arc;
 
     fn settings() -> LoginSettings {
-        LoginSettings { request_lifetime: 600, throttle_window: 60, max_failures_per_account: 3, max_failures_per_ip: 5 }
+        LoginSettings {
+            request_lifetime: 600,
+            throttle_window: 60,
+            max_failures_per_account: 3,
+            max_failures_per_ip: 5,
+        }
     }
 
     #[tokio::test]
@@ -55,8 +65,16 @@ mod tests {
             assert!(admit(&store, &settings(), &keys, 100).await.unwrap());
         }
         assert!(!admit(&store, &settings(), &keys, 100).await.unwrap());
-        assert!(!admit(&store, &settings(), &Keys::new("local", "ada", None), 101).await.unwrap(), "case-insensitive");
-        assert!(admit(&store, &settings(), &keys, 161).await.unwrap(), "new window");
+        assert!(
+            !admit(&store, &settings(), &Keys::new("local", "ada", None), 101)
+                .await
+                .unwrap(),
+            "case-insensitive"
+        );
+        assert!(
+            admit(&store, &settings(), &keys, 161).await.unwrap(),
+            "new window"
+        );
     }
 
     #[tokio::test]
@@ -64,8 +82,21 @@ mod tests {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for i in 0..5 {
-            assert!(admit(&store, &settings(), &Keys::new("local", &format!("u{i}"), Some(ip)), 1).await.unwrap());
+            assert!(
+                admit(
+                    &store,
+                    &settings(),
+                    &Keys::new("local", &format!("u{i}"), Some(ip)),
+                    1
+                )
+                .await
+                .unwrap()
+            );
         }
-        assert!(!admit(&store, &settings(), &Keys::new("local", "u9", Some(ip)), 1).await.unwrap());
+        assert!(
+            !admit(&store, &settings(), &Keys::new("local", "u9", Some(ip)), 1)
+                .await
+                .unwrap()
+        );
     }
 }

@@ -89,12 +89,16 @@ pub async fn validate(
         }
     }
     if duplicated.contains(&"client_id") || duplicated.contains(&"redirect_uri") {
-        return Err(Rejection::Page("The request repeats client_id or redirect_uri.".into()));
+        return Err(Rejection::Page(
+            "The request repeats client_id or redirect_uri.".into(),
+        ));
     }
     let config = &state.config;
     let client_id = map.get("client_id").copied().unwrap_or_default();
     let Some(client) = config.clients.get(client_id) else {
-        return Err(Rejection::Page("The application is not registered with this sign-in service.".into()));
+        return Err(Rejection::Page(
+            "The application is not registered with this sign-in service.".into(),
+        ));
     };
     let Some(requested) = map.get("redirect_uri") else {
         return Err(Rejection::Page("The request has no redirect_uri.".into()));
@@ -113,63 +117,95 @@ pub async fn validate(
     let fail = |e: OAuthError| Rejection::Redirect(reply.clone(), e);
 
     if let Some(name) = duplicated.first() {
-        return Err(fail(OAuthError::invalid_request(format!("parameter {name} is repeated"))));
+        return Err(fail(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated"
+        ))));
     }
     if map.contains_key("request") {
-        return Err(fail(OAuthError::new("request_not_supported", "request objects are not supported")));
+        return Err(fail(OAuthError::new(
+            "request_not_supported",
+            "request objects are not supported",
+        )));
     }
     if map.contains_key("request_uri") {
-        return Err(fail(OAuthError::new("request_uri_not_supported", "request_uri is not supported")));
+        return Err(fail(OAuthError::new(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        )));
     }
     if raw_state.as_ref().is_some_and(|s| s.len() > MAX_STATE_LEN) {
         return Err(fail(OAuthError::invalid_request("state is too long")));
     }
     match map.get("response_type") {
         Some(&"code") => {}
-        None => return Err(fail(OAuthError::invalid_request("response_type is required"))),
+        None => {
+            return Err(fail(OAuthError::invalid_request(
+                "response_type is required",
+            )));
+        }
         Some(_) => {
-            return Err(fail(OAuthError::new("unsupported_response_type", "only response_type=code is supported")));
+            return Err(fail(OAuthError::new(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            )));
         }
     }
     if !client.allows_grant("authorization_code") {
-        return Err(fail(OAuthError::new("unauthorized_client", "this client may not use the authorization code flow")));
+        return Err(fail(OAuthError::new(
+            "unauthorized_client",
+            "this client may not use the authorization code flow",
+        )));
     }
-    if let Some(mode) = map.get("response_mode") {
-        if *mode != "query" {
-            return Err(fail(OAuthError::invalid_request("only response_mode=query is supported")));
-        }
+    if let Some(mode) = map.get("response_mode")
+        && *mode != "query"
+    {
+        return Err(fail(OAuthError::invalid_request(
+            "only response_mode=query is supported",
+        )));
     }
     let scopes = parse_scopes(client, map.get("scope").copied()).map_err(fail)?;
-    let code_challenge = parse_pkce(client, map.get("code_challenge").copied(), map.get("code_challenge_method").copied())
-        .map_err(fail)?;
+    let code_challenge = parse_pkce(
+        client,
+        map.get("code_challenge").copied(),
+        map.get("code_challenge_method").copied(),
+    )
+    .map_err(fail)?;
     let nonce = map.get("nonce").map(|s| s.to_string());
-    if nonce.as_ref().is_some_and(|n| n.len() > MAX_NONCE_LEN || n.is_empty()) {
-        return Err(fail(OAuthError::invalid_request("nonce is empty or too long")));
+    if nonce
+        .as_ref()
+        .is_some_and(|n| n.len() > MAX_NONCE_LEN || n.is_empty())
+    {
+        return Err(fail(OAuthError::invalid_request(
+            "nonce is empty or too long",
+        )));
     }
     let prompt = parse_prompt(map.get("prompt").copied()).map_err(fail)?;
     let max_age = match map.get("max_age") {
         None => None,
-        Some(v) => Some(
-            v.parse::<i64>()
-                .ok()
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| fail(OAuthError::invalid_request("max_age must be a non-negative integer")))?,
-        ),
+        Some(v) => Some(v.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            fail(OAuthError::invalid_request(
+                "max_age must be a non-negative integer",
+            ))
+        })?),
     };
     let login_hint = map.get("login_hint").map(|s| s.to_string());
     if login_hint.as_ref().is_some_and(|h| h.len() > MAX_HINT_LEN) {
         return Err(fail(OAuthError::invalid_request("login_hint is too long")));
     }
     let provider_hint = map.get("provider").map(|s| s.to_string());
-    if let Some(p) = &provider_hint {
-        if state.providers.get(p).is_none() {
-            return Err(fail(OAuthError::invalid_request("unknown provider")));
-        }
+    if let Some(p) = &provider_hint
+        && state.providers.get(p).is_none()
+    {
+        return Err(fail(OAuthError::invalid_request("unknown provider")));
     }
-    if let Some(resource) = map.get("resource") {
-        if client.audience.as_deref() != Some(*resource) && !client.resources.contains(*resource) {
-            return Err(fail(OAuthError::new("invalid_target", "resource is not allowed for this client")));
-        }
+    if let Some(resource) = map.get("resource")
+        && client.audience.as_deref() != Some(*resource)
+        && !client.resources.contains(*resource)
+    {
+        return Err(fail(OAuthError::new(
+            "invalid_target",
+            "resource is not allowed for this client",
+        )));
     }
     let hinted_subject = match map.get("id_token_hint") {
         None => None,
@@ -177,15 +213,22 @@ pub async fn validate(
             let claims: IdTokenClaims =
                 jwt::verify_ignoring_expiry(&state.keyring, &config.issuer, ID_TOKEN_TYP, hint)
                     .await
-                    .map_err(|_| fail(OAuthError::invalid_request("id_token_hint is not a valid ID token of this issuer")))?;
+                    .map_err(|_| {
+                        fail(OAuthError::invalid_request(
+                            "id_token_hint is not a valid ID token of this issuer",
+                        ))
+                    })?;
             Some(claims.sub)
         }
     };
-    if prompt.select_account || prompt.login {
-        // fall through: handled by needs_fresh_login
-    }
-    if map.get("prompt").is_some_and(|p| p.split(' ').any(|v| v == "consent")) {
-        return Err(fail(OAuthError::new("consent_required", "this issuer has no consent screen yet")));
+    if map
+        .get("prompt")
+        .is_some_and(|p| p.split(' ').any(|v| v == "consent"))
+    {
+        return Err(fail(OAuthError::new(
+            "consent_required",
+            "this issuer has no consent screen yet",
+        )));
     }
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
@@ -204,38 +247,62 @@ pub async fn validate(
 }
 
 fn parse_scopes(client: &Client, scope: Option<&str>) -> Result<Vec<String>, OAuthError> {
-    let requested: Vec<&str> = scope.unwrap_or_default().split(' ').filter(|s| !s.is_empty()).collect();
+    let requested: Vec<&str> = scope
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|s| !s.is_empty())
+        .collect();
     if !requested.contains(&"openid") {
-        return Err(OAuthError::new("invalid_scope", "the openid scope is required"));
+        return Err(OAuthError::new(
+            "invalid_scope",
+            "the openid scope is required",
+        ));
     }
     let mut granted = Vec::new();
     for s in requested {
         if client.scopes.contains(s) && !granted.iter().any(|g: &String| g == s) {
             granted.push(s.to_string());
         } else if crate::config::SUPPORTED_SCOPES.contains(&s) && !client.scopes.contains(s) {
-            return Err(OAuthError::new("invalid_scope", format!("scope {s} is not allowed for this client")));
+            return Err(OAuthError::new(
+                "invalid_scope",
+                format!("scope {s} is not allowed for this client"),
+            ));
         }
         // Unknown scope values are ignored (OIDC Core §3.1.2.1).
     }
     Ok(granted)
 }
 
-fn parse_pkce(client: &Client, challenge: Option<&str>, method: Option<&str>) -> Result<Option<String>, OAuthError> {
+fn parse_pkce(
+    client: &Client,
+    challenge: Option<&str>,
+    method: Option<&str>,
+) -> Result<Option<String>, OAuthError> {
     match (challenge, method) {
-        (None, Some(_)) => Err(OAuthError::invalid_request("code_challenge_method without code_challenge")),
-        (None, None) if client.is_public() => Err(OAuthError::invalid_request("public clients must use PKCE (S256)")),
+        (None, Some(_)) => Err(OAuthError::invalid_request(
+            "code_challenge_method without code_challenge",
+        )),
+        (None, None) if client.is_public() => Err(OAuthError::invalid_request(
+            "public clients must use PKCE (S256)",
+        )),
         (None, None) => Ok(None),
-        (Some(_), None) | (Some(_), Some("plain")) => {
-            Err(OAuthError::invalid_request("code_challenge_method must be S256"))
-        }
+        (Some(_), None) | (Some(_), Some("plain")) => Err(OAuthError::invalid_request(
+            "code_challenge_method must be S256",
+        )),
         (Some(c), Some("S256")) => {
-            let well_formed = c.len() == 43 && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            let well_formed = c.len() == 43
+                && c.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
             if !well_formed {
-                return Err(OAuthError::invalid_request("code_challenge is not a base64url SHA-256"));
+                return Err(OAuthError::invalid_request(
+                    "code_challenge is not a base64url SHA-256",
+                ));
             }
             Ok(Some(c.to_string()))
         }
-        (Some(_), Some(_)) => Err(OAuthError::invalid_request("code_challenge_method must be S256")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "code_challenge_method must be S256",
+        )),
     }
 }
 
@@ -249,11 +316,17 @@ fn parse_prompt(prompt: Option<&str>) -> Result<Prompt, OAuthError> {
             "login" => p.login = true,
             "select_account" => p.select_account = true,
             "consent" => {}
-            other => return Err(OAuthError::invalid_request(format!("unknown prompt value {other}"))),
+            other => {
+                return Err(OAuthError::invalid_request(format!(
+                    "unknown prompt value {other}"
+                )));
+            }
         }
     }
     if p.none && values.len() > 1 {
-        return Err(OAuthError::invalid_request("prompt=none cannot be combined with other values"));
+        return Err(OAuthError::invalid_request(
+            "prompt=none cannot be combined with other values",
+        ));
     }
     Ok(p)
 }
@@ -295,10 +368,14 @@ pub async fn issue_code(
         created_at: now,
         expires_at: now + state.config.tokens.code_lifetime,
     };
-    state.store.create_grant_with_code(&grant, &code_record).await.map_err(|e| {
-        tracing::error!(error = %e, "storing code failed");
-        OAuthError::server_error()
-    })?;
+    state
+        .store
+        .create_grant_with_code(&grant, &code_record)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "storing code failed");
+            OAuthError::server_error()
+        })?;
     tracing::info!(client_id = %client.id, grant = %grant.id, "issued authorization code");
     Ok(reply.code(&code))
 }
@@ -307,8 +384,18 @@ pub(crate) fn request_id(req: &HttpRequest) -> Option<String> {
     req.extensions().get::<RequestId>().map(|r| r.0.clone())
 }
 
-pub(crate) fn page_error(state: &AppState, req: &HttpRequest, status: StatusCode, message: &str) -> HttpResponse {
-    state.pages.error(status, "Sign-in request refused", message, request_id(req).as_deref())
+pub(crate) fn page_error(
+    state: &AppState,
+    req: &HttpRequest,
+    status: StatusCode,
+    message: &str,
+) -> HttpResponse {
+    state.pages.error(
+        status,
+        "Sign-in request refused",
+        message,
+        request_id(req).as_deref(),
+    )
 }
 
 /// GET and POST `/authorize`.
@@ -332,25 +419,48 @@ pub async fn authorize(
         Ok(res) => res,
         Err(e) => {
             tracing::error!(error = ?e, "authorization failed");
-            page_error(&state, &req, StatusCode::INTERNAL_SERVER_ERROR, "Something went wrong. Try again.")
+            page_error(
+                &state,
+                &req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            )
         }
     }
 }
 
 /// SSO, `prompt=none`, or a login.
-async fn decide(req: &HttpRequest, state: &AppState, mut request: AuthorizationRequest) -> Result<HttpResponse, String> {
+async fn decide(
+    req: &HttpRequest,
+    state: &AppState,
+    mut request: AuthorizationRequest,
+) -> Result<HttpResponse, String> {
     let now = state.clock.now();
-    let reply = request.reply(&state.config).map_err(|e| e.error_description)?;
+    let reply = request
+        .reply(&state.config)
+        .map_err(|e| e.error_description)?;
     let cookie = req.cookie(state.cookies.session_name());
-    let session = sessions::current(&state.store, &state.master, cookie.as_ref().map(|c| c.value()), now)
-        .await
-        .map_err(|e| e.to_string())?;
-    let hint_ok = |s: &SessionRecord| request.hinted_subject.as_ref().is_none_or(|h| *h == s.user_id);
+    let session = sessions::current(
+        &state.store,
+        &state.master,
+        cookie.as_ref().map(|c| c.value()),
+        now,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let hint_ok = |s: &SessionRecord| {
+        request
+            .hinted_subject
+            .as_ref()
+            .is_none_or(|h| *h == s.user_id)
+    };
     if let Some(active) = &session {
         let s = &active.record;
         if !request.needs_fresh_login(s.auth_time, now) && hint_ok(s) {
             let hash = s.id_hash.clone();
-            return issue_code(state, &request, s, &hash).await.or_else(|e| Ok(reply.error(&e)));
+            return issue_code(state, &request, s, &hash)
+                .await
+                .or_else(|e| Ok(reply.error(&e)));
         }
     }
     if request.prompt.none {
@@ -363,7 +473,8 @@ async fn decide(req: &HttpRequest, state: &AppState, mut request: AuthorizationR
     let (binding, new_cookie) = match existing {
         Some(b) => (b, None),
         None => {
-            let (cookie_value, id) = sessions::new_binding(&state.master).map_err(|e| e.to_string())?;
+            let (cookie_value, id) =
+                sessions::new_binding(&state.master).map_err(|e| e.to_string())?;
             (id, Some(state.cookies.binding_cookie(cookie_value)))
         }
     };
@@ -375,13 +486,18 @@ async fn decide(req: &HttpRequest, state: &AppState, mut request: AuthorizationR
         created_at: now,
         expires_at: now + state.config.login.request_lifetime,
     };
-    state.store.put_auth_request(&record).await.map_err(|e| e.to_string())?;
+    state
+        .store
+        .put_auth_request(&record)
+        .await
+        .map_err(|e| e.to_string())?;
     let target = match &request.provider_hint {
         Some(p) => format!("/login/{p}?req={request_id}"),
         None => format!("/login?req={request_id}"),
     };
     let mut res = HttpResponse::SeeOther();
-    res.insert_header(("Location", target)).insert_header(("Cache-Control", "no-store"));
+    res.insert_header(("Location", target))
+        .insert_header(("Cache-Control", "no-store"));
     if let Some(c) = new_cookie {
         res.cookie(c);
     }

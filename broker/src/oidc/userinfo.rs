@@ -25,10 +25,16 @@ fn invalid_token(why: &str) -> OAuthError {
 }
 
 fn bearer_from_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
-    let Some(v) = req.headers().get("authorization") else { return Ok(None) };
-    let v = v.to_str().map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
+    let Some(v) = req.headers().get("authorization") else {
+        return Ok(None);
+    };
+    let v = v
+        .to_str()
+        .map_err(|_| OAuthError::invalid_request("malformed Authorization header"))?;
     match v.split_once(' ') {
-        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() => {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
             Ok(Some(token.trim().to_string()))
         }
         _ => Err(OAuthError::invalid_request("expected a Bearer token")),
@@ -61,7 +67,9 @@ async fn respond(state: &AppState, token: Result<Option<String>, OAuthError>) ->
         Err(e) => Err(e),
     };
     match result {
-        Ok(body) => HttpResponse::Ok().insert_header(("Cache-Control", "no-store")).json(body),
+        Ok(body) => HttpResponse::Ok()
+            .insert_header(("Cache-Control", "no-store"))
+            .json(body),
         Err(e) => {
             tracing::info!(error = e.error, description = %e.error_description, "userinfo refused");
             e.bearer_response()
@@ -76,18 +84,29 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
         .await
         .map_err(|e| invalid_token(&e.to_string()))?;
     let now = state.clock.now();
-    let grant = state.store.get_grant(&claims.gid).await.map_err(|_| OAuthError::server_error())?;
+    let grant = state
+        .store
+        .get_grant(&claims.gid)
+        .await
+        .map_err(|_| OAuthError::server_error())?;
     match grant {
         Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => {}
         _ => return Err(invalid_token("the token was revoked")),
     }
-    let user = state.store.get_user(&claims.sub).await.map_err(|_| OAuthError::server_error())?;
+    let user = state
+        .store
+        .get_user(&claims.sub)
+        .await
+        .map_err(|_| OAuthError::server_error())?;
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(invalid_token("the user is disabled"));
     };
     let scopes: Vec<String> = claims.scope.split(' ').map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") {
-        return Err(OAuthError::new("insufficient_scope", "the openid scope is required"));
+        return Err(OAuthError::new(
+            "insufficient_scope",
+            "the openid scope is required",
+        ));
     }
     Ok(Userinfo {
         profile: ProfileClaims::for_scopes(&user, &scopes),

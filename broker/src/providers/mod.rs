@@ -10,7 +10,11 @@ use switchboard_plugin_api::{Provider, ProviderContext, ProviderError, ProviderF
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("providers.{id}.type: unknown provider type {kind:?} (known: {known})")]
-    UnknownType { id: String, kind: String, known: String },
+    UnknownType {
+        id: String,
+        kind: String,
+        known: String,
+    },
     #[error("{0}")]
     Create(ProviderError),
 }
@@ -39,11 +43,14 @@ impl ProviderRegistry {
             factories.iter().map(|f| (f.provider_type(), f)).collect();
         let mut entries = Vec::new();
         for s in sections {
-            let factory = by_type.get(s.kind.as_str()).ok_or_else(|| RegistryError::UnknownType {
-                id: s.id.clone(),
-                kind: s.kind.clone(),
-                known: by_type.keys().copied().collect::<Vec<_>>().join(", "),
-            })?;
+            let factory =
+                by_type
+                    .get(s.kind.as_str())
+                    .ok_or_else(|| RegistryError::UnknownType {
+                        id: s.id.clone(),
+                        kind: s.kind.clone(),
+                        known: by_type.keys().copied().collect::<Vec<_>>().join(", "),
+                    })?;
             let provider = factory
                 .create(ProviderContext::new(&s.id, s.options.clone(), dev_mode))
                 .map_err(RegistryError::Create)?;

@@ -29,11 +29,19 @@ pub struct CookiePolicy {
 
 impl CookiePolicy {
     pub fn session_name(&self) -> &'static str {
-        if self.insecure_loopback { "sb_session" } else { "__Host-sb_session" }
+        if self.insecure_loopback {
+            "sb_session"
+        } else {
+            "__Host-sb_session"
+        }
     }
 
     pub fn binding_name(&self) -> &'static str {
-        if self.insecure_loopback { "sb_browser" } else { "__Host-sb_browser" }
+        if self.insecure_loopback {
+            "sb_browser"
+        } else {
+            "__Host-sb_browser"
+        }
     }
 
     fn build(&self, name: &'static str, value: String, max_age: Option<i64>) -> Cookie<'static> {
@@ -173,13 +181,19 @@ mod tests {
 
     #[test]
     fn cookies_are_secure_with_host_prefix_outside_loopback() {
-        let p = CookiePolicy { insecure_loopback: false, session_lifetime: 60 };
+        let p = CookiePolicy {
+            insecure_loopback: false,
+            session_lifetime: 60,
+        };
         let c = p.session_cookie("v".into());
         assert_eq!(c.name(), "__Host-sb_session");
         assert_eq!(c.secure(), Some(true));
         assert_eq!(c.http_only(), Some(true));
         assert_eq!(c.same_site(), Some(SameSite::Lax));
-        let local = CookiePolicy { insecure_loopback: true, session_lifetime: 60 };
+        let local = CookiePolicy {
+            insecure_loopback: true,
+            session_lifetime: 60,
+        };
         assert_eq!(local.session_cookie("v".into()).secure(), Some(false));
     }
 }

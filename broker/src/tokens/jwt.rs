@@ -20,7 +20,10 @@ pub enum JwtError {
     #[error("token was not signed by a current key of this issuer")]
     UnknownKey,
     #[error("token type is {found:?}, expected {expected}")]
-    WrongType { found: Option<String>, expected: &'static str },
+    WrongType {
+        found: Option<String>,
+        expected: &'static str,
+    },
     #[error("token is invalid: {0}")]
     Invalid(String),
 }
@@ -54,7 +57,10 @@ pub fn sign_with<T: Serialize>(key: &LoadedKey, typ: &str, claims: &T) -> Result
     URL_SAFE_NO_PAD.encode_string(&header, &mut token);
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
-    let signature = key.pair.sign(token.as_bytes()).map_err(KeyringError::from)?;
+    let signature = key
+        .pair
+        .sign(token.as_bytes())
+        .map_err(KeyringError::from)?;
     token.push('.');
     URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
     Ok(token)
@@ -115,14 +121,18 @@ async fn verify_inner<T: DeserializeOwned>(
         });
     }
     let kid = header.kid.ok_or(JwtError::UnknownKey)?;
-    let key = keyring.key_by_kid(&kid).await?.ok_or(JwtError::UnknownKey)?;
+    let key = keyring
+        .key_by_kid(&kid)
+        .await?
+        .ok_or(JwtError::UnknownKey)?;
     let alg = jwt_alg(key.alg);
     if header.alg != alg {
         return Err(JwtError::Invalid("algorithm does not match the key".into()));
     }
     let jwk: jsonwebtoken::jwk::Jwk =
         serde_json::from_value(key.jwk.clone()).map_err(|e| JwtError::Invalid(e.to_string()))?;
-    let decoding = jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Invalid(e.to_string()))?;
+    let decoding =
+        jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Invalid(e.to_string()))?;
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.leeway = 0;
     validation.validate_aud = false;

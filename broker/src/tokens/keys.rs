@@ -46,7 +46,8 @@ pub fn generate_pkcs8(alg: SigningAlg) -> Result<Vec<u8>, KeyError> {
     let name = alg.as_str();
     match alg {
         SigningAlg::Rs256 => {
-            let kp = RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate(name))?;
+            let kp =
+                RsaKeyPair::generate(KeySize::Rsa2048).map_err(|_| KeyError::Generate(name))?;
             let der = kp.as_der().map_err(|_| KeyError::Generate(name))?;
             Ok(der.as_ref().to_vec())
         }
@@ -112,7 +113,10 @@ impl KeyPairKind {
             KeyPairKind::Ec(kp) => {
                 // Uncompressed SEC1 point: 0x04 || x || y.
                 let point = kp.public_key().as_ref();
-                let (x, y) = point.get(1..).unwrap_or_default().split_at(point.len().saturating_sub(1) / 2);
+                let (x, y) = point
+                    .get(1..)
+                    .unwrap_or_default()
+                    .split_at(point.len().saturating_sub(1) / 2);
                 json!({
                     "kty": "EC", "use": "sig", "alg": alg.as_str(), "kid": kid,
                     "crv": "P-256", "x": b64(x), "y": b64(y),
@@ -150,7 +154,9 @@ mod tests {
     #[test]
     fn ec_jwk_coordinates_are_32_bytes_each() {
         let der = generate_pkcs8(SigningAlg::Es256).unwrap();
-        let jwk = parse_pkcs8(SigningAlg::Es256, "k", &der).unwrap().public_jwk("k", SigningAlg::Es256);
+        let jwk = parse_pkcs8(SigningAlg::Es256, "k", &der)
+            .unwrap()
+            .public_jwk("k", SigningAlg::Es256);
         for c in ["x", "y"] {
             let bytes = URL_SAFE_NO_PAD.decode(jwk[c].as_str().unwrap()).unwrap();
             assert_eq!(bytes.len(), 32, "{c}");

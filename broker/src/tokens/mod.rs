@@ -127,7 +127,12 @@ impl TokenSigner {
             gid: grant.id.clone(),
         };
         // Access tokens are verified by resource servers that may only know RS256.
-        let token = jwt::sign(&self.keyring, client.id_token_alg, ACCESS_TOKEN_TYP, &claims)?;
+        let token = jwt::sign(
+            &self.keyring,
+            client.id_token_alg,
+            ACCESS_TOKEN_TYP,
+            &claims,
+        )?;
         Ok(SignedAccessToken {
             token,
             expires_in: lifetime,

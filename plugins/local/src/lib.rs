@@ -199,7 +199,8 @@ struct Candidate {
 
 impl LocalProvider {
     async fn find(&self, login: &str) -> Result<Option<Candidate>, ProviderError> {
-        let matches = |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(login));
+        let matches =
+            |v: &Option<String>| v.as_deref().is_some_and(|v| v.eq_ignore_ascii_case(login));
         if let Some(user) = self
             .static_users
             .iter()
@@ -231,14 +232,18 @@ impl LocalProvider {
         }))
     }
 
-    async fn verify_off_thread(&self, password: String, hash: String) -> Result<bool, ProviderError> {
-        let _permit = self
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| ProviderError::UpstreamUnavailable {
-                detail: "hashing limiter closed".into(),
-            })?;
+    async fn verify_off_thread(
+        &self,
+        password: String,
+        hash: String,
+    ) -> Result<bool, ProviderError> {
+        let _permit =
+            self.hashing
+                .acquire()
+                .await
+                .map_err(|_| ProviderError::UpstreamUnavailable {
+                    detail: "hashing limiter closed".into(),
+                })?;
         tokio::task::spawn_blocking(move || verify(&password, &hash))
             .await
             .map_err(|e| ProviderError::UpstreamUnavailable {
@@ -319,21 +324,38 @@ mod tests {
     #[tokio::test]
     async fn static_user_logs_in_by_email_or_username_case_insensitively() {
         let p = provider(None);
-        let id = login(&p, "admin@example.com", "correct horse").await.unwrap();
+        let id = login(&p, "admin@example.com", "correct horse")
+            .await
+            .unwrap();
         assert_eq!(id.subject, "u-static");
         assert_eq!(id.provider_id, "local");
         assert!(id.email_verified);
         assert_eq!(id.groups, vec!["ops".to_string()]);
-        assert_eq!(login(&p, "ADMIN", "correct horse").await.unwrap().subject, "u-static");
+        assert_eq!(
+            login(&p, "ADMIN", "correct horse").await.unwrap().subject,
+            "u-static"
+        );
     }
 
     #[tokio::test]
     async fn wrong_password_and_unknown_user_give_the_same_error() {
         let p = provider(None);
-        assert_eq!(login(&p, "admin", "wrong").await, Err(ProviderError::InvalidCredentials));
-        assert_eq!(login(&p, "nobody", "wrong").await, Err(ProviderError::InvalidCredentials));
-        assert_eq!(login(&p, "admin", "").await, Err(ProviderError::InvalidCredentials));
-        assert_eq!(login(&p, "", "x").await, Err(ProviderError::InvalidCredentials));
+        assert_eq!(
+            login(&p, "admin", "wrong").await,
+            Err(ProviderError::InvalidCredentials)
+        );
+        assert_eq!(
+            login(&p, "nobody", "wrong").await,
+            Err(ProviderError::InvalidCredentials)
+        );
+        assert_eq!(
+            login(&p, "admin", "").await,
+            Err(ProviderError::InvalidCredentials)
+        );
+        assert_eq!(
+            login(&p, "", "x").await,
+            Err(ProviderError::InvalidCredentials)
+        );
     }
 
     #[tokio::test]
@@ -350,7 +372,10 @@ mod tests {
         let id = login(&p, "bob", "s3cret").await.unwrap();
         assert_eq!(id.subject, "u-db");
         assert!(!id.email_verified);
-        assert_eq!(login(&p, "bob", "nope").await, Err(ProviderError::InvalidCredentials));
+        assert_eq!(
+            login(&p, "bob", "nope").await,
+            Err(ProviderError::InvalidCredentials)
+        );
     }
 
     #[test]
@@ -361,14 +386,20 @@ mod tests {
         let err = LocalFactory::new(None, 1)
             .create(ProviderContext::new("local", config, false))
             .unwrap_err();
-        assert!(err.to_string().contains("providers.local.static_users[0].hash"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("providers.local.static_users[0].hash"),
+            "{err}"
+        );
     }
 
     #[test]
     fn unknown_config_keys_are_refused() {
         let config = serde_json::json!({ "static_user": [] });
-        assert!(LocalFactory::new(None, 1)
-            .create(ProviderContext::new("local", config, false))
-            .is_err());
+        assert!(
+            LocalFactory::new(None, 1)
+                .create(ProviderContext::new("local", config, false))
+                .is_err()
+        );
     }
 }
