@@ -1,1 +1,30 @@
-pub fn x() {}
+//! Shared support for the end-to-end tests: the real `broker` binary on a random
+//! loopback port with its own temporary data directory ([`Broker`]), a browser with a
+//! cookie jar that logs in through the HTML form ([`Browser`]), the registered test
+//! clients ([`TestClient`]), raw calls to the token and userinfo endpoints, and a
+//! relying party built on the `openidconnect` crate ([`RelyingParty`]).
+//!
+//! The binary is `target/debug/broker` beside this crate, or the file named by
+//! `BROKER_BIN`. Build it first: `cargo build -p switchboard-broker --bin broker`.
+
+#![allow(
+    clippy::expect_used,
+    clippy::unwrap_used,
+    reason = "test support: a failed expectation is a failed test, with its message"
+)]
+
+mod broker;
+mod browser;
+mod clients;
+mod relying_party;
+
+pub use broker::{Broker, Setup, broker_binary, workspace_root};
+pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page};
+pub use clients::{
+    ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient, TestUser,
+    TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
+};
+pub use relying_party::{RelyingParty, RpClient};
+
+/// How long any single HTTP call of a test may take.
+pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);

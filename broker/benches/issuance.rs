@@ -1,0 +1,130 @@
+#![allow(clippy::unwrap_used)] // setup of a benchmark: a failure should stop it loudly
+
+//! Token issuance throughput against its ceiling, the raw signing rate.
+//!
+//! For each algorithm the bench measures, in the same run:
+//! - `raw_sign`: one signature with the parsed aws-lc-rs key pair (the ceiling);
+//! - `issue_access_and_id_token`: what `/token` signs per login (access token + ID
+//!   token: two signatures, claims, base64);
+//! - for RS256, `jsonwebtoken_encode`: the naive path that re-parses the key per call.
+//!
+//! Read the results as ratios: issuance per second divided by raw signatures per
+//! second should be close to 1/2 (two signatures per issuance).
+
+use broker::clock::{ManualClock, SharedClock};
+use broker::config::{Client, ClientAuth, Lifetimes, SigningAlg};
+use broker::secrets::MasterKey;
+use broker::store::{GrantRecord, MemoryStore, SharedStore, UserRecord, UserStatus};
+use broker::tokens::TokenSigner;
+use broker::tokens::keyring::{Keyring, RotationPolicy};
+use criterion::{Criterion, criterion_group, criterion_main};
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::sync::Arc;
+
+fn client(alg: SigningAlg) -> Client {
+    Client {
+        id: "bench-app".into(),
+        name: "bench".into(),
+        auth: ClientAuth::None,
+        redirect_uris: vec![],
+        scopes: BTreeSet::new(),
+        grants: BTreeSet::new(),
+        cors_origins: BTreeSet::new(),
+        id_token_alg: alg,
+        audience: None,
+        resources: BTreeSet::new(),
+        lifetimes: Lifetimes { access_token: 600, id_token: 3600, refresh_token_idle: 1, refresh_token_absolute: 1 },
+    }
+}
+
+fn user() -> UserRecord {
+    UserRecord {
+        id: "u-1".into(),
+        username: Some("ada".into()),
+        email: Some("ada@example.com".into()),
+        email_verified: true,
+        name: Some("Ada Lovelace".into()),
+        given_name: None,
+        family_name: None,
+        picture: None,
+        groups: vec!["local/eng".into(), "local/admins".into()],
+        status: UserStatus::Active,
+        password_hash: None,
+        created_at: 0,
+        updated_at: 0,
+        last_login_at: None,
+    }
+}
+
+fn grant() -> GrantRecord {
+    GrantRecord {
+        id: "g-1".into(),
+        user_id: "u-1".into(),
+        client_id: "bench-app".into(),
+        session_id_hash: None,
+        scopes: vec!["openid".into(), "profile".into(), "email".into(), "groups".into()],
+        auth_time: 1_800_000_000,
+        provider_id: "local".into(),
+        created_at: 1_800_000_000,
+        expires_at: 1_900_000_000,
+        revoked_at: None,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let clock: SharedClock = ManualClock::at(1_800_000_000);
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let keyring = rt
+        .block_on(Keyring::open(
+            store,
+            Arc::new(MasterKey::from_bytes(&[9u8; 32]).unwrap()),
+            clock,
+            RotationPolicy { period: 86_400, prepublish: 3600, retain: 3600 },
+            SigningAlg::ALL.into_iter().collect(),
+        ))
+        .unwrap();
+    let signer = TokenSigner { issuer: "https://id.example.com".into(), keyring: keyring.clone() };
+    let (user, grant) = (user(), grant());
+    for alg in SigningAlg::ALL {
+        let mut g = c.benchmark_group(alg.as_str());
+        let key = keyring.signing_key(alg).unwrap();
+        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1LTEiLCJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUuY29tIn0";
+        g.bench_function("raw_sign", |b| b.iter(|| key.pair.sign(black_box(message)).unwrap()));
+        let client = client(alg);
+        g.bench_function("issue_access_and_id_token", |b| {
+            b.iter(|| {
+                let at = signer.access_token(&client, &grant, "https://id.example.com", 1_800_000_000).unwrap();
+                let id = signer
+                    .id_token(&client, &user, &grant, Some("nonce"), &at.token, None, 1_800_000_000)
+                    .unwrap();
+                black_box((at, id))
+            })
+        });
+        if alg == SigningAlg::Rs256 {
+            let der = broker::tokens::keys::generate_pkcs8(alg).unwrap();
+            let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).unwrap();
+            let pkcs1 = {
+                use aws_lc_rs::encoding::AsDer;
+                let d: aws_lc_rs::encoding::Pkcs8V1Der = rsa.as_der().unwrap();
+                d.as_ref().to_vec()
+            };
+            // jsonwebtoken takes PKCS#1 for RSA; PKCS#8 works with aws-lc too.
+            let key = jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1);
+            let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+            let claims = serde_json::json!({"sub": "u-1", "iss": "https://id.example.com", "exp": 1_900_000_000});
+            g.bench_function("jsonwebtoken_encode", |b| {
+                b.iter(|| jsonwebtoken::encode(&header, black_box(&claims), &key).unwrap())
+            });
+        }
+        g.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3));
+    targets = bench
+}
+criterion_main!(benches);

@@ -1,0 +1,379 @@
+//! The broker under test: its config file, its process, and raw calls to its
+//! endpoints.
+
+use crate::HTTP_TIMEOUT;
+use crate::clients::{TestClient, TestUser, TokenReply, UserinfoReply, all_clients, all_static_users};
+use std::fmt::Write as _;
+use std::io::Write as _;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+use url::Url;
+
+/// How long a broker may take to answer `/healthz` after it was started.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The workspace root (the parent of this crate).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the test crate lives inside the workspace")
+        .to_path_buf()
+}
+
+/// The `broker` binary under test: `BROKER_BIN`, or `target/debug/broker`.
+pub fn broker_binary() -> PathBuf {
+    let path = std::env::var_os("BROKER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target/debug/broker"));
+    assert!(
+        path.is_file(),
+        "no broker binary at {}: run `cargo build -p switchboard-broker --bin broker` first (or set BROKER_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// A `broker` command that sees none of the caller's `BROKER_*` overrides: each test
+/// runs exactly the config it wrote.
+pub(crate) fn broker_command() -> Command {
+    let mut cmd = Command::new(broker_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BROKER_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd
+}
+
+/// What a test changes in the default config before the broker starts.
+#[derive(Debug, Default)]
+pub struct Setup {
+    tokens: Vec<String>,
+    login: Vec<String>,
+}
+
+impl Setup {
+    /// Adds one `key = value` line to `[tokens]`, e.g. `code_lifetime = "2s"`.
+    pub fn tokens(mut self, line: &str) -> Self {
+        self.tokens.push(line.to_string());
+        self
+    }
+
+    /// Adds one `key = value` line to `[login]`, e.g. `max_failures_per_account = 3`.
+    pub fn login(mut self, line: &str) -> Self {
+        self.login.push(line.to_string());
+        self
+    }
+
+    pub async fn start(self) -> Broker {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-e2e-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut last_log = String::new();
+        // A port picked free can be taken before the broker binds it: try a few.
+        for _ in 0..3 {
+            let port = free_port();
+            let mut broker = Broker::new(dir, port, &self);
+            match broker.launch().await {
+                Ok(()) => return broker,
+                Err(log) => {
+                    last_log = log;
+                    dir = broker.into_dir();
+                }
+            }
+        }
+        panic!("the broker did not start:\n{last_log}");
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
+}
+
+/// A running broker with its own port, data directory and config file. Killed when
+/// dropped; its log is printed if the test is failing.
+#[derive(Debug)]
+pub struct Broker {
+    issuer: String,
+    dir: Option<TempDir>,
+    config_path: PathBuf,
+    log_path: PathBuf,
+    child: Option<Child>,
+    http: reqwest::Client,
+}
+
+impl Broker {
+    /// A broker with the default config.
+    pub async fn start() -> Broker {
+        Setup::default().start().await
+    }
+
+    /// A broker with changes to the default config.
+    pub fn setup() -> Setup {
+        Setup::default()
+    }
+
+    fn new(dir: TempDir, port: u16, setup: &Setup) -> Broker {
+        let issuer = format!("http://127.0.0.1:{port}");
+        let config_path = dir.path().join("broker.toml");
+        let log_path = dir.path().join("broker.log");
+        let data_dir = dir.path().join("data");
+        std::fs::write(&config_path, config_text(&issuer, port, &data_dir, setup)).expect("write the broker config");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(HTTP_TIMEOUT)
+            .build()
+            .expect("build an HTTP client");
+        Broker {
+            issuer,
+            dir: Some(dir),
+            config_path,
+            log_path,
+            child: None,
+            http,
+        }
+    }
+
+    fn into_dir(mut self) -> TempDir {
+        self.kill();
+        self.dir.take().expect("the broker owns its directory")
+    }
+
+    /// Starts the process and waits until `/healthz` answers; on failure, the log.
+    async fn launch(&mut self) -> Result<(), String> {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("open the broker log");
+        let child = broker_command()
+            .arg("serve")
+            .arg("--config")
+            .arg(&self.config_path)
+            .current_dir(self.dir().path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone the log handle"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn the broker");
+        self.child = Some(child);
+        let deadline = Instant::now() + START_TIMEOUT;
+        let health = self.url("/healthz");
+        loop {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                self.child = None;
+                return Err(format!("broker exited with {status}\n{}", self.log()));
+            }
+            let probe = self.http.get(health.clone()).timeout(Duration::from_secs(1)).send().await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                return Err(format!("no answer on /healthz within {START_TIMEOUT:?}\n{}", self.log()));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Kills the process (as a crash would); the data directory stays.
+    pub fn stop(&mut self) {
+        self.kill();
+    }
+
+    /// Starts the broker again on the same port, data directory and config.
+    pub async fn restart(&mut self) {
+        self.kill();
+        if let Err(log) = self.launch().await {
+            panic!("the broker did not restart:\n{log}");
+        }
+    }
+
+    fn dir(&self) -> &TempDir {
+        self.dir.as_ref().expect("the broker owns its directory")
+    }
+
+    /// Everything the broker logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// The issuer, byte for byte as configured.
+    pub fn issuer(&self) -> &str {
+        &self.issuer
+    }
+
+    pub fn config_path(&self) -> &Path {
+        &self.config_path
+    }
+
+    pub fn url(&self, path: &str) -> Url {
+        Url::parse(&format!("{}{path}", self.issuer)).expect("a URL under the issuer")
+    }
+
+    /// A plain HTTP client: no cookies, no redirects followed.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// Runs `broker user --config <this config> <args>` with `stdin`, and returns its
+    /// standard output; panics if it fails.
+    pub fn user_command(&self, args: &[&str], stdin: &str) -> String {
+        let mut child = broker_command()
+            .arg("user")
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(args)
+            .current_dir(self.dir().path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn broker user");
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(stdin.as_bytes())
+            .expect("write to broker user");
+        let out = child.wait_with_output().expect("wait for broker user");
+        assert!(
+            out.status.success(),
+            "broker user {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// POST `/token` as `client` (Basic authentication for confidential clients,
+    /// `client_id` in the form for public ones).
+    pub async fn token_request(&self, client: &TestClient, form: &[(&str, &str)]) -> TokenReply {
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        let mut req = self.http.post(self.url("/token"));
+        match client.secret {
+            Some(secret) => req = req.basic_auth(client.id, Some(secret)),
+            None => fields.push(("client_id", client.id)),
+        }
+        TokenReply::read(req.form(&fields).send().await.expect("POST /token")).await
+    }
+
+    /// Redeems an authorization code at `/token`.
+    pub async fn redeem(&self, client: &TestClient, code: &str, verifier: Option<&str>) -> TokenReply {
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", client.redirect_uri),
+        ];
+        if let Some(v) = verifier {
+            form.push(("code_verifier", v));
+        }
+        self.token_request(client, &form).await
+    }
+
+    /// Uses a refresh token at `/token`.
+    pub async fn refresh(&self, client: &TestClient, refresh_token: &str) -> TokenReply {
+        self.token_request(client, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
+            .await
+    }
+
+    /// GET `/userinfo` with a bearer token.
+    pub async fn userinfo(&self, access_token: &str) -> UserinfoReply {
+        let res = self
+            .http
+            .get(self.url("/userinfo"))
+            .bearer_auth(access_token)
+            .send()
+            .await
+            .expect("GET /userinfo");
+        UserinfoReply::read(res).await
+    }
+
+    /// The key ids `/jwks` publishes now.
+    pub async fn jwks_kids(&self) -> Vec<String> {
+        let jwks: serde_json::Value = self
+            .http
+            .get(self.url("/jwks"))
+            .send()
+            .await
+            .expect("GET /jwks")
+            .json()
+            .await
+            .expect("JWKS is JSON");
+        jwks["keys"]
+            .as_array()
+            .expect("JWKS has keys")
+            .iter()
+            .map(|k| k["kid"].as_str().expect("every key has a kid").to_string())
+            .collect()
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() && self.dir.is_some() {
+            eprintln!("---- broker log ({}) ----\n{}", self.issuer, self.log());
+        }
+    }
+}
+
+/// The config every test starts from: dev mode, the test clients, the local provider
+/// with its static users, and the test's own `[tokens]` / `[login]` lines.
+fn config_text(issuer: &str, port: u16, data_dir: &Path, setup: &Setup) -> String {
+    let mut t = String::new();
+    let _ = writeln!(t, "issuer = {issuer:?}");
+    let _ = writeln!(t, "dev_mode = true");
+    let _ = writeln!(t, "data_dir = {:?}", data_dir.display().to_string());
+    let _ = writeln!(t, "\n[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2");
+    let _ = writeln!(t, "\n[tokens]");
+    for line in &setup.tokens {
+        let _ = writeln!(t, "{line}");
+    }
+    let _ = writeln!(t, "\n[login]");
+    for line in &setup.login {
+        let _ = writeln!(t, "{line}");
+    }
+    for c in all_clients() {
+        let _ = writeln!(t, "\n[clients.{}]", c.id);
+        match c.secret {
+            Some(s) => {
+                let _ = writeln!(t, "secret = {s:?}");
+            }
+            None => {
+                let _ = writeln!(t, "public = true");
+            }
+        }
+        let _ = writeln!(t, "redirect_uris = [{:?}]", c.registered_redirect_uri);
+        let _ = writeln!(t, "id_token_alg = {:?}", c.alg);
+    }
+    let _ = writeln!(t, "\n[providers.local]\ntype = \"local\"\nname = \"Email and password\"");
+    for u in all_static_users() {
+        static_user(&mut t, u);
+    }
+    t
+}
+
+fn static_user(t: &mut String, u: &TestUser) {
+    let _ = writeln!(t, "\n[[providers.local.static_users]]");
+    let _ = writeln!(t, "id = {:?}", u.id);
+    let _ = writeln!(t, "email = {:?}", u.email);
+    let _ = writeln!(t, "username = {:?}", u.username);
+    let _ = writeln!(t, "name = {:?}", u.name);
+    let _ = writeln!(t, "hash = {:?}", u.hash);
+    let _ = writeln!(t, "groups = {:?}", u.groups);
+}
