@@ -281,7 +281,15 @@ async fn issue(
         .map_err(server_error("signing access token failed"))?;
     let id_token = state
         .signer
-        .id_token(client, user, grant, nonce, &access.token, None, now)
+        .id_token(
+            client,
+            user,
+            grant,
+            nonce,
+            &access.token,
+            grant.session_id_hash.as_deref(),
+            now,
+        )
         .map_err(server_error("signing ID token failed"))?;
     let refresh_token = if with_refresh {
         let token = secrets::random_token().map_err(server_error("random failed"))?;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::sync::Arc;
 use switchboard_plugin_api::{
-    Identity, PasswordLogin, PasswordRequest, Provider, ProviderContext, ProviderError,
+    Identity, Password, PasswordLogin, PasswordRequest, Provider, ProviderContext, ProviderError,
     ProviderFactory,
 };
 use tokio::sync::Semaphore;
@@ -234,7 +234,7 @@ impl LocalProvider {
 
     async fn verify_off_thread(
         &self,
-        password: String,
+        password: Password,
         hash: String,
     ) -> Result<bool, ProviderError> {
         let _permit =
@@ -244,7 +244,7 @@ impl LocalProvider {
                 .map_err(|_| ProviderError::UpstreamUnavailable {
                     detail: "hashing limiter closed".into(),
                 })?;
-        tokio::task::spawn_blocking(move || verify(&password, &hash))
+        tokio::task::spawn_blocking(move || verify(password.expose(), &hash))
             .await
             .map_err(|e| ProviderError::UpstreamUnavailable {
                 detail: format!("hashing task failed: {e}"),
@@ -256,7 +256,7 @@ impl LocalProvider {
 impl PasswordLogin for LocalProvider {
     async fn authenticate(&self, request: PasswordRequest) -> Result<Identity, ProviderError> {
         let login = request.username.trim();
-        let password = request.password.expose().to_owned();
+        let password = request.password.clone();
         let candidate = if login.is_empty() {
             None
         } else {
@@ -287,7 +287,6 @@ impl PasswordLogin for LocalProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use switchboard_plugin_api::Password;
 
     #[derive(Debug)]
     struct OneAccount(LocalAccount);
