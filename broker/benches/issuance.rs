@@ -34,7 +34,12 @@ fn client(alg: SigningAlg) -> Client {
         id_token_alg: alg,
         audience: None,
         resources: BTreeSet::new(),
-        lifetimes: Lifetimes { access_token: 600, id_token: 3600, refresh_token_idle: 1, refresh_token_absolute: 1 },
+        lifetimes: Lifetimes {
+            access_token: 600,
+            id_token: 3600,
+            refresh_token_idle: 1,
+            refresh_token_absolute: 1,
+        },
     }
 }
 
@@ -63,7 +68,12 @@ fn grant() -> GrantRecord {
         user_id: "u-1".into(),
         client_id: "bench-app".into(),
         session_id_hash: None,
-        scopes: vec!["openid".into(), "profile".into(), "email".into(), "groups".into()],
+        scopes: vec![
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+            "groups".into(),
+        ],
         auth_time: 1_800_000_000,
         provider_id: "local".into(),
         created_at: 1_800_000_000,
@@ -73,7 +83,10 @@ fn grant() -> GrantRecord {
 }
 
 fn bench(c: &mut Criterion) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let clock: SharedClock = ManualClock::at(1_800_000_000);
     let store: SharedStore = Arc::new(MemoryStore::new());
     let keyring = rt
@@ -81,23 +94,43 @@ fn bench(c: &mut Criterion) {
             store,
             Arc::new(MasterKey::from_bytes(&[9u8; 32]).unwrap()),
             clock,
-            RotationPolicy { period: 86_400, prepublish: 3600, retain: 3600 },
+            RotationPolicy {
+                period: 86_400,
+                prepublish: 3600,
+                retain: 3600,
+            },
             SigningAlg::ALL.into_iter().collect(),
         ))
         .unwrap();
-    let signer = TokenSigner { issuer: "https://id.example.com".into(), keyring: keyring.clone() };
+    let signer = TokenSigner {
+        issuer: "https://id.example.com".into(),
+        keyring: keyring.clone(),
+    };
     let (user, grant) = (user(), grant());
     for alg in SigningAlg::ALL {
         let mut g = c.benchmark_group(alg.as_str());
         let key = keyring.signing_key(alg).unwrap();
-        let message = b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1LTEiLCJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUuY29tIn0";
-        g.bench_function("raw_sign", |b| b.iter(|| key.pair.sign(black_box(message)).unwrap()));
+        let message =
+            b"eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJ1LTEiLCJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUuY29tIn0";
+        g.bench_function("raw_sign", |b| {
+            b.iter(|| key.pair.sign(black_box(message)).unwrap())
+        });
         let client = client(alg);
         g.bench_function("issue_access_and_id_token", |b| {
             b.iter(|| {
-                let at = signer.access_token(&client, &grant, "https://id.example.com", 1_800_000_000).unwrap();
+                let at = signer
+                    .access_token(&client, &grant, "https://id.example.com", 1_800_000_000)
+                    .unwrap();
                 let id = signer
-                    .id_token(&client, &user, &grant, Some("nonce"), &at.token, None, 1_800_000_000)
+                    .id_token(
+                        &client,
+                        &user,
+                        &grant,
+                        Some("nonce"),
+                        &at.token,
+                        None,
+                        1_800_000_000,
+                    )
                     .unwrap();
                 black_box((at, id))
             })

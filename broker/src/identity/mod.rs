@@ -4,11 +4,11 @@
 //! forgotten by a caller.
 
 use crate::providers::ProviderEntry;
-use crate::secrets;
+use crate::secrets::{self, MasterKey};
 use crate::store::{IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use async_trait::async_trait;
 use switchboard_local::{AccountDirectory, LocalAccount};
-use switchboard_plugin_api::{Identity, ProviderError};
+use switchboard_plugin_api::{Identity, ProviderError, RefreshRequest};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -22,6 +22,59 @@ pub enum IdentityError {
     NoSuchUser,
     #[error("random generator failed")]
     Random,
+    #[error("provider data: {0}")]
+    Sealing(#[from] secrets::SecretsError),
+    #[error("stored identity is unreadable: {0}")]
+    Corrupt(String),
+    #[error("the provider refused: {0}")]
+    Provider(#[from] ProviderError),
+    #[error("no identity of provider {0} is linked to this user")]
+    NotLinked(String),
+}
+
+const LINK_TABLE: &str = "identity_links";
+const LINK_FORMAT: u32 = 1;
+
+fn seal_provider_data(
+    master: &MasterKey,
+    provider_id: &str,
+    subject: &str,
+    data: &Option<serde_json::Value>,
+) -> Result<Option<Vec<u8>>, IdentityError> {
+    let Some(data) = data else { return Ok(None) };
+    let plain = serde_json::to_vec(data).map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+    Ok(Some(master.seal(
+        LINK_TABLE,
+        &format!("{provider_id}/{subject}"),
+        LINK_FORMAT,
+        &plain,
+    )?))
+}
+
+fn open_provider_data(
+    master: &MasterKey,
+    link: &IdentityLink,
+) -> Result<Option<serde_json::Value>, IdentityError> {
+    let Some(sealed) = &link.sealed_provider_data else {
+        return Ok(None);
+    };
+    let plain = master.open(
+        LINK_TABLE,
+        &format!("{}/{}", link.provider_id, link.subject),
+        LINK_FORMAT,
+        sealed,
+    )?;
+    serde_json::from_slice(&plain)
+        .map(Some)
+        .map_err(|e| IdentityError::Corrupt(e.to_string()))
+}
+
+/// What the link keeps of a login: the normalised identity without its provider data
+/// (which is sealed separately).
+fn stored_identity(identity: &Identity) -> serde_json::Value {
+    let mut shown = identity.clone();
+    shown.provider_data = None;
+    serde_json::to_value(&shown).unwrap_or(serde_json::Value::Null)
 }
 
 /// Groups travel namespaced by provider, so a group `admins` of one provider is never
@@ -39,6 +92,7 @@ pub fn namespaced_groups(provider_id: &str, groups: &[String]) -> Vec<String> {
 /// Finds or creates the user behind `identity` and records this login.
 pub async fn resolve_login(
     store: &SharedStore,
+    master: &MasterKey,
     entry: &ProviderEntry,
     mut identity: Identity,
     now: UnixTime,
@@ -71,10 +125,17 @@ pub async fn resolve_login(
     user.updated_at = now;
     user.last_login_at = Some(now);
     store.update_profile(&user).await?;
-    let claims = identity.claims.clone();
+    let claims = stored_identity(&identity);
+    let sealed = seal_provider_data(
+        master,
+        &entry.id,
+        &identity.subject,
+        &identity.provider_data,
+    )?;
     match link {
         Some(mut l) => {
             l.claims = claims;
+            l.sealed_provider_data = sealed;
             l.updated_at = now;
             store.update_identity(&l).await?;
         }
@@ -85,7 +146,7 @@ pub async fn resolve_login(
                     subject: identity.subject.clone(),
                     user_id: user.id.clone(),
                     claims,
-                    sealed_provider_data: None,
+                    sealed_provider_data: sealed,
                     created_at: now,
                     updated_at: now,
                 })
@@ -134,6 +195,49 @@ fn apply_profile(user: &mut UserRecord, identity: &Identity, provider_id: &str) 
     keep(&identity.family_name, &mut user.family_name);
     keep(&identity.picture, &mut user.picture);
     user.groups = namespaced_groups(provider_id, &identity.groups);
+}
+
+/// Asks the provider the user logged in with whether they may still have tokens, and
+/// refreshes their profile and groups from its answer. Providers without the refresh
+/// capability keep what was stored.
+pub async fn refresh_from_provider(
+    store: &SharedStore,
+    master: &MasterKey,
+    entry: &ProviderEntry,
+    user: UserRecord,
+    now: UnixTime,
+) -> Result<UserRecord, IdentityError> {
+    let Some(refresher) = entry.provider.refresh() else {
+        return Ok(user);
+    };
+    let link = store
+        .list_user_identities(&user.id)
+        .await?
+        .into_iter()
+        .find(|l| l.provider_id == entry.id)
+        .ok_or_else(|| IdentityError::NotLinked(entry.id.clone()))?;
+    let mut previous: Identity = serde_json::from_value(link.claims.clone())
+        .map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+    previous.provider_id = entry.id.clone();
+    previous.provider_data = open_provider_data(master, &link)?;
+    let mut fresh = refresher.refresh(RefreshRequest::new(previous)).await?;
+    fresh.provider_id = entry.id.clone();
+    if fresh.subject != link.subject {
+        return Err(IdentityError::Provider(ProviderError::UpstreamProtocol {
+            detail: "refresh returned another subject".into(),
+        }));
+    }
+    let mut user = user;
+    apply_profile(&mut user, &fresh, &entry.id);
+    user.updated_at = now;
+    store.update_profile(&user).await?;
+    let mut updated = link;
+    updated.claims = stored_identity(&fresh);
+    updated.sealed_provider_data =
+        seal_provider_data(master, &entry.id, &fresh.subject, &fresh.provider_data)?;
+    updated.updated_at = now;
+    store.update_identity(&updated).await?;
+    Ok(user)
 }
 
 /// Disables a user and ends everything they hold: sessions and grants.
@@ -252,6 +356,10 @@ mod tests {
         }
     }
 
+    fn master() -> MasterKey {
+        MasterKey::from_bytes(&[5u8; 32]).unwrap()
+    }
+
     fn entry(id: &str, kind: &str) -> ProviderEntry {
         ProviderEntry {
             id: id.into(),
@@ -268,10 +376,12 @@ mod tests {
         let id = Identity::new("upstream-1")
             .with_email("a@x.io", true)
             .with_groups(vec!["eng".into()]);
-        let u1 = resolve_login(&store, &e, id.clone(), 10).await.unwrap();
+        let u1 = resolve_login(&store, &master(), &e, id.clone(), 10)
+            .await
+            .unwrap();
         assert_ne!(u1.id, "upstream-1", "sub is never the upstream id");
         assert_eq!(u1.groups, vec!["corp/eng".to_string()]);
-        let u2 = resolve_login(&store, &e, id.with_name("Ada"), 20)
+        let u2 = resolve_login(&store, &master(), &e, id.with_name("Ada"), 20)
             .await
             .unwrap();
         assert_eq!(u1.id, u2.id);
@@ -287,11 +397,79 @@ mod tests {
         );
     }
 
+    /// A provider whose refresh answer the test sets.
+    #[derive(Debug)]
+    struct Scripted(std::sync::Mutex<Result<Identity, ProviderError>>);
+    impl Provider for Scripted {
+        fn refresh(&self) -> Option<&dyn switchboard_plugin_api::RefreshIdentity> {
+            Some(self)
+        }
+    }
+    #[async_trait]
+    impl switchboard_plugin_api::RefreshIdentity for Scripted {
+        async fn refresh(&self, r: RefreshRequest) -> Result<Identity, ProviderError> {
+            assert_eq!(
+                r.identity.provider_data,
+                Some(serde_json::json!({"dn": "uid=a"})),
+                "sealed provider data comes back"
+            );
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn refresh_updates_groups_and_a_denial_is_reported() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let scripted = Arc::new(Scripted(std::sync::Mutex::new(Ok(
+            Identity::new("s1").with_groups(vec!["eng".into()])
+        ))));
+        let e = ProviderEntry {
+            id: "dir".into(),
+            name: "dir".into(),
+            kind: "ldap".into(),
+            provider: scripted.clone(),
+        };
+        let mut first = Identity::new("s1").with_groups(vec!["eng".into(), "admins".into()]);
+        first.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
+        let user = resolve_login(&store, &master(), &e, first, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            user.groups,
+            vec!["dir/admins".to_string(), "dir/eng".to_string()]
+        );
+
+        let mut fresh = Identity::new("s1").with_groups(vec!["eng".into()]);
+        fresh.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
+        *scripted.0.lock().unwrap() = Ok(fresh);
+        let user = refresh_from_provider(&store, &master(), &e, user, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            user.groups,
+            vec!["dir/eng".to_string()],
+            "removed group is gone"
+        );
+        assert_eq!(
+            store.get_user(&user.id).await.unwrap().unwrap().groups,
+            user.groups
+        );
+
+        *scripted.0.lock().unwrap() = Err(ProviderError::Denied {
+            reason: "gone".into(),
+        });
+        assert!(matches!(
+            refresh_from_provider(&store, &master(), &e, user, 3).await,
+            Err(IdentityError::Provider(ProviderError::Denied { .. }))
+        ));
+    }
+
     #[tokio::test]
     async fn local_static_user_keeps_its_fixed_id() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let u = resolve_login(
             &store,
+            &master(),
             &entry("local", "local"),
             Identity::new("fixed-id"),
             1,
@@ -305,12 +483,12 @@ mod tests {
     async fn disabled_user_is_refused_and_loses_sessions() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let e = entry("local", "local");
-        let u = resolve_login(&store, &e, Identity::new("u1"), 1)
+        let u = resolve_login(&store, &master(), &e, Identity::new("u1"), 1)
             .await
             .unwrap();
         disable_user(&store, &u.id, 2).await.unwrap();
         assert!(matches!(
-            resolve_login(&store, &e, Identity::new("u1"), 3).await,
+            resolve_login(&store, &master(), &e, Identity::new("u1"), 3).await,
             Err(IdentityError::Disabled)
         ));
         assert!(matches!(

@@ -338,35 +338,36 @@ async fn complete_login(
     identity: switchboard_plugin_api::Identity,
 ) -> HttpResponse {
     let now = state.clock.now();
-    let user = match identity::resolve_login(&state.store, entry, identity, now).await {
-        Ok(u) => u,
-        Err(IdentityError::Disabled) => {
-            tracing::info!(provider = %entry.id, "login of a disabled user refused");
-            return page_error(
-                state,
-                req,
-                StatusCode::FORBIDDEN,
-                "This account is disabled.",
-            );
-        }
-        Err(IdentityError::Taken(what)) => {
-            return page_error(
-                state,
-                req,
-                StatusCode::CONFLICT,
-                &format!("Another account already uses {what}."),
-            );
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "resolving the user failed");
-            return page_error(
-                state,
-                req,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Try again.",
-            );
-        }
-    };
+    let user =
+        match identity::resolve_login(&state.store, &state.master, entry, identity, now).await {
+            Ok(u) => u,
+            Err(IdentityError::Disabled) => {
+                tracing::info!(provider = %entry.id, "login of a disabled user refused");
+                return page_error(
+                    state,
+                    req,
+                    StatusCode::FORBIDDEN,
+                    "This account is disabled.",
+                );
+            }
+            Err(IdentityError::Taken(what)) => {
+                return page_error(
+                    state,
+                    req,
+                    StatusCode::CONFLICT,
+                    &format!("Another account already uses {what}."),
+                );
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "resolving the user failed");
+                return page_error(
+                    state,
+                    req,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Something went wrong. Try again.",
+                );
+            }
+        };
     // Single use: of two submissions racing with the same request, one proceeds.
     match state
         .store

@@ -213,13 +213,43 @@ async fn refresh(
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let now = state.clock.now();
+    let presented_hash = secrets::hash_secret(presented);
+    // Ask upstream before spending the token, so an unreachable provider costs the
+    // client a retry, not its refresh token.
+    let peeked = state
+        .store
+        .refresh_token_grant(&presented_hash, now)
+        .await
+        .map_err(server_error("reading refresh token failed"))?
+        .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid or expired"))?;
+    if peeked.client_id != client.id {
+        // Another client holding this token means it leaked.
+        let _ = state.store.revoke_grant(&peeked.id, now).await;
+        return Err(OAuthError::invalid_grant(
+            "refresh token was issued to another client",
+        ));
+    }
+    if let Some(scope) = &form.scope {
+        let all_granted = scope
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .all(|s| peeked.scopes.iter().any(|g| g == s));
+        if !all_granted {
+            return Err(OAuthError::new(
+                "invalid_scope",
+                "scope exceeds the original grant",
+            ));
+        }
+    }
+    let user = active_user(state, &peeked).await?;
+    let user = recheck_upstream(state, &peeked, user).await?;
     let new_token = secrets::random_token().map_err(server_error("random failed"))?;
     let outcome = state
         .store
         .rotate_refresh(
-            &secrets::hash_secret(presented),
+            &presented_hash,
             &secrets::hash_secret(&new_token),
-            now + client.lifetimes.refresh_token_idle,
+            (now + client.lifetimes.refresh_token_idle).min(peeked.expires_at),
             now,
             state.config.tokens.refresh_reuse_grace,
         )
@@ -237,29 +267,47 @@ async fn refresh(
             ));
         }
     };
-    if grant.client_id != client.id {
-        // Another client holding this token means it leaked.
-        let _ = state.store.revoke_grant(&grant.id, now).await;
-        return Err(OAuthError::invalid_grant(
-            "refresh token was issued to another client",
-        ));
-    }
-    if let Some(scope) = &form.scope {
-        let all_granted = scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .all(|s| grant.scopes.iter().any(|g| g == s));
-        if !all_granted {
-            return Err(OAuthError::new(
-                "invalid_scope",
-                "scope exceeds the original grant",
-            ));
-        }
-    }
-    let user = active_user(state, &grant).await?;
     let mut response = issue(state, client, &grant, &user, None, false).await?;
     response.refresh_token = Some(new_token);
     Ok(response)
+}
+
+/// The provider's verdict at refresh: a person removed or disabled upstream loses the
+/// grant; an unreachable provider is a retryable error.
+async fn recheck_upstream(
+    state: &AppState,
+    grant: &GrantRecord,
+    user: UserRecord,
+) -> Result<UserRecord, OAuthError> {
+    use crate::identity::IdentityError;
+    use switchboard_plugin_api::ProviderError;
+    let Some(entry) = state.providers.get(&grant.provider_id) else {
+        // The provider was removed from the config: its logins end.
+        let _ = state.store.revoke_grant(&grant.id, state.clock.now()).await;
+        return Err(OAuthError::invalid_grant(
+            "the identity provider is no longer configured",
+        ));
+    };
+    let now = state.clock.now();
+    match crate::identity::refresh_from_provider(&state.store, &state.master, entry, user, now)
+        .await
+    {
+        Ok(user) => Ok(user),
+        Err(IdentityError::Provider(ProviderError::UpstreamUnavailable { detail })) => {
+            tracing::warn!(provider = %entry.id, %detail, "upstream unavailable at refresh");
+            Err(OAuthError::new(
+                "temporarily_unavailable",
+                "the identity provider is unavailable; retry later",
+            ))
+        }
+        Err(e) => {
+            tracing::info!(provider = %entry.id, grant = %grant.id, error = %e, "upstream refused refresh; grant revoked");
+            let _ = state.store.revoke_grant(&grant.id, now).await;
+            Err(OAuthError::invalid_grant(
+                "the identity provider no longer accepts this user",
+            ))
+        }
+    }
 }
 
 async fn issue(

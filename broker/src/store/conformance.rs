@@ -436,6 +436,48 @@ async fn identity_update_replaces_claims_and_provider_data(store: SharedStore) {
     assert!(!store.update_identity(&unknown).await.unwrap());
 }
 
+async fn identities_of_a_user_are_listed_in_order(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    let link = |provider: &str, subject: &str, user_id: &str| IdentityLink {
+        provider_id: provider.to_owned(),
+        subject: subject.to_owned(),
+        user_id: user_id.to_owned(),
+        claims: json!({}),
+        sealed_provider_data: None,
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    for l in [
+        link("ldap", "b", "u1"),
+        link("github", "z", "u1"),
+        link("ldap", "a", "u2"),
+    ] {
+        store.link_identity(&l).await.unwrap();
+    }
+    let listed: Vec<(String, String)> = store
+        .list_user_identities("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| (l.provider_id, l.subject))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("github".to_owned(), "z".to_owned()),
+            ("ldap".to_owned(), "b".to_owned())
+        ]
+    );
+    assert!(
+        store
+            .list_user_identities("nobody")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 // ---- authorization requests ----
 
 async fn auth_request_is_taken_once(store: SharedStore) {
@@ -572,6 +614,38 @@ async fn refresh_token_rotates_along_the_family(store: SharedStore) {
             .await
             .unwrap(),
         RotateOutcome::Invalid
+    );
+}
+
+async fn refresh_token_grant_is_read_without_spending(store: SharedStore) {
+    seed_grant(&store).await;
+    let g1 = store.get_grant("g1").await.unwrap().unwrap();
+    assert_eq!(
+        store.refresh_token_grant("t1", NOW).await.unwrap(),
+        Some(g1.clone())
+    );
+    // Peeking spent nothing: the token still rotates.
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "t2", NOW + HOUR, NOW + 1, 0)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    assert_eq!(store.refresh_token_grant("nope", NOW).await.unwrap(), None);
+    assert_eq!(
+        store
+            .refresh_token_grant("t2", NOW + 2 * HOUR)
+            .await
+            .unwrap(),
+        None,
+        "expired"
+    );
+    store.revoke_grant("g1", NOW + 2).await.unwrap();
+    assert_eq!(
+        store.refresh_token_grant("t2", NOW + 3).await.unwrap(),
+        None,
+        "revoked"
     );
 }
 
@@ -1141,12 +1215,14 @@ macro_rules! conformance_tests {
                 status_and_password_changes_persist,
                 identity_link_is_unique_per_provider_and_subject,
                 identity_update_replaces_claims_and_provider_data,
+                identities_of_a_user_are_listed_in_order,
                 auth_request_is_taken_once,
                 expired_auth_request_is_neither_read_nor_taken,
                 code_redeems_once_then_reports_its_grant,
                 expired_or_unknown_code_is_invalid,
                 grant_and_code_are_stored_together_or_not_at_all,
                 refresh_token_rotates_along_the_family,
+                refresh_token_grant_is_read_without_spending,
                 reused_refresh_token_revokes_the_family,
                 reuse_within_grace_rotates_instead_of_revoking,
                 revoked_grant_makes_refresh_invalid,

@@ -219,6 +219,18 @@ impl UserStore for MemoryStore {
         Ok(state.links.get(&key).cloned())
     }
 
+    async fn list_user_identities(&self, user_id: &str) -> StoreResult<Vec<IdentityLink>> {
+        let state = self.lock()?;
+        let mut links: Vec<IdentityLink> = state
+            .links
+            .values()
+            .filter(|l| l.user_id == user_id)
+            .cloned()
+            .collect();
+        links.sort_by(|a, b| (&a.provider_id, &a.subject).cmp(&(&b.provider_id, &b.subject)));
+        Ok(links)
+    }
+
     async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool> {
         let mut state = self.lock()?;
         let key = (link.provider_id.clone(), link.subject.clone());
@@ -381,6 +393,25 @@ impl GrantStore for MemoryStore {
             },
         );
         Ok(())
+    }
+
+    async fn refresh_token_grant(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<GrantRecord>> {
+        let state = self.lock()?;
+        let Some(token) = state.refresh_tokens.get(token_hash) else {
+            return Ok(None);
+        };
+        if token.expires_at <= now {
+            return Ok(None);
+        }
+        Ok(state
+            .grants
+            .get(&token.grant_id)
+            .filter(|g| g.revoked_at.is_none() && g.expires_at > now)
+            .cloned())
     }
 
     async fn rotate_refresh(

@@ -130,6 +130,8 @@ pub trait UserStore: Send + Sync {
         provider_id: &str,
         subject: &str,
     ) -> StoreResult<Option<IdentityLink>>;
+    /// Every identity linked to a user, ordered by provider id, then subject.
+    async fn list_user_identities(&self, user_id: &str) -> StoreResult<Vec<IdentityLink>>;
     /// Replaces claims, sealed provider data and `updated_at` of an existing link.
     async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool>;
 }
@@ -240,6 +242,15 @@ pub trait GrantStore: Send + Sync {
         expires_at: UnixTime,
         now: UnixTime,
     ) -> StoreResult<()>;
+    /// The live grant a refresh token belongs to, without spending it (so the provider
+    /// can be asked before rotation). `None` when the token is unknown or expired, or
+    /// its grant is revoked or expired. A spent token still answers: `rotate_refresh`
+    /// decides about reuse.
+    async fn refresh_token_grant(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<GrantRecord>>;
     /// Spends `old_hash` and stores `new_hash` in one transaction. Within
     /// `reuse_grace_secs` of the first spend a second spend rotates again instead of
     /// revoking (clients that retried a lost response). Of two concurrent callers with

@@ -509,6 +509,19 @@ impl UserStore for SqliteStore {
         .transpose()
     }
 
+    async fn list_user_identities(&self, user_id: &str) -> StoreResult<Vec<IdentityLink>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            link_columns!(),
+            " FROM identity_links WHERE user_id = ?1 ORDER BY provider_id, subject"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(link_from_row).collect()
+    }
+
     async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE identity_links SET claims_json = ?3, sealed_provider_data = ?4, \
@@ -832,6 +845,28 @@ impl GrantStore for SqliteStore {
     ) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
         insert_refresh_token(&mut conn, token_hash, grant_id, expires_at, now).await
+    }
+
+    async fn refresh_token_grant(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<GrantRecord>> {
+        let grant_id: Option<String> = sqlx::query_scalar(
+            "SELECT grant_id FROM refresh_tokens WHERE token_hash = ?1 AND expires_at > ?2",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        let Some(grant_id) = grant_id else {
+            return Ok(None);
+        };
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        Ok(fetch_grant(&mut conn, &grant_id)
+            .await?
+            .filter(|g| g.revoked_at.is_none() && g.expires_at > now))
     }
 
     async fn rotate_refresh(
