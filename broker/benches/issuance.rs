@@ -40,6 +40,9 @@ fn client(alg: SigningAlg) -> Client {
             refresh_token_idle: 1,
             refresh_token_absolute: 1,
         },
+        post_logout_redirect_uris: vec![],
+        backchannel_logout_uri: None,
+        backchannel_logout_session_required: false,
     }
 }
 

@@ -29,6 +29,8 @@ pub enum StartError {
     Providers(#[from] crate::providers::RegistryError),
     #[error("templates: {0}")]
     Templates(#[from] minijinja::Error),
+    #[error("HTTP client: {0}")]
+    Http(#[from] reqwest::Error),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -95,6 +97,14 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
     ))];
     let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
+    // Redirects off: an outbound call must never be bounced to an address we did not
+    // choose (SSRF).
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .timeout(std::time::Duration::from_secs(10))
+        .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .build()?;
     Ok(AppState {
         cookies: CookiePolicy {
             insecure_loopback: config.is_loopback_http(),
@@ -113,6 +123,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         pages: Arc::new(Pages::new()?),
         discovery: Arc::new(discovery),
         oauth_metadata: Arc::new(oauth_metadata),
+        http,
     })
 }
 

@@ -17,7 +17,8 @@ use url::Url;
 pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
 
 /// Grants a client may be allowed.
-pub const SUPPORTED_GRANTS: &[&str] = &["authorization_code", "refresh_token"];
+pub const SUPPORTED_GRANTS: &[&str] =
+    &["authorization_code", "refresh_token", "client_credentials"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -107,6 +108,10 @@ pub struct Client {
     pub audience: Option<String>,
     pub resources: BTreeSet<String>,
     pub lifetimes: Lifetimes,
+    /// Exact URIs a person may be sent to after RP-initiated logout.
+    pub post_logout_redirect_uris: Vec<Url>,
+    pub backchannel_logout_uri: Option<Url>,
+    pub backchannel_logout_session_required: bool,
 }
 
 impl Client {
@@ -540,6 +545,43 @@ impl Validator {
                 return Err(self.err(key("grants"), format!("unknown or unsupported grant {g:?}")));
             }
         }
+        if c.public && grants.contains("client_credentials") {
+            return Err(self.err(
+                key("grants"),
+                "a public client cannot use client_credentials",
+            ));
+        }
+        let mut post_logout_redirect_uris = Vec::new();
+        for (i, u) in c.post_logout_redirect_uris.iter().enumerate() {
+            let k = format!("clients.{id}.post_logout_redirect_uris[{i}]");
+            let url =
+                Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+            if url.fragment().is_some() {
+                return Err(self.err(&k, "must not have a fragment"));
+            }
+            post_logout_redirect_uris.push(url);
+        }
+        let backchannel_logout_uri = match &c.backchannel_logout_uri {
+            None => None,
+            Some(u) => {
+                let k = key("backchannel_logout_uri");
+                let url =
+                    Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+                match url.scheme() {
+                    "https" => {}
+                    "http" if is_loopback_host(&url) || dev_mode => {}
+                    _ => {
+                        return Err(
+                            self.err(&k, "must be https (http only on loopback or in dev_mode)")
+                        );
+                    }
+                }
+                if url.fragment().is_some() {
+                    return Err(self.err(&k, "must not have a fragment"));
+                }
+                Some(url)
+            }
+        };
         let mut cors_origins = BTreeSet::new();
         for (i, o) in c.cors_origins.iter().enumerate() {
             let k = format!("clients.{id}.cors_origins[{i}]");
@@ -588,6 +630,9 @@ impl Validator {
             audience: c.audience.clone(),
             resources: c.resources.iter().cloned().collect(),
             lifetimes,
+            post_logout_redirect_uris,
+            backchannel_logout_uri,
+            backchannel_logout_session_required: c.backchannel_logout_session_required,
         })
     }
 }

@@ -112,6 +112,11 @@ pub struct RawClient {
     pub id_token_lifetime: Option<String>,
     pub refresh_token_idle_lifetime: Option<String>,
     pub refresh_token_absolute_lifetime: Option<String>,
+    #[serde(default)]
+    pub post_logout_redirect_uris: Vec<String>,
+    pub backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    pub backchannel_logout_session_required: bool,
 }
 
 /// A provider section: the broker's keys, and the provider's own options passed

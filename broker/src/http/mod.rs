@@ -33,6 +33,8 @@ pub struct AppState {
     pub pages: Arc<pages::Pages>,
     pub discovery: Arc<String>,
     pub oauth_metadata: Arc<String>,
+    /// Outbound HTTP (back-channel logout): timeouts on, redirects off.
+    pub http: reqwest::Client,
 }
 
 /// The id of the request being served, for logs and error pages.

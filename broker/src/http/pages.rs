@@ -26,6 +26,7 @@ impl Pages {
             "password.html",
             include_str!("../../templates/password.html"),
         )?;
+        env.add_template("logout.html", include_str!("../../templates/logout.html"))?;
         Ok(Pages { env })
     }
 

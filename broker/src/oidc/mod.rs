@@ -1,9 +1,12 @@
 //! The issuer's endpoints toward apps.
 
 pub mod authorize;
+pub mod backchannel;
 pub mod clients;
 pub mod error;
+pub mod logout;
 pub mod token;
+pub mod token_status;
 pub mod userinfo;
 
 use crate::config::{Config, SUPPORTED_GRANTS, SUPPORTED_SCOPES, SigningAlg};
@@ -26,7 +29,11 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     .route("/authorize", web::post().to(authorize_post))
     .route("/token", web::post().to(token::token))
     .route("/userinfo", web::get().to(userinfo::userinfo_get))
-    .route("/userinfo", web::post().to(userinfo::userinfo_post));
+    .route("/userinfo", web::post().to(userinfo::userinfo_post))
+    .route("/introspect", web::post().to(token_status::introspect))
+    .route("/revoke", web::post().to(token_status::revoke))
+    .route("/logout", web::get().to(logout::logout_get))
+    .route("/logout", web::post().to(logout::logout_post));
     for path in [
         "/.well-known/openid-configuration",
         "/jwks",
@@ -150,6 +157,10 @@ pub fn metadata(config: &Config) -> (String, String) {
         "authorization_endpoint": format!("{iss}/authorize"),
         "token_endpoint": format!("{iss}/token"),
         "jwks_uri": format!("{iss}/jwks"),
+        "revocation_endpoint": format!("{iss}/revoke"),
+        "introspection_endpoint": format!("{iss}/introspect"),
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
         "grant_types_supported": SUPPORTED_GRANTS,
@@ -163,6 +174,12 @@ pub fn metadata(config: &Config) -> (String, String) {
     let mut oidc = oauth.clone();
     if let Some(o) = oidc.as_object_mut() {
         o.insert("userinfo_endpoint".into(), format!("{iss}/userinfo").into());
+        o.insert(
+            "end_session_endpoint".into(),
+            format!("{iss}/logout").into(),
+        );
+        o.insert("backchannel_logout_supported".into(), true.into());
+        o.insert("backchannel_logout_session_supported".into(), true.into());
         o.insert(
             "subject_types_supported".into(),
             serde_json::json!(["public"]),

@@ -71,15 +71,19 @@ async fn exchange(
         .grant_type
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
-    match grant_type {
-        "authorization_code" | "refresh_token" if !client.allows_grant(grant_type) => {
-            Err(OAuthError::new(
+    if !client.allows_grant(grant_type) {
+        return Err(match grant_type {
+            "authorization_code" | "refresh_token" | "client_credentials" => OAuthError::new(
                 "unauthorized_client",
                 format!("this client may not use {grant_type}"),
-            ))
-        }
+            ),
+            _ => OAuthError::new("unsupported_grant_type", "unsupported grant_type"),
+        });
+    }
+    match grant_type {
         "authorization_code" => authorization_code(state, client, &form).await,
         "refresh_token" => refresh(state, client, &form).await,
+        "client_credentials" => client_credentials(state, client, &form),
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "unsupported grant_type",
@@ -92,6 +96,63 @@ fn server_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> O
         tracing::error!(error = %e, "{what}");
         OAuthError::server_error()
     }
+}
+
+/// The client acting as itself: an access token whose `sub` is the client, with
+/// scopes drawn from the client's allowed ones; no ID token, no refresh token.
+fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    // Config refuses client_credentials for public clients; this keeps it true.
+    if client.is_public() {
+        return Err(OAuthError::new(
+            "unauthorized_client",
+            "public clients cannot act as themselves",
+        ));
+    }
+    let person_only = |s: &str| matches!(s, "openid" | "offline_access");
+    let scopes: Vec<String> = match &form.scope {
+        None => client
+            .scopes
+            .iter()
+            .filter(|s| !person_only(s))
+            .cloned()
+            .collect(),
+        Some(requested) => {
+            let mut out = Vec::new();
+            for s in requested.split(' ').filter(|s| !s.is_empty()) {
+                if person_only(s) || !client.scopes.contains(s) {
+                    return Err(OAuthError::new(
+                        "invalid_scope",
+                        format!("scope {s} is not allowed"),
+                    ));
+                }
+                if !out.iter().any(|o: &String| o == s) {
+                    out.push(s.to_string());
+                }
+            }
+            out
+        }
+    };
+    let audience = client
+        .audience
+        .clone()
+        .unwrap_or_else(|| state.config.issuer.clone());
+    let access = state
+        .signer
+        .client_access_token(client, &scopes, &audience, state.clock.now())
+        .map_err(server_error("signing access token failed"))?;
+    tracing::info!(client_id = %client.id, "issued client-credentials token");
+    Ok(TokenResponse {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        scope: scopes.join(" "),
+        id_token: None,
+        refresh_token: None,
+    })
 }
 
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, verifier 43..128 unreserved.

@@ -84,9 +84,12 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
         .await
         .map_err(|e| invalid_token(&e.to_string()))?;
     let now = state.clock.now();
+    let Some(grant_id) = &claims.gid else {
+        return Err(invalid_token("the token does not belong to a person"));
+    };
     let grant = state
         .store
-        .get_grant(&claims.gid)
+        .get_grant(grant_id)
         .await
         .map_err(|_| OAuthError::server_error())?;
     match grant {

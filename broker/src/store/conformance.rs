@@ -649,6 +649,41 @@ async fn refresh_token_grant_is_read_without_spending(store: SharedStore) {
     );
 }
 
+async fn grants_of_a_session_are_listed_oldest_first(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let in_session = |id: &str, created: i64, session: Option<&str>| GrantRecord {
+        session_id_hash: session.map(str::to_owned),
+        created_at: created,
+        ..grant(id, "u1", NOW + HOUR)
+    };
+    let grants = [
+        in_session("g2", NOW + 2, Some("s1")),
+        in_session("g1", NOW + 1, Some("s1")),
+        in_session("g3", NOW + 3, Some("s2")),
+        in_session("g4", NOW + 4, None),
+    ];
+    for (i, g) in grants.iter().enumerate() {
+        store
+            .create_grant_with_code(g, &code(&format!("c{i}"), &g.id, NOW + 60))
+            .await
+            .unwrap();
+    }
+    store.revoke_grant("g2", NOW + 5).await.unwrap();
+    let ids: Vec<String> = store
+        .list_session_grants("s1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.id)
+        .collect();
+    assert_eq!(
+        ids,
+        vec!["g1".to_owned(), "g2".to_owned()],
+        "revoked ones included"
+    );
+    assert!(store.list_session_grants("none").await.unwrap().is_empty());
+}
+
 async fn reused_refresh_token_revokes_the_family(store: SharedStore) {
     seed_grant(&store).await;
     assert!(matches!(
@@ -1223,6 +1258,7 @@ macro_rules! conformance_tests {
                 grant_and_code_are_stored_together_or_not_at_all,
                 refresh_token_rotates_along_the_family,
                 refresh_token_grant_is_read_without_spending,
+                grants_of_a_session_are_listed_oldest_first,
                 reused_refresh_token_revokes_the_family,
                 reuse_within_grace_rotates_instead_of_revoking,
                 revoked_grant_makes_refresh_invalid,

@@ -395,6 +395,18 @@ impl GrantStore for MemoryStore {
         Ok(())
     }
 
+    async fn list_session_grants(&self, session_id_hash: &str) -> StoreResult<Vec<GrantRecord>> {
+        let state = self.lock()?;
+        let mut grants: Vec<GrantRecord> = state
+            .grants
+            .values()
+            .filter(|g| g.session_id_hash.as_deref() == Some(session_id_hash))
+            .cloned()
+            .collect();
+        grants.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(grants)
+    }
+
     async fn refresh_token_grant(
         &self,
         token_hash: &str,

@@ -232,6 +232,8 @@ pub trait GrantStore: Send + Sync {
     async fn get_grant(&self, id: &str) -> StoreResult<Option<GrantRecord>>;
     /// Returns true if the grant existed and was not already revoked.
     async fn revoke_grant(&self, id: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Grants started under a browser session (revoked ones included), oldest first.
+    async fn list_session_grants(&self, session_id_hash: &str) -> StoreResult<Vec<GrantRecord>>;
     /// Revokes every grant of a user; returns how many were newly revoked.
     async fn revoke_user_grants(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
     /// Stores a refresh token of a grant.

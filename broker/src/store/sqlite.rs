@@ -847,6 +847,19 @@ impl GrantStore for SqliteStore {
         insert_refresh_token(&mut conn, token_hash, grant_id, expires_at, now).await
     }
 
+    async fn list_session_grants(&self, session_id_hash: &str) -> StoreResult<Vec<GrantRecord>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            grant_columns!(),
+            " FROM grants WHERE session_id_hash = ?1 ORDER BY created_at, id"
+        ))
+        .bind(session_id_hash)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(grant_from_row).collect()
+    }
+
     async fn refresh_token_grant(
         &self,
         token_hash: &str,

@@ -86,9 +86,13 @@ pub struct AccessTokenClaims {
     pub iat: UnixTime,
     pub exp: UnixTime,
     pub jti: String,
-    pub auth_time: UnixTime,
-    /// The grant this token belongs to: revoking the grant revokes the token.
-    pub gid: String,
+    /// Absent on client-credentials tokens (no person logged in).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<UnixTime>,
+    /// The grant this token belongs to: revoking the grant revokes the token. Absent on
+    /// client-credentials tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<String>,
 }
 
 /// Signs tokens for one issuer.
@@ -113,7 +117,6 @@ impl TokenSigner {
         audience: &str,
         now: UnixTime,
     ) -> Result<SignedAccessToken, JwtError> {
-        let lifetime = client.lifetimes.access_token;
         let claims = AccessTokenClaims {
             iss: self.issuer.clone(),
             sub: grant.user_id.clone(),
@@ -121,12 +124,44 @@ impl TokenSigner {
             client_id: client.id.clone(),
             scope: grant.scopes.join(" "),
             iat: now,
-            exp: now + lifetime,
+            exp: now + client.lifetimes.access_token,
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
-            auth_time: grant.auth_time,
-            gid: grant.id.clone(),
+            auth_time: Some(grant.auth_time),
+            gid: Some(grant.id.clone()),
         };
-        // Access tokens are verified by resource servers that may only know RS256.
+        self.sign_access(client, claims)
+    }
+
+    /// An access token for the client itself (client-credentials grant): `sub` is the
+    /// client id.
+    pub fn client_access_token(
+        &self,
+        client: &Client,
+        scopes: &[String],
+        audience: &str,
+        now: UnixTime,
+    ) -> Result<SignedAccessToken, JwtError> {
+        let claims = AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub: client.id.clone(),
+            aud: audience.to_string(),
+            client_id: client.id.clone(),
+            scope: scopes.join(" "),
+            iat: now,
+            exp: now + client.lifetimes.access_token,
+            jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
+            auth_time: None,
+            gid: None,
+        };
+        self.sign_access(client, claims)
+    }
+
+    fn sign_access(
+        &self,
+        client: &Client,
+        claims: AccessTokenClaims,
+    ) -> Result<SignedAccessToken, JwtError> {
+        // The client's algorithm: its resource servers are the ones that verify.
         let token = jwt::sign(
             &self.keyring,
             client.id_token_alg,
@@ -135,7 +170,7 @@ impl TokenSigner {
         )?;
         Ok(SignedAccessToken {
             token,
-            expires_in: lifetime,
+            expires_in: claims.exp - claims.iat,
         })
     }
 
