@@ -226,6 +226,12 @@ pub struct BeginRequest {
 }
 
 impl BeginRequest {
+    /// Sets the login hint.
+    pub fn with_login_hint(mut self, hint: Option<String>) -> Self {
+        self.login_hint = hint;
+        self
+    }
+
     /// Builds a request.
     pub fn new(
         callback_url: impl Into<String>,
@@ -281,6 +287,27 @@ pub struct Callback {
     pub nonce: String,
     /// The PKCE verifier behind the challenge sent at begin.
     pub pkce_verifier: String,
+}
+
+impl Callback {
+    /// Builds a callback (the broker does this; tests of providers too).
+    pub fn new(
+        method: impl Into<String>,
+        params: BTreeMap<String, String>,
+        provider_state: serde_json::Value,
+        callback_url: impl Into<String>,
+        nonce: impl Into<String>,
+        pkce_verifier: impl Into<String>,
+    ) -> Self {
+        Callback {
+            method: method.into(),
+            params,
+            provider_state,
+            callback_url: callback_url.into(),
+            nonce: nonce.into(),
+            pkce_verifier: pkce_verifier.into(),
+        }
+    }
 }
 
 /// An identity to re-read at refresh time.

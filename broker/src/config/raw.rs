@@ -87,6 +87,7 @@ pub struct RawLogin {
     pub throttle_window: Option<String>,
     pub max_failures_per_account: Option<u32>,
     pub max_failures_per_ip: Option<u32>,
+    pub provider_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -1,6 +1,7 @@
 //! The login pages: choose a provider, the password form, and what happens after a
 //! successful login (new session, then the authorization code).
 
+mod redirect;
 mod throttle;
 
 use crate::http::AppState;
@@ -20,6 +21,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(choose))
         .route("/login/{provider}", web::get().to(show_form))
         .route("/login/{provider}", web::post().to(submit_password))
+        .route(
+            "/callback/{provider}",
+            web::get().to(redirect::callback_get),
+        )
+        .route(
+            "/callback/{provider}",
+            web::post().to(redirect::callback_post),
+        )
         .route("/assets/style.css", web::get().to(style));
 }
 
@@ -42,7 +51,7 @@ struct Pending {
     request: AuthorizationRequest,
 }
 
-const EXPIRED: &str = "This sign-in request has expired or was already used. Go back to the application and start again.";
+pub(crate) const EXPIRED: &str = "This sign-in request has expired or was already used. Go back to the application and start again.";
 
 async fn pending(
     req: &HttpRequest,
@@ -196,12 +205,7 @@ async fn show_form(
         Err(res) => return res,
     };
     if entry.provider.password().is_none() {
-        return page_error(
-            &state,
-            &req,
-            StatusCode::NOT_IMPLEMENTED,
-            "This sign-in method is not available yet.",
-        );
+        return redirect::begin(&req, &state, &p, entry).await;
     }
     let hint = p.request.login_hint.clone().unwrap_or_default();
     password_form(&state, &p, entry, &hint, None, StatusCode::OK)
@@ -284,9 +288,18 @@ async fn submit_password(
             );
         }
     }
-    let outcome = password_login
-        .authenticate(PasswordRequest::new(&username, password))
-        .await;
+    let limit = std::time::Duration::from_secs(state.config.login.provider_timeout.max(1) as u64);
+    let outcome = match tokio::time::timeout(
+        limit,
+        password_login.authenticate(PasswordRequest::new(&username, password)),
+    )
+    .await
+    {
+        Ok(outcome) => outcome,
+        Err(_) => Err(ProviderError::UpstreamUnavailable {
+            detail: "timed out".into(),
+        }),
+    };
     let identity = match outcome {
         Ok(identity) => identity,
         Err(ProviderError::InvalidCredentials) => {

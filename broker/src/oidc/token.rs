@@ -350,9 +350,20 @@ async fn recheck_upstream(
         ));
     };
     let now = state.clock.now();
-    match crate::identity::refresh_from_provider(&state.store, &state.master, entry, user, now)
-        .await
-    {
+    let limit = std::time::Duration::from_secs(state.config.login.provider_timeout.max(1) as u64);
+    let asked = tokio::time::timeout(
+        limit,
+        crate::identity::refresh_from_provider(&state.store, &state.master, entry, user, now),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(IdentityError::Provider(
+            ProviderError::UpstreamUnavailable {
+                detail: "timed out".into(),
+            },
+        ))
+    });
+    match asked {
         Ok(user) => Ok(user),
         Err(IdentityError::Provider(ProviderError::UpstreamUnavailable { detail })) => {
             tracing::warn!(provider = %entry.id, %detail, "upstream unavailable at refresh");
