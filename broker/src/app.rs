@@ -91,10 +91,13 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
     let hash_workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let factories: Vec<Arc<dyn ProviderFactory>> = vec![Arc::new(LocalFactory::new(
-        Some(Arc::new(StoreDirectory(store.clone()))),
-        hash_workers,
-    ))];
+    let factories: Vec<Arc<dyn ProviderFactory>> = vec![
+        Arc::new(LocalFactory::new(
+            Some(Arc::new(StoreDirectory(store.clone()))),
+            hash_workers,
+        )),
+        Arc::new(switchboard_ldap::LdapFactory::new()),
+    ];
     let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
     // Redirects off: an outbound call must never be bounced to an address we did not
