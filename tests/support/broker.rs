@@ -2,12 +2,16 @@
 //! endpoints.
 
 use crate::HTTP_TIMEOUT;
-use crate::clients::{TestClient, TestUser, TokenReply, UserinfoReply, all_clients, all_static_users};
+use crate::browser::Browser;
+use crate::clients::{
+    AuthorizeRequest, TestClient, TestUser, TokenReply, UserinfoReply, all_clients,
+    all_static_users,
+};
 use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use url::Url;
@@ -48,11 +52,26 @@ pub(crate) fn broker_command() -> Command {
     cmd
 }
 
+/// Runs `broker check-config FILE` from the workspace root, as the README does, with
+/// `env` set (and no other `BROKER_*` variable).
+pub fn check_config(file: &Path, env: &[(String, String)]) -> Output {
+    broker_command()
+        .arg("check-config")
+        .arg(file)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir(workspace_root())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run broker check-config")
+}
+
 /// What a test changes in the default config before the broker starts.
 #[derive(Debug, Default)]
 pub struct Setup {
     tokens: Vec<String>,
     login: Vec<String>,
+    https_issuer: bool,
+    env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -68,8 +87,21 @@ impl Setup {
         self
     }
 
+    /// An `https://` issuer, as behind a TLS-terminating proxy; the test still talks
+    /// plain http to the listener.
+    pub fn https_issuer(mut self) -> Self {
+        self.https_issuer = true;
+        self
+    }
+
+    /// Sets an environment variable of the broker process, e.g. `BROKER_LOG`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     pub async fn start(self) -> Broker {
-        let dir = tempfile::Builder::new()
+        let mut dir = tempfile::Builder::new()
             .prefix("switchboard-e2e-")
             .tempdir()
             .expect("create a temporary directory");
@@ -80,9 +112,13 @@ impl Setup {
             let mut broker = Broker::new(dir, port, &self);
             match broker.launch().await {
                 Ok(()) => return broker,
-                Err(log) => {
+                Err(log) if log.contains("Address already in use") => {
                     last_log = log;
                     dir = broker.into_dir();
+                }
+                Err(log) => {
+                    drop(broker.into_dir());
+                    panic!("the broker did not start:\n{log}");
                 }
             }
         }
@@ -102,6 +138,9 @@ fn free_port() -> u16 {
 #[derive(Debug)]
 pub struct Broker {
     issuer: String,
+    /// Where the listener is reached: the issuer, or its http twin for an https one.
+    base: String,
+    env: Vec<(String, String)>,
     dir: Option<TempDir>,
     config_path: PathBuf,
     log_path: PathBuf,
@@ -121,11 +160,16 @@ impl Broker {
     }
 
     fn new(dir: TempDir, port: u16, setup: &Setup) -> Broker {
-        let issuer = format!("http://127.0.0.1:{port}");
+        let base = format!("http://127.0.0.1:{port}");
+        let issuer = match setup.https_issuer {
+            true => format!("https://127.0.0.1:{port}"),
+            false => base.clone(),
+        };
         let config_path = dir.path().join("broker.toml");
         let log_path = dir.path().join("broker.log");
         let data_dir = dir.path().join("data");
-        std::fs::write(&config_path, config_text(&issuer, port, &data_dir, setup)).expect("write the broker config");
+        std::fs::write(&config_path, config_text(&issuer, port, &data_dir, setup))
+            .expect("write the broker config");
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(HTTP_TIMEOUT)
@@ -133,6 +177,8 @@ impl Broker {
             .expect("build an HTTP client");
         Broker {
             issuer,
+            base,
+            env: setup.env.clone(),
             dir: Some(dir),
             config_path,
             log_path,
@@ -157,6 +203,7 @@ impl Broker {
             .arg("serve")
             .arg("--config")
             .arg(&self.config_path)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .current_dir(self.dir().path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log handle"))
@@ -167,17 +214,29 @@ impl Broker {
         let deadline = Instant::now() + START_TIMEOUT;
         let health = self.url("/healthz");
         loop {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 self.child = None;
                 return Err(format!("broker exited with {status}\n{}", self.log()));
             }
-            let probe = self.http.get(health.clone()).timeout(Duration::from_secs(1)).send().await;
+            let probe = self
+                .http
+                .get(health.clone())
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
             if probe.is_ok_and(|r| r.status().is_success()) {
                 return Ok(());
             }
             if Instant::now() > deadline {
                 self.kill();
-                return Err(format!("no answer on /healthz within {START_TIMEOUT:?}\n{}", self.log()));
+                return Err(format!(
+                    "no answer on /healthz within {START_TIMEOUT:?}\n{}",
+                    self.log()
+                ));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -221,8 +280,9 @@ impl Broker {
         &self.config_path
     }
 
+    /// `path` at the broker's listener.
     pub fn url(&self, path: &str) -> Url {
-        Url::parse(&format!("{}{path}", self.issuer)).expect("a URL under the issuer")
+        Url::parse(&format!("{}{path}", self.base)).expect("a URL under the broker")
     }
 
     /// A plain HTTP client: no cookies, no redirects followed.
@@ -273,7 +333,12 @@ impl Broker {
     }
 
     /// Redeems an authorization code at `/token`.
-    pub async fn redeem(&self, client: &TestClient, code: &str, verifier: Option<&str>) -> TokenReply {
+    pub async fn redeem(
+        &self,
+        client: &TestClient,
+        code: &str,
+        verifier: Option<&str>,
+    ) -> TokenReply {
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -287,8 +352,14 @@ impl Broker {
 
     /// Uses a refresh token at `/token`.
     pub async fn refresh(&self, client: &TestClient, refresh_token: &str) -> TokenReply {
-        self.token_request(client, &[("grant_type", "refresh_token"), ("refresh_token", refresh_token)])
-            .await
+        self.token_request(
+            client,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", refresh_token),
+            ],
+        )
+        .await
     }
 
     /// GET `/userinfo` with a bearer token.
@@ -301,6 +372,23 @@ impl Broker {
             .await
             .expect("GET /userinfo");
         UserinfoReply::read(res).await
+    }
+
+    /// Logs `user` in through `browser` for `client` with scope `openid profile email
+    /// offline_access` and redeems the code: the tokens of one fresh login.
+    pub async fn sign_in(
+        &self,
+        browser: &Browser,
+        client: &TestClient,
+        user: &TestUser,
+    ) -> TokenReply {
+        let request = AuthorizeRequest::new(*client).scope("openid profile email offline_access");
+        let response = browser.log_in(&request.url(self), user).await;
+        let tokens = self
+            .redeem(client, response.code(), request.verifier())
+            .await;
+        tokens.assert_ok();
+        tokens
     }
 
     /// The key ids `/jwks` publishes now.
@@ -325,9 +413,23 @@ impl Broker {
 
 impl Drop for Broker {
     fn drop(&mut self) {
-        self.kill();
         if std::thread::panicking() && self.dir.is_some() {
-            eprintln!("---- broker log ({}) ----\n{}", self.issuer, self.log());
+            // Had it died before the test gave up? (A crash, or a signal from outside.)
+            let exited = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
+            self.kill();
+            let state = exited.map_or("running until the test failed".to_string(), |s| {
+                format!("exited: {s}")
+            });
+            eprintln!(
+                "---- broker log ({}, {state}) ----\n{}",
+                self.issuer,
+                self.log()
+            );
+        } else {
+            self.kill();
         }
     }
 }
@@ -360,8 +462,14 @@ fn config_text(issuer: &str, port: u16, data_dir: &Path, setup: &Setup) -> Strin
         }
         let _ = writeln!(t, "redirect_uris = [{:?}]", c.registered_redirect_uri);
         let _ = writeln!(t, "id_token_alg = {:?}", c.alg);
+        if let Some(origin) = c.cors_origin {
+            let _ = writeln!(t, "cors_origins = [{origin:?}]");
+        }
     }
-    let _ = writeln!(t, "\n[providers.local]\ntype = \"local\"\nname = \"Email and password\"");
+    let _ = writeln!(
+        t,
+        "\n[providers.local]\ntype = \"local\"\nname = \"Email and password\""
+    );
     for u in all_static_users() {
         static_user(&mut t, u);
     }

@@ -6,7 +6,7 @@ use crate::broker::Broker;
 use crate::clients::TestUser;
 use reqwest::StatusCode;
 use reqwest::cookie::{CookieStore, Jar};
-use reqwest::header::{HeaderMap, LOCATION};
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use url::Url;
@@ -30,8 +30,14 @@ impl Landing {
     pub fn expect_client(self) -> AuthResponse {
         match self {
             Landing::Client(r) => r,
-            Landing::LoginForm(f) => panic!("expected a redirect to the client, got the login form:\n{}", f.page.body),
-            Landing::Page(p) => panic!("expected a redirect to the client, got a page {}:\n{}", p.status, p.body),
+            Landing::LoginForm(f) => panic!(
+                "expected a redirect to the client, got the login form:\n{}",
+                f.page.body
+            ),
+            Landing::Page(p) => panic!(
+                "expected a redirect to the client, got a page {}:\n{}",
+                p.status, p.body
+            ),
         }
     }
 
@@ -40,7 +46,10 @@ impl Landing {
         match self {
             Landing::LoginForm(f) => f,
             Landing::Client(r) => panic!("expected the login form, got a redirect to {}", r.url),
-            Landing::Page(p) => panic!("expected the login form, got a page {}:\n{}", p.status, p.body),
+            Landing::Page(p) => panic!(
+                "expected the login form, got a page {}:\n{}",
+                p.status, p.body
+            ),
         }
     }
 
@@ -48,7 +57,9 @@ impl Landing {
     pub fn expect_page(self) -> Page {
         match self {
             Landing::Page(p) => p,
-            Landing::LoginForm(f) => panic!("expected a page, got the login form:\n{}", f.page.body),
+            Landing::LoginForm(f) => {
+                panic!("expected a page, got the login form:\n{}", f.page.body)
+            }
             Landing::Client(r) => panic!("expected a page, got a redirect to {}", r.url),
         }
     }
@@ -87,10 +98,12 @@ pub struct LoginForm {
 pub struct AuthResponse {
     pub url: Url,
     pub params: BTreeMap<String, String>,
+    /// The `Set-Cookie` headers of the redirect itself.
+    pub set_cookies: Vec<String>,
 }
 
 impl AuthResponse {
-    fn new(url: Url, issuer: &str) -> Self {
+    fn new(url: Url, issuer: &str, headers: &HeaderMap) -> Self {
         let mut params = BTreeMap::new();
         for (k, v) in url.query_pairs() {
             let repeated = params.insert(k.to_string(), v.to_string()).is_some();
@@ -101,7 +114,16 @@ impl AuthResponse {
             Some(issuer),
             "every authorization response carries iss = the issuer: {url}"
         );
-        AuthResponse { url, params }
+        let set_cookies = headers
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        AuthResponse {
+            url,
+            params,
+            set_cookies,
+        }
     }
 
     pub fn param(&self, name: &str) -> Option<&str> {
@@ -119,13 +141,24 @@ impl AuthResponse {
     /// The authorization code; panics on an error response.
     pub fn code(&self) -> &str {
         assert_eq!(self.error(), None, "authorization failed: {}", self.url);
-        self.param("code").unwrap_or_else(|| panic!("no code in {}", self.url))
+        self.param("code")
+            .unwrap_or_else(|| panic!("no code in {}", self.url))
     }
 
     /// Panics unless this is the error `code`, with no authorization code.
     pub fn assert_error(&self, code: &str) {
-        assert_eq!(self.error(), Some(code), "expected error {code}: {}", self.url);
-        assert_eq!(self.param("code"), None, "an error response has no code: {}", self.url);
+        assert_eq!(
+            self.error(),
+            Some(code),
+            "expected error {code}: {}",
+            self.url
+        );
+        assert_eq!(
+            self.param("code"),
+            None,
+            "an error response has no code: {}",
+            self.url
+        );
     }
 }
 
@@ -135,7 +168,8 @@ pub struct Browser {
     http: reqwest::Client,
     jar: Arc<Jar>,
     issuer: String,
-    issuer_url: Url,
+    /// Where the broker is reached.
+    base: Url,
 }
 
 impl Browser {
@@ -151,32 +185,49 @@ impl Browser {
             http,
             jar,
             issuer: broker.issuer().to_string(),
-            issuer_url: Url::parse(broker.issuer()).expect("the issuer is a URL"),
+            base: broker.url("/"),
         }
     }
 
     /// The `Cookie` header this browser sends to the broker.
     pub fn cookies(&self) -> String {
         self.jar
-            .cookies(&self.issuer_url)
+            .cookies(&self.base)
             .and_then(|v| v.to_str().ok().map(str::to_string))
             .unwrap_or_default()
     }
 
+    /// The value of this browser's cookie `name` for the broker.
+    pub fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies().split(';').find_map(|c| {
+            let (n, v) = c.trim().split_once('=')?;
+            (n == name).then(|| v.to_string())
+        })
+    }
+
     /// Whether this browser holds a cookie named `name` for the broker.
     pub fn has_cookie(&self, name: &str) -> bool {
-        self.cookies()
-            .split(';')
-            .any(|c| c.trim().split_once('=').is_some_and(|(n, _)| n == name))
+        self.cookie(name).is_some()
+    }
+
+    /// Puts a cookie into the jar as if the broker had set it (`name=value`).
+    pub fn add_cookie(&self, cookie: &str) {
+        self.jar
+            .add_cookie_str(&format!("{cookie}; Path=/"), &self.base);
     }
 
     fn at_broker(&self, url: &Url) -> bool {
-        url.origin() == self.issuer_url.origin()
+        url.origin() == self.base.origin()
     }
 
     /// GET `url` and follow redirects while they stay at the broker.
     pub async fn open(&self, url: &Url) -> Landing {
-        let res = self.http.get(url.clone()).send().await.expect("GET a broker page");
+        let res = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .expect("GET a broker page");
         self.follow(url.clone(), res).await
     }
 
@@ -197,9 +248,14 @@ impl Browser {
                 .unwrap_or_else(|| panic!("a redirect without Location from {url}"));
             let next = url.join(location).expect("Location is a URL");
             if !self.at_broker(&next) {
-                return Landing::Client(AuthResponse::new(next, &self.issuer));
+                return Landing::Client(AuthResponse::new(next, &self.issuer, res.headers()));
             }
-            res = self.http.get(next.clone()).send().await.expect("follow a redirect");
+            res = self
+                .http
+                .get(next.clone())
+                .send()
+                .await
+                .expect("follow a redirect");
             url = next;
         }
         panic!("more than {MAX_REDIRECTS} redirects from {url}");
@@ -209,9 +265,19 @@ impl Browser {
         let status = res.status();
         let headers = res.headers().clone();
         let body = res.text().await.expect("read a page");
-        let page = Page { url, status, headers, body };
+        let page = Page {
+            url,
+            status,
+            headers,
+            body,
+        };
         match parse_form(&page) {
-            Some((action, req, csrf)) => Landing::LoginForm(LoginForm { page, action, req, csrf }),
+            Some((action, req, csrf)) => Landing::LoginForm(LoginForm {
+                page,
+                action,
+                req,
+                csrf,
+            }),
             None => Landing::Page(page),
         }
     }
@@ -246,7 +312,9 @@ impl Browser {
     /// authorization response.
     pub async fn log_in(&self, url: &Url, user: &TestUser) -> AuthResponse {
         let form = self.open(url).await.expect_form();
-        self.submit(&form, user.username, user.password).await.expect_client()
+        self.submit(&form, user.username, user.password)
+            .await
+            .expect_client()
     }
 }
 

@@ -21,6 +21,8 @@ pub struct TestClient {
     pub registered_redirect_uri: &'static str,
     /// The ID-token signing algorithm configured for it.
     pub alg: &'static str,
+    /// The browser origin allowed to call it by CORS, if any.
+    pub cors_origin: Option<&'static str>,
 }
 
 /// A confidential web app, RS256 (the default).
@@ -30,6 +32,7 @@ pub const WEB_APP: TestClient = TestClient {
     redirect_uri: "http://127.0.0.1:9/web-app/callback",
     registered_redirect_uri: "http://127.0.0.1:9/web-app/callback",
     alg: "RS256",
+    cors_origin: Some("https://web-app.example"),
 };
 
 /// Another confidential app, for single sign-on across clients.
@@ -39,6 +42,7 @@ pub const SECOND_APP: TestClient = TestClient {
     redirect_uri: "https://second.example/callback",
     registered_redirect_uri: "https://second.example/callback",
     alg: "RS256",
+    cors_origin: None,
 };
 
 /// A confidential app whose ID tokens are ES256.
@@ -48,6 +52,7 @@ pub const ES256_APP: TestClient = TestClient {
     redirect_uri: "https://es256.example/callback",
     registered_redirect_uri: "https://es256.example/callback",
     alg: "ES256",
+    cors_origin: None,
 };
 
 /// A confidential app whose ID tokens are EdDSA (Ed25519).
@@ -57,6 +62,7 @@ pub const EDDSA_APP: TestClient = TestClient {
     redirect_uri: "https://eddsa.example/callback",
     registered_redirect_uri: "https://eddsa.example/callback",
     alg: "EdDSA",
+    cors_origin: None,
 };
 
 /// A public native app: PKCE, loopback redirect on any port (RFC 8252).
@@ -66,6 +72,7 @@ pub const NATIVE_APP: TestClient = TestClient {
     redirect_uri: "http://127.0.0.1:49152/callback",
     registered_redirect_uri: "http://127.0.0.1/callback",
     alg: "RS256",
+    cors_origin: None,
 };
 
 pub(crate) fn all_clients() -> [&'static TestClient; 5] {
@@ -86,8 +93,7 @@ pub struct TestUser {
 }
 
 /// argon2id of "password", as in `config/broker.toml`.
-const PASSWORD_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$dL0uCXJvWII5FsUebB5CmA$Bba2qKpU1xbYlyVtuWXTlwQ4NGcD1ZyAM81YaaCYdgo";
+const PASSWORD_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$dL0uCXJvWII5FsUebB5CmA$Bba2qKpU1xbYlyVtuWXTlwQ4NGcD1ZyAM81YaaCYdgo";
 
 pub const ADMIN: TestUser = TestUser {
     id: "user-admin",
@@ -185,23 +191,28 @@ impl AuthorizeRequest {
         self.pkce.as_ref().map(|p| p.verifier.as_str())
     }
 
+    /// The request URL: the defaults, with every parameter the test set replacing
+    /// the default of the same name (never repeating it).
     pub fn url(&self, broker: &Broker) -> Url {
-        let mut url = broker.url("/authorize");
-        {
-            let mut q = url.query_pairs_mut();
-            q.append_pair("response_type", "code")
-                .append_pair("client_id", self.client.id)
-                .append_pair("redirect_uri", self.client.redirect_uri)
-                .append_pair("state", &self.state)
-                .append_pair("nonce", &self.nonce);
-            if let Some(p) = &self.pkce {
-                q.append_pair("code_challenge", &p.challenge)
-                    .append_pair("code_challenge_method", "S256");
-            }
-            for (k, v) in &self.params {
-                q.append_pair(k, v);
+        let mut pairs: Vec<(&str, &str)> = vec![
+            ("response_type", "code"),
+            ("client_id", self.client.id),
+            ("redirect_uri", self.client.redirect_uri),
+            ("state", &self.state),
+            ("nonce", &self.nonce),
+        ];
+        if let Some(p) = &self.pkce {
+            pairs.push(("code_challenge", &p.challenge));
+            pairs.push(("code_challenge_method", "S256"));
+        }
+        for (name, value) in &self.params {
+            match pairs.iter_mut().find(|(k, _)| k == name) {
+                Some(pair) => pair.1 = value,
+                None => pairs.push((name, value)),
             }
         }
+        let mut url = broker.url("/authorize");
+        url.query_pairs_mut().extend_pairs(pairs);
         url
     }
 }
@@ -219,8 +230,13 @@ impl TokenReply {
         let status = res.status();
         let headers = res.headers().clone();
         let text = res.text().await.expect("read the /token body");
-        let body = serde_json::from_str(&text).unwrap_or_else(|_| panic!("/token answered {status} with non-JSON: {text}"));
-        TokenReply { status, headers, body }
+        let body = serde_json::from_str(&text)
+            .unwrap_or_else(|_| panic!("/token answered {status} with non-JSON: {text}"));
+        TokenReply {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// The OAuth `error` code, if this is an error.
@@ -230,19 +246,32 @@ impl TokenReply {
 
     /// Panics unless this is a success.
     pub fn assert_ok(&self) -> &Self {
-        assert_eq!(self.status, StatusCode::OK, "token request failed: {}", self.body);
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "token request failed: {}",
+            self.body
+        );
         self
     }
 
     /// Panics unless this is a 400 with `error` = `code`.
     pub fn assert_error(&self, code: &str) {
-        assert_eq!(self.error(), Some(code), "expected error {code}, got {} {}", self.status, self.body);
+        assert_eq!(
+            self.error(),
+            Some(code),
+            "expected error {code}, got {} {}",
+            self.status,
+            self.body
+        );
         assert_eq!(self.status, StatusCode::BAD_REQUEST, "{}", self.body);
     }
 
     fn field(&self, name: &str) -> &str {
         self.assert_ok();
-        self.body[name].as_str().unwrap_or_else(|| panic!("no {name} in {}", self.body))
+        self.body[name]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {name} in {}", self.body))
     }
 
     pub fn access_token(&self) -> &str {
@@ -278,7 +307,12 @@ impl UserinfoReply {
     /// Panics unless the token was refused as RFC 6750 says: 401 with a Bearer
     /// `invalid_token` challenge.
     pub fn assert_invalid_token(&self) {
-        assert_eq!(self.status, StatusCode::UNAUTHORIZED, "userinfo accepted the token: {}", self.body);
+        assert_eq!(
+            self.status,
+            StatusCode::UNAUTHORIZED,
+            "userinfo accepted the token: {}",
+            self.body
+        );
         let challenge = self
             .headers
             .get("www-authenticate")
@@ -292,8 +326,13 @@ impl UserinfoReply {
 }
 
 fn jwt_part(token: &str, index: usize) -> serde_json::Value {
-    let part = token.split('.').nth(index).unwrap_or_else(|| panic!("not a JWT: {token}"));
-    let bytes = URL_SAFE_NO_PAD.decode(part).expect("JWT parts are base64url");
+    let part = token
+        .split('.')
+        .nth(index)
+        .unwrap_or_else(|| panic!("not a JWT: {token}"));
+    let bytes = URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("JWT parts are base64url");
     serde_json::from_slice(&bytes).expect("JWT parts are JSON")
 }
 

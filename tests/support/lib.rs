@@ -18,11 +18,11 @@ mod browser;
 mod clients;
 mod relying_party;
 
-pub use broker::{Broker, Setup, broker_binary, workspace_root};
+pub use broker::{Broker, Setup, broker_binary, check_config, workspace_root};
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page};
 pub use clients::{
-    ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient, TestUser,
-    TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
+    ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
+    TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
 };
 pub use relying_party::{RelyingParty, RpClient};
 

@@ -11,8 +11,14 @@ use openidconnect::{
 
 /// A `CoreClient` built from discovery (authorization endpoint set; token and userinfo
 /// endpoints as the document says).
-pub type RpClient =
-    CoreClient<EndpointSet, EndpointNotSet, EndpointNotSet, EndpointNotSet, EndpointMaybeSet, EndpointMaybeSet>;
+pub type RpClient = CoreClient<
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
 
 /// One app's view of the broker: its client, with the JWKS fetched at discovery.
 #[derive(Debug)]
@@ -40,7 +46,9 @@ impl RelyingParty {
             ClientId::new(client.id.to_string()),
             client.secret.map(|s| ClientSecret::new(s.to_string())),
         )
-        .set_redirect_uri(RedirectUrl::new(client.redirect_uri.to_string()).expect("a redirect URL"));
+        .set_redirect_uri(
+            RedirectUrl::new(client.redirect_uri.to_string()).expect("a redirect URL"),
+        );
         RelyingParty {
             client: rp_client,
             metadata,
