@@ -72,6 +72,8 @@ pub struct Setup {
     login: Vec<String>,
     https_issuer: bool,
     env: Vec<(String, String)>,
+    client_lines: Vec<(String, String)>,
+    extra: Vec<String>,
 }
 
 impl Setup {
@@ -91,6 +93,19 @@ impl Setup {
     /// plain http to the listener.
     pub fn https_issuer(mut self) -> Self {
         self.https_issuer = true;
+        self
+    }
+
+    /// Adds one `key = value` line to the table of client `client_id`.
+    pub fn client(mut self, client_id: &str, line: &str) -> Self {
+        self.client_lines
+            .push((client_id.to_string(), line.to_string()));
+        self
+    }
+
+    /// Appends TOML at the end of the config (e.g. another provider's table).
+    pub fn extra(mut self, toml: &str) -> Self {
+        self.extra.push(toml.to_string());
         self
     }
 
@@ -290,6 +305,18 @@ impl Broker {
         &self.http
     }
 
+    /// Runs `broker <args>` in the broker's directory, with none of the caller's
+    /// `BROKER_*` variables, and returns what it printed and how it exited. Pass the
+    /// config yourself (see [`Broker::config_path`]).
+    pub fn cli(&self, args: &[&str]) -> Output {
+        broker_command()
+            .args(args)
+            .current_dir(self.dir().path())
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the broker command")
+    }
+
     /// Runs `broker user --config <this config> <args>` with `stdin`, and returns its
     /// standard output; panics if it fails.
     pub fn user_command(&self, args: &[&str], stdin: &str) -> String {
@@ -391,6 +418,30 @@ impl Broker {
         tokens
     }
 
+    /// Verifies a JWT this broker signed against its `/jwks` (signature, `iss`,
+    /// `exp`) and returns its claims.
+    pub async fn verify_with_jwks(&self, token: &str) -> serde_json::Value {
+        let header = jsonwebtoken::decode_header(token).expect("a JWT header");
+        let kid = header.kid.clone().expect("a kid");
+        let jwks: jsonwebtoken::jwk::JwkSet = self
+            .http
+            .get(self.url("/jwks"))
+            .send()
+            .await
+            .expect("GET /jwks")
+            .json()
+            .await
+            .expect("a JWK set");
+        let jwk = jwks.find(&kid).expect("the kid is published");
+        let key = jsonwebtoken::DecodingKey::from_jwk(jwk).expect("a usable JWK");
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.validate_aud = false;
+        validation.set_issuer(&[self.issuer()]);
+        jsonwebtoken::decode::<serde_json::Value>(token, &key, &validation)
+            .expect("the token verifies against /jwks")
+            .claims
+    }
+
     /// The key ids `/jwks` publishes now.
     pub async fn jwks_kids(&self) -> Vec<String> {
         let jwks: serde_json::Value = self
@@ -465,6 +516,9 @@ fn config_text(issuer: &str, port: u16, data_dir: &Path, setup: &Setup) -> Strin
         if let Some(origin) = c.cors_origin {
             let _ = writeln!(t, "cors_origins = [{origin:?}]");
         }
+        for (_, line) in setup.client_lines.iter().filter(|(id, _)| id == c.id) {
+            let _ = writeln!(t, "{line}");
+        }
     }
     let _ = writeln!(
         t,
@@ -472,6 +526,9 @@ fn config_text(issuer: &str, port: u16, data_dir: &Path, setup: &Setup) -> Strin
     );
     for u in all_static_users() {
         static_user(&mut t, u);
+    }
+    for block in &setup.extra {
+        let _ = writeln!(t, "\n{block}");
     }
     t
 }

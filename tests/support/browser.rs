@@ -308,6 +308,21 @@ impl Browser {
         .await
     }
 
+    /// GET `url` with this browser's cookies; no redirect is followed.
+    pub async fn get_raw(&self, url: &Url) -> reqwest::Response {
+        self.http.get(url.clone()).send().await.expect("GET")
+    }
+
+    /// POST a form to `url` with this browser's cookies; no redirect is followed.
+    pub async fn post_raw(&self, url: &Url, fields: &[(&str, &str)]) -> reqwest::Response {
+        self.http
+            .post(url.clone())
+            .form(fields)
+            .send()
+            .await
+            .expect("POST")
+    }
+
     /// Opens `url`, expects the login form, logs in as `user`, and returns the
     /// authorization response.
     pub async fn log_in(&self, url: &Url, user: &TestUser) -> AuthResponse {
