@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should stop it loudly
+
 //! Ending and checking access: RP-initiated and back-channel logout, revocation,
 //! introspection and the client-credentials grant.
 
