@@ -97,6 +97,10 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
             hash_workers,
         )),
         Arc::new(switchboard_ldap::LdapFactory::new()),
+        Arc::new(switchboard_oidc::OidcFactory),
+        Arc::new(switchboard_google::GoogleFactory),
+        Arc::new(switchboard_microsoft::MicrosoftFactory),
+        Arc::new(switchboard_github::GitHubFactory),
     ];
     let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);

@@ -25,6 +25,8 @@ use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroize;
 
+pub mod secret;
+
 /// Version of this crate, recorded by plugins for diagnostics.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
 

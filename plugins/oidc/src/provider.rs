@@ -1,0 +1,606 @@
+//! The OpenID Connect provider: authorization URL, code exchange with PKCE, full ID
+//! token validation, optional userinfo, claim mapping, rules, and refresh through the
+//! upstream refresh token.
+
+use crate::claims::denied;
+use crate::discovery::{Discovery, Metadata, Upstream};
+use crate::http::{HttpError, UpstreamHttp};
+use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth};
+use async_trait::async_trait;
+use openidconnect::core::{
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
+    CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
+};
+use openidconnect::{
+    AccessToken, AccessTokenHash, AdditionalClaims, AuthType, AuthorizationCode, Client, ClientId,
+    ClientSecret, CsrfToken, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet,
+    IdToken, IdTokenFields, IdTokenVerifier, LoginHint, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardErrorResponse, StandardTokenResponse, SubjectIdentifier, TokenResponse, UserInfoError,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use switchboard_plugin_api::{
+    BeginRequest, BeginResponse, Callback, Identity, Provider, ProviderError, RedirectLogin,
+    RefreshIdentity, RefreshRequest,
+};
+
+/// Every claim beyond the standard ones, kept as raw JSON.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct OtherClaims(HashMap<String, Value>);
+
+impl AdditionalClaims for OtherClaims {}
+
+type UpstreamIdToken = IdToken<
+    OtherClaims,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJwsSigningAlgorithm,
+>;
+type UpstreamTokenResponse = StandardTokenResponse<
+    IdTokenFields<
+        OtherClaims,
+        EmptyExtraTokenFields,
+        CoreGenderClaim,
+        CoreJweContentEncryptionAlgorithm,
+        CoreJwsSigningAlgorithm,
+    >,
+    CoreTokenType,
+>;
+type TokenError = RequestTokenError<HttpError, StandardErrorResponse<CoreErrorResponseType>>;
+type UpstreamClient = Client<
+    OtherClaims,
+    CoreAuthDisplay,
+    CoreGenderClaim,
+    CoreJweContentEncryptionAlgorithm,
+    CoreJsonWebKey,
+    CoreAuthPrompt,
+    StandardErrorResponse<CoreErrorResponseType>,
+    UpstreamTokenResponse,
+    CoreTokenIntrospectionResponse,
+    CoreRevocableToken,
+    CoreRevocationErrorResponse,
+    EndpointSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointNotSet,
+    EndpointMaybeSet,
+    EndpointMaybeSet,
+>;
+
+/// Signature algorithms accepted on ID tokens: asymmetric only (an HMAC-signed ID
+/// token could be minted by anyone holding the client secret).
+const ASYMMETRIC_ALGS: &[CoreJwsSigningAlgorithm] = &[
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha384,
+    CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha512,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha256,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha384,
+    CoreJwsSigningAlgorithm::RsaSsaPssSha512,
+    CoreJwsSigningAlgorithm::EcdsaP256Sha256,
+    CoreJwsSigningAlgorithm::EcdsaP384Sha384,
+    CoreJwsSigningAlgorithm::EdDsa,
+];
+
+fn protocol(detail: impl Into<String>) -> ProviderError {
+    ProviderError::UpstreamProtocol {
+        detail: detail.into(),
+    }
+}
+
+/// What an upstream refused with, as a short safe token (the `error` code only).
+fn error_code(raw: &str) -> &str {
+    let ok = !raw.is_empty()
+        && raw.len() <= 64
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok { raw } else { "unknown_error" }
+}
+
+/// The data the provider keeps with the identity for refresh.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct ProviderData {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    refresh_token: Option<String>,
+}
+
+/// A generic OpenID Connect upstream (and the base of the Google and Microsoft presets).
+pub struct OidcProvider {
+    settings: Arc<OidcSettings>,
+    http: UpstreamHttp,
+    discovery: Discovery,
+}
+
+impl fmt::Debug for OidcProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OidcProvider")
+            .field("id", &self.settings.provider_id)
+            .field("issuer", &self.settings.issuer)
+            .finish_non_exhaustive()
+    }
+}
+
+impl OidcProvider {
+    /// Builds the provider; nothing is fetched until the first login.
+    pub fn new(settings: OidcSettings, dev_mode: bool) -> Result<Self, ProviderError> {
+        let http = UpstreamHttp::new(settings.http)?;
+        let settings = Arc::new(settings);
+        let discovery = Discovery::new(settings.clone(), http.clone(), dev_mode);
+        Ok(OidcProvider {
+            settings,
+            http,
+            discovery,
+        })
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &OidcSettings {
+        &self.settings
+    }
+
+    fn client(&self, metadata: &Metadata) -> UpstreamClient {
+        let client: UpstreamClient = Client::from_provider_metadata(
+            metadata.clone(),
+            ClientId::new(self.settings.client_id.clone()),
+            Some(ClientSecret::new(
+                self.settings.client_secret.expose().to_string(),
+            )),
+        );
+        client.set_auth_type(match self.settings.token_endpoint_auth {
+            TokenEndpointAuth::Basic => AuthType::BasicAuth,
+            TokenEndpointAuth::Post => AuthType::RequestBody,
+        })
+    }
+
+    fn verifier<'a>(&self, metadata: &'a Metadata) -> IdTokenVerifier<'a, CoreJsonWebKey> {
+        let discovered: Vec<CoreJwsSigningAlgorithm> = metadata
+            .id_token_signing_alg_values_supported()
+            .iter()
+            .filter(|a| ASYMMETRIC_ALGS.contains(a))
+            .cloned()
+            .collect();
+        let algs = if discovered.is_empty() {
+            vec![CoreJwsSigningAlgorithm::RsaSsaPkcs1V15Sha256]
+        } else {
+            discovered
+        };
+        let skew = chrono::Duration::from_std(self.settings.clock_skew)
+            .unwrap_or_else(|_| chrono::Duration::seconds(60));
+        IdTokenVerifier::new_public_client(
+            ClientId::new(self.settings.client_id.clone()),
+            metadata.issuer().clone(),
+            metadata.jwks().clone(),
+        )
+        .require_issuer_match(self.settings.profile.exact_token_issuer())
+        .set_allowed_algs(algs)
+        // `exp` is compared with this clock: allow the configured skew.
+        .set_time_fn(move || chrono::Utc::now() - skew)
+        .set_issue_time_verifier_fn(move |iat| {
+            if iat > chrono::Utc::now() + skew {
+                Err(format!("ID token issued in the future ({iat})"))
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Verifies an ID token (signature, iss, aud, azp, exp, iat and, at login, nonce),
+    /// refetching the JWKS once if it was signed with an unknown key.
+    async fn verify_id_token(
+        &self,
+        upstream: Arc<Upstream>,
+        id_token: &UpstreamIdToken,
+        access_token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        let first = self.verify_with(&upstream, id_token, access_token, nonce);
+        let claims = match first {
+            Err(VerifyError::UnknownKey) => match self.discovery.refetch_keys(&upstream).await? {
+                Some(fresh) => match self.verify_with(&fresh, id_token, access_token, nonce) {
+                    Err(VerifyError::UnknownKey) => {
+                        return Err(protocol(
+                            "ID token signed with a key the upstream does not publish",
+                        ));
+                    }
+                    other => other,
+                },
+                None => {
+                    return Err(protocol(
+                        "ID token signed with an unknown key (JWKS refetch throttled)",
+                    ));
+                }
+            },
+            other => other,
+        }
+        .map_err(|e| match e {
+            VerifyError::UnknownKey => protocol("ID token signed with an unknown key"),
+            VerifyError::Invalid(detail) => protocol(format!("ID token rejected: {detail}")),
+        })?;
+        let issuer = upstream.metadata.issuer().as_str();
+        self.settings
+            .profile
+            .accept_token_issuer(issuer, &claims)
+            .map_err(|e| protocol(format!("ID token rejected: {e}")))?;
+        Ok(claims)
+    }
+
+    fn verify_with(
+        &self,
+        upstream: &Upstream,
+        id_token: &UpstreamIdToken,
+        access_token: &AccessToken,
+        nonce: Option<&str>,
+    ) -> Result<Map<String, Value>, VerifyError> {
+        let verifier = self.verifier(&upstream.metadata);
+        let verified = match nonce {
+            Some(expected) => id_token.claims(&verifier, &Nonce::new(expected.to_string())),
+            // At refresh the ID token may repeat the login's nonce or carry none.
+            None => id_token.claims(&verifier, |_: Option<&Nonce>| Ok(())),
+        };
+        let claims = verified.map_err(|e| match e {
+            openidconnect::ClaimsVerificationError::SignatureVerification(
+                openidconnect::SignatureVerificationError::NoMatchingKey,
+            ) => VerifyError::UnknownKey,
+            other => VerifyError::Invalid(other.to_string()),
+        })?;
+        // azp: when present it must be us; several audiences need it.
+        let audiences = claims.audiences();
+        match claims.authorized_party() {
+            Some(azp) if azp.as_str() != self.settings.client_id => {
+                return Err(VerifyError::Invalid(format!(
+                    "azp `{}` is not this client",
+                    azp.as_str()
+                )));
+            }
+            None if audiences.len() > 1 => {
+                return Err(VerifyError::Invalid("several audiences but no azp".into()));
+            }
+            _ => {}
+        }
+        // at_hash, when present, binds the access token to this ID token.
+        if let Some(expected) = claims.access_token_hash() {
+            let alg = id_token
+                .signing_alg()
+                .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+            let key = id_token
+                .signing_key(&verifier)
+                .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+            let actual = AccessTokenHash::from_token(access_token, alg, key)
+                .map_err(|e| VerifyError::Invalid(e.to_string()))?;
+            if actual != *expected {
+                return Err(VerifyError::Invalid(
+                    "at_hash does not match the access token".into(),
+                ));
+            }
+        }
+        match serde_json::to_value(claims) {
+            Ok(Value::Object(map)) => Ok(map),
+            _ => Err(VerifyError::Invalid("claims do not serialise".into())),
+        }
+    }
+
+    /// Reads userinfo (JSON or signed JWT) and merges it under the ID token's
+    /// protocol claims; its `sub` must be the ID token's.
+    async fn merge_userinfo(
+        &self,
+        upstream: &Upstream,
+        access_token: &AccessToken,
+        mut claims: Map<String, Value>,
+    ) -> Result<Map<String, Value>, ProviderError> {
+        let sub = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .ok_or_else(|| protocol("the ID token has no `sub`"))?
+            .to_string();
+        let client = self.client(&upstream.metadata);
+        let request = client
+            .user_info(access_token.clone(), Some(SubjectIdentifier::new(sub)))
+            .map_err(|_| {
+                protocol("use_userinfo is set but the upstream has no userinfo_endpoint")
+            })?;
+        let info: openidconnect::UserInfoClaims<OtherClaims, CoreGenderClaim> = request
+            .request_async(&self.http)
+            .await
+            .map_err(|e| match e {
+                UserInfoError::Request(http) => http.into_provider_error("userinfo"),
+                UserInfoError::ClaimsVerification(v) => protocol(format!("userinfo rejected: {v}")),
+                UserInfoError::Response(status, _, msg) => {
+                    protocol(format!("userinfo answered HTTP {}: {msg}", status.as_u16()))
+                }
+                other => protocol(format!("userinfo: {other}")),
+            })?;
+        let Ok(Value::Object(extra)) = serde_json::to_value(&info) else {
+            return Err(protocol("userinfo claims do not serialise"));
+        };
+        for (name, value) in extra {
+            if !matches!(
+                name.as_str(),
+                "iss" | "aud" | "sub" | "exp" | "iat" | "nonce"
+            ) {
+                claims.insert(name, value);
+            }
+        }
+        Ok(claims)
+    }
+
+    /// Claims → identity → preset hooks → rules.
+    fn identity(
+        &self,
+        claims: &Map<String, Value>,
+        refresh_token: Option<String>,
+    ) -> Result<Identity, ProviderError> {
+        let identity = self.settings.claims.identity(claims)?;
+        let mut identity = self.settings.profile.finish(claims, identity)?;
+        self.settings.rules.check(&identity)?;
+        identity.provider_data = refresh_token.map(|t| {
+            json!(ProviderData {
+                refresh_token: Some(t)
+            })
+        });
+        Ok(identity)
+    }
+
+    fn map_token_error(&self, e: TokenError, refreshing: bool) -> ProviderError {
+        match e {
+            RequestTokenError::Request(http) => http.into_provider_error("token endpoint"),
+            RequestTokenError::ServerResponse(r) => {
+                if refreshing && *r.error() == CoreErrorResponseType::InvalidGrant {
+                    denied("session ended upstream")
+                } else {
+                    let code = serde_json::to_value(r.error())
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default();
+                    protocol(format!(
+                        "token endpoint refused the {}: {}",
+                        if refreshing { "refresh" } else { "code" },
+                        error_code(&code)
+                    ))
+                }
+            }
+            RequestTokenError::Parse(e, _) => protocol(format!(
+                "token endpoint answer is not a token response: {e}"
+            )),
+            RequestTokenError::Other(e) => protocol(format!("token endpoint: {e}")),
+        }
+    }
+}
+
+enum VerifyError {
+    UnknownKey,
+    Invalid(String),
+}
+
+impl Provider for OidcProvider {
+    fn redirect(&self) -> Option<&dyn RedirectLogin> {
+        Some(self)
+    }
+
+    fn refresh(&self) -> Option<&dyn RefreshIdentity> {
+        (self.settings.offline_access != OfflineAccess::Off).then_some(self as &dyn RefreshIdentity)
+    }
+}
+
+/// A well-formed S256 challenge: 43 base64url characters.
+fn is_s256_challenge(c: &str) -> bool {
+    c.len() == 43
+        && c.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+#[async_trait]
+impl RedirectLogin for OidcProvider {
+    async fn begin(&self, request: BeginRequest) -> Result<BeginResponse, ProviderError> {
+        if !is_s256_challenge(&request.pkce_challenge) {
+            return Err(ProviderError::Misconfigured {
+                detail: "the broker's PKCE challenge is not an S256 challenge".into(),
+            });
+        }
+        let redirect = RedirectUrl::new(request.callback_url.clone()).map_err(|e| {
+            ProviderError::Misconfigured {
+                detail: format!("callback URL: {e}"),
+            }
+        })?;
+        let challenge: PkceCodeChallenge = serde_json::from_value(json!({
+            "code_challenge": request.pkce_challenge,
+            "code_challenge_method": "S256",
+        }))
+        .map_err(|e| ProviderError::Misconfigured {
+            detail: format!("PKCE challenge: {e}"),
+        })?;
+        let upstream = self.discovery.upstream().await?;
+        let client = self.client(&upstream.metadata);
+        let state = request.state.clone();
+        let nonce = request.nonce.clone();
+        let mut auth = client
+            .authorize_url(
+                CoreAuthenticationFlow::AuthorizationCode,
+                move || CsrfToken::new(state),
+                move || Nonce::new(nonce),
+            )
+            .set_redirect_uri(Cow::Owned(redirect))
+            .set_pkce_challenge(challenge)
+            .add_scopes(self.settings.scopes.iter().cloned().map(Scope::new));
+        match &self.settings.offline_access {
+            OfflineAccess::Off => {}
+            OfflineAccess::Scope => auth = auth.add_scope(Scope::new("offline_access".into())),
+            OfflineAccess::Params(params) => {
+                for (name, value) in params {
+                    auth = auth.add_extra_param(name.clone(), value.clone());
+                }
+            }
+        }
+        if let Some(prompt) = &self.settings.prompt {
+            auth = auth.add_extra_param("prompt", prompt.clone());
+        }
+        for (name, value) in self.settings.profile.authorization_params() {
+            auth = auth.add_extra_param(name, value);
+        }
+        if let Some(hint) = request
+            .login_hint
+            .filter(|h| !h.is_empty() && h.len() <= 256)
+        {
+            auth = auth.set_login_hint(LoginHint::new(hint));
+        }
+        let (url, _, _) = auth.url();
+        Ok(BeginResponse::new(url.to_string(), Value::Null))
+    }
+
+    async fn complete(&self, callback: Callback) -> Result<Identity, ProviderError> {
+        let params = &callback.params;
+        if let Some(error) = params.get("error") {
+            return Err(denied(format!(
+                "the sign-in provider refused the login ({})",
+                error_code(error)
+            )));
+        }
+        let upstream = self.discovery.upstream().await?;
+        let issuer = upstream.metadata.issuer().as_str();
+        match params.get("iss") {
+            Some(iss) if !self.settings.profile.accept_response_issuer(issuer, iss) => {
+                return Err(protocol(format!(
+                    "authorization response from issuer `{iss}`, expected `{issuer}` (mix-up)"
+                )));
+            }
+            None if upstream
+                .metadata
+                .additional_metadata()
+                .authorization_response_iss_parameter_supported
+                == Some(true) =>
+            {
+                return Err(protocol(
+                    "authorization response lacks the `iss` parameter the upstream promises",
+                ));
+            }
+            _ => {}
+        }
+        let code = params
+            .get("code")
+            .filter(|c| !c.is_empty() && c.len() <= 4096)
+            .ok_or_else(|| protocol("authorization response has no code"))?;
+        let redirect = RedirectUrl::new(callback.callback_url.clone())
+            .map_err(|e| protocol(format!("callback URL: {e}")))?;
+        let client = self.client(&upstream.metadata);
+        let token: UpstreamTokenResponse = client
+            .exchange_code(AuthorizationCode::new(code.clone()))
+            .map_err(|e| protocol(format!("token endpoint: {e}")))?
+            .set_pkce_verifier(PkceCodeVerifier::new(callback.pkce_verifier.clone()))
+            .set_redirect_uri(Cow::Owned(redirect))
+            .request_async(&self.http)
+            .await
+            .map_err(|e| self.map_token_error(e, false))?;
+        let id_token = token
+            .id_token()
+            .ok_or_else(|| protocol("token response has no id_token"))?;
+        let mut claims = self
+            .verify_id_token(
+                upstream.clone(),
+                id_token,
+                token.access_token(),
+                Some(&callback.nonce),
+            )
+            .await?;
+        if self.settings.use_userinfo {
+            claims = self
+                .merge_userinfo(&upstream, token.access_token(), claims)
+                .await?;
+        }
+        let refresh_token = token.refresh_token().map(|t| t.secret().clone());
+        let identity = self.identity(&claims, refresh_token)?;
+        tracing::debug!(provider = %self.settings.provider_id, groups = identity.groups.len(), "upstream login verified");
+        Ok(identity)
+    }
+}
+
+#[async_trait]
+impl RefreshIdentity for OidcProvider {
+    async fn refresh(&self, request: RefreshRequest) -> Result<Identity, ProviderError> {
+        let previous = request.identity;
+        let data: ProviderData = previous
+            .provider_data
+            .clone()
+            .and_then(|v| serde_json::from_value(v).ok())
+            .unwrap_or_default();
+        let Some(refresh_token) = data.refresh_token else {
+            return Err(denied(
+                "session ended upstream (no upstream refresh token was granted)",
+            ));
+        };
+        let upstream = self.discovery.upstream().await?;
+        let client = self.client(&upstream.metadata);
+        let token: UpstreamTokenResponse = client
+            .exchange_refresh_token(&RefreshToken::new(refresh_token.clone()))
+            .map_err(|e| protocol(format!("token endpoint: {e}")))?
+            .request_async(&self.http)
+            .await
+            .map_err(|e| self.map_token_error(e, true))?;
+        let mut claims = match token.id_token() {
+            Some(id_token) => {
+                self.verify_id_token(upstream.clone(), id_token, token.access_token(), None)
+                    .await?
+            }
+            None => match &previous.claims {
+                Value::Object(map) => {
+                    let mut map = map.clone();
+                    map.insert("sub".into(), Value::String(upstream_sub(&previous)?));
+                    map
+                }
+                _ => return Err(protocol("stored identity has no claims to refresh")),
+            },
+        };
+        if self.settings.use_userinfo {
+            claims = self
+                .merge_userinfo(&upstream, token.access_token(), claims)
+                .await?;
+        }
+        let rotated = token
+            .refresh_token()
+            .map(|t| t.secret().clone())
+            .unwrap_or(refresh_token);
+        let identity = self.identity(&claims, Some(rotated))?;
+        if identity.subject != previous.subject {
+            return Err(protocol("refresh returned another subject"));
+        }
+        Ok(identity)
+    }
+}
+
+/// The upstream `sub` of a stored identity: its `sub` claim when kept, else the subject.
+fn upstream_sub(identity: &Identity) -> Result<String, ProviderError> {
+    Ok(identity
+        .claims
+        .get("sub")
+        .and_then(Value::as_str)
+        .unwrap_or(&identity.subject)
+        .to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_error_codes_are_passed_on_only_when_safe() {
+        assert_eq!(error_code("access_denied"), "access_denied");
+        assert_eq!(error_code("<script>"), "unknown_error");
+        assert_eq!(error_code(""), "unknown_error");
+        assert_eq!(error_code(&"x".repeat(65)), "unknown_error");
+    }
+
+    #[test]
+    fn only_s256_shaped_challenges_are_sent() {
+        assert!(is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+        ));
+        assert!(!is_s256_challenge("short"));
+        assert!(!is_s256_challenge(
+            "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw+cM"
+        ));
+    }
+}
