@@ -74,6 +74,7 @@ pub struct Setup {
     env: Vec<(String, String)>,
     client_lines: Vec<(String, String)>,
     extra: Vec<String>,
+    port: Option<u16>,
 }
 
 impl Setup {
@@ -103,6 +104,13 @@ impl Setup {
         self
     }
 
+    /// Listens on `port` (for peers that must know the broker's callback URL before
+    /// it starts; pick it with [`free_port`]).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = Some(port);
+        self
+    }
+
     /// Appends TOML at the end of the config (e.g. another provider's table).
     pub fn extra(mut self, toml: &str) -> Self {
         self.extra.push(toml.to_string());
@@ -123,7 +131,7 @@ impl Setup {
         let mut last_log = String::new();
         // A port picked free can be taken before the broker binds it: try a few.
         for _ in 0..3 {
-            let port = free_port();
+            let port = self.port.unwrap_or_else(free_port);
             let mut broker = Broker::new(dir, port, &self);
             match broker.launch().await {
                 Ok(()) => return broker,
@@ -141,7 +149,8 @@ impl Setup {
     }
 }
 
-fn free_port() -> u16 {
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("bind a free loopback port")

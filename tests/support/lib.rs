@@ -18,7 +18,7 @@ mod browser;
 mod clients;
 mod relying_party;
 
-pub use broker::{Broker, Setup, broker_binary, check_config, workspace_root};
+pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page};
 pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,

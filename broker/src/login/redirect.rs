@@ -10,6 +10,7 @@
 use super::{EXPIRED, Pending, complete_login};
 use crate::http::AppState;
 use crate::oidc::authorize::{AuthorizationRequest, page_error};
+use crate::oidc::error::OAuthError;
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::sessions;
@@ -69,10 +70,13 @@ pub(super) async fn begin(
         .with_login_hint(p.request.login_hint.clone());
     let begun = match tokio::time::timeout(timeout(state), redirect.begin(request)).await {
         Ok(Ok(b)) => b,
-        Ok(Err(e)) => return provider_failure(req, state, entry, e),
+        Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&p.request)),
         Err(_) => {
             tracing::warn!(provider = %entry.id, "provider timed out at begin");
-            return unavailable(req, state);
+            let e = ProviderError::UpstreamUnavailable {
+                detail: "timed out".into(),
+            };
+            return provider_failure(req, state, entry, e, Some(&p.request));
         }
     };
     let upstream_url = match url::Url::parse(&begun.url) {
@@ -117,42 +121,65 @@ pub(super) async fn begin(
         .finish()
 }
 
+const UNAVAILABLE: &str =
+    "This sign-in method is unavailable right now. Try again later or choose another.";
+
 fn unavailable(req: &HttpRequest, state: &AppState) -> HttpResponse {
-    page_error(
-        state,
-        req,
-        StatusCode::BAD_GATEWAY,
-        "This sign-in method is unavailable right now. Try again later or choose another.",
-    )
+    page_error(state, req, StatusCode::BAD_GATEWAY, UNAVAILABLE)
 }
 
+/// A page for the person, with a way back that tells the app what happened
+/// (`access_denied` when upstream refused, `server_error` when it failed).
 fn provider_failure(
     req: &HttpRequest,
     state: &AppState,
     entry: &ProviderEntry,
     e: ProviderError,
+    request: Option<&AuthorizationRequest>,
 ) -> HttpResponse {
-    match e {
+    let (status, title, message, oauth) = match &e {
         ProviderError::Denied { reason } => {
             tracing::info!(provider = %entry.id, %reason, "upstream login denied");
-            state
-                .pages
-                .error(StatusCode::FORBIDDEN, "Access denied", &reason, None)
+            (
+                StatusCode::FORBIDDEN,
+                "Access denied",
+                reason.clone(),
+                OAuthError::new("access_denied", reason.clone()),
+            )
         }
         ProviderError::InvalidCredentials => {
             tracing::info!(provider = %entry.id, "upstream login refused");
-            page_error(
-                state,
-                req,
+            let m = "The sign-in was not accepted.".to_string();
+            (
                 StatusCode::UNAUTHORIZED,
-                "The sign-in was not accepted.",
+                "Sign-in refused",
+                m.clone(),
+                OAuthError::new("access_denied", m),
             )
         }
         other => {
             tracing::error!(provider = %entry.id, error = %other, "upstream login failed");
-            unavailable(req, state)
+            (
+                StatusCode::BAD_GATEWAY,
+                "Sign-in unavailable",
+                UNAVAILABLE.to_string(),
+                OAuthError::new("server_error", "the identity provider failed"),
+            )
         }
-    }
+    };
+    let return_url = request
+        .and_then(|r| r.reply(&state.config).ok())
+        .map(|reply| reply.error_url(&oauth).to_string());
+    state.pages.render(
+        "error.html",
+        status,
+        minijinja::context! {
+            title,
+            message,
+            return_url,
+            request_id => crate::oidc::authorize::request_id(req),
+        },
+    )
 }
 
 pub async fn callback_get(
@@ -292,10 +319,13 @@ async fn callback(
     );
     let identity = match tokio::time::timeout(timeout(state), redirect.complete(cb)).await {
         Ok(Ok(identity)) => identity,
-        Ok(Err(e)) => return provider_failure(req, state, entry, e),
+        Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&request)),
         Err(_) => {
             tracing::warn!(provider = %entry.id, "provider timed out at callback");
-            return unavailable(req, state);
+            let e = ProviderError::UpstreamUnavailable {
+                detail: "timed out".into(),
+            };
+            return provider_failure(req, state, entry, e, Some(&request));
         }
     };
     let pending = Pending {

@@ -101,6 +101,21 @@ impl AuthorizationReply {
             .finish()
     }
 
+    /// The URL that tells the client about `e` (for a link on an error page).
+    pub fn error_url(&self, e: &OAuthError) -> Url {
+        let mut url = self.redirect_uri.clone();
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("error", e.error);
+            q.append_pair("error_description", &e.error_description);
+            if let Some(s) = &self.state {
+                q.append_pair("state", s);
+            }
+            q.append_pair("iss", &self.issuer);
+        }
+        url
+    }
+
     pub fn code(&self, code: &str) -> HttpResponse {
         self.redirect(&[("code", code)])
     }
