@@ -122,13 +122,20 @@ fn bench(c: &mut Criterion) {
         g.bench_function("issue_access_and_id_token", |b| {
             b.iter(|| {
                 let at = signer
-                    .access_token(&client, &grant, "https://id.example.com", 1_800_000_000)
+                    .access_token(
+                        &client,
+                        &grant,
+                        "https://id.example.com",
+                        Default::default(),
+                        1_800_000_000,
+                    )
                     .unwrap();
                 let id = signer
                     .id_token(
                         &client,
                         &user,
                         &grant,
+                        Default::default(),
                         Some("nonce"),
                         &at.token,
                         None,
@@ -140,13 +147,8 @@ fn bench(c: &mut Criterion) {
         });
         if alg == SigningAlg::Rs256 {
             let der = broker::tokens::keys::generate_pkcs8(alg).unwrap();
-            let rsa = aws_lc_rs::rsa::KeyPair::from_pkcs8(&der).unwrap();
-            let pkcs1 = {
-                use aws_lc_rs::encoding::AsDer;
-                let d: aws_lc_rs::encoding::Pkcs8V1Der = rsa.as_der().unwrap();
-                d.as_ref().to_vec()
-            };
-            // jsonwebtoken takes PKCS#1 for RSA; PKCS#8 works with aws-lc too.
+            // jsonwebtoken takes PKCS#1 for RSA: unwrap it from the PKCS#8 envelope.
+            let pkcs1 = pkcs1_from_pkcs8(&der);
             let key = jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1);
             let header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
             let claims = serde_json::json!({"sub": "u-1", "iss": "https://id.example.com", "exp": 1_900_000_000});
@@ -156,6 +158,31 @@ fn bench(c: &mut Criterion) {
         }
         g.finish();
     }
+}
+
+/// The RSAPrivateKey inside a PKCS#8 PrivateKeyInfo:
+/// SEQUENCE { INTEGER version, SEQUENCE algorithm, OCTET STRING privateKey }.
+fn pkcs1_from_pkcs8(der: &[u8]) -> Vec<u8> {
+    // (tag, header length, content length) of the DER element at `at`.
+    fn element(der: &[u8], at: usize) -> (u8, usize, usize) {
+        let tag = der[at];
+        let first = der[at + 1] as usize;
+        if first < 0x80 {
+            return (tag, 2, first);
+        }
+        let n = first & 0x7f;
+        let len = der[at + 2..at + 2 + n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        (tag, 2 + n, len)
+    }
+    let (_, outer_header, _) = element(der, 0);
+    let mut at = outer_header;
+    for _ in 0..2 {
+        let (_, h, l) = element(der, at); // version, then algorithm
+        at += h + l;
+    }
+    let (tag, h, l) = element(der, at);
+    assert_eq!(tag, 0x04, "privateKey is an OCTET STRING");
+    der[at + h..at + h + l].to_vec()
 }
 
 criterion_group! {
