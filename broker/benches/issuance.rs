@@ -171,7 +171,9 @@ fn pkcs1_from_pkcs8(der: &[u8]) -> Vec<u8> {
             return (tag, 2, first);
         }
         let n = first & 0x7f;
-        let len = der[at + 2..at + 2 + n].iter().fold(0usize, |acc, b| (acc << 8) | *b as usize);
+        let len = der[at + 2..at + 2 + n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | *b as usize);
         (tag, 2 + n, len)
     }
     let (_, outer_header, _) = element(der, 0);

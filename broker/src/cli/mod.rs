@@ -38,6 +38,29 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Role rules: see why a user holds which role.
+    Roles {
+        #[command(subcommand)]
+        action: RolesAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolesAction {
+    /// Print every role rule, whether it matched for the user and why, their direct
+    /// grants, and the resulting roles and permissions.
+    Explain {
+        #[arg(long, short, default_value = "config/broker.toml")]
+        config: PathBuf,
+        /// The user id (the `sub` apps see).
+        user_id: String,
+        /// Explain toward this client: its own roles count too.
+        #[arg(long)]
+        client: Option<String>,
+        /// Only as a login through this provider (default: each linked provider).
+        #[arg(long)]
+        provider: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -59,6 +82,24 @@ pub enum UserAction {
     Enable { id: String },
     /// Set a user's password (read from standard input); ends their sessions.
     SetPassword { id: String },
+    /// Grant a role directly (global, or with --client one client's role).
+    GrantRole {
+        id: String,
+        role: String,
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// Remove a direct role grant.
+    RevokeRole {
+        id: String,
+        role: String,
+        #[arg(long)]
+        client: Option<String>,
+    },
+    /// List a user's direct role grants (`broker roles explain` shows all roles).
+    Roles { id: String },
+    /// List a user's audit events (identities linked, roles granted or revoked).
+    Audit { id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +114,8 @@ pub enum CliError {
     Password(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 fn read_password() -> Result<String, CliError> {
@@ -114,7 +157,49 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { config, action } => user(config::load(&config)?, action).await,
+        Command::Roles {
+            action:
+                RolesAction::Explain {
+                    config,
+                    user_id,
+                    client,
+                    provider,
+                },
+        } => {
+            explain(
+                config::load(&config)?,
+                &user_id,
+                client.as_deref(),
+                provider.as_deref(),
+            )
+            .await
+        }
     }
+}
+
+async fn explain(
+    config: Config,
+    user_id: &str,
+    client: Option<&str>,
+    provider: Option<&str>,
+) -> Result<(), CliError> {
+    if let Some(c) = client
+        && !config.clients.contains_key(c)
+    {
+        return Err(CliError::Usage(format!("no client {c:?} is configured")));
+    }
+    let store = app::open_store(&config).await?;
+    let explanations =
+        identity::explain_user(&store, &config.roles, user_id, provider, client).await?;
+    let mut out = String::new();
+    for (i, e) in explanations.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\n\n");
+        }
+        out.push_str(&format!("user: {user_id}\n{e}"));
+    }
+    println!("{out}");
+    Ok(())
 }
 
 async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
@@ -153,6 +238,48 @@ async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
         UserAction::SetPassword { id } => {
             let h = hash(&read_password()?)?;
             identity::set_password(&store, &id, &h, now()).await?;
+        }
+        UserAction::GrantRole { id, role, client } => {
+            let new =
+                identity::grant_role(&store, &config, &id, &role, client.as_deref(), now()).await?;
+            if !new {
+                println!("{id} already had {role}");
+            }
+        }
+        UserAction::RevokeRole { id, role, client } => {
+            if !identity::revoke_role(&store, &id, &role, client.as_deref(), now()).await? {
+                return Err(CliError::Usage(format!(
+                    "{id} has no direct grant of {role}{}",
+                    client
+                        .map(|c| format!(" for client {c}"))
+                        .unwrap_or_default()
+                )));
+            }
+        }
+        UserAction::Audit { id } => {
+            for e in store.list_audit(&id).await.map_err(app::StartError::from)? {
+                println!("{}\t{}\t{}", e.at, e.kind, e.detail);
+            }
+        }
+        UserAction::Roles { id } => {
+            if store
+                .get_user(&id)
+                .await
+                .map_err(app::StartError::from)?
+                .is_none()
+            {
+                return Err(identity::IdentityError::NoSuchUser.into());
+            }
+            for g in store
+                .list_role_grants(&id)
+                .await
+                .map_err(app::StartError::from)?
+            {
+                match &g.client_id {
+                    Some(c) => println!("{}\tclient {c}", g.role),
+                    None => println!("{}\tglobal", g.role),
+                }
+            }
         }
     }
     Ok(())

@@ -3,6 +3,9 @@
 //! the key and the file.
 
 mod raw;
+mod roles;
+
+pub use roles::{ProfileSync, ProviderPolicy, Registration};
 
 use crate::secrets::SecretString;
 use figment::Figment;
@@ -14,7 +17,15 @@ use std::path::{Path, PathBuf};
 use url::Url;
 
 /// Scopes the broker understands.
-pub const SUPPORTED_SCOPES: &[&str] = &["openid", "profile", "email", "groups", "offline_access"];
+pub const SUPPORTED_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "groups",
+    "roles",
+    "permissions",
+    "offline_access",
+];
 
 /// Grants a client may be allowed.
 pub const SUPPORTED_GRANTS: &[&str] =
@@ -131,6 +142,9 @@ pub struct ProviderSection {
     pub id: String,
     pub kind: String,
     pub name: String,
+    /// The broker's keys of the section.
+    pub policy: ProviderPolicy,
+    /// The provider's own keys, for its factory.
     pub options: serde_json::Value,
 }
 
@@ -168,6 +182,8 @@ pub struct Config {
     pub login: LoginSettings,
     pub clients: BTreeMap<String, Client>,
     pub providers: Vec<ProviderSection>,
+    /// Role rules, permissions, default and admin roles.
+    pub roles: crate::identity::rules::RolePolicy,
 }
 
 impl Config {
@@ -189,7 +205,13 @@ pub fn is_loopback_host(url: &Url) -> bool {
 
 /// Loads `file` with `BROKER_*` environment overrides and validates it.
 pub fn load(file: &Path) -> Result<Config, ConfigError> {
-    load_with_env(file, Env::prefixed("BROKER_").split("__"))
+    // BROKER_LOG and BROKER_LOG_JSON configure logging, not the broker.
+    load_with_env(
+        file,
+        Env::prefixed("BROKER_")
+            .ignore(&["log", "log_json"])
+            .split("__"),
+    )
 }
 
 fn load_with_env(file: &Path, env: Env) -> Result<Config, ConfigError> {
@@ -442,12 +464,14 @@ impl Validator {
                 id: id.clone(),
                 kind: p.kind.clone(),
                 name: p.name.clone().unwrap_or_else(|| id.clone()),
+                policy: self.provider_policy(id, p)?,
                 options: serde_json::Value::Object(p.options.clone()),
             });
         }
         if providers.is_empty() {
             return Err(self.err("providers", "configure at least one provider"));
         }
+        let roles = self.roles(&raw.roles, &clients, &providers)?;
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -466,6 +490,7 @@ impl Validator {
             login,
             clients,
             providers,
+            roles,
         })
     }
 

@@ -29,6 +29,8 @@ pub struct RawConfig {
     pub clients: BTreeMap<String, RawClient>,
     #[serde(default)]
     pub providers: BTreeMap<String, RawProvider>,
+    #[serde(default)]
+    pub roles: RawRoles,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -121,12 +123,58 @@ pub struct RawClient {
 }
 
 /// A provider section: the broker's keys, and the provider's own options passed
-/// through to its factory (which refuses unknown keys itself).
+/// through to its factory (which refuses unknown keys itself). The broker's keys are
+/// taken out here, so the factory never sees them.
 #[derive(Debug, Deserialize)]
 pub struct RawProvider {
     #[serde(rename = "type")]
     pub kind: String,
     pub name: Option<String>,
+    /// "open" (default) or "closed".
+    pub registration: Option<String>,
+    /// "force" (default) or "import".
+    pub sync: Option<String>,
+    /// Whether this provider's verified emails count for email-domain role rules.
+    pub trust_email: Option<bool>,
+    /// A first login whose verified email is an existing account's links to it.
+    pub link_by_verified_email: Option<bool>,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
+}
+
+/// `[roles]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoles {
+    pub admin_role: Option<String>,
+    #[serde(default)]
+    pub default_roles: Vec<String>,
+    #[serde(default)]
+    pub permissions: BTreeMap<String, Vec<String>>,
+    #[serde(default)]
+    pub rules: Vec<RawRoleRule>,
+}
+
+/// One `[[roles.rules]]` entry.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRoleRule {
+    pub role: String,
+    pub client: Option<String>,
+    #[serde(default)]
+    pub any: bool,
+    pub provider: Option<String>,
+    pub group: Option<String>,
+    pub email_domain: Option<String>,
+    pub claim: Option<RawClaim>,
+}
+
+/// `claim = { path = "...", equals | one_of | regex = ... }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawClaim {
+    pub path: String,
+    pub equals: Option<serde_json::Value>,
+    pub one_of: Option<Vec<serde_json::Value>>,
+    pub regex: Option<String>,
 }

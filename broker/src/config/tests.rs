@@ -208,3 +208,278 @@ fn every_shipped_example_config_loads() {
         "expected the minimal and the full example, saw {seen}"
     );
 }
+
+const ROLES: &str = r#"
+[providers.corp]
+type = "local"
+trust_email = true
+registration = "closed"
+sync = "import"
+
+[roles]
+admin_role = "admin"
+default_roles = ["member", "member"]
+
+[roles.permissions]
+admin = ["admin:*", "users:read"]
+member = ["profile:read"]
+
+[[roles.rules]]
+role = "admin"
+provider = "local"
+group = "admins"
+
+[[roles.rules]]
+role = "staff"
+email_domain = "*.Example.COM"
+
+[[roles.rules]]
+role = "approver"
+client = "app"
+provider = "corp"
+any = true
+group = "cn=approvers,dc=example,dc=com"
+claim = { path = "org.team", regex = "fin.*" }
+
+[[roles.rules]]
+role = "partner"
+provider = "corp"
+claim = { path = "level", one_of = [3, "4", true] }
+"#;
+
+fn with_roles(text: &str) -> String {
+    format!("{MINIMAL}{text}")
+}
+
+#[test]
+fn roles_section_loads_into_a_policy() {
+    use crate::identity::rules::{ClaimTest, Condition, DomainPattern};
+    let c = load_text(&with_roles(ROLES)).unwrap();
+    let r = &c.roles;
+    assert_eq!(r.admin_role.as_deref(), Some("admin"));
+    assert_eq!(r.default_roles, vec!["member"], "duplicates dropped");
+    assert_eq!(r.permissions["admin"].len(), 2);
+    assert_eq!(r.rules.len(), 4);
+    assert_eq!(
+        r.email_trusted.iter().collect::<Vec<_>>(),
+        vec!["corp"],
+        "only providers with trust_email"
+    );
+    assert!(matches!(
+        &r.rules[1].conditions[..],
+        [Condition::EmailDomain(DomainPattern::Subdomains(d))] if d == "example.com"
+    ));
+    let approver = &r.rules[2];
+    assert_eq!(approver.client.as_deref(), Some("app"));
+    assert!(approver.any);
+    assert_eq!(approver.conditions.len(), 2);
+    assert!(matches!(
+        &r.rules[3].conditions[..],
+        [Condition::Claim { test: ClaimTest::OneOf(v), .. }] if v == &["3", "4", "true"]
+    ));
+}
+
+#[test]
+fn broker_provider_keys_are_taken_out_before_the_factory_sees_the_options() {
+    let c = load_text(&with_roles(ROLES)).unwrap();
+    let corp = c.providers.iter().find(|p| p.id == "corp").unwrap();
+    assert_eq!(corp.policy.registration, Registration::Closed);
+    assert_eq!(corp.policy.sync, ProfileSync::Import);
+    assert!(corp.policy.trust_email);
+    assert_eq!(corp.options, serde_json::json!({}));
+    let local = c.providers.iter().find(|p| p.id == "local").unwrap();
+    assert_eq!(local.policy, ProviderPolicy::default());
+    assert_eq!(local.policy.registration, Registration::Open);
+    assert_eq!(local.policy.sync, ProfileSync::Force);
+    assert!(!local.policy.trust_email);
+}
+
+#[test]
+fn bad_provider_policy_values_name_their_key() {
+    let e = error_of(&with_roles(
+        "[providers.corp]\ntype = \"local\"\nregistration = \"invite\"\n",
+    ));
+    assert!(e.contains("providers.corp.registration"), "{e}");
+    let e = error_of(&with_roles(
+        "[providers.corp]\ntype = \"local\"\nsync = \"always\"\n",
+    ));
+    assert!(e.contains("providers.corp.sync"), "{e}");
+}
+
+/// A config whose only rule is `rule`, with a provider trusted for email.
+fn rule_error(rule: &str) -> String {
+    error_of(&with_roles(&format!(
+        "[providers.corp]\ntype = \"local\"\ntrust_email = true\n\n[[roles.rules]]\n{rule}\n"
+    )))
+}
+
+#[test]
+fn bad_role_rules_are_refused_with_their_key() {
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            "role = \"x\"\nprovider = \"nope\"",
+            "roles.rules[0].provider",
+            "unknown provider",
+        ),
+        (
+            "role = \"x\"\ngroup = \"admins\"",
+            "roles.rules[0].group",
+            "must name its provider",
+        ),
+        (
+            "role = \"x\"\nclaim = { path = \"a\", equals = \"b\" }",
+            "roles.rules[0].claim",
+            "must name its provider",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a\", regex = \"(unclosed\" }",
+            "roles.rules[0].claim.regex",
+            "not a valid regex",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a\", equals = \"b\", regex = \"c\" }",
+            "roles.rules[0].claim",
+            "exactly one of",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a\" }",
+            "roles.rules[0].claim",
+            "exactly one of",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a..b\", equals = \"c\" }",
+            "roles.rules[0].claim.path",
+            "dotted path",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a\", one_of = [[1]] }",
+            "roles.rules[0].claim.one_of",
+            "string, number or boolean",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\nclaim = { path = \"a\", one_of = [] }",
+            "roles.rules[0].claim.one_of",
+            "at least one",
+        ),
+        (
+            "role = \"x\"\nclient = \"nope\"\nprovider = \"corp\"",
+            "roles.rules[0].client",
+            "unknown client",
+        ),
+        (
+            "role = \"x\"\nprovider = \"local\"\nemail_domain = \"example.com\"",
+            "roles.rules[0].email_domain",
+            "not trusted for email",
+        ),
+        (
+            "role = \"x\"\nemail_domain = \"ex*ample.com\"",
+            "roles.rules[0].email_domain",
+            "wildcard",
+        ),
+        (
+            "role = \"x\"\nemail_domain = \"@example.com\"",
+            "roles.rules[0].email_domain",
+            "without '@'",
+        ),
+        ("role = \"x\"", "roles.rules[0]", "needs a condition"),
+        (
+            "role = \"a b\"\nprovider = \"corp\"",
+            "roles.rules[0].role",
+            "may use only",
+        ),
+        (
+            "role = \"app/x\"\nprovider = \"corp\"",
+            "roles.rules[0].role",
+            "may use only",
+        ),
+        (
+            "role = \"x\"\nprovider = \"corp\"\ngruop = \"a\"",
+            "gruop",
+            "unknown field",
+        ),
+    ];
+    for (rule, key, message) in cases {
+        let e = rule_error(rule);
+        assert!(
+            e.contains(key) && e.contains(message),
+            "{rule}: expected {key} / {message}, got {e}"
+        );
+    }
+}
+
+#[test]
+fn email_domain_rules_need_some_provider_trusted_for_email() {
+    let e = error_of(&with_roles(
+        "[[roles.rules]]\nrole = \"staff\"\nemail_domain = \"example.com\"\n",
+    ));
+    assert!(
+        e.contains("roles.rules[0].email_domain") && e.contains("no provider is trusted"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_client_role_never_shadows_a_global_role() {
+    let client_rule =
+        "[[roles.rules]]\nrole = \"editor\"\nclient = \"app\"\nprovider = \"local\"\n";
+    let global_rule = "[[roles.rules]]\nrole = \"editor\"\nprovider = \"local\"\n";
+    let e = error_of(&with_roles(&format!("{global_rule}\n{client_rule}")));
+    assert!(
+        e.contains("roles.rules[1].role") && e.contains("shadow"),
+        "{e}"
+    );
+    for global in [
+        "[roles]\ndefault_roles = [\"editor\"]\n",
+        "[roles]\nadmin_role = \"editor\"\n",
+    ] {
+        let e = error_of(&with_roles(&format!("{global}\n{client_rule}")));
+        assert!(
+            e.contains("roles.rules[0].role") && e.contains("shadow"),
+            "{e}"
+        );
+    }
+    // The same client role for two clients is fine: each sees its own.
+    let text = with_roles(&format!(
+        "[clients.other]\nsecret = \"other-secret-1\"\nredirect_uris = [\"http://127.0.0.1:5555/cb\"]\n\n{client_rule}\n{}",
+        client_rule.replace("\"app\"", "\"other\"")
+    ));
+    load_text(&text).unwrap();
+}
+
+#[test]
+fn bad_permissions_and_role_names_name_their_key() {
+    let e = error_of(&with_roles(
+        "[roles.permissions]\nadmin = [\"admin:*\", \"bad*\"]\n",
+    ));
+    assert!(e.contains("roles.permissions.admin[1]"), "{e}");
+    let e = error_of(&with_roles(
+        "[roles]\ndefault_roles = [\"ok\", \"not ok\"]\n",
+    ));
+    assert!(e.contains("roles.default_roles[1]"), "{e}");
+    let e = error_of(&with_roles("[roles]\nadmin_role = \"\"\n"));
+    assert!(e.contains("roles.admin_role"), "{e}");
+}
+
+#[test]
+fn roles_and_permissions_are_scopes_clients_get_by_default() {
+    let c = load_text(MINIMAL).unwrap();
+    assert!(c.clients["app"].scopes.contains("roles"));
+    assert!(c.clients["app"].scopes.contains("permissions"));
+}
+
+#[test]
+fn linking_by_verified_email_needs_a_provider_trusted_for_email() {
+    let e = error_of(&with_roles(
+        "[providers.corp]\ntype = \"local\"\nlink_by_verified_email = true\n",
+    ));
+    assert!(e.contains("providers.corp.link_by_verified_email"), "{e}");
+    let c = load_text(&with_roles(
+        "[providers.corp]\ntype = \"local\"\ntrust_email = true\nlink_by_verified_email = true\n",
+    ))
+    .unwrap();
+    let corp = c.providers.iter().find(|p| p.id == "corp").unwrap();
+    assert!(corp.policy.link_by_verified_email);
+    assert_eq!(corp.options, serde_json::json!({}));
+    let local = c.providers.iter().find(|p| p.id == "local").unwrap();
+    assert!(!local.policy.link_by_verified_email, "off by default");
+}

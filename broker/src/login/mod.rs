@@ -6,7 +6,7 @@ mod throttle;
 
 use crate::http::AppState;
 use crate::http::client_ip::client_ip;
-use crate::identity::{self, IdentityError};
+use crate::identity::{IdentityError, resolve_login};
 use crate::oidc::authorize::{AuthorizationRequest, issue_code, page_error};
 use crate::providers::ProviderEntry;
 use crate::secrets;
@@ -342,6 +342,15 @@ async fn submit_password(
     complete_login(&req, &state, p, entry, identity).await
 }
 
+/// What a person without an account sees when their provider's registration is closed.
+fn closed_message(entry: &ProviderEntry) -> String {
+    format!(
+        "You have no account here, and new accounts cannot be created by signing in with {}. \
+         Ask an administrator for an account, or sign in with a method already linked to yours.",
+        entry.name
+    )
+}
+
 /// After any successful login: resolve the user, start a fresh session, issue the code.
 async fn complete_login(
     req: &HttpRequest,
@@ -351,8 +360,10 @@ async fn complete_login(
     identity: switchboard_plugin_api::Identity,
 ) -> HttpResponse {
     let now = state.clock.now();
+    // Providers whose verified emails may link a first login to an existing account.
+    let vouchers = &state.config.roles.email_trusted;
     let user =
-        match identity::resolve_login(&state.store, &state.master, entry, identity, now).await {
+        match resolve_login(&state.store, &state.master, entry, vouchers, identity, now).await {
             Ok(u) => u,
             Err(IdentityError::Disabled) => {
                 tracing::info!(provider = %entry.id, "login of a disabled user refused");
@@ -362,6 +373,10 @@ async fn complete_login(
                     StatusCode::FORBIDDEN,
                     "This account is disabled.",
                 );
+            }
+            Err(IdentityError::RegistrationClosed(provider)) => {
+                tracing::info!(%provider, "login refused: no account and registration closed");
+                return page_error(state, req, StatusCode::FORBIDDEN, &closed_message(entry));
             }
             Err(IdentityError::Taken(what)) => {
                 return page_error(

@@ -209,7 +209,9 @@ pub fn metadata(config: &Config) -> (String, String) {
                 "family_name",
                 "preferred_username",
                 "picture",
-                "groups"
+                "groups",
+                "roles",
+                "permissions"
             ]),
         );
         o.insert(

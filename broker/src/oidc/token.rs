@@ -7,6 +7,7 @@ use crate::config::Client;
 use crate::http::AppState;
 use crate::secrets::{self, constant_time_eq};
 use crate::store::{GrantRecord, RedeemOutcome, RotateOutcome, UserRecord, UserStatus};
+use crate::tokens::PersonClaims;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
@@ -395,9 +396,16 @@ async fn issue(
         .audience
         .clone()
         .unwrap_or_else(|| state.config.issuer.clone());
+    // Roles are recomputed at every issuance: after a login, and after a refresh has
+    // asked the provider again.
+    let roles = crate::identity::grant_access(&state.store, &state.config.roles, grant)
+        .await
+        .map_err(server_error("computing roles failed"))?;
+    let person = PersonClaims::for_scopes(user, roles.as_ref(), &grant.scopes);
+    let role_claims = person.roles.clone();
     let access = state
         .signer
-        .access_token(client, grant, &audience, now)
+        .access_token(client, grant, &audience, person, now)
         .map_err(server_error("signing access token failed"))?;
     let id_token = state
         .signer
@@ -405,6 +413,7 @@ async fn issue(
             client,
             user,
             grant,
+            role_claims,
             nonce,
             &access.token,
             grant.session_id_hash.as_deref(),

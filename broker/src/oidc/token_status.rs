@@ -24,7 +24,7 @@ pub struct TokenForm {
 /// A token we issued that is still good.
 enum LiveToken {
     Access {
-        claims: AccessTokenClaims,
+        claims: Box<AccessTokenClaims>,
         grant: Option<(GrantRecord, UserRecord)>,
     },
     Refresh {
@@ -54,7 +54,10 @@ async fn identify(state: &AppState, token: &str, hint: Option<&str>) -> Option<L
                 Some(live_grant(state, g).await?)
             }
         };
-        Some(LiveToken::Access { claims, grant })
+        Some(LiveToken::Access {
+            claims: Box::new(claims),
+            grant,
+        })
     };
     let as_refresh = async {
         let now = state.clock.now();
@@ -83,6 +86,23 @@ async fn authenticated<'a>(
         form.client_secret.as_deref(),
     )?;
     authenticate(&state.config, &creds)
+}
+
+/// Adds the roles and permissions the grant's scopes ask for, recomputed now.
+async fn add_roles(state: &AppState, grant: &GrantRecord, body: &mut serde_json::Value) {
+    match crate::identity::grant_access(&state.store, &state.config.roles, grant).await {
+        Ok(Some(access)) => {
+            let has = |s: &str| grant.scopes.iter().any(|g| g == s);
+            if has("roles") {
+                body["roles"] = json!(access.roles);
+            }
+            if has("permissions") {
+                body["permissions"] = json!(access.permissions);
+            }
+        }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "computing roles for introspection failed"),
+    }
 }
 
 fn no_store_json(body: serde_json::Value) -> HttpResponse {
@@ -136,6 +156,7 @@ pub async fn introspect(
                 if let Some(groups) = groups_of(&user, &g.scopes) {
                     body["groups"] = json!(groups);
                 }
+                add_roles(&state, &g, &mut body).await;
             }
             body
         }
@@ -154,6 +175,7 @@ pub async fn introspect(
             if let Some(groups) = groups_of(&user, &grant.scopes) {
                 body["groups"] = json!(groups);
             }
+            add_roles(&state, &grant, &mut body).await;
             body
         }
     };

@@ -4,7 +4,7 @@
 use super::error::OAuthError;
 use crate::http::AppState;
 use crate::store::UserStatus;
-use crate::tokens::ProfileClaims;
+use crate::tokens::{ProfileClaims, RoleClaims};
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +18,8 @@ struct Userinfo {
     sub: String,
     #[serde(flatten)]
     profile: ProfileClaims,
+    #[serde(flatten)]
+    roles: RoleClaims,
 }
 
 fn invalid_token(why: &str) -> OAuthError {
@@ -92,10 +94,10 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
         .get_grant(grant_id)
         .await
         .map_err(|_| OAuthError::server_error())?;
-    match grant {
-        Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => {}
+    let grant = match grant {
+        Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => g,
         _ => return Err(invalid_token("the token was revoked")),
-    }
+    };
     let user = state
         .store
         .get_user(&claims.sub)
@@ -111,8 +113,15 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
             "the openid scope is required",
         ));
     }
+    let access = crate::identity::grant_access(&state.store, &state.config.roles, &grant)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "computing roles failed");
+            OAuthError::server_error()
+        })?;
     Ok(Userinfo {
         profile: ProfileClaims::for_scopes(&user, &scopes),
+        roles: RoleClaims::for_scopes(access.as_ref(), &scopes),
         sub: user.id,
     })
 }

@@ -2,7 +2,7 @@
 //! factory for its `type`. Nothing above this module can tell a built-in provider from
 //! one loaded at run time.
 
-use crate::config::ProviderSection;
+use crate::config::{ProviderPolicy, ProviderSection};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use switchboard_plugin_api::{Provider, ProviderContext, ProviderError, ProviderFactory};
@@ -25,6 +25,8 @@ pub struct ProviderEntry {
     pub id: String,
     pub name: String,
     pub kind: String,
+    /// The broker's keys of its section: registration, profile sync, email trust.
+    pub policy: ProviderPolicy,
     pub provider: Arc<dyn Provider>,
 }
 
@@ -58,6 +60,7 @@ impl ProviderRegistry {
                 id: s.id.clone(),
                 name: s.name.clone(),
                 kind: s.kind.clone(),
+                policy: s.policy,
                 provider,
             });
         }

@@ -12,9 +12,9 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::{
-    AuthRequestRecord, CodeRecord, GrantRecord, IdentityLink, MemoryStore, RedeemOutcome,
-    RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
-    UserRecord, UserStatus,
+    AuditEvent, AuthRequestRecord, CodeRecord, GrantRecord, IdentityLink, MemoryStore,
+    RedeemOutcome, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord,
+    SqliteStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -479,6 +479,133 @@ async fn identities_of_a_user_are_listed_in_order(store: SharedStore) {
 }
 
 // ---- authorization requests ----
+
+fn role_grant(user_id: &str, role: &str, client_id: Option<&str>) -> RoleGrantRecord {
+    RoleGrantRecord {
+        user_id: user_id.to_owned(),
+        role: role.to_owned(),
+        client_id: client_id.map(str::to_owned),
+        granted_at: NOW,
+    }
+}
+
+async fn role_grants_are_kept_once_and_listed_global_first(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for g in [
+        role_grant("u1", "viewer", Some("wiki")),
+        role_grant("u1", "ops", None),
+        role_grant("u1", "approver", Some("billing")),
+        role_grant("u1", "admin", None),
+        role_grant("u2", "ops", None),
+    ] {
+        assert!(store.grant_role(&g).await.unwrap(), "{g:?} is new");
+    }
+    assert!(
+        !store
+            .grant_role(&RoleGrantRecord {
+                granted_at: NOW + 5,
+                ..role_grant("u1", "ops", None)
+            })
+            .await
+            .unwrap(),
+        "the same grant twice is one grant"
+    );
+    assert!(
+        store
+            .grant_role(&role_grant("u1", "ops", Some("wiki")))
+            .await
+            .unwrap(),
+        "a client's role of the same name is another grant"
+    );
+    let listed = store.list_role_grants("u1").await.unwrap();
+    let shown: Vec<(Option<&str>, &str)> = listed
+        .iter()
+        .map(|g| (g.client_id.as_deref(), g.role.as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            (None, "admin"),
+            (None, "ops"),
+            (Some("billing"), "approver"),
+            (Some("wiki"), "ops"),
+            (Some("wiki"), "viewer"),
+        ]
+    );
+    assert_eq!(listed[1], role_grant("u1", "ops", None), "first grant kept");
+    assert!(store.list_role_grants("nobody").await.unwrap().is_empty());
+}
+
+async fn revoking_a_role_grant_removes_only_that_grant(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for g in [
+        role_grant("u1", "ops", None),
+        role_grant("u1", "ops", Some("wiki")),
+        role_grant("u2", "ops", None),
+    ] {
+        store.grant_role(&g).await.unwrap();
+    }
+    assert!(store.revoke_role("u1", "ops", None).await.unwrap());
+    assert!(!store.revoke_role("u1", "ops", None).await.unwrap());
+    assert!(
+        !store
+            .revoke_role("u1", "ops", Some("billing"))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.list_role_grants("u1").await.unwrap(),
+        vec![role_grant("u1", "ops", Some("wiki"))]
+    );
+    assert_eq!(
+        store.list_role_grants("u2").await.unwrap(),
+        vec![role_grant("u2", "ops", None)]
+    );
+}
+
+async fn role_grant_needs_an_existing_user(store: SharedStore) {
+    assert!(
+        store
+            .grant_role(&role_grant("ghost", "ops", None))
+            .await
+            .is_err()
+    );
+    assert!(store.list_role_grants("ghost").await.unwrap().is_empty());
+}
+
+async fn audit_events_are_listed_per_user_oldest_first(store: SharedStore) {
+    let event = |user_id: &str, kind: &str, at: UnixTime| AuditEvent {
+        user_id: user_id.to_owned(),
+        kind: kind.to_owned(),
+        detail: json!({ "provider": "github", "n": kind.len() }),
+        at,
+    };
+    for e in [
+        event("u1", "later", NOW + 10),
+        event("u2", "other", NOW),
+        event("u1", "first", NOW),
+        event("u1", "second", NOW),
+    ] {
+        store.record_audit(&e).await.unwrap();
+    }
+    let listed = store.list_audit("u1").await.unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            event("u1", "first", NOW),
+            event("u1", "second", NOW),
+            event("u1", "later", NOW + 10),
+        ],
+        "by time, then in recording order"
+    );
+    assert_eq!(store.list_audit("u2").await.unwrap().len(), 1);
+    assert!(
+        store.list_audit("nobody").await.unwrap().is_empty(),
+        "an event needs no existing user, and none are invented"
+    );
+}
 
 async fn auth_request_is_taken_once(store: SharedStore) {
     let rec = auth_request("req", NOW + 600);
@@ -1251,6 +1378,10 @@ macro_rules! conformance_tests {
                 identity_link_is_unique_per_provider_and_subject,
                 identity_update_replaces_claims_and_provider_data,
                 identities_of_a_user_are_listed_in_order,
+                role_grants_are_kept_once_and_listed_global_first,
+                revoking_a_role_grant_removes_only_that_grant,
+                role_grant_needs_an_existing_user,
+                audit_events_are_listed_per_user_oldest_first,
                 auth_request_is_taken_once,
                 expired_auth_request_is_neither_read_nor_taken,
                 code_redeems_once_then_reports_its_grant,

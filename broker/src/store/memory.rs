@@ -12,9 +12,10 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink, KeyStore, LoginStore,
-    Maintenance, RedeemOutcome, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
-    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
+    KeyStore, LoginStore, Maintenance, RedeemOutcome, RoleGrantRecord, RoleGrantStore,
+    RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -28,6 +29,10 @@ struct State {
     users: HashMap<String, UserRecord>,
     /// Keyed by `(provider_id, subject)`.
     links: HashMap<(String, String), IdentityLink>,
+    /// Direct role grants, keyed by `(user_id, client_id, role)`.
+    role_grants: HashMap<(String, Option<String>, String), RoleGrantRecord>,
+    /// Audit events in recording order.
+    audit: Vec<AuditEvent>,
     auth_requests: HashMap<String, AuthRequestRecord>,
     grants: HashMap<String, GrantRecord>,
     codes: HashMap<String, StoredCode>,
@@ -243,6 +248,74 @@ impl UserStore for MemoryStore {
             .clone_from(&link.sealed_provider_data);
         stored.updated_at = link.updated_at;
         Ok(true)
+    }
+}
+
+#[async_trait]
+impl RoleGrantStore for MemoryStore {
+    async fn grant_role(&self, grant: &RoleGrantRecord) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if !state.users.contains_key(&grant.user_id) {
+            return Err(missing("the granted user"));
+        }
+        let key = (
+            grant.user_id.clone(),
+            grant.client_id.clone(),
+            grant.role.clone(),
+        );
+        if state.role_grants.contains_key(&key) {
+            return Ok(false);
+        }
+        state.role_grants.insert(key, grant.clone());
+        Ok(true)
+    }
+
+    async fn revoke_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        client_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let key = (
+            user_id.to_owned(),
+            client_id.map(str::to_owned),
+            role.to_owned(),
+        );
+        Ok(state.role_grants.remove(&key).is_some())
+    }
+
+    async fn list_role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrantRecord>> {
+        let state = self.lock()?;
+        let mut grants: Vec<RoleGrantRecord> = state
+            .role_grants
+            .values()
+            .filter(|g| g.user_id == user_id)
+            .cloned()
+            .collect();
+        grants.sort_by(|a, b| (&a.client_id, &a.role).cmp(&(&b.client_id, &b.role)));
+        Ok(grants)
+    }
+}
+
+#[async_trait]
+impl AuditStore for MemoryStore {
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        self.lock()?.audit.push(event.clone());
+        Ok(())
+    }
+
+    async fn list_audit(&self, user_id: &str) -> StoreResult<Vec<AuditEvent>> {
+        let state = self.lock()?;
+        let mut events: Vec<AuditEvent> = state
+            .audit
+            .iter()
+            .filter(|e| e.user_id == user_id)
+            .cloned()
+            .collect();
+        // Stable: recording order within one second.
+        events.sort_by_key(|e| e.at);
+        Ok(events)
     }
 }
 

@@ -136,6 +136,52 @@ pub trait UserStore: Send + Sync {
     async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool>;
 }
 
+/// A role given to a user directly (by an operator), not by a rule. A grant with a
+/// `client_id` is that client's role only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleGrantRecord {
+    pub user_id: String,
+    pub role: String,
+    pub client_id: Option<String>,
+    pub granted_at: UnixTime,
+}
+
+#[async_trait]
+pub trait RoleGrantStore: Send + Sync {
+    /// Records a grant; returns false if the user already had it (same role and
+    /// client). Fails if the user does not exist.
+    async fn grant_role(&self, grant: &RoleGrantRecord) -> StoreResult<bool>;
+    /// Removes a grant; returns false if there was none.
+    async fn revoke_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        client_id: Option<&str>,
+    ) -> StoreResult<bool>;
+    /// The user's grants: global ones first, then by client id, then by role.
+    async fn list_role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrantRecord>>;
+}
+
+/// Something that happened to a user's account that an operator may have to answer
+/// for later: identities linked, roles granted or revoked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEvent {
+    pub user_id: String,
+    /// What happened, e.g. `identity_linked`, `role_granted`.
+    pub kind: String,
+    /// The details, as JSON (never a secret).
+    pub detail: serde_json::Value,
+    pub at: UnixTime,
+}
+
+#[async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Appends an event (events are never changed or removed by the broker).
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
+    /// A user's events, oldest first (in recording order within one second).
+    async fn list_audit(&self, user_id: &str) -> StoreResult<Vec<AuditEvent>>;
+}
+
 /// A validated authorization request waiting for the person to log in.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthRequestRecord {
@@ -338,6 +384,8 @@ pub trait Maintenance: Send + Sync {
 /// Everything the broker persists.
 pub trait Store:
     UserStore
+    + RoleGrantStore
+    + AuditStore
     + LoginStore
     + GrantStore
     + SessionStore
@@ -350,6 +398,8 @@ pub trait Store:
 
 impl<T> Store for T where
     T: UserStore
+        + RoleGrantStore
+        + AuditStore
         + LoginStore
         + GrantStore
         + SessionStore

@@ -20,9 +20,10 @@ use sqlx::sqlite::{
 use sqlx::{Decode, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::{
-    AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink, KeyStore, LoginStore,
-    Maintenance, RedeemOutcome, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
-    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
+    KeyStore, LoginStore, Maintenance, RedeemOutcome, RoleGrantRecord, RoleGrantStore,
+    RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -102,11 +103,23 @@ fn migrator() -> Migrator {
             false,
         )
     };
-    Migrator::with_migrations(vec![migration(
-        1,
-        "init",
-        include_str!("../../migrations/sqlite/0001_init.sql"),
-    )])
+    Migrator::with_migrations(vec![
+        migration(
+            1,
+            "init",
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+        ),
+        migration(
+            2,
+            "role grants",
+            include_str!("../../migrations/sqlite/0002_role_grants.sql"),
+        ),
+        migration(
+            3,
+            "audit events",
+            include_str!("../../migrations/sqlite/0003_audit_events.sql"),
+        ),
+    ])
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -536,6 +549,113 @@ impl UserStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
+    }
+}
+
+/// Global grants are stored under the empty client id.
+const GLOBAL_CLIENT: &str = "";
+
+fn role_grant_from_row(row: &SqliteRow) -> StoreResult<RoleGrantRecord> {
+    let c = Columns::new(row, "role grant");
+    let client_id: String = c.get("client_id")?;
+    Ok(RoleGrantRecord {
+        user_id: c.get("user_id")?,
+        role: c.get("role")?,
+        client_id: (client_id != GLOBAL_CLIENT).then_some(client_id),
+        granted_at: c.get("granted_at")?,
+    })
+}
+
+#[async_trait]
+impl RoleGrantStore for SqliteStore {
+    async fn grant_role(&self, grant: &RoleGrantRecord) -> StoreResult<bool> {
+        let inserted = sqlx::query(
+            "INSERT INTO role_grants (user_id, client_id, role, granted_at) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
+        )
+        .bind(&grant.user_id)
+        .bind(grant.client_id.as_deref().unwrap_or(GLOBAL_CLIENT))
+        .bind(&grant.role)
+        .bind(grant.granted_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(inserted == 1)
+    }
+
+    async fn revoke_role(
+        &self,
+        user_id: &str,
+        role: &str,
+        client_id: Option<&str>,
+    ) -> StoreResult<bool> {
+        let deleted = sqlx::query(
+            "DELETE FROM role_grants WHERE user_id = ?1 AND client_id = ?2 AND role = ?3",
+        )
+        .bind(user_id)
+        .bind(client_id.unwrap_or(GLOBAL_CLIENT))
+        .bind(role)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?
+        .rows_affected();
+        Ok(deleted > 0)
+    }
+
+    async fn list_role_grants(&self, user_id: &str) -> StoreResult<Vec<RoleGrantRecord>> {
+        sqlx::query(
+            "SELECT user_id, client_id, role, granted_at FROM role_grants \
+             WHERE user_id = ?1 ORDER BY client_id, role",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(role_grant_from_row)
+        .collect()
+    }
+}
+
+#[async_trait]
+impl AuditStore for SqliteStore {
+    async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO audit_events (user_id, kind, detail_json, at, format_version) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&event.user_id)
+        .bind(&event.kind)
+        .bind(to_json(&event.detail, "audit detail")?)
+        .bind(event.at)
+        .bind(FORMAT_VERSION)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn list_audit(&self, user_id: &str) -> StoreResult<Vec<AuditEvent>> {
+        sqlx::query(
+            "SELECT user_id, kind, detail_json, at, format_version FROM audit_events \
+             WHERE user_id = ?1 ORDER BY at, seq",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(|row| {
+            let c = Columns::new(row, "audit event").versioned()?;
+            Ok(AuditEvent {
+                user_id: c.get("user_id")?,
+                kind: c.get("kind")?,
+                detail: c.json("detail_json")?,
+                at: c.get("at")?,
+            })
+        })
+        .collect()
     }
 }
 

@@ -5,6 +5,7 @@ pub mod keyring;
 pub mod keys;
 
 use crate::config::{Client, SigningAlg};
+use crate::identity::rules::Access;
 use crate::store::{GrantRecord, UnixTime, UserRecord};
 use jwt::JwtError;
 use keyring::Keyring;
@@ -57,6 +58,51 @@ impl ProfileClaims {
     }
 }
 
+/// Roles (scope `roles`) and permissions (scope `permissions`): the global ones and
+/// the requesting client's own, never another client's.
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
+pub struct RoleClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub permissions: Option<Vec<String>>,
+}
+
+impl RoleClaims {
+    /// `access` is the user's access toward the client (absent when no scope asks).
+    pub fn for_scopes(access: Option<&Access>, scopes: &[String]) -> Self {
+        let has = |s: &str| scopes.iter().any(|x| x == s);
+        let Some(access) = access else {
+            return RoleClaims::default();
+        };
+        RoleClaims {
+            roles: has("roles").then(|| access.roles.clone()),
+            permissions: has("permissions").then(|| access.permissions.clone()),
+        }
+    }
+}
+
+/// What an access token says about the person beyond `sub`, by scope.
+#[derive(Debug, Default, Serialize, Deserialize, Clone, PartialEq)]
+pub struct PersonClaims {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+    #[serde(flatten)]
+    pub roles: RoleClaims,
+}
+
+impl PersonClaims {
+    pub fn for_scopes(user: &UserRecord, access: Option<&Access>, scopes: &[String]) -> Self {
+        PersonClaims {
+            groups: scopes
+                .iter()
+                .any(|s| s == "groups")
+                .then(|| user.groups.clone()),
+            roles: RoleClaims::for_scopes(access, scopes),
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct IdTokenClaims {
     pub iss: String,
@@ -74,6 +120,8 @@ pub struct IdTokenClaims {
     pub sid: Option<String>,
     #[serde(flatten)]
     pub profile: ProfileClaims,
+    #[serde(flatten)]
+    pub roles: RoleClaims,
 }
 
 #[derive(Debug, Serialize, Deserialize, Clone)]
@@ -93,6 +141,9 @@ pub struct AccessTokenClaims {
     /// client-credentials tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// Groups, roles and permissions, by scope (none on client-credentials tokens).
+    #[serde(flatten)]
+    pub person: PersonClaims,
 }
 
 /// Signs tokens for one issuer.
@@ -115,6 +166,7 @@ impl TokenSigner {
         client: &Client,
         grant: &GrantRecord,
         audience: &str,
+        person: PersonClaims,
         now: UnixTime,
     ) -> Result<SignedAccessToken, JwtError> {
         let claims = AccessTokenClaims {
@@ -128,6 +180,7 @@ impl TokenSigner {
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
             auth_time: Some(grant.auth_time),
             gid: Some(grant.id.clone()),
+            person,
         };
         self.sign_access(client, claims)
     }
@@ -152,6 +205,7 @@ impl TokenSigner {
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
             auth_time: None,
             gid: None,
+            person: PersonClaims::default(),
         };
         self.sign_access(client, claims)
     }
@@ -180,6 +234,7 @@ impl TokenSigner {
         client: &Client,
         user: &UserRecord,
         grant: &GrantRecord,
+        roles: RoleClaims,
         nonce: Option<&str>,
         access_token: &str,
         sid: Option<&str>,
@@ -198,6 +253,7 @@ impl TokenSigner {
             at_hash: Some(jwt::half_hash(alg, access_token)),
             sid: sid.map(str::to_string),
             profile: ProfileClaims::for_scopes(user, &grant.scopes),
+            roles,
         };
         jwt::sign(&self.keyring, alg, ID_TOKEN_TYP, &claims)
     }
