@@ -304,6 +304,9 @@ async fn submit_password(
         Ok(identity) => identity,
         Err(ProviderError::InvalidCredentials) => {
             tracing::info!(provider = %entry.id, "password login failed: invalid credentials");
+            if let Err(e) = throttle::failed(&state.store, &state.config.login, &keys, now).await {
+                tracing::warn!(error = %e, "counting a failed login failed");
+            }
             return password_form(
                 &state,
                 &p,
@@ -315,6 +318,9 @@ async fn submit_password(
         }
         Err(ProviderError::Denied { reason }) => {
             tracing::info!(provider = %entry.id, %reason, "password login denied");
+            if let Err(e) = throttle::failed(&state.store, &state.config.login, &keys, now).await {
+                tracing::warn!(error = %e, "counting a failed login failed");
+            }
             return password_form(
                 &state,
                 &p,

@@ -22,24 +22,41 @@ impl Keys {
     }
 }
 
-/// Counts this attempt; false when the account or the address is over its limit.
+/// Counts this attempt against the account; false when the account or the address
+/// is over its limit. Every attempt counts for the account up front (so parallel
+/// guesses cannot slip past the limit) and a success clears it; the address counts
+/// failures only, so many people behind one NAT can still log in.
 pub async fn admit(
     store: &SharedStore,
     s: &LoginSettings,
     keys: &Keys,
     now: UnixTime,
 ) -> Result<bool, StoreError> {
+    if let Some(ip) = &keys.ip
+        && store.current(ip, now).await? >= s.max_failures_per_ip
+    {
+        return Ok(false);
+    }
     let account = store.hit(&keys.account, s.throttle_window, now).await?;
-    let ip = match &keys.ip {
-        Some(k) => store.hit(k, s.throttle_window, now).await?,
-        None => 0,
-    };
-    Ok(account <= s.max_failures_per_account && ip <= s.max_failures_per_ip)
+    Ok(account <= s.max_failures_per_account)
 }
 
-/// A successful login clears the account's counter (not the address's).
+/// A successful login clears the account's counter.
 pub async fn succeeded(store: &SharedStore, keys: &Keys) -> Result<(), StoreError> {
     store.clear(&keys.account).await
+}
+
+/// A failed login counts against the address.
+pub async fn failed(
+    store: &SharedStore,
+    s: &LoginSettings,
+    keys: &Keys,
+    now: UnixTime,
+) -> Result<(), StoreError> {
+    if let Some(ip) = &keys.ip {
+        store.hit(ip, s.throttle_window, now).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -79,25 +96,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn one_address_trying_many_accounts_is_throttled() {
+    async fn one_address_failing_on_many_accounts_is_throttled() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
         for i in 0..5 {
-            assert!(
-                admit(
-                    &store,
-                    &settings(),
-                    &Keys::new("local", &format!("u{i}"), Some(ip)),
-                    1
-                )
-                .await
-                .unwrap()
-            );
+            let keys = Keys::new("local", &format!("u{i}"), Some(ip));
+            assert!(admit(&store, &settings(), &keys, 1).await.unwrap());
+            failed(&store, &settings(), &keys, 1).await.unwrap();
         }
-        assert!(
-            !admit(&store, &settings(), &Keys::new("local", "u9", Some(ip)), 1)
-                .await
-                .unwrap()
-        );
+        let next = Keys::new("local", "u9", Some(ip));
+        assert!(!admit(&store, &settings(), &next, 1).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn successful_logins_from_one_address_are_never_throttled() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for i in 0..20 {
+            let keys = Keys::new("local", &format!("u{i}"), Some(ip));
+            assert!(
+                admit(&store, &settings(), &keys, 1).await.unwrap(),
+                "login {i}"
+            );
+            succeeded(&store, &keys).await.unwrap();
+        }
     }
 }

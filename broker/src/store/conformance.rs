@@ -1100,6 +1100,23 @@ async fn throttle_counts_within_a_window_and_restarts_after(store: SharedStore) 
     assert_eq!(store.hit("login:alice", window, NOW + 61).await.unwrap(), 2);
 }
 
+async fn throttle_current_reads_without_counting(store: SharedStore) {
+    assert_eq!(store.current("k", NOW).await.unwrap(), 0);
+    store.hit("k", 60, NOW).await.unwrap();
+    store.hit("k", 60, NOW).await.unwrap();
+    assert_eq!(store.current("k", NOW + 1).await.unwrap(), 2);
+    assert_eq!(
+        store.current("k", NOW + 1).await.unwrap(),
+        2,
+        "reading counts nothing"
+    );
+    assert_eq!(
+        store.current("k", NOW + 60).await.unwrap(),
+        0,
+        "the window ended"
+    );
+}
+
 async fn throttle_clear_forgets_the_key(store: SharedStore) {
     for _ in 0..3 {
         store.hit("login:alice", 60, NOW).await.unwrap();
@@ -1401,6 +1418,7 @@ macro_rules! conformance_tests {
                 keys_are_listed_by_alg_then_epoch_until_expiry,
                 throttle_counts_within_a_window_and_restarts_after,
                 throttle_clear_forgets_the_key,
+                throttle_current_reads_without_counting,
                 purge_removes_expired_rows_and_keeps_live_ones,
             ]);
             conformance_tests!(@cases $fixture,

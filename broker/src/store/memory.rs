@@ -658,6 +658,15 @@ impl ThrottleStore for MemoryStore {
         Ok(window.count)
     }
 
+    async fn current(&self, key: &str, now: UnixTime) -> StoreResult<u32> {
+        Ok(self
+            .lock()?
+            .throttle
+            .get(key)
+            .filter(|w| w.expires_at > now)
+            .map_or(0, |w| w.count))
+    }
+
     async fn clear(&self, key: &str) -> StoreResult<()> {
         self.lock()?.throttle.remove(key);
         Ok(())

@@ -370,6 +370,9 @@ pub trait ThrottleStore: Send + Sync {
     /// Counts one attempt under `key` in a fixed window of `window_secs` and returns
     /// the count in the current window (1 for the first attempt of a new window).
     async fn hit(&self, key: &str, window_secs: i64, now: UnixTime) -> StoreResult<u32>;
+    /// The count in the current window of `key` without counting anything (0 when
+    /// there is none or it has ended).
+    async fn current(&self, key: &str, now: UnixTime) -> StoreResult<u32>;
     /// Forgets `key` (after a successful login).
     async fn clear(&self, key: &str) -> StoreResult<()>;
 }

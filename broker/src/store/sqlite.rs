@@ -1160,6 +1160,18 @@ impl ThrottleStore for SqliteStore {
         Ok(u32::try_from(hits).unwrap_or(u32::MAX))
     }
 
+    async fn current(&self, key: &str, now: UnixTime) -> StoreResult<u32> {
+        let hits: Option<i64> = sqlx::query_scalar(
+            "SELECT hits FROM throttle_windows WHERE throttle_key = ?1 AND expires_at > ?2",
+        )
+        .bind(key)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(hits.map_or(0, |h| u32::try_from(h).unwrap_or(u32::MAX)))
+    }
+
     async fn clear(&self, key: &str) -> StoreResult<()> {
         sqlx::query("DELETE FROM throttle_windows WHERE throttle_key = ?1")
             .bind(key)
