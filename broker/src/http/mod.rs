@@ -102,6 +102,7 @@ fn configure(state: &AppState, cfg: &mut web::ServiceConfig) {
         .app_data(web::JsonConfig::default().limit(limit));
     crate::oidc::routes(cfg);
     crate::login::routes(cfg);
+    crate::account::routes(cfg);
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }

@@ -27,6 +27,7 @@ impl Pages {
             include_str!("../../templates/password.html"),
         )?;
         env.add_template("logout.html", include_str!("../../templates/logout.html"))?;
+        env.add_template("account.html", include_str!("../../templates/account.html"))?;
         Ok(Pages { env })
     }
 

@@ -43,6 +43,12 @@ pub enum IdentityError {
     RegistrationClosed(String),
     #[error("role grant refused: {0}")]
     BadRoleGrant(String),
+    #[error("this identity belongs to another account")]
+    LinkedElsewhere,
+    #[error("the account already has an identity of provider {0}")]
+    ProviderAlreadyLinked(String),
+    #[error("unlinking would leave the account with no way to sign in")]
+    LastWayIn,
 }
 
 const LINK_TABLE: &str = "identity_links";
@@ -249,6 +255,122 @@ pub async fn resolve_login(
         }
     }
     Ok(user)
+}
+
+/// Links the identity a login through `entry` produced to an existing, signed-in user
+/// (the account page), and records it. Never creates a user and never moves a link:
+/// an identity linked to someone else, or a local account of someone else, is
+/// refused, as is a second identity of a provider the user already has.
+pub async fn link_to_user(
+    store: &SharedStore,
+    master: &MasterKey,
+    entry: &ProviderEntry,
+    user_id: &str,
+    mut identity: Identity,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
+    identity.provider_id = entry.id.clone();
+    let user = store
+        .get_user(user_id)
+        .await?
+        .ok_or(IdentityError::NoSuchUser)?;
+    if user.status != UserStatus::Active {
+        return Err(IdentityError::Disabled);
+    }
+    if let Some(existing) = store.find_identity(&entry.id, &identity.subject).await? {
+        if existing.user_id != user.id {
+            return Err(IdentityError::LinkedElsewhere);
+        }
+        // Already this user's: nothing changes.
+        return Ok(());
+    }
+    // A local subject is a user id: someone else's account is not ours to take.
+    if entry.kind == switchboard_local::PROVIDER_TYPE
+        && identity.subject != user.id
+        && store.get_user(&identity.subject).await?.is_some()
+    {
+        return Err(IdentityError::LinkedElsewhere);
+    }
+    if store
+        .list_user_identities(&user.id)
+        .await?
+        .iter()
+        .any(|l| l.provider_id == entry.id)
+    {
+        return Err(IdentityError::ProviderAlreadyLinked(entry.id.clone()));
+    }
+    let sealed = seal_provider_data(
+        master,
+        &entry.id,
+        &identity.subject,
+        &identity.provider_data,
+    )?;
+    let link = IdentityLink {
+        provider_id: entry.id.clone(),
+        subject: identity.subject.clone(),
+        user_id: user.id.clone(),
+        claims: stored_identity(&identity),
+        sealed_provider_data: sealed,
+        created_at: now,
+        updated_at: now,
+    };
+    match store.link_identity(&link).await {
+        Ok(()) => {}
+        // Linked by someone else in the meantime.
+        Err(StoreError::Conflict { .. }) => return Err(IdentityError::LinkedElsewhere),
+        Err(e) => return Err(e.into()),
+    }
+    tracing::info!(provider = %entry.id, user = %user.id, "identity linked from the account page");
+    store
+        .record_audit(&AuditEvent {
+            user_id: user.id.clone(),
+            kind: "identity_linked".into(),
+            detail: serde_json::json!({
+                "provider": entry.id,
+                "subject": identity.subject,
+                "by": "account_page",
+            }),
+            at: now,
+        })
+        .await?;
+    Ok(())
+}
+
+/// Removes the user's identity of `provider_id`, unless it is their last way in (their
+/// only identity, and no password kept by the broker).
+pub async fn unlink_from_user(
+    store: &SharedStore,
+    user_id: &str,
+    provider_id: &str,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
+    let user = store
+        .get_user(user_id)
+        .await?
+        .ok_or(IdentityError::NoSuchUser)?;
+    let links = store.list_user_identities(user_id).await?;
+    let Some(link) = links.iter().find(|l| l.provider_id == provider_id) else {
+        return Err(IdentityError::NotLinked(provider_id.to_string()));
+    };
+    if links.len() <= 1 && user.password_hash.is_none() {
+        return Err(IdentityError::LastWayIn);
+    }
+    if !store
+        .unlink_identity(&link.provider_id, &link.subject)
+        .await?
+    {
+        return Err(IdentityError::NotLinked(provider_id.to_string()));
+    }
+    tracing::info!(provider = %provider_id, user = %user_id, "identity unlinked");
+    store
+        .record_audit(&AuditEvent {
+            user_id: user_id.to_string(),
+            kind: "identity_unlinked".into(),
+            detail: serde_json::json!({ "provider": link.provider_id, "subject": link.subject }),
+            at: now,
+        })
+        .await?;
+    Ok(())
 }
 
 fn new_user(id: &str, identity: &Identity, now: UnixTime) -> UserRecord {
@@ -1380,5 +1502,86 @@ provider = "dir"
             ],
             "only changes are recorded"
         );
+    }
+
+    #[tokio::test]
+    async fn explicit_links_never_move_an_identity_and_keep_a_way_in() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let (corp, other, local2) = (
+            entry("corp", "oidc"),
+            entry("other", "oidc"),
+            entry("local2", switchboard_local::PROVIDER_TYPE),
+        );
+        let none = BTreeSet::new();
+        let alice = resolve_login(&store, &master(), &corp, &none, Identity::new("a"), 1)
+            .await
+            .unwrap();
+        let bob = resolve_login(&store, &master(), &other, &none, Identity::new("b"), 1)
+            .await
+            .unwrap();
+        let carol = resolve_login(&store, &master(), &local2, &none, Identity::new("carol"), 1)
+            .await
+            .unwrap();
+
+        // Bob's identity stays Bob's; Carol's local account cannot be taken either.
+        assert!(matches!(
+            link_to_user(&store, &master(), &other, &alice.id, Identity::new("b"), 2).await,
+            Err(IdentityError::LinkedElsewhere)
+        ));
+        store.unlink_identity("local2", "carol").await.unwrap();
+        assert!(matches!(
+            link_to_user(
+                &store,
+                &master(),
+                &local2,
+                &alice.id,
+                Identity::new("carol"),
+                2
+            )
+            .await,
+            Err(IdentityError::LinkedElsewhere)
+        ));
+        assert_eq!(
+            store
+                .find_identity("other", "b")
+                .await
+                .unwrap()
+                .unwrap()
+                .user_id,
+            bob.id
+        );
+        assert_eq!(carol.id, "carol");
+
+        link_to_user(&store, &master(), &other, &alice.id, Identity::new("a2"), 3)
+            .await
+            .unwrap();
+        assert!(matches!(
+            link_to_user(&store, &master(), &other, &alice.id, Identity::new("a3"), 3).await,
+            Err(IdentityError::ProviderAlreadyLinked(p)) if p == "other"
+        ));
+        let again = resolve_login(&store, &master(), &other, &none, Identity::new("a2"), 4)
+            .await
+            .unwrap();
+        assert_eq!(again.id, alice.id, "the linked identity signs in as Alice");
+
+        unlink_from_user(&store, &alice.id, "corp", 5)
+            .await
+            .unwrap();
+        assert!(matches!(
+            unlink_from_user(&store, &alice.id, "other", 6).await,
+            Err(IdentityError::LastWayIn)
+        ));
+        assert!(matches!(
+            unlink_from_user(&store, &alice.id, "corp", 6).await,
+            Err(IdentityError::NotLinked(_))
+        ));
+        let kinds: Vec<String> = store
+            .list_audit(&alice.id)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, vec!["identity_linked", "identity_unlinked"]);
     }
 }

@@ -7,7 +7,7 @@ mod throttle;
 use crate::http::AppState;
 use crate::http::client_ip::client_ip;
 use crate::identity::{IdentityError, resolve_login};
-use crate::oidc::authorize::{AuthorizationRequest, issue_code, page_error};
+use crate::oidc::authorize::{AuthorizationRequest, LinkIntent, issue_code, page_error};
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::sessions;
@@ -112,6 +112,9 @@ async fn pending(
 }
 
 fn client_name(state: &AppState, request: &AuthorizationRequest) -> String {
+    if request.link.is_some() {
+        return "link it to your account".to_string();
+    }
     state
         .config
         .clients
@@ -184,7 +187,7 @@ fn password_form(
             csrf => sessions::csrf_token(&state.master, &p.id, &p.binding),
             username,
             error,
-            other_providers => state.providers.all().len() > 1,
+            other_providers => p.request.link.is_none() && state.providers.all().len() > 1,
         },
     )
 }
@@ -357,6 +360,64 @@ fn closed_message(entry: &ProviderEntry) -> String {
     )
 }
 
+/// After a login started from the account page: link the identity to the user of the
+/// same, still live session that started it; no new session, no code.
+async fn complete_link(
+    req: &HttpRequest,
+    state: &AppState,
+    p: Pending,
+    entry: &ProviderEntry,
+    intent: &LinkIntent,
+    identity: switchboard_plugin_api::Identity,
+) -> HttpResponse {
+    let now = state.clock.now();
+    // Single use, whatever the outcome.
+    match state
+        .store
+        .take_auth_request(&secrets::hash_secret(&p.id), now)
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
+        Err(e) => {
+            tracing::error!(error = %e, "consuming the link request failed");
+            return page_error(
+                state,
+                req,
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Something went wrong. Try again.",
+            );
+        }
+    }
+    let session = match crate::account::session_of(req, state).await {
+        Ok(s) => s,
+        Err(res) => return res,
+    };
+    let same_session = session.is_some_and(|s| {
+        s.user_id == intent.user_id
+            && secrets::constant_time_eq(s.id_hash.as_bytes(), intent.session_hash.as_bytes())
+    });
+    if !same_session || entry.id != intent.provider_id {
+        tracing::warn!(provider = %entry.id, "link login finished outside the session that started it");
+        return page_error(
+            state,
+            req,
+            StatusCode::FORBIDDEN,
+            "This link request does not belong to your current sign-in. Open your account page and start again.",
+        );
+    }
+    let linked = crate::identity::link_to_user(
+        &state.store,
+        &state.master,
+        entry,
+        &intent.user_id,
+        identity,
+        now,
+    )
+    .await;
+    crate::account::link_outcome(state, req, linked)
+}
+
 /// After any successful login: resolve the user, start a fresh session, issue the code.
 async fn complete_login(
     req: &HttpRequest,
@@ -365,6 +426,9 @@ async fn complete_login(
     entry: &ProviderEntry,
     identity: switchboard_plugin_api::Identity,
 ) -> HttpResponse {
+    if let Some(intent) = p.request.link.clone() {
+        return complete_link(req, state, p, entry, &intent, identity).await;
+    }
     let now = state.clock.now();
     // Providers whose verified emails may link a first login to an existing account.
     let vouchers = &state.config.roles.email_trusted;

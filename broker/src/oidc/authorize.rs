@@ -46,6 +46,19 @@ pub struct AuthorizationRequest {
     /// Hash of the browser-binding cookie of the browser that started this request.
     #[serde(default)]
     pub binding_hash: String,
+    /// Set when this login links an identity to a signed-in user instead of signing
+    /// in to an application (see `account`).
+    #[serde(default)]
+    pub link: Option<LinkIntent>,
+}
+
+/// Whose account a login started from the account page links to, from which session,
+/// and through which provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkIntent {
+    pub user_id: String,
+    pub session_hash: String,
+    pub provider_id: String,
 }
 
 impl AuthorizationRequest {
@@ -243,6 +256,7 @@ pub async fn validate(
         hinted_subject,
         provider_hint,
         binding_hash: String::new(),
+        link: None,
     })
 }
 
@@ -531,6 +545,7 @@ mod tests {
             hinted_subject: None,
             provider_hint: None,
             binding_hash: String::new(),
+            link: None,
         };
         assert!(!r.needs_fresh_login(100, 200));
         r.max_age = Some(150);

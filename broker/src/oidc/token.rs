@@ -222,7 +222,10 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
-    let grant = live_grant(state, &record.grant_id).await?;
+    // The redeemer won the code: a replay racing it revokes the grant, which kills
+    // these tokens at their first use, but this exchange still answers (exactly one
+    // success per code). Only a grant that is gone or expired stops it here.
+    let grant = redeemed_grant(state, &record.grant_id).await?;
     let user = active_user(state, &grant).await?;
     let offline =
         grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
@@ -237,7 +240,7 @@ async fn authorization_code(
     .await
 }
 
-async fn live_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
+async fn redeemed_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
     let now = state.clock.now();
     match state
         .store
@@ -245,8 +248,8 @@ async fn live_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthErro
         .await
         .map_err(server_error("reading grant failed"))?
     {
-        Some(g) if g.revoked_at.is_none() && g.expires_at > now => Ok(g),
-        _ => Err(OAuthError::invalid_grant("the grant was revoked")),
+        Some(g) if g.expires_at > now => Ok(g),
+        _ => Err(OAuthError::invalid_grant("the grant has expired")),
     }
 }
 

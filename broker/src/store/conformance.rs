@@ -436,6 +436,35 @@ async fn identity_update_replaces_claims_and_provider_data(store: SharedStore) {
     assert!(!store.update_identity(&unknown).await.unwrap());
 }
 
+async fn unlinking_removes_only_that_identity(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let link = |provider: &str, subject: &str| IdentityLink {
+        provider_id: provider.to_owned(),
+        subject: subject.to_owned(),
+        user_id: "u1".to_owned(),
+        claims: json!({}),
+        sealed_provider_data: None,
+        created_at: NOW,
+        updated_at: NOW,
+    };
+    store.link_identity(&link("ldap", "a")).await.unwrap();
+    store.link_identity(&link("github", "a")).await.unwrap();
+    assert!(store.unlink_identity("ldap", "a").await.unwrap());
+    assert_eq!(store.find_identity("ldap", "a").await.unwrap(), None);
+    assert!(!store.unlink_identity("ldap", "a").await.unwrap());
+    assert!(!store.unlink_identity("github", "other").await.unwrap());
+    let left: Vec<String> = store
+        .list_user_identities("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|l| l.provider_id)
+        .collect();
+    assert_eq!(left, vec!["github".to_owned()]);
+    // Once unlinked, the identity may be linked again (to anyone).
+    store.link_identity(&link("ldap", "a")).await.unwrap();
+}
+
 async fn identities_of_a_user_are_listed_in_order(store: SharedStore) {
     store.create_user(&user("u1", None, None)).await.unwrap();
     store.create_user(&user("u2", None, None)).await.unwrap();
@@ -1395,6 +1424,7 @@ macro_rules! conformance_tests {
                 identity_link_is_unique_per_provider_and_subject,
                 identity_update_replaces_claims_and_provider_data,
                 identities_of_a_user_are_listed_in_order,
+                unlinking_removes_only_that_identity,
                 role_grants_are_kept_once_and_listed_global_first,
                 revoking_a_role_grant_removes_only_that_grant,
                 role_grant_needs_an_existing_user,

@@ -249,6 +249,12 @@ impl UserStore for MemoryStore {
         stored.updated_at = link.updated_at;
         Ok(true)
     }
+
+    async fn unlink_identity(&self, provider_id: &str, subject: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let key = (provider_id.to_owned(), subject.to_owned());
+        Ok(state.links.remove(&key).is_some())
+    }
 }
 
 #[async_trait]

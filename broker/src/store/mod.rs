@@ -134,6 +134,8 @@ pub trait UserStore: Send + Sync {
     async fn list_user_identities(&self, user_id: &str) -> StoreResult<Vec<IdentityLink>>;
     /// Replaces claims, sealed provider data and `updated_at` of an existing link.
     async fn update_identity(&self, link: &IdentityLink) -> StoreResult<bool>;
+    /// Removes a link; returns false if `(provider_id, subject)` was not linked.
+    async fn unlink_identity(&self, provider_id: &str, subject: &str) -> StoreResult<bool>;
 }
 
 /// A role given to a user directly (by an operator), not by a rule. A grant with a

@@ -550,6 +550,17 @@ impl UserStore for SqliteStore {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+
+    async fn unlink_identity(&self, provider_id: &str, subject: &str) -> StoreResult<bool> {
+        let done =
+            sqlx::query("DELETE FROM identity_links WHERE provider_id = ?1 AND subject = ?2")
+                .bind(provider_id)
+                .bind(subject)
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
 }
 
 /// Global grants are stored under the empty client id.
