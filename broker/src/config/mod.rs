@@ -97,7 +97,7 @@ pub struct LoginSettings {
     pub max_failures_per_account: u32,
     pub max_failures_per_ip: u32,
     /// Bound on every call into a provider (password check, upstream exchange).
-    pub provider_timeout: i64,
+    pub provider_timeout: std::time::Duration,
 }
 
 /// How a client proves who it is at the token endpoint.
@@ -432,11 +432,11 @@ impl Validator {
             )?,
             max_failures_per_account: l.max_failures_per_account.unwrap_or(5),
             max_failures_per_ip: l.max_failures_per_ip.unwrap_or(50),
-            provider_timeout: self.positive(
+            provider_timeout: std::time::Duration::from_secs(self.positive(
                 "login.provider_timeout",
                 l.provider_timeout.as_deref(),
                 "15s",
-            )?,
+            )? as u64),
         };
         if login.max_failures_per_account == 0 || login.max_failures_per_ip == 0 {
             return Err(self.err("login", "max_failures_per_* must be at least 1"));

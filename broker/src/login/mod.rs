@@ -291,9 +291,8 @@ async fn submit_password(
             );
         }
     }
-    let limit = std::time::Duration::from_secs(state.config.login.provider_timeout.max(1) as u64);
     let outcome = match tokio::time::timeout(
-        limit,
+        state.config.login.provider_timeout,
         password_login.authenticate(PasswordRequest::new(&username, password)),
     )
     .await

@@ -22,7 +22,6 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::time::Duration;
 use switchboard_plugin_api::{BeginRequest, Callback, ProviderError};
 
 /// What the broker keeps between sending the browser upstream and its return.
@@ -35,10 +34,6 @@ struct UpstreamLogin {
     pkce_verifier: String,
     callback_url: String,
     provider_state: serde_json::Value,
-}
-
-fn timeout(state: &AppState) -> Duration {
-    Duration::from_secs(state.config.login.provider_timeout.max(1) as u64)
 }
 
 /// Sends the browser to the provider.
@@ -68,17 +63,20 @@ pub(super) async fn begin(
     let callback_url = format!("{}/callback/{}", state.config.issuer, entry.id);
     let request = BeginRequest::new(&callback_url, &upstream_state, &nonce, challenge)
         .with_login_hint(p.request.login_hint.clone());
-    let begun = match tokio::time::timeout(timeout(state), redirect.begin(request)).await {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&p.request)),
-        Err(_) => {
-            tracing::warn!(provider = %entry.id, "provider timed out at begin");
-            let e = ProviderError::UpstreamUnavailable {
-                detail: "timed out".into(),
-            };
-            return provider_failure(req, state, entry, e, Some(&p.request));
-        }
-    };
+    let begun =
+        match tokio::time::timeout(state.config.login.provider_timeout, redirect.begin(request))
+            .await
+        {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&p.request)),
+            Err(_) => {
+                tracing::warn!(provider = %entry.id, "provider timed out at begin");
+                let e = ProviderError::UpstreamUnavailable {
+                    detail: "timed out".into(),
+                };
+                return provider_failure(req, state, entry, e, Some(&p.request));
+            }
+        };
     let upstream_url = match url::Url::parse(&begun.url) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => u,
         _ => {
@@ -317,7 +315,12 @@ async fn callback(
         login.nonce,
         login.pkce_verifier,
     );
-    let identity = match tokio::time::timeout(timeout(state), redirect.complete(cb)).await {
+    let identity = match tokio::time::timeout(
+        state.config.login.provider_timeout,
+        redirect.complete(cb),
+    )
+    .await
+    {
         Ok(Ok(identity)) => identity,
         Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&request)),
         Err(_) => {

@@ -354,9 +354,8 @@ async fn recheck_upstream(
         ));
     };
     let now = state.clock.now();
-    let limit = std::time::Duration::from_secs(state.config.login.provider_timeout.max(1) as u64);
     let asked = tokio::time::timeout(
-        limit,
+        state.config.login.provider_timeout,
         crate::identity::refresh_from_provider(&state.store, &state.master, entry, user, now),
     )
     .await

@@ -129,17 +129,13 @@ async fn verify_inner<T: DeserializeOwned>(
     if header.alg != alg {
         return Err(JwtError::Invalid("algorithm does not match the key".into()));
     }
-    let jwk: jsonwebtoken::jwk::Jwk =
-        serde_json::from_value(key.jwk.clone()).map_err(|e| JwtError::Invalid(e.to_string()))?;
-    let decoding =
-        jsonwebtoken::DecodingKey::from_jwk(&jwk).map_err(|e| JwtError::Invalid(e.to_string()))?;
     let mut validation = jsonwebtoken::Validation::new(alg);
     validation.leeway = 0;
     validation.validate_aud = false;
     validation.validate_exp = check_expiry;
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-    jsonwebtoken::decode::<T>(token, &decoding, &validation)
+    jsonwebtoken::decode::<T>(token, &key.decoding, &validation)
         .map(|d| d.claims)
         .map_err(|e| JwtError::Invalid(e.to_string()))
 }

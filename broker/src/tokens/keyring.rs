@@ -67,6 +67,13 @@ pub struct LoadedKey {
     pub expires_at: UnixTime,
     pub pair: KeyPairKind,
     pub jwk: serde_json::Value,
+    /// The public key for verifying our own tokens, built once at load.
+    pub decoding: jsonwebtoken::DecodingKey,
+}
+
+fn decoding_key(jwk: &serde_json::Value) -> Option<jsonwebtoken::DecodingKey> {
+    let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).ok()?;
+    jsonwebtoken::DecodingKey::from_jwk(&jwk).ok()
 }
 
 #[derive(Debug, Default)]
@@ -194,7 +201,12 @@ impl Keyring {
                 .master
                 .open(TABLE, &r.kid, FORMAT, &r.sealed_private_key)?;
             let pair = keys::parse_pkcs8(alg, &r.kid, &der)?;
+            let decoding = decoding_key(&r.public_jwk).ok_or_else(|| KeyError::Parse {
+                alg: alg.as_str(),
+                kid: r.kid.clone(),
+            })?;
             keys.push(Arc::new(LoadedKey {
+                decoding,
                 jwk: r.public_jwk.clone(),
                 kid: r.kid,
                 alg,
