@@ -6,8 +6,8 @@
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use switchboard_e2e::{
-    ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, SECOND_APP, WEB_APP, jwt_claims,
-    jwt_header,
+    ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, SECOND_APP, WEB_APP,
+    hidden_value, jwt_claims, jwt_header,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -133,7 +133,7 @@ async fn logout_without_a_hint_asks_for_confirmation_first() {
     assert_eq!(forged.status(), StatusCode::OK);
     assert!(has_session(&broker, &browser).await);
 
-    let csrf = hidden(&body, "csrf");
+    let csrf = hidden_value(&body, "csrf").expect("a csrf field");
     let confirmed = browser
         .post_raw(
             &broker.url("/logout"),
@@ -449,15 +449,9 @@ async fn tokens_of_a_disabled_user_are_inactive() {
         .to_string();
     let browser = Browser::new(&broker);
     let request = AuthorizeRequest::new(WEB_APP).scope("openid offline_access");
-    let form = browser.open(&request.url(&broker)).await.expect_form();
-    let response = browser
-        .submit(&form, "carol@example.com", "carol-pass")
-        .await
-        .expect_client();
     let tokens = broker
-        .redeem(&WEB_APP, response.code(), request.verifier())
+        .sign_in_with_password(&browser, &request, "carol@example.com", "carol-pass")
         .await;
-    tokens.assert_ok();
     let (_, live) = post_as(
         &broker,
         "/introspect",
@@ -556,10 +550,4 @@ async fn discovery_lists_the_logout_revocation_and_introspection_endpoints() {
     assert_eq!(doc["backchannel_logout_session_supported"], true);
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&serde_json::json!("client_credentials")));
-}
-
-fn hidden(html: &str, name: &str) -> String {
-    let marker = format!("name=\"{name}\" value=\"");
-    let start = html.find(&marker).map(|i| i + marker.len()).expect(name);
-    html[start..start + html[start..].find('"').unwrap()].to_string()
 }

@@ -243,15 +243,9 @@ async fn disabled_user_loses_session_codes_refresh_tokens_and_userinfo() {
 
     let browser = Browser::new(&broker);
     let request = AuthorizeRequest::new(WEB_APP).scope("openid email offline_access");
-    let form = browser.open(&request.url(&broker)).await.expect_form();
-    let response = browser
-        .submit(&form, "carol", "carol-password")
-        .await
-        .expect_client();
     let tokens = broker
-        .redeem(&WEB_APP, response.code(), request.verifier())
+        .sign_in_with_password(&browser, &request, "carol", "carol-password")
         .await;
-    tokens.assert_ok();
     assert_eq!(
         jwt_claims(tokens.id_token())["sub"],
         carol_id.as_str(),
@@ -324,15 +318,9 @@ async fn setting_a_password_ends_sessions_and_refresh_tokens() {
         .to_string();
     let browser = Browser::new(&broker);
     let request = AuthorizeRequest::new(WEB_APP).scope("openid offline_access");
-    let form = browser.open(&request.url(&broker)).await.expect_form();
-    let response = browser
-        .submit(&form, "dave@example.com", "old-password")
-        .await
-        .expect_client();
     let tokens = broker
-        .redeem(&WEB_APP, response.code(), request.verifier())
+        .sign_in_with_password(&browser, &request, "dave@example.com", "old-password")
         .await;
-    tokens.assert_ok();
 
     broker.user_command(&["set-password", &dave_id], "new-password\n");
 

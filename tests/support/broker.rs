@@ -410,6 +410,24 @@ impl Broker {
         UserinfoReply::read(res).await
     }
 
+    /// Opens `request` in `browser`, submits the password form with `login` and
+    /// `password`, and redeems the code: the tokens of one fresh password login.
+    pub async fn sign_in_with_password(
+        &self,
+        browser: &Browser,
+        request: &AuthorizeRequest,
+        login: &str,
+        password: &str,
+    ) -> TokenReply {
+        let form = browser.open(&request.url(self)).await.expect_form();
+        let response = browser.submit(&form, login, password).await.expect_client();
+        let tokens = self
+            .redeem(&request.client, response.code(), request.verifier())
+            .await;
+        tokens.assert_ok();
+        tokens
+    }
+
     /// Logs `user` in through `browser` for `client` with scope `openid profile email
     /// offline_access` and redeems the code: the tokens of one fresh login.
     pub async fn sign_in(

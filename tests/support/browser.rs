@@ -345,7 +345,7 @@ fn parse_form(page: &Page) -> Option<(Url, String, String)> {
 }
 
 /// The value of the `<input>` named `name`.
-fn hidden_value(html: &str, name: &str) -> Option<String> {
+pub fn hidden_value(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\"");
     let at = html.find(&marker)?;
     let tag_start = html[..at].rfind('<')?;

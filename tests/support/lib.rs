@@ -19,7 +19,7 @@ mod clients;
 mod relying_party;
 
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
-pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page};
+pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value};
 pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
     TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
