@@ -101,6 +101,9 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         Arc::new(switchboard_google::GoogleFactory),
         Arc::new(switchboard_microsoft::MicrosoftFactory),
         Arc::new(switchboard_github::GitHubFactory),
+        Arc::new(crate::providers::plugin::PluginFactory::new(
+            config.login.provider_timeout,
+        )),
     ];
     let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);

@@ -25,6 +25,9 @@ use std::fmt;
 use std::sync::Arc;
 use zeroize::Zeroize;
 
+pub mod abi;
+#[cfg(feature = "export")]
+pub mod export;
 pub mod secret;
 
 /// Version of this crate, recorded by plugins for diagnostics.

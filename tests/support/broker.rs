@@ -123,6 +123,22 @@ impl Setup {
         self
     }
 
+    /// Starts a broker that must refuse to start; returns what it logged.
+    pub async fn start_refused(self) -> String {
+        let dir = tempfile::Builder::new()
+            .prefix("switchboard-e2e-")
+            .tempdir()
+            .expect("create a temporary directory");
+        let mut broker = Broker::new(dir, self.port.unwrap_or_else(free_port), &self);
+        match broker.launch().await {
+            Ok(()) => panic!(
+                "the broker started, but should have refused:\n{}",
+                broker.log()
+            ),
+            Err(log) => log,
+        }
+    }
+
     pub async fn start(self) -> Broker {
         let mut dir = tempfile::Builder::new()
             .prefix("switchboard-e2e-")
@@ -281,6 +297,17 @@ impl Broker {
     /// Starts the broker again on the same port, data directory and config.
     pub async fn restart(&mut self) {
         self.kill();
+        if let Err(log) = self.launch().await {
+            panic!("the broker did not restart:\n{log}");
+        }
+    }
+
+    /// Stops the broker, rewrites its config with `edit`, and starts it again on the
+    /// same port and data directory.
+    pub async fn restart_with_config(&mut self, edit: impl FnOnce(String) -> String) {
+        self.kill();
+        let text = std::fs::read_to_string(&self.config_path).expect("read the config");
+        std::fs::write(&self.config_path, edit(text)).expect("rewrite the config");
         if let Err(log) = self.launch().await {
             panic!("the broker did not restart:\n{log}");
         }

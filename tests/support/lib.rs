@@ -16,6 +16,7 @@
 mod broker;
 mod browser;
 mod clients;
+mod plugins;
 mod relying_party;
 
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
@@ -23,6 +24,9 @@ pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value}
 pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
     TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
+};
+pub use plugins::{
+    PluginDir, built_plugin, descriptor_offset, plugin_section, replace_bytes, sha256_hex,
 };
 pub use relying_party::{RelyingParty, RpClient};
 

@@ -43,6 +43,18 @@ pub enum Command {
         #[command(subcommand)]
         action: RolesAction,
     },
+    /// Provider plugins loaded at run time.
+    Plugin {
+        #[command(subcommand)]
+        action: PluginAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PluginAction {
+    /// Print a plugin's name, version, ABI, capabilities, compiler and sha256, or why
+    /// it cannot be loaded. Reads the file only: runs none of its code.
+    Inspect { path: PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -116,6 +128,8 @@ pub enum CliError {
     Io(#[from] std::io::Error),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Plugin(#[from] crate::providers::plugin::InspectError),
 }
 
 fn read_password() -> Result<String, CliError> {
@@ -150,6 +164,13 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 c.clients.len(),
                 c.providers.len()
             );
+            Ok(())
+        }
+        Command::Plugin {
+            action: PluginAction::Inspect { path },
+        } => {
+            let file = crate::providers::plugin::inspect(&path, None)?;
+            println!("{}", file.info);
             Ok(())
         }
         Command::HashPassword => {

@@ -2,6 +2,8 @@
 //! factory for its `type`. Nothing above this module can tell a built-in provider from
 //! one loaded at run time.
 
+pub mod plugin;
+
 use crate::config::{ProviderPolicy, ProviderSection};
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -754,3 +754,10 @@ mod tests {
         assert!(!shown.contains("\"s\""), "{shown}");
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "github",
+    factory: GitHubFactory,
+    capabilities: [redirect, refresh],
+}

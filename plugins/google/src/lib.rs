@@ -292,3 +292,10 @@ mod tests {
         assert!(profile(&[], false).exact_token_issuer());
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "google",
+    factory: GoogleFactory,
+    capabilities: [redirect, refresh],
+}

@@ -168,3 +168,10 @@ mod tests {
         }
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "ldap",
+    factory: LdapFactory::new(),
+    capabilities: [password, refresh],
+}

@@ -402,3 +402,10 @@ mod tests {
         );
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "local",
+    factory: LocalFactory::new(None, 2),
+    capabilities: [password],
+}

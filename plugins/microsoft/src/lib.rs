@@ -609,3 +609,10 @@ mod tests {
         .unwrap();
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "microsoft",
+    factory: MicrosoftFactory,
+    capabilities: [redirect, refresh],
+}

@@ -46,3 +46,10 @@ impl ProviderFactory for OidcFactory {
         Ok(Arc::new(OidcProvider::new(settings, context.dev_mode)?))
     }
 }
+
+#[cfg(feature = "cdylib")]
+switchboard_plugin_api::export_plugin! {
+    name: "oidc",
+    factory: OidcFactory,
+    capabilities: [redirect, refresh],
+}

@@ -1,0 +1,150 @@
+//! Providers loaded at run time from a pinned shared library (`type = "plugin"`).
+//!
+//! `inspect` reads and checks the file without running it, `library` loads exactly the
+//! checked bytes once, and `instance` wraps each configured instance back into the
+//! provider traits. A native plugin is trusted code inside the process that holds the
+//! signing keys: the operator pins each file by its sha256.
+
+mod inspect;
+mod instance;
+mod library;
+
+pub use inspect::{InspectError, PluginInfo, inspect};
+pub use instance::{CallLimits, PluginProvider};
+
+use serde::Deserialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_plugin_api::{Provider, ProviderContext, ProviderError, ProviderFactory};
+
+/// The keys of a `type = "plugin"` provider section.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PluginSettings {
+    /// Path to the shared library.
+    library: PathBuf,
+    /// Lowercase hex sha256 of the file: the only file that will be loaded.
+    #[serde(default)]
+    sha256: Option<String>,
+    /// Dev mode only: load whatever file is there.
+    #[serde(default)]
+    unpinned: bool,
+    /// The plugin's own config, handed to it as JSON.
+    #[serde(default = "empty_table")]
+    config: serde_json::Value,
+    /// How long one call may take before it is cancelled (default: the login timeout).
+    #[serde(default)]
+    call_timeout: Option<String>,
+    /// Calls in progress at once; more are refused at once rather than queued.
+    #[serde(default = "default_max_in_flight")]
+    max_in_flight: usize,
+}
+
+fn empty_table() -> serde_json::Value {
+    serde_json::Value::Object(serde_json::Map::new())
+}
+
+fn default_max_in_flight() -> usize {
+    64
+}
+
+/// Builds `type = "plugin"` providers.
+#[derive(Debug)]
+pub struct PluginFactory {
+    default_timeout: Duration,
+}
+
+impl PluginFactory {
+    /// Calls default to `default_timeout` (the broker's `login.provider_timeout`).
+    pub fn new(default_timeout: Duration) -> Self {
+        PluginFactory { default_timeout }
+    }
+}
+
+impl ProviderFactory for PluginFactory {
+    fn provider_type(&self) -> &str {
+        "plugin"
+    }
+
+    fn create(&self, context: ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+        let id = context.id.clone();
+        let misconfigured = |key: &str, detail: String| ProviderError::Misconfigured {
+            detail: format!("providers.{id}.{key}: {detail}"),
+        };
+        let settings: PluginSettings = context.parse_config()?;
+        let pin = match (&settings.sha256, settings.unpinned) {
+            (Some(pin), false) => {
+                if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(misconfigured("sha256", "must be 64 hex digits".into()));
+                }
+                Some(pin.as_str())
+            }
+            (None, true) if context.dev_mode => {
+                tracing::warn!(
+                    provider = %id,
+                    library = %settings.library.display(),
+                    "LOADING AN UNPINNED PLUGIN: any code in that file runs inside the broker. \
+                     Pin it with sha256 before leaving dev mode."
+                );
+                None
+            }
+            (None, true) => {
+                return Err(misconfigured(
+                    "unpinned",
+                    "allowed only with dev_mode = true; pin the file with sha256".into(),
+                ));
+            }
+            (Some(_), true) => {
+                return Err(misconfigured(
+                    "unpinned",
+                    "set either sha256 or unpinned, not both".into(),
+                ));
+            }
+            (None, false) => {
+                return Err(misconfigured(
+                    "sha256",
+                    "required: the sha256 of the library (broker plugin inspect prints it)".into(),
+                ));
+            }
+        };
+        let timeout = match &settings.call_timeout {
+            None => self.default_timeout,
+            Some(text) => humantime::parse_duration(text)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    misconfigured(
+                        "call_timeout",
+                        format!("{text:?} is not a duration like \"10s\""),
+                    )
+                })?,
+        };
+        if settings.max_in_flight == 0 {
+            return Err(misconfigured("max_in_flight", "must be at least 1".into()));
+        }
+        let file =
+            inspect(&settings.library, pin).map_err(|e| misconfigured("library", e.to_string()))?;
+        let path = file.info.path.display().to_string();
+        let library = library::load(file)
+            .map_err(|e| misconfigured("library", format!("plugin {path}: {e}")))?;
+        let plugin_context = ProviderContext::new(&id, settings.config, context.dev_mode);
+        let provider = PluginProvider::create(
+            library,
+            &plugin_context,
+            CallLimits {
+                timeout,
+                max_in_flight: settings.max_in_flight,
+            },
+        )
+        .map_err(|e| misconfigured("config", format!("plugin {path}: {e}")))?;
+        tracing::info!(
+            provider = %id,
+            plugin = %library.info.name,
+            version = %library.info.version,
+            sha256 = %library.info.sha256,
+            "plugin loaded"
+        );
+        Ok(Arc::new(provider))
+    }
+}

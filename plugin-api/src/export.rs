@@ -1,0 +1,542 @@
+//! The author side of the dynamic-plugin ABI (see [`crate::abi`]).
+//!
+//! A plugin crate with `crate-type = ["cdylib", "rlib"]` writes one line:
+//!
+//! ```ignore
+//! switchboard_plugin_api::export_plugin! {
+//!     name: "htpasswd",
+//!     factory: HtpasswdFactory,
+//!     capabilities: [password, refresh],
+//! }
+//! ```
+//!
+//! and gets the exported descriptor and the shims behind it. Each instance runs on its
+//! own small tokio runtime: the plugin's statically linked tokio cannot see the
+//! broker's, so a plugin future is never polled on a broker thread. Every shim catches
+//! panics (one crossing `extern "C"` would abort the broker), a panic inside async work
+//! becomes a [`status::PANIC`] completion, and the plugin's `tracing` events go to the
+//! host, which re-emits them under the span of the request that made the call.
+//!
+//! The functions here are public so a plugin can write its own shims around them (the
+//! broker's fault-injection test plugin does); authors normally never call them.
+
+#![allow(unsafe_code)] // this module is the unsafe edge of the C ABI
+
+use crate::abi::{
+    self, COMPILER_LEN, CreateFn, DescriptorV1, HostV1, NAME_LEN, Operation, ReplyFn, VERSION_LEN,
+    status,
+};
+use crate::{
+    BeginRequest, Callback, PasswordRequest, Provider, ProviderContext, ProviderError,
+    ProviderFactory, RefreshRequest,
+};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::fmt::Write as _;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
+use zeroize::Zeroize;
+
+/// Exports a plugin: the ABI's entry symbol and descriptor, with shims that build
+/// instances from `factory` (an expression evaluated at each `create`).
+///
+/// `capabilities` lists what instances can offer, among `redirect`, `password` and
+/// `refresh`; `broker plugin inspect` shows it without running the plugin.
+#[macro_export]
+macro_rules! export_plugin {
+    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?] $(,)?) => {
+        const _: () = {
+            #[allow(unsafe_code)]
+            unsafe extern "C" fn __switchboard_create(
+                host: *const $crate::abi::HostV1,
+                config: *const u8,
+                config_len: usize,
+                reply: $crate::abi::ReplyFn,
+                reply_ctx: *mut ::std::ffi::c_void,
+            ) -> *mut ::std::ffi::c_void {
+                // SAFETY: the arguments are the host's, passed through as the ABI defines.
+                unsafe {
+                    $crate::export::create(
+                        || $factory,
+                        host,
+                        config,
+                        config_len,
+                        reply,
+                        reply_ctx,
+                    )
+                }
+            }
+
+            #[allow(unsafe_code, non_upper_case_globals)]
+            #[unsafe(no_mangle)]
+            pub static switchboard_plugin_descriptor_v1: $crate::abi::DescriptorV1 =
+                $crate::export::descriptor(
+                    $name,
+                    env!("CARGO_PKG_VERSION"),
+                    0 $(| $crate::__capability_bit!($cap))*,
+                    cfg!(panic = "unwind"),
+                    __switchboard_create,
+                    $crate::export::call,
+                );
+
+            #[allow(unsafe_code)]
+            #[unsafe(no_mangle)]
+            pub extern "C" fn switchboard_plugin_entry_v1() -> *const $crate::abi::DescriptorV1 {
+                &switchboard_plugin_descriptor_v1
+            }
+        };
+    };
+}
+
+/// Maps a capability name in `export_plugin!` to its bit.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __capability_bit {
+    (redirect) => {
+        $crate::abi::CAP_REDIRECT
+    };
+    (password) => {
+        $crate::abi::CAP_PASSWORD
+    };
+    (refresh) => {
+        $crate::abi::CAP_REFRESH
+    };
+}
+
+/// A version-1 descriptor with this module's `cancel` and `destroy`.
+pub const fn descriptor(
+    name: &str,
+    version: &str,
+    capabilities: u32,
+    unwinds: bool,
+    create: CreateFn,
+    call: abi::CallFn,
+) -> DescriptorV1 {
+    DescriptorV1 {
+        struct_size: std::mem::size_of::<DescriptorV1>() as u32,
+        abi_major: abi::ABI_MAJOR,
+        abi_minor: abi::ABI_MINOR,
+        flags: if unwinds { abi::FLAG_PANIC_UNWIND } else { 0 },
+        capabilities,
+        name: abi::fixed_str::<NAME_LEN>(name),
+        version: abi::fixed_str::<VERSION_LEN>(version),
+        api_version: abi::fixed_str::<VERSION_LEN>(crate::API_VERSION),
+        compiler: abi::fixed_str::<COMPILER_LEN>(abi::COMPILER),
+        create,
+        call,
+        cancel,
+        destroy,
+    }
+}
+
+/// The host's callbacks, as copied at `create`.
+#[derive(Debug, Clone, Copy)]
+pub struct Host(HostV1);
+
+// SAFETY: the ABI requires the host's `complete` and `log` to be callable from any
+// thread with the `ctx` it gave, for as long as the instance lives.
+unsafe impl Send for Host {}
+// SAFETY: as above; the plugin only reads the copied table.
+unsafe impl Sync for Host {}
+
+impl Host {
+    /// Answers call `call_id`.
+    pub fn complete(&self, call_id: u64, status: i32, body: &[u8]) {
+        // SAFETY: `complete` is the host's, valid for the instance's life; `body` is
+        // borrowed for the duration of the call, as the ABI says.
+        unsafe { (self.0.complete)(self.0.ctx, call_id, status, body.as_ptr(), body.len()) }
+    }
+
+    fn log(&self, call_id: u64, level: u32, target: &str, message: &str) {
+        // SAFETY: as for `complete`.
+        unsafe {
+            (self.0.log)(
+                self.0.ctx,
+                call_id,
+                level,
+                target.as_ptr(),
+                target.len(),
+                message.as_ptr(),
+                message.len(),
+            )
+        }
+    }
+}
+
+/// One live instance: its provider, its runtime, its calls in progress.
+struct Instance {
+    host: Host,
+    provider: Arc<dyn Provider>,
+    runtime: tokio::runtime::Runtime,
+    running: Arc<Mutex<HashMap<u64, tokio::task::AbortHandle>>>,
+}
+
+tokio::task_local! {
+    /// The call a task works for, so its log events reach the right request.
+    static CALL_ID: u64;
+}
+
+/// Runs `body`, turning a panic into `on_panic` (a panic must never cross `extern "C"`).
+pub fn guard<T>(on_panic: T, body: impl FnOnce() -> T) -> T {
+    catch_unwind(AssertUnwindSafe(body)).unwrap_or(on_panic)
+}
+
+/// The host a live instance answers to.
+///
+/// # Safety
+/// `instance` must be a pointer returned by [`create`] and not yet destroyed.
+pub unsafe fn host_of(instance: *mut c_void) -> Option<Host> {
+    // SAFETY: the caller promises `instance` came from `create` and is alive.
+    unsafe { (instance as *const Instance).as_ref() }.map(|i| i.host)
+}
+
+/// The `create` shim: builds a provider with `factory` from the host's context JSON.
+///
+/// # Safety
+/// The arguments must be as [`abi::CreateFn`] describes.
+pub unsafe fn create<F: ProviderFactory>(
+    factory: impl FnOnce() -> F,
+    host: *const HostV1,
+    config: *const u8,
+    config_len: usize,
+    reply: ReplyFn,
+    reply_ctx: *mut c_void,
+) -> *mut c_void {
+    let answer = |status: i32, body: &[u8]| {
+        // SAFETY: `reply` and `reply_ctx` are the host's, valid during `create`.
+        unsafe { reply(reply_ctx, status, body.as_ptr(), body.len()) }
+    };
+    let built = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: the host passes a valid table, or null which `as_ref` catches.
+        let Some(table) = (unsafe { host.as_ref() }) else {
+            return Err((status::BAD_REQUEST, b"no host table".to_vec()));
+        };
+        if (table.struct_size as usize) < std::mem::size_of::<HostV1>() {
+            return Err((status::BAD_REQUEST, b"host table too small".to_vec()));
+        }
+        let host = Host(*table);
+        // SAFETY: the host lends `config_len` bytes at `config` for this call.
+        let context = unsafe { borrowed(config, config_len) };
+        let context: ProviderContext = serde_json::from_slice(context)
+            .map_err(|e| (status::BAD_REQUEST, e.to_string().into_bytes()))?;
+        let dispatch = tracing::Dispatch::new(Forwarder {
+            host,
+            max_level: table.max_log_level,
+        });
+        let thread_dispatch = dispatch.clone();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("switchboard-plugin")
+            .on_thread_start(move || {
+                // The guard lives as long as the thread: every event on a plugin
+                // thread, blocking pool included, goes to the host.
+                std::mem::forget(tracing::dispatcher::set_default(&thread_dispatch));
+            })
+            .enable_all()
+            .build()
+            .map_err(|e| (status::PANIC, format!("plugin runtime: {e}").into_bytes()))?;
+        let provider = {
+            let _runtime = runtime.enter();
+            tracing::dispatcher::with_default(&dispatch, || factory().create(context))
+        }
+        .map_err(|e| (status::PROVIDER_ERROR, to_json(&e)))?;
+        Ok(Instance {
+            host,
+            provider,
+            runtime,
+            running: Arc::default(),
+        })
+    }));
+    match built {
+        Ok(Ok(instance)) => {
+            let created = abi::Created::new(instance.provider.capabilities());
+            answer(status::OK, &to_json(&created));
+            Box::into_raw(Box::new(instance)).cast()
+        }
+        Ok(Err((status, body))) => {
+            answer(status, &body);
+            std::ptr::null_mut()
+        }
+        Err(panic) => {
+            answer(status::PANIC, panic_message(&*panic).as_bytes());
+            std::ptr::null_mut()
+        }
+    }
+}
+
+/// The `call` shim: checks the request, then runs the operation on the instance's
+/// runtime and answers through the host when it ends.
+///
+/// # Safety
+/// The arguments must be as [`abi::CallFn`] describes.
+pub unsafe extern "C" fn call(
+    instance: *mut c_void,
+    call_id: u64,
+    operation: u32,
+    request: *const u8,
+    request_len: usize,
+) -> i32 {
+    guard(status::PANIC, || {
+        // SAFETY: the host passes a live instance pointer from `create`.
+        let Some(instance) = (unsafe { (instance as *const Instance).as_ref() }) else {
+            return status::BAD_REQUEST;
+        };
+        let Some(operation) = Operation::from_u32(operation) else {
+            return status::UNSUPPORTED;
+        };
+        // SAFETY: the host lends `request_len` bytes at `request` for this call.
+        let body = unsafe { borrowed(request, request_len) }.to_vec();
+        let work = match operation_future(instance.provider.clone(), operation, body) {
+            Ok(work) => work,
+            Err(status) => return status,
+        };
+        let task = instance.runtime.spawn(CALL_ID.scope(call_id, work));
+        lock(&instance.running).insert(call_id, task.abort_handle());
+        let running = instance.running.clone();
+        let host = instance.host;
+        instance.runtime.spawn(async move {
+            let outcome = task.await;
+            lock(&running).remove(&call_id);
+            match outcome {
+                Ok(Ok(body)) => host.complete(call_id, status::OK, &body),
+                Ok(Err(error)) => host.complete(call_id, status::PROVIDER_ERROR, &to_json(&error)),
+                Err(e) if e.is_panic() => {
+                    let panic = e.into_panic();
+                    host.complete(call_id, status::PANIC, panic_message(&*panic).as_bytes());
+                }
+                // Cancelled: the host has stopped waiting.
+                Err(_) => {}
+            }
+        });
+        status::OK
+    })
+}
+
+type Work = std::pin::Pin<Box<dyn Future<Output = Result<Vec<u8>, ProviderError>> + Send>>;
+
+/// The future for one operation, or the status refusing it. The request is parsed
+/// here so a malformed one is refused synchronously.
+fn operation_future(
+    provider: Arc<dyn Provider>,
+    operation: Operation,
+    body: Vec<u8>,
+) -> Result<Work, i32> {
+    let capabilities = provider.capabilities();
+    let has = match operation {
+        Operation::Begin | Operation::Complete => capabilities.redirect,
+        Operation::Authenticate => capabilities.password,
+        Operation::Refresh => capabilities.refresh,
+    };
+    if !has {
+        return Err(status::UNSUPPORTED);
+    }
+    Ok(match operation {
+        Operation::Begin => {
+            let request: BeginRequest = parse(body)?;
+            Box::pin(async move {
+                let redirect = provider.redirect().ok_or_else(|| unsupported("redirect"))?;
+                Ok(to_json(&redirect.begin(request).await?))
+            })
+        }
+        Operation::Complete => {
+            let callback: Callback = parse(body)?;
+            Box::pin(async move {
+                let redirect = provider.redirect().ok_or_else(|| unsupported("redirect"))?;
+                Ok(to_json(&redirect.complete(callback).await?))
+            })
+        }
+        Operation::Authenticate => {
+            let request: PasswordRequest = parse(body)?;
+            Box::pin(async move {
+                let password = provider.password().ok_or_else(|| unsupported("password"))?;
+                Ok(to_json(&password.authenticate(request).await?))
+            })
+        }
+        Operation::Refresh => {
+            let request: RefreshRequest = parse(body)?;
+            Box::pin(async move {
+                let refresh = provider.refresh().ok_or_else(|| unsupported("refresh"))?;
+                Ok(to_json(&refresh.refresh(request).await?))
+            })
+        }
+    })
+}
+
+/// The `cancel` shim: aborts the call's task; it will not complete.
+///
+/// # Safety
+/// The arguments must be as [`abi::CancelFn`] describes.
+pub unsafe extern "C" fn cancel(instance: *mut c_void, call_id: u64) {
+    guard((), || {
+        // SAFETY: the host passes a live instance pointer from `create`.
+        if let Some(instance) = unsafe { (instance as *const Instance).as_ref() }
+            && let Some(task) = lock(&instance.running).remove(&call_id)
+        {
+            task.abort();
+        }
+    })
+}
+
+/// The `destroy` shim: stops the instance's runtime without waiting for its threads.
+///
+/// # Safety
+/// The arguments must be as [`abi::DestroyFn`] describes.
+pub unsafe extern "C" fn destroy(instance: *mut c_void) {
+    guard((), || {
+        if instance.is_null() {
+            return;
+        }
+        // SAFETY: the host passes a pointer from `create` exactly once, last.
+        let instance = unsafe { Box::from_raw(instance.cast::<Instance>()) };
+        let Instance { runtime, .. } = *instance;
+        runtime.shutdown_background();
+    })
+}
+
+/// Borrowed bytes from the other side, empty for a null pointer.
+///
+/// # Safety
+/// `ptr` must point to `len` readable bytes for the returned lifetime, or be null.
+unsafe fn borrowed<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller promises `len` readable bytes at `ptr`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
+/// Parses a request and wipes its bytes, which may hold a password.
+fn parse<T: serde::de::DeserializeOwned>(mut body: Vec<u8>) -> Result<T, i32> {
+    let parsed = serde_json::from_slice(&body).map_err(|_| status::BAD_REQUEST);
+    body.zeroize();
+    parsed
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Vec<u8> {
+    // Serialising plain owned data with string keys cannot fail.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn unsupported(capability: &str) -> ProviderError {
+    ProviderError::Unsupported {
+        capability: capability.to_owned(),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_owned()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "panic with a non-text payload".to_owned()
+    }
+}
+
+/// A `tracing` subscriber that hands every event to the host. Spans stay on the host
+/// side: the host re-emits each event under the span of the call it belongs to.
+struct Forwarder {
+    host: Host,
+    max_level: u32,
+}
+
+fn level_number(level: &tracing::Level) -> u32 {
+    match *level {
+        tracing::Level::ERROR => abi::level::ERROR,
+        tracing::Level::WARN => abi::level::WARN,
+        tracing::Level::INFO => abi::level::INFO,
+        tracing::Level::DEBUG => abi::level::DEBUG,
+        _ => abi::level::TRACE,
+    }
+}
+
+impl tracing::Subscriber for Forwarder {
+    fn enabled(&self, metadata: &tracing::Metadata<'_>) -> bool {
+        level_number(metadata.level()) <= self.max_level
+    }
+
+    fn max_level_hint(&self) -> Option<tracing::level_filters::LevelFilter> {
+        Some(match self.max_level {
+            abi::level::OFF => tracing::level_filters::LevelFilter::OFF,
+            abi::level::ERROR => tracing::level_filters::LevelFilter::ERROR,
+            abi::level::WARN => tracing::level_filters::LevelFilter::WARN,
+            abi::level::INFO => tracing::level_filters::LevelFilter::INFO,
+            abi::level::DEBUG => tracing::level_filters::LevelFilter::DEBUG,
+            _ => tracing::level_filters::LevelFilter::TRACE,
+        })
+    }
+
+    fn new_span(&self, _span: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+
+    fn record(&self, _span: &tracing::span::Id, _values: &tracing::span::Record<'_>) {}
+
+    fn record_follows_from(&self, _span: &tracing::span::Id, _follows: &tracing::span::Id) {}
+
+    fn event(&self, event: &tracing::Event<'_>) {
+        let mut text = EventText::default();
+        event.record(&mut text);
+        let call_id = CALL_ID.try_with(|id| *id).unwrap_or(0);
+        let metadata = event.metadata();
+        self.host.log(
+            call_id,
+            level_number(metadata.level()),
+            metadata.target(),
+            &text.finish(),
+        );
+    }
+
+    fn enter(&self, _span: &tracing::span::Id) {}
+
+    fn exit(&self, _span: &tracing::span::Id) {}
+}
+
+/// An event's message followed by its other fields as `name=value`.
+#[derive(Default)]
+struct EventText {
+    message: String,
+    fields: String,
+}
+
+impl EventText {
+    fn finish(self) -> String {
+        if self.fields.is_empty() {
+            self.message
+        } else if self.message.is_empty() {
+            self.fields
+        } else {
+            format!("{} {}", self.message, self.fields)
+        }
+    }
+}
+
+impl tracing::field::Visit for EventText {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let _ = write!(self.message, "{value:?}");
+        } else {
+            if !self.fields.is_empty() {
+                self.fields.push(' ');
+            }
+            let _ = write!(self.fields, "{}={value:?}", field.name());
+        }
+    }
+
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.message.push_str(value);
+        } else {
+            if !self.fields.is_empty() {
+                self.fields.push(' ');
+            }
+            let _ = write!(self.fields, "{}={value}", field.name());
+        }
+    }
+}
