@@ -379,3 +379,260 @@ async fn a_builtin_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_in
     let (_, landing) = submit_login(&broker, "local", ADMIN.username, "wrong").await;
     assert_eq!(landing.expect_form().page.status, StatusCode::UNAUTHORIZED);
 }
+
+#[tokio::test]
+async fn htpasswd_plugin_logs_people_in_and_refresh_follows_the_file() {
+    let dir = PluginDir::new();
+    let library = dir.install("libhtpasswd.so", &built_plugin("switchboard_htpasswd"));
+    let users = dir.path().join("team.htpasswd");
+    // argon2id hashes as `broker hash-password` prints them.
+    std::fs::write(
+        &users,
+        format!(
+            "# team accounts\nalice:{hash}\ncarol:{hash}\n",
+            hash = ADMIN.hash
+        ),
+    )
+    .unwrap();
+    let broker = Broker::setup()
+        .extra(&plugin_section(
+            "team",
+            &library,
+            "name = \"Team accounts\"",
+            &format!(
+                "file = {:?}\ngroups = {{ alice = [\"admins\"] }}",
+                users.display().to_string()
+            ),
+        ))
+        .start()
+        .await;
+
+    let (request, landing) = submit_login(&broker, "team", "alice", ADMIN.password).await;
+    let code = landing.expect_client().code().to_owned();
+    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+    tokens.assert_ok();
+    let claims = jwt_claims(tokens.id_token());
+    assert_eq!(claims["preferred_username"], "alice");
+    assert_eq!(claims["groups"], serde_json::json!(["team/admins"]));
+
+    // A wrong password and an unknown user are the same refusal.
+    for (user, password) in [("alice", "wrong"), ("mallory", ADMIN.password)] {
+        let (_, landing) = submit_login(&broker, "team", user, password).await;
+        let form = landing.expect_form();
+        assert_eq!(form.page.status, StatusCode::UNAUTHORIZED, "{user}");
+        assert!(form.page.body.contains("Wrong username or password."));
+    }
+
+    // Still in the file: refresh works. Removed from the file: refresh is refused.
+    let refreshed = broker.refresh(&WEB_APP, tokens.refresh_token()).await;
+    refreshed.assert_ok();
+    std::fs::write(&users, format!("carol:{}\n", ADMIN.hash)).unwrap();
+    broker
+        .refresh(&WEB_APP, refreshed.refresh_token())
+        .await
+        .assert_error("invalid_grant");
+}
+
+/// A plain OAuth 2.0 upstream on loopback, shaped like GitHub's web flow: the person
+/// is signed in upstream and has consented, codes are bound to the PKCE challenge,
+/// the token endpoint rotates refresh tokens, the user API needs a bearer token.
+#[derive(Default)]
+struct Upstream {
+    codes: std::collections::HashMap<String, String>, // code -> PKCE challenge
+    issued: u32,
+    access_token: String,
+    refresh_token: String,
+    user_removed: bool,
+}
+
+const UPSTREAM_CLIENT: &str = "acme-client";
+const UPSTREAM_SECRET: &str = "acme-secret";
+
+fn upstream(
+    state: &std::sync::Arc<std::sync::Mutex<Upstream>>,
+    req: switchboard_provider_testkit::server::FakeRequest,
+) -> switchboard_provider_testkit::server::FakeResponse {
+    use switchboard_provider_testkit::server::FakeResponse;
+    let mut up = state.lock().unwrap();
+    match (req.method.as_str(), req.path.as_str()) {
+        ("GET", "/oauth/authorize") => {
+            assert_eq!(req.query["client_id"], UPSTREAM_CLIENT);
+            assert_eq!(req.query["code_challenge_method"], "S256");
+            up.issued += 1;
+            let code = format!("code-{}", up.issued);
+            up.codes
+                .insert(code.clone(), req.query["code_challenge"].clone());
+            let mut target = url::Url::parse(&req.query["redirect_uri"]).unwrap();
+            target
+                .query_pairs_mut()
+                .append_pair("code", &code)
+                .append_pair("state", &req.query["state"]);
+            FakeResponse::text(302, "").with_header("location", target.as_str())
+        }
+        ("POST", "/oauth/token") => {
+            let form = req.form();
+            if form.get("client_secret").map(String::as_str) != Some(UPSTREAM_SECRET) {
+                return FakeResponse::json(401, &serde_json::json!({"error": "invalid_client"}));
+            }
+            let granted = match form.get("grant_type").map(String::as_str) {
+                Some("authorization_code") => form
+                    .get("code")
+                    .and_then(|c| up.codes.remove(c))
+                    .zip(form.get("code_verifier"))
+                    .is_some_and(|(challenge, verifier)| {
+                        switchboard_provider_testkit::s256(verifier) == challenge
+                    }),
+                Some("refresh_token") => {
+                    !up.user_removed && form.get("refresh_token") == Some(&up.refresh_token)
+                }
+                _ => false,
+            };
+            if !granted {
+                return FakeResponse::json(400, &serde_json::json!({"error": "invalid_grant"}));
+            }
+            up.issued += 1;
+            up.access_token = format!("at-{}", up.issued);
+            up.refresh_token = format!("rt-{}", up.issued);
+            FakeResponse::json(
+                200,
+                &serde_json::json!({
+                    "access_token": up.access_token, "token_type": "bearer",
+                    "refresh_token": up.refresh_token, "expires_in": 3600,
+                }),
+            )
+        }
+        ("GET", "/api/me") => {
+            let bearer = format!("Bearer {}", up.access_token);
+            if up.user_removed || req.header("authorization") != Some(bearer.as_str()) {
+                return FakeResponse::json(401, &serde_json::json!({"message": "Bad credentials"}));
+            }
+            FakeResponse::json(
+                200,
+                &serde_json::json!({
+                    "id": 4242, "login": "wile", "name": "Wile E. Coyote",
+                    "email": "wile@acme.example", "teams": ["rockets"],
+                }),
+            )
+        }
+        _ => FakeResponse::json(404, &serde_json::json!({"message": "Not Found"})),
+    }
+}
+
+#[tokio::test]
+async fn oauth2_plugin_redirect_login_goes_app_broker_plugin_upstream_and_back() {
+    use switchboard_provider_testkit::server::FakeServer;
+    let state = std::sync::Arc::new(std::sync::Mutex::new(Upstream::default()));
+    let s = state.clone();
+    let fake = FakeServer::start(move |req| upstream(&s, req)).await;
+
+    let dir = PluginDir::new();
+    let library = dir.install("liboauth2.so", &built_plugin("switchboard_oauth2"));
+    let origin = fake.origin();
+    let broker = Broker::setup()
+        .extra(&plugin_section(
+            "acme",
+            &library,
+            "name = \"Acme\"",
+            &format!(
+                "client_id = {UPSTREAM_CLIENT:?}\nclient_secret = {UPSTREAM_SECRET:?}\n\
+                 authorize_url = \"{origin}/oauth/authorize\"\ntoken_url = \"{origin}/oauth/token\"\n\
+                 userinfo_url = \"{origin}/api/me\"\nscopes = [\"profile\"]\n\
+                 [providers.acme.config.claims]\ngroups = \"teams\""
+            ),
+        ))
+        .start()
+        .await;
+
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP)
+        .scope("openid profile email groups offline_access")
+        .param("provider", "acme");
+    let back = browser
+        .follow_redirects_to(&request.url(&broker), WEB_APP.redirect_uri)
+        .await;
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_else(|| panic!("no code in {back}"));
+    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+    tokens.assert_ok();
+    let claims = jwt_claims(tokens.id_token());
+    assert_eq!(claims["preferred_username"], "wile");
+    assert_eq!(claims["email"], "wile@acme.example");
+    assert_eq!(
+        claims["email_verified"], false,
+        "unverified unless the upstream says so"
+    );
+    assert_eq!(claims["groups"], serde_json::json!(["acme/rockets"]));
+
+    // Refresh asks the upstream through the plugin; once the person is gone there,
+    // the app's refresh token dies too.
+    let refreshed = broker.refresh(&WEB_APP, tokens.refresh_token()).await;
+    refreshed.assert_ok();
+    state.lock().unwrap().user_removed = true;
+    broker
+        .refresh(&WEB_APP, refreshed.refresh_token())
+        .await
+        .assert_error("invalid_grant");
+}
+
+#[tokio::test]
+async fn a_call_holds_its_slot_until_the_browser_leaves_then_is_cancelled() {
+    let dir = PluginDir::new();
+    let library = dir.install("libfaulty.so", &built_plugin("switchboard_faulty_plugin"));
+    let broker = Broker::setup()
+        .extra(&plugin_section(
+            "narrow",
+            &library,
+            "max_in_flight = 1\ncall_timeout = \"60s\"",
+            "",
+        ))
+        .start()
+        .await;
+
+    let leaving = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP).param("provider", "narrow");
+    let form = leaving.open(&request.url(&broker)).await.expect_form();
+    let hang = leaving.submit(&form, "hang", "right");
+    let meanwhile = async {
+        // The plugin's own log line says the hanging call has started.
+        let started = std::time::Instant::now();
+        while !broker.log().contains("username=hang") {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{}",
+                broker.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let (_, landing) = submit_login(&broker, "narrow", "carol", "right").await;
+        assert_unavailable(landing, "a call beyond max_in_flight = 1 fails at once");
+    };
+    // Once the second login was refused, the first browser gives up and leaves.
+    tokio::select! {
+        _ = hang => panic!("the hanging login answered"),
+        () = meanwhile => {}
+    }
+
+    // The broker cancels the abandoned call and frees its slot long before the 60 s
+    // call timeout.
+    let left = std::time::Instant::now();
+    loop {
+        let (request, landing) = submit_login(&broker, "narrow", "carol", "right").await;
+        if let Landing::Client(response) = landing {
+            let tokens = broker
+                .redeem(&WEB_APP, response.code(), request.verifier())
+                .await;
+            tokens.assert_ok();
+            break;
+        }
+        assert!(
+            left.elapsed() < std::time::Duration::from_secs(10),
+            "the abandoned call still holds the slot:\n{}",
+            broker.log()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(broker.log().contains("abandoned"), "{}", broker.log());
+}

@@ -322,8 +322,8 @@ mod tests {
         assert_eq!(offsets::STRUCT_SIZE, 0);
         assert_eq!(offsets::ABI_MAJOR, 4);
         assert_eq!(offsets::ABI_MINOR, 6);
-        assert!(offsets::COMPILER + COMPILER_LEN <= offsets::PLAIN_DATA_END);
-        assert!(offsets::PLAIN_DATA_END < DESCRIPTOR_V1_SIZE);
+        const { assert!(offsets::COMPILER + COMPILER_LEN <= offsets::PLAIN_DATA_END) };
+        const { assert!(offsets::PLAIN_DATA_END < DESCRIPTOR_V1_SIZE) };
     }
 
     #[test]

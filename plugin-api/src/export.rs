@@ -540,3 +540,268 @@ impl tracing::field::Visit for EventText {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use crate::{Identity, PasswordLogin};
+    use std::sync::mpsc;
+
+    #[derive(Debug)]
+    struct Echo;
+
+    #[async_trait::async_trait]
+    impl PasswordLogin for Echo {
+        async fn authenticate(&self, r: PasswordRequest) -> Result<Identity, ProviderError> {
+            tracing::info!(user = %r.username, "checking");
+            match r.username.as_str() {
+                "panic" => panic!("boom"),
+                "hang" => std::future::pending().await,
+                "nobody" => Err(ProviderError::InvalidCredentials),
+                name => Ok(Identity::new(name)),
+            }
+        }
+    }
+
+    impl Provider for Echo {
+        fn password(&self) -> Option<&dyn PasswordLogin> {
+            Some(self)
+        }
+    }
+
+    struct EchoFactory;
+
+    impl ProviderFactory for EchoFactory {
+        fn provider_type(&self) -> &str {
+            "echo"
+        }
+        fn create(&self, context: ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+            if context.config.get("refuse").is_some() {
+                return Err(ProviderError::Misconfigured {
+                    detail: "refused".into(),
+                });
+            }
+            Ok(Arc::new(Echo))
+        }
+    }
+
+    /// What the fake host received: completions and log lines.
+    enum Received {
+        Completed(u64, i32, Vec<u8>),
+        Logged(u64, String),
+    }
+
+    unsafe extern "C" fn on_complete(
+        ctx: *const c_void,
+        call_id: u64,
+        status: i32,
+        body: *const u8,
+        len: usize,
+    ) {
+        let sender = unsafe { &*ctx.cast::<Mutex<mpsc::Sender<Received>>>() };
+        let body = unsafe { borrowed(body, len) }.to_vec();
+        let _ = lock(sender).send(Received::Completed(call_id, status, body));
+    }
+
+    unsafe extern "C" fn on_log(
+        ctx: *const c_void,
+        call_id: u64,
+        _level: u32,
+        _target: *const u8,
+        _target_len: usize,
+        message: *const u8,
+        message_len: usize,
+    ) {
+        let sender = unsafe { &*ctx.cast::<Mutex<mpsc::Sender<Received>>>() };
+        let text = String::from_utf8_lossy(unsafe { borrowed(message, message_len) }).into_owned();
+        let _ = lock(sender).send(Received::Logged(call_id, text));
+    }
+
+    unsafe extern "C" fn on_reply(ctx: *mut c_void, status: i32, body: *const u8, len: usize) {
+        let slot = unsafe { &mut *ctx.cast::<Option<(i32, Vec<u8>)>>() };
+        *slot = Some((status, unsafe { borrowed(body, len) }.to_vec()));
+    }
+
+    struct Harness {
+        instance: *mut c_void,
+        received: mpsc::Receiver<Received>,
+        _sender: Box<Mutex<mpsc::Sender<Received>>>,
+    }
+
+    impl Harness {
+        /// The instance and its success reply, or the failure reply.
+        fn create(config: serde_json::Value) -> Result<(Harness, Vec<u8>), (i32, Vec<u8>)> {
+            let (tx, rx) = mpsc::channel();
+            let sender = Box::new(Mutex::new(tx));
+            let host = HostV1 {
+                struct_size: std::mem::size_of::<HostV1>() as u32,
+                max_log_level: abi::level::INFO,
+                ctx: std::ptr::from_ref(&*sender).cast(),
+                complete: on_complete,
+                log: on_log,
+            };
+            let context = serde_json::to_vec(&ProviderContext::new("echo", config, false)).unwrap();
+            let mut reply: Option<(i32, Vec<u8>)> = None;
+            let instance = unsafe {
+                create(
+                    || EchoFactory,
+                    &host,
+                    context.as_ptr(),
+                    context.len(),
+                    on_reply,
+                    std::ptr::from_mut(&mut reply).cast(),
+                )
+            };
+            let (status, body) = reply.expect("create always replies");
+            if instance.is_null() {
+                return Err((status, body));
+            }
+            assert_eq!(status, status::OK);
+            let harness = Harness {
+                instance,
+                received: rx,
+                _sender: sender,
+            };
+            Ok((harness, body))
+        }
+
+        fn call(&self, call_id: u64, operation: u32, body: &[u8]) -> i32 {
+            unsafe { call(self.instance, call_id, operation, body.as_ptr(), body.len()) }
+        }
+
+        fn login(&self, call_id: u64, username: &str) -> i32 {
+            let body =
+                serde_json::to_vec(&PasswordRequest::new(username, crate::Password::new("pw")))
+                    .unwrap();
+            self.call(call_id, Operation::Authenticate as u32, &body)
+        }
+
+        /// The completion of `call_id`, collecting log lines on the way.
+        fn completion(&self, call_id: u64) -> (i32, Vec<u8>, Vec<String>) {
+            let mut logs = Vec::new();
+            loop {
+                match self
+                    .received
+                    .recv_timeout(std::time::Duration::from_secs(5))
+                    .unwrap()
+                {
+                    Received::Completed(id, status, body) if id == call_id => {
+                        return (status, body, logs);
+                    }
+                    Received::Completed(..) => {}
+                    Received::Logged(id, text) => logs.push(format!("{id}:{text}")),
+                }
+            }
+        }
+    }
+
+    impl Drop for Harness {
+        fn drop(&mut self) {
+            unsafe { destroy(self.instance) };
+        }
+    }
+
+    #[test]
+    fn a_call_completes_once_with_the_identity_and_its_logs_carry_the_call_id() {
+        let (harness, body) = Harness::create(serde_json::json!({})).unwrap();
+        let created: abi::Created = serde_json::from_slice(&body).unwrap();
+        assert!(created.capabilities.password && !created.capabilities.redirect);
+
+        assert_eq!(harness.login(7, "ada"), status::OK);
+        let (status, body, logs) = harness.completion(7);
+        assert_eq!(status, status::OK);
+        let identity: Identity = serde_json::from_slice(&body).unwrap();
+        assert_eq!(identity.subject, "ada");
+        assert!(logs.iter().any(|l| l == "7:checking user=ada"), "{logs:?}");
+    }
+
+    #[test]
+    fn provider_errors_and_async_panics_are_completions_not_crashes() {
+        let harness = Harness::create(serde_json::json!({})).unwrap().0;
+        assert_eq!(harness.login(1, "nobody"), status::OK);
+        let (status, body, _) = harness.completion(1);
+        assert_eq!(status, status::PROVIDER_ERROR);
+        assert_eq!(
+            serde_json::from_slice::<ProviderError>(&body).unwrap(),
+            ProviderError::InvalidCredentials
+        );
+
+        assert_eq!(harness.login(2, "panic"), status::OK);
+        let (status, body, _) = harness.completion(2);
+        assert_eq!(status, status::PANIC);
+        assert_eq!(body, b"boom");
+
+        // The instance still works after a panic.
+        assert_eq!(harness.login(3, "grace"), status::OK);
+        assert_eq!(harness.completion(3).0, status::OK);
+    }
+
+    #[test]
+    fn bad_requests_and_missing_capabilities_are_refused_synchronously() {
+        let harness = Harness::create(serde_json::json!({})).unwrap().0;
+        assert_eq!(
+            harness.call(1, Operation::Authenticate as u32, b"{not json"),
+            status::BAD_REQUEST
+        );
+        assert_eq!(harness.call(2, 99, b"{}"), status::UNSUPPORTED);
+        assert_eq!(
+            harness.call(3, Operation::Begin as u32, b"{}"),
+            status::UNSUPPORTED
+        );
+    }
+
+    #[test]
+    fn a_cancelled_call_never_completes() {
+        let harness = Harness::create(serde_json::json!({})).unwrap().0;
+        assert_eq!(harness.login(1, "hang"), status::OK);
+        unsafe { cancel(harness.instance, 1) };
+        // Cancelling twice, or an unknown call, is harmless.
+        unsafe { cancel(harness.instance, 1) };
+        unsafe { cancel(harness.instance, 42) };
+        assert_eq!(harness.login(2, "after"), status::OK);
+        let (status, _, _) = harness.completion(2);
+        assert_eq!(status, status::OK);
+        let late = harness
+            .received
+            .recv_timeout(std::time::Duration::from_millis(200));
+        assert!(
+            !matches!(late, Ok(Received::Completed(1, ..))),
+            "the cancelled call completed"
+        );
+    }
+
+    #[test]
+    fn a_refusing_factory_replies_with_its_error_and_no_instance() {
+        let Err((status, body)) = Harness::create(serde_json::json!({"refuse": true})) else {
+            panic!("an instance was created")
+        };
+        assert_eq!(status, status::PROVIDER_ERROR);
+        assert!(matches!(
+            serde_json::from_slice::<ProviderError>(&body).unwrap(),
+            ProviderError::Misconfigured { .. }
+        ));
+    }
+
+    #[test]
+    fn the_descriptor_records_versions_capabilities_and_the_unwind_flag() {
+        unsafe extern "C" fn no_create(
+            _: *const HostV1,
+            _: *const u8,
+            _: usize,
+            _: ReplyFn,
+            _: *mut c_void,
+        ) -> *mut c_void {
+            std::ptr::null_mut()
+        }
+        let d = descriptor("echo", "1.2.3", abi::CAP_PASSWORD, true, no_create, call);
+        assert_eq!(d.struct_size as usize, abi::DESCRIPTOR_V1_SIZE);
+        assert_eq!((d.abi_major, d.abi_minor), (abi::ABI_MAJOR, abi::ABI_MINOR));
+        assert_eq!(abi::field_str(&d.name), Some("echo"));
+        assert_eq!(abi::field_str(&d.version), Some("1.2.3"));
+        assert_eq!(abi::field_str(&d.api_version), Some(crate::API_VERSION));
+        assert!(abi::field_str(&d.compiler).unwrap().starts_with("rustc "));
+        assert_eq!(d.flags & abi::FLAG_PANIC_UNWIND, abi::FLAG_PANIC_UNWIND);
+        assert_eq!(d.capabilities, abi::CAP_PASSWORD);
+    }
+}

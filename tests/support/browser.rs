@@ -313,6 +313,28 @@ impl Browser {
         self.http.get(url.clone()).send().await.expect("GET")
     }
 
+    /// Follows redirects from `url`, across origins (the broker, an upstream), until
+    /// one leads to an address starting with `stop_at`, and returns that address.
+    pub async fn follow_redirects_to(&self, url: &Url, stop_at: &str) -> Url {
+        let mut url = url.clone();
+        for _ in 0..MAX_REDIRECTS {
+            let res = self.get_raw(&url).await;
+            assert!(
+                res.status().is_redirection(),
+                "at {url}: {} {}",
+                res.status(),
+                res.text().await.unwrap_or_default()
+            );
+            let location = res.headers()[LOCATION].to_str().expect("a text Location");
+            let next = url.join(location).expect("a valid Location");
+            if next.as_str().starts_with(stop_at) {
+                return next;
+            }
+            url = next;
+        }
+        panic!("more than {MAX_REDIRECTS} redirects from {url}");
+    }
+
     /// POST a form to `url` with this browser's cookies; no redirect is followed.
     pub async fn post_raw(&self, url: &Url, fields: &[(&str, &str)]) -> reqwest::Response {
         self.http

@@ -409,6 +409,11 @@ impl Drop for CancelOnDrop<'_> {
             return;
         }
         lock(&self.provider.host.pending).remove(&self.call_id);
+        tracing::info!(
+            plugin = %self.provider.library.info.name,
+            call_id = self.call_id,
+            "plugin call abandoned; cancelling it in the plugin"
+        );
         // SAFETY: a live instance; cancel of any id is allowed.
         unsafe {
             (self.provider.library.descriptor.cancel)(self.provider.instance.0, self.call_id)
