@@ -578,23 +578,23 @@ async fn oauth2_plugin_redirect_login_goes_app_broker_plugin_upstream_and_back()
 }
 
 #[tokio::test]
-async fn a_call_holds_its_slot_until_the_browser_leaves_then_is_cancelled() {
+async fn a_call_beyond_the_in_flight_bound_fails_at_once_and_a_timed_out_call_is_cancelled() {
     let dir = PluginDir::new();
     let library = dir.install("libfaulty.so", &built_plugin("switchboard_faulty_plugin"));
     let broker = Broker::setup()
         .extra(&plugin_section(
             "narrow",
             &library,
-            "max_in_flight = 1\ncall_timeout = \"60s\"",
+            "max_in_flight = 1\ncall_timeout = \"2s\"",
             "",
         ))
         .start()
         .await;
 
-    let leaving = Browser::new(&broker);
-    let request = AuthorizeRequest::new(WEB_APP).param("provider", "narrow");
-    let form = leaving.open(&request.url(&broker)).await.expect_form();
-    let hang = leaving.submit(&form, "hang", "right");
+    let hang = async {
+        let (_, landing) = submit_login(&broker, "narrow", "hang", "right").await;
+        assert_unavailable(landing, "the hanging call times out");
+    };
     let meanwhile = async {
         // The plugin's own log line says the hanging call has started.
         let started = std::time::Instant::now();
@@ -604,35 +604,128 @@ async fn a_call_holds_its_slot_until_the_browser_leaves_then_is_cancelled() {
                 "{}",
                 broker.log()
             );
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
         let (_, landing) = submit_login(&broker, "narrow", "carol", "right").await;
         assert_unavailable(landing, "a call beyond max_in_flight = 1 fails at once");
     };
-    // Once the second login was refused, the first browser gives up and leaves.
-    tokio::select! {
-        _ = hang => panic!("the hanging login answered"),
-        () = meanwhile => {}
-    }
+    tokio::join!(hang, meanwhile);
+    let log = broker.log();
+    assert!(log.contains("too many calls in flight"), "{log}");
+    assert!(log.contains("plugin call timed out; cancelled"), "{log}");
 
-    // The broker cancels the abandoned call and frees its slot long before the 60 s
-    // call timeout.
-    let left = std::time::Instant::now();
-    loop {
-        let (request, landing) = submit_login(&broker, "narrow", "carol", "right").await;
-        if let Landing::Client(response) = landing {
-            let tokens = broker
-                .redeem(&WEB_APP, response.code(), request.verifier())
-                .await;
-            tokens.assert_ok();
-            break;
-        }
+    // The cancel reached the plugin (its task was dropped), and the slot is free again.
+    let cancelled = std::time::Instant::now();
+    while !broker.log().contains("the hanging call was cancelled") {
         assert!(
-            left.elapsed() < std::time::Duration::from_secs(10),
-            "the abandoned call still holds the slot:\n{}",
+            cancelled.elapsed() < std::time::Duration::from_secs(10),
+            "{}",
             broker.log()
         );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(broker.log().contains("abandoned"), "{}", broker.log());
+    let (request, landing) = submit_login(&broker, "narrow", "carol", "right").await;
+    let code = landing.expect_client().code().to_owned();
+    broker
+        .redeem(&WEB_APP, &code, request.verifier())
+        .await
+        .assert_ok();
+}
+
+#[tokio::test]
+async fn every_builtin_provider_crate_loads_as_a_plugin() {
+    let dir = PluginDir::new();
+    // Upstreams are never called here: each provider only has to load and be offered.
+    let dead = format!("http://127.0.0.1:{}", switchboard_e2e::free_port());
+    let providers: [(&str, &str, &str); 6] = [
+        (
+            "local",
+            "password",
+            r#"[[providers.dyn-local.config.static_users]]
+id = "plugin-user"
+email = "plugin@example.com"
+hash = "$argon2id$v=19$m=19456,t=2,p=1$dL0uCXJvWII5FsUebB5CmA$Bba2qKpU1xbYlyVtuWXTlwQ4NGcD1ZyAM81YaaCYdgo""#,
+        ),
+        (
+            "ldap",
+            "password, refresh",
+            "url = \"ldap://127.0.0.1:1\"\nbind_dn = \"cn=svc,dc=example,dc=org\"\nbind_password = \"x\"\n\
+             user_search = { base_dn = \"ou=people,dc=example,dc=org\", filter = \"(uid={username})\" }",
+        ),
+        (
+            "oidc",
+            "redirect, refresh",
+            "issuer = \"DEAD\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        ),
+        (
+            "google",
+            "redirect, refresh",
+            "issuer = \"DEAD\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        ),
+        (
+            "microsoft",
+            "redirect, refresh",
+            "authority = \"DEAD\"\ntenant = \"9188040d-6c67-4c5b-b112-36a304b66dad\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        ),
+        (
+            "github",
+            "redirect, refresh",
+            "base_url = \"DEAD\"\nclient_id = \"c\"\nclient_secret = \"s\"",
+        ),
+    ];
+    let mut setup = Broker::setup();
+    for (crate_name, capabilities, config) in providers {
+        let bytes = built_plugin(&format!("switchboard_{crate_name}"));
+        let path = dir.install(&format!("lib{crate_name}.so"), &bytes);
+        let out = std::process::Command::new(broker_binary())
+            .args(["plugin", "inspect"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{crate_name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            text.contains(&format!("name:         {crate_name}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("capabilities: {capabilities}\n")),
+            "{text}"
+        );
+        setup = setup.extra(&plugin_section(
+            &format!("dyn-{crate_name}"),
+            &path,
+            &format!("name = \"Loaded {crate_name}\""),
+            &config.replace("DEAD", &dead),
+        ));
+    }
+    let broker = setup.start().await;
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP);
+    let page = browser.open(&request.url(&broker)).await.expect_page();
+    for (crate_name, _, _) in providers {
+        assert!(
+            page.body.contains(&format!("/login/dyn-{crate_name}?")),
+            "dyn-{crate_name} is offered:\n{}",
+            page.body
+        );
+    }
+    assert_eq!(
+        broker.log().matches("plugin loaded").count(),
+        6,
+        "{}",
+        broker.log()
+    );
+
+    // The loaded local provider logs its static user in.
+    let (request, landing) =
+        submit_login(&broker, "dyn-local", "plugin@example.com", ADMIN.password).await;
+    let code = landing.expect_client().code().to_owned();
+    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+    tokens.assert_ok();
+    assert_eq!(jwt_claims(tokens.id_token())["email"], "plugin@example.com");
 }

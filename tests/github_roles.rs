@@ -1,13 +1,17 @@
 //! A GitHub team becomes a role, seen in the app's tokens, through the whole broker.
 //! github.com cannot be reached here, so GitHub is a small fake on loopback shaped like
 //! its documented OAuth web flow and REST answers (the GitHub plugin's own tests cover
-//! the API's corners: pagination, errors in 200 answers, outages).
+//! the API's corners: pagination, errors in 200 answers, outages). The same provider
+//! built as a run-time plugin gives the same tokens.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should stop it loudly
 
 use serde_json::json;
 use std::sync::{Arc, Mutex};
-use switchboard_e2e::{AuthorizeRequest, Broker, Browser, WEB_APP, jwt_claims};
+use switchboard_e2e::{
+    AuthorizeRequest, Broker, Browser, PluginDir, TokenReply, WEB_APP, built_plugin, jwt_claims,
+    sha256_hex,
+};
 use switchboard_provider_testkit::server::{FakeRequest, FakeResponse, FakeServer};
 use url::Url;
 
@@ -81,23 +85,17 @@ fn handle(state: &Arc<Mutex<Octocat>>, req: FakeRequest) -> FakeResponse {
     }
 }
 
-#[tokio::test]
-async fn a_github_team_becomes_a_role_in_the_apps_tokens_and_leaves_with_the_team() {
-    let state = Arc::new(Mutex::new(Octocat {
-        teams: vec![("acme", "core")],
-    }));
-    let s = state.clone();
-    let github = FakeServer::start(move |req| handle(&s, req)).await;
-    let broker = Broker::setup()
-        .extra(&format!(
-            r#"[providers.github]
-type = "github"
-client_id = "{CLIENT_ID}"
+/// The provider's own keys, and the role rules of these tests.
+fn github_keys(origin: &str) -> String {
+    format!(
+        r#"client_id = "{CLIENT_ID}"
 client_secret = "{CLIENT_SECRET}"
-base_url = "{}"
-allowed_orgs = ["acme"]
+base_url = "{origin}"
+allowed_orgs = ["acme"]"#
+    )
+}
 
-[roles]
+const ROLE_RULES: &str = r#"[roles]
 [[roles.rules]]
 role = "core-dev"
 provider = "github"
@@ -106,35 +104,63 @@ group = "acme:core"
 [[roles.rules]]
 role = "admin"
 provider = "local"
-group = "acme:core""#,
-            github.origin()
-        ))
-        .start()
-        .await;
+group = "acme:core""#;
 
-    let browser = Browser::new(&broker);
+/// The GitHub provider linked into the broker.
+fn linked_section(origin: &str) -> String {
+    format!(
+        "[providers.github]\ntype = \"github\"\n{}\n\n{ROLE_RULES}",
+        github_keys(origin)
+    )
+}
+
+/// The same provider loaded from the github crate built as a plugin.
+fn loaded_section(origin: &str, library: &std::path::Path) -> String {
+    let digest = sha256_hex(&std::fs::read(library).unwrap());
+    format!(
+        "[providers.github]\ntype = \"plugin\"\nlibrary = {:?}\nsha256 = {digest:?}\n\
+         [providers.github.config]\n{}\n\n{ROLE_RULES}",
+        library.display().to_string(),
+        github_keys(origin)
+    )
+}
+
+async fn start_github(state: &Arc<Mutex<Octocat>>) -> FakeServer {
+    let s = state.clone();
+    FakeServer::start(move |req| handle(&s, req)).await
+}
+
+/// app → broker → GitHub → broker callback → app, then the code redeemed.
+async fn log_in_with_github(broker: &Broker) -> TokenReply {
+    let browser = Browser::new(broker);
     let request = AuthorizeRequest::new(WEB_APP)
         .scope("openid email groups roles offline_access")
         .param("provider", "github");
-    // app → broker → GitHub → broker callback → app
-    let mut url = request.url(&broker);
-    let code = loop {
-        let res = browser.get_raw(&url).await;
-        assert!(res.status().is_redirection(), "at {url}: {}", res.status());
-        let next = url
-            .join(res.headers()["location"].to_str().unwrap())
-            .unwrap();
-        if next.as_str().starts_with(WEB_APP.redirect_uri) {
-            break next
-                .query_pairs()
-                .find(|(k, _)| k == "code")
-                .map(|(_, v)| v.to_string())
-                .unwrap_or_else(|| panic!("no code in {next}"));
-        }
-        url = next;
-    };
+    let back = browser
+        .follow_redirects_to(&request.url(broker), WEB_APP.redirect_uri)
+        .await;
+    let code = back
+        .query_pairs()
+        .find(|(k, _)| k == "code")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_else(|| panic!("no code in {back}"));
     let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
     tokens.assert_ok();
+    tokens
+}
+
+#[tokio::test]
+async fn a_github_team_becomes_a_role_in_the_apps_tokens_and_leaves_with_the_team() {
+    let state = Arc::new(Mutex::new(Octocat {
+        teams: vec![("acme", "core")],
+    }));
+    let github = start_github(&state).await;
+    let broker = Broker::setup()
+        .extra(&linked_section(&github.origin()))
+        .start()
+        .await;
+
+    let tokens = log_in_with_github(&broker).await;
     let id = jwt_claims(tokens.id_token());
     let access = jwt_claims(tokens.access_token());
     for claims in [&id, &access] {
@@ -155,4 +181,64 @@ group = "acme:core""#,
         roles.as_array().is_none_or(|r| r.is_empty()),
         "the role left with the team: {roles}"
     );
+}
+
+/// Claims that differ at every login, whatever the provider.
+const PER_LOGIN: &[&str] = &[
+    "iat",
+    "exp",
+    "auth_time",
+    "nonce",
+    "jti",
+    "sid",
+    "at_hash",
+    "gid",
+];
+
+fn stable_claims(token: &str) -> serde_json::Value {
+    let mut claims = jwt_claims(token);
+    for name in PER_LOGIN {
+        claims.as_object_mut().unwrap().remove(*name);
+    }
+    claims
+}
+
+#[tokio::test]
+async fn the_github_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_in() {
+    let state = Arc::new(Mutex::new(Octocat {
+        teams: vec![("acme", "core")],
+    }));
+    let github = start_github(&state).await;
+    let dir = PluginDir::new();
+    let library = dir.install("libgithub.so", &built_plugin("switchboard_github"));
+
+    // One broker (same data, keys and port), first with the provider linked in, then
+    // restarted with the same provider id served from the plugin.
+    let linked = linked_section(&github.origin());
+    let mut broker = Broker::setup().extra(&linked).start().await;
+    let before = log_in_with_github(&broker).await;
+    broker
+        .restart_with_config(|config| {
+            config.replace(&linked, &loaded_section(&github.origin(), &library))
+        })
+        .await;
+    assert!(broker.log().contains("plugin loaded"), "{}", broker.log());
+    let after = log_in_with_github(&broker).await;
+
+    assert_eq!(
+        stable_claims(before.id_token()),
+        stable_claims(after.id_token())
+    );
+    assert_eq!(
+        stable_claims(before.access_token()),
+        stable_claims(after.access_token())
+    );
+    assert_eq!(jwt_claims(after.id_token())["roles"], json!(["core-dev"]));
+
+    // Refresh goes through the loaded provider too: the team left, the role leaves.
+    state.lock().unwrap().teams.clear();
+    let refreshed = broker.refresh(&WEB_APP, after.refresh_token()).await;
+    refreshed.assert_ok();
+    let roles = jwt_claims(refreshed.id_token())["roles"].clone();
+    assert!(roles.as_array().is_none_or(|r| r.is_empty()), "{roles}");
 }

@@ -38,10 +38,22 @@ impl PasswordLogin for Faulty {
                 tokio::task::yield_now().await;
                 panic!("faulty plugin: panic inside async work");
             }
-            "hang" => std::future::pending().await,
+            "hang" => {
+                // Logged when the host cancels the call and the task is dropped.
+                let _cancelled = LogWhenDropped;
+                std::future::pending().await
+            }
             name if request.password.expose() == "right" => Ok(identity(name)),
             _ => Err(ProviderError::InvalidCredentials),
         }
+    }
+}
+
+struct LogWhenDropped;
+
+impl Drop for LogWhenDropped {
+    fn drop(&mut self) {
+        tracing::info!("faulty plugin: the hanging call was cancelled");
     }
 }
 
