@@ -112,6 +112,29 @@ async fn plugin_faults_at_run_time_fail_only_that_login() {
     let (_, landing) = submit_login(&broker, "faulty", "carol", "wrong").await;
     assert_eq!(landing.expect_form().page.status, StatusCode::UNAUTHORIZED);
 
+    // check-config reads the plugin file as loading would, and catches a wrong pin.
+    let config = broker.config_path().to_str().unwrap().to_owned();
+    let out = broker.cli(&["check-config", &config]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("providers.faulty: plugin faulty 0.1.0 (abi 1.0)"),
+        "{text}"
+    );
+    let digest = switchboard_e2e::sha256_hex(&built_plugin("switchboard_faulty_plugin"));
+    let wrong = dir.path().join("wrong-pin.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&wrong, text.replace(&digest, &"0".repeat(64))).unwrap();
+    let out = broker.cli(&["check-config", wrong.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("providers.faulty.library: plugin "), "{err}");
+    assert!(err.contains("but the config pins"), "{err}");
+
     let health = broker
         .http()
         .get(broker.url("/healthz"))

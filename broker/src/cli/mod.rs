@@ -158,6 +158,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Serve { config } => serve(config::load(&config)?).await,
         Command::CheckConfig { file } => {
             let c = config::load(&file)?;
+            // Plugin files are read and checked as loading would, without running them.
+            for p in c.providers.iter().filter(|p| p.kind == "plugin") {
+                let context = switchboard_plugin_api::ProviderContext::new(
+                    &p.id,
+                    p.options.clone(),
+                    c.dev_mode,
+                );
+                let info = crate::providers::plugin::check(context)
+                    .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
+                println!(
+                    "providers.{}: plugin {} {} (abi {}.{})",
+                    p.id, info.name, info.version, info.abi_major, info.abi_minor
+                );
+            }
             println!(
                 "{}: ok ({} clients, {} providers)",
                 file.display(),

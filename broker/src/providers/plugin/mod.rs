@@ -49,6 +49,51 @@ fn default_max_in_flight() -> usize {
     64
 }
 
+/// Checks a `type = "plugin"` section's keys and its file as loading would, without
+/// running any of the file's code (`broker check-config`).
+pub fn check(context: ProviderContext) -> Result<PluginInfo, ProviderError> {
+    let id = context.id.clone();
+    let settings: PluginSettings = context.parse_config()?;
+    let pin = pin(&id, &settings, context.dev_mode)?;
+    inspect(&settings.library, pin)
+        .map(|file| file.info)
+        .map_err(|e| ProviderError::Misconfigured {
+            detail: format!("providers.{id}.library: {e}"),
+        })
+}
+
+/// The sha256 the file must have, or `None` for an unpinned file in dev mode.
+fn pin<'a>(
+    id: &str,
+    settings: &'a PluginSettings,
+    dev_mode: bool,
+) -> Result<Option<&'a str>, ProviderError> {
+    let misconfigured = |key: &str, detail: &str| ProviderError::Misconfigured {
+        detail: format!("providers.{id}.{key}: {detail}"),
+    };
+    match (&settings.sha256, settings.unpinned) {
+        (Some(pin), false) => {
+            if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(misconfigured("sha256", "must be 64 hex digits"));
+            }
+            Ok(Some(pin.as_str()))
+        }
+        (None, true) if dev_mode => Ok(None),
+        (None, true) => Err(misconfigured(
+            "unpinned",
+            "allowed only with dev_mode = true; pin the file with sha256",
+        )),
+        (Some(_), true) => Err(misconfigured(
+            "unpinned",
+            "set either sha256 or unpinned, not both",
+        )),
+        (None, false) => Err(misconfigured(
+            "sha256",
+            "required: the sha256 of the library (broker plugin inspect prints it)",
+        )),
+    }
+}
+
 /// Builds `type = "plugin"` providers.
 #[derive(Debug)]
 pub struct PluginFactory {
@@ -73,41 +118,15 @@ impl ProviderFactory for PluginFactory {
             detail: format!("providers.{id}.{key}: {detail}"),
         };
         let settings: PluginSettings = context.parse_config()?;
-        let pin = match (&settings.sha256, settings.unpinned) {
-            (Some(pin), false) => {
-                if pin.len() != 64 || !pin.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(misconfigured("sha256", "must be 64 hex digits".into()));
-                }
-                Some(pin.as_str())
-            }
-            (None, true) if context.dev_mode => {
-                tracing::warn!(
-                    provider = %id,
-                    library = %settings.library.display(),
-                    "LOADING AN UNPINNED PLUGIN: any code in that file runs inside the broker. \
-                     Pin it with sha256 before leaving dev mode."
-                );
-                None
-            }
-            (None, true) => {
-                return Err(misconfigured(
-                    "unpinned",
-                    "allowed only with dev_mode = true; pin the file with sha256".into(),
-                ));
-            }
-            (Some(_), true) => {
-                return Err(misconfigured(
-                    "unpinned",
-                    "set either sha256 or unpinned, not both".into(),
-                ));
-            }
-            (None, false) => {
-                return Err(misconfigured(
-                    "sha256",
-                    "required: the sha256 of the library (broker plugin inspect prints it)".into(),
-                ));
-            }
-        };
+        let pin = pin(&id, &settings, context.dev_mode)?;
+        if pin.is_none() {
+            tracing::warn!(
+                provider = %id,
+                library = %settings.library.display(),
+                "LOADING AN UNPINNED PLUGIN: any code in that file runs inside the broker. \
+                 Pin it with sha256 before leaving dev mode."
+            );
+        }
         let timeout = match &settings.call_timeout {
             None => self.default_timeout,
             Some(text) => humantime::parse_duration(text)
