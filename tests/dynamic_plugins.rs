@@ -12,8 +12,9 @@ use reqwest::StatusCode;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use switchboard_e2e::{
-    ADMIN, AuthorizeRequest, Broker, Browser, Landing, PluginDir, WEB_APP, broker_binary,
-    built_plugin, descriptor_offset, jwt_claims, plugin_section, replace_bytes,
+    ADMIN, AuthorizeRequest, Broker, Browser, Landing, PluginDir, WEB_APP, built_plugin,
+    descriptor_offset, inspect_plugin, jwt_claims, jwt_stable_claims, plugin_section,
+    replace_bytes,
 };
 
 const UNAVAILABLE: &str = "This sign-in method is unavailable right now.";
@@ -281,17 +282,7 @@ async fn plugin_inspect_reads_the_file_without_loading_it() {
     let dir = PluginDir::new();
     let good = built_plugin("switchboard_faulty_plugin");
     let path = dir.install("libfaulty.so", &good);
-    let out = std::process::Command::new(broker_binary())
-        .args(["plugin", "inspect"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let text = inspect_plugin(&path).unwrap();
     for line in [
         "name:         faulty",
         "abi:          1.0",
@@ -308,39 +299,11 @@ async fn plugin_inspect_reads_the_file_without_loading_it() {
     let mut wrong = good.clone();
     wrong[at + 4..at + 6].copy_from_slice(&7u16.to_ne_bytes());
     let path = dir.install("libwrong.so", &wrong);
-    let out = std::process::Command::new(broker_binary())
-        .args(["plugin", "inspect"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = inspect_plugin(&path).unwrap_err();
     assert!(
         err.contains("plugin ABI major version 7, but this broker speaks 1"),
         "{err}"
     );
-}
-
-/// Claims that differ between any two logins whatever the provider.
-const PER_LOGIN: &[&str] = &[
-    "iat",
-    "exp",
-    "auth_time",
-    "nonce",
-    "jti",
-    "sid",
-    "at_hash",
-    "nbf",
-    "gid",
-];
-
-fn stable_claims(token: &str) -> serde_json::Value {
-    let mut claims = jwt_claims(token);
-    let map = claims.as_object_mut().unwrap();
-    for name in PER_LOGIN {
-        map.remove(*name);
-    }
-    claims
 }
 
 /// Logs ADMIN in through the `local` provider and returns the tokens' and userinfo's
@@ -356,8 +319,8 @@ async fn admin_login_claims(broker: &Broker) -> String {
     format!(
         "id token header: {}\nid token: {}\naccess token: {}\nuserinfo: {} {}",
         switchboard_e2e::jwt_header(reply.id_token()),
-        stable_claims(reply.id_token()),
-        stable_claims(reply.access_token()),
+        jwt_stable_claims(reply.id_token()),
+        jwt_stable_claims(reply.access_token()),
         userinfo.status,
         userinfo.body,
     )
@@ -700,17 +663,7 @@ hash = "$argon2id$v=19$m=19456,t=2,p=1$dL0uCXJvWII5FsUebB5CmA$Bba2qKpU1xbYlyVtuW
     for (crate_name, capabilities, config) in providers {
         let bytes = built_plugin(&format!("switchboard_{crate_name}"));
         let path = dir.install(&format!("lib{crate_name}.so"), &bytes);
-        let out = std::process::Command::new(broker_binary())
-            .args(["plugin", "inspect"])
-            .arg(&path)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{crate_name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = inspect_plugin(&path).unwrap_or_else(|e| panic!("{crate_name}: {e}"));
         assert!(
             text.contains(&format!("name:         {crate_name}\n")),
             "{text}"

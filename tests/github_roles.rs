@@ -10,7 +10,7 @@ use serde_json::json;
 use std::sync::{Arc, Mutex};
 use switchboard_e2e::{
     AuthorizeRequest, Broker, Browser, PluginDir, TokenReply, WEB_APP, built_plugin, jwt_claims,
-    sha256_hex,
+    jwt_stable_claims, sha256_hex,
 };
 use switchboard_provider_testkit::server::{FakeRequest, FakeResponse, FakeServer};
 use url::Url;
@@ -183,26 +183,6 @@ async fn a_github_team_becomes_a_role_in_the_apps_tokens_and_leaves_with_the_tea
     );
 }
 
-/// Claims that differ at every login, whatever the provider.
-const PER_LOGIN: &[&str] = &[
-    "iat",
-    "exp",
-    "auth_time",
-    "nonce",
-    "jti",
-    "sid",
-    "at_hash",
-    "gid",
-];
-
-fn stable_claims(token: &str) -> serde_json::Value {
-    let mut claims = jwt_claims(token);
-    for name in PER_LOGIN {
-        claims.as_object_mut().unwrap().remove(*name);
-    }
-    claims
-}
-
 #[tokio::test]
 async fn the_github_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_in() {
     let state = Arc::new(Mutex::new(Octocat {
@@ -226,12 +206,12 @@ async fn the_github_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_i
     let after = log_in_with_github(&broker).await;
 
     assert_eq!(
-        stable_claims(before.id_token()),
-        stable_claims(after.id_token())
+        jwt_stable_claims(before.id_token()),
+        jwt_stable_claims(after.id_token())
     );
     assert_eq!(
-        stable_claims(before.access_token()),
-        stable_claims(after.access_token())
+        jwt_stable_claims(before.access_token()),
+        jwt_stable_claims(after.access_token())
     );
     assert_eq!(jwt_claims(after.id_token())["roles"], json!(["core-dev"]));
 

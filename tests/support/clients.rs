@@ -346,3 +346,26 @@ pub fn jwt_header(token: &str) -> serde_json::Value {
 pub fn jwt_claims(token: &str) -> serde_json::Value {
     jwt_part(token, 1)
 }
+
+/// A JWT's claims without those that differ at every login (times, nonces, ids of
+/// the session and grant): what two logins of the same person must agree on.
+pub fn jwt_stable_claims(token: &str) -> serde_json::Value {
+    const PER_LOGIN: &[&str] = &[
+        "iat",
+        "exp",
+        "nbf",
+        "auth_time",
+        "nonce",
+        "jti",
+        "sid",
+        "at_hash",
+        "gid",
+    ];
+    let mut claims = jwt_claims(token);
+    if let Some(map) = claims.as_object_mut() {
+        for name in PER_LOGIN {
+            map.remove(*name);
+        }
+    }
+    claims
+}

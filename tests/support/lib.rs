@@ -23,10 +23,11 @@ pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspac
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value};
 pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
-    TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header,
+    TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header, jwt_stable_claims,
 };
 pub use plugins::{
-    PluginDir, built_plugin, descriptor_offset, plugin_section, replace_bytes, sha256_hex,
+    PluginDir, built_plugin, descriptor_offset, inspect_plugin, plugin_section, replace_bytes,
+    sha256_hex,
 };
 pub use relying_party::{RelyingParty, RpClient};
 

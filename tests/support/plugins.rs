@@ -5,7 +5,7 @@
 //! test plugin with the workspace, and each built-in provider crate with
 //! `cargo rustc -p switchboard-<name> --lib --crate-type cdylib --features cdylib`.
 
-use crate::broker::workspace_root;
+use crate::broker::{broker_command, workspace_root};
 use object::{Object, ObjectSection, ObjectSymbol};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -116,4 +116,18 @@ pub fn replace_bytes(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
     }
     assert!(found, "the patched bytes occur in the file");
     out
+}
+
+/// Runs `broker plugin inspect PATH`: what it printed on success, or its error text.
+pub fn inspect_plugin(path: &Path) -> Result<String, String> {
+    let out = broker_command()
+        .args(["plugin", "inspect"])
+        .arg(path)
+        .output()
+        .expect("run broker plugin inspect");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }

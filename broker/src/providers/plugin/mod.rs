@@ -167,3 +167,78 @@ impl ProviderFactory for PluginFactory {
         Ok(Arc::new(provider))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+    use serde_json::json;
+
+    fn create(options: serde_json::Value, dev_mode: bool) -> String {
+        PluginFactory::new(Duration::from_secs(5))
+            .create(ProviderContext::new("team", options, dev_mode))
+            .map(|_| "created".to_owned())
+            .unwrap_or_else(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_pin_is_required_outside_dev_mode() {
+        let err = create(json!({"library": "/x/liba.so"}), false);
+        assert!(err.contains("providers.team.sha256: required"), "{err}");
+        let err = create(json!({"library": "/x/liba.so", "unpinned": true}), false);
+        assert!(
+            err.contains("providers.team.unpinned: allowed only with dev_mode"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_pin_must_be_a_sha256_and_not_come_with_unpinned() {
+        let err = create(json!({"library": "/x/liba.so", "sha256": "abc"}), false);
+        assert!(
+            err.contains("providers.team.sha256: must be 64 hex digits"),
+            "{err}"
+        );
+        let pin = "a".repeat(64);
+        let err = create(
+            json!({"library": "/x/liba.so", "sha256": pin, "unpinned": true}),
+            true,
+        );
+        assert!(err.contains("either sha256 or unpinned"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_limits_are_refused_by_name() {
+        let pin = "a".repeat(64);
+        let err = create(
+            json!({"library": "/x/liba.so", "sha256": pin, "libary": 1}),
+            false,
+        );
+        assert!(err.contains("unknown field `libary`"), "{err}");
+        let err = create(
+            json!({"library": "/x/liba.so", "sha256": pin, "call_timeout": "soon"}),
+            false,
+        );
+        assert!(err.contains("providers.team.call_timeout"), "{err}");
+        let err = create(
+            json!({"library": "/x/liba.so", "sha256": pin, "max_in_flight": 0}),
+            false,
+        );
+        assert!(
+            err.contains("providers.team.max_in_flight: must be at least 1"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unpinned_file_in_dev_mode_is_still_checked() {
+        let err = create(
+            json!({"library": "/nonexistent/liba.so", "unpinned": true}),
+            true,
+        );
+        assert!(
+            err.contains("providers.team.library: plugin /nonexistent/liba.so: cannot open"),
+            "{err}"
+        );
+    }
+}
