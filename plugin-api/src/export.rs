@@ -1,13 +1,59 @@
 //! The author side of the dynamic-plugin ABI (see [`crate::abi`]).
 //!
-//! A plugin crate with `crate-type = ["cdylib", "rlib"]` writes one line:
+//! A plugin crate with `crate-type = ["cdylib", "rlib"]` implements the provider
+//! traits and writes one `export_plugin!`. This is a complete plugin (the README's
+//! minimal example, compiled here so it stays true):
 //!
-//! ```ignore
-//! switchboard_plugin_api::export_plugin! {
-//!     name: "htpasswd",
-//!     factory: HtpasswdFactory,
-//!     capabilities: [password, refresh],
+//! ```
+//! use serde::Deserialize;
+//! use std::sync::Arc;
+//! use switchboard_plugin_api::*;
+//!
+//! #[derive(Debug, Deserialize)]
+//! #[serde(deny_unknown_fields)]
+//! struct Config {
+//!     password: String,
 //! }
+//!
+//! #[derive(Debug)]
+//! struct Acme {
+//!     password: String,
+//! }
+//!
+//! #[async_trait::async_trait]
+//! impl PasswordLogin for Acme {
+//!     async fn authenticate(&self, r: PasswordRequest) -> Result<Identity, ProviderError> {
+//!         if r.password.expose() != self.password {
+//!             return Err(ProviderError::InvalidCredentials);
+//!         }
+//!         Ok(Identity::new(format!("acme-{}", r.username)).with_username(r.username))
+//!     }
+//! }
+//!
+//! impl Provider for Acme {
+//!     fn password(&self) -> Option<&dyn PasswordLogin> {
+//!         Some(self)
+//!     }
+//! }
+//!
+//! struct AcmeFactory;
+//!
+//! impl ProviderFactory for AcmeFactory {
+//!     fn provider_type(&self) -> &str {
+//!         "acme"
+//!     }
+//!     fn create(&self, ctx: ProviderContext) -> Result<Arc<dyn Provider>, ProviderError> {
+//!         let config: Config = ctx.parse_config()?;
+//!         Ok(Arc::new(Acme { password: config.password }))
+//!     }
+//! }
+//!
+//! switchboard_plugin_api::export_plugin! {
+//!     name: "acme",
+//!     factory: AcmeFactory,
+//!     capabilities: [password],
+//! }
+//! # fn main() {}
 //! ```
 //!
 //! and gets the exported descriptor and the shims behind it. Each instance runs on its
