@@ -11,9 +11,9 @@ use switchboard_e2e::{
 };
 
 /// `jwks_cache_lifetime` of the test broker.
-const JWKS_CACHE_LIFETIME: Duration = Duration::from_secs(2);
-/// How long the test watches: enough for two rotations of 8 s after a slow start.
-const WATCH: Duration = Duration::from_secs(30);
+const JWKS_CACHE_LIFETIME: Duration = Duration::from_secs(3);
+/// How long the test watches: enough for two rotations of 12 s after a slow start.
+const WATCH: Duration = Duration::from_secs(45);
 const POLL: Duration = Duration::from_millis(200);
 
 fn kid(token: &str) -> String {
@@ -27,8 +27,8 @@ fn kid(token: &str) -> String {
 #[tokio::test]
 async fn rotation_prepublishes_the_next_key_and_keeps_old_tokens_verifiable() {
     let broker = Broker::setup()
-        .tokens("key_rotation_period = \"8s\"")
-        .tokens("jwks_cache_lifetime = \"2s\"")
+        .tokens("key_rotation_period = \"12s\"")
+        .tokens("jwks_cache_lifetime = \"3s\"")
         .start()
         .await;
     let browser = Browser::new(&broker);
