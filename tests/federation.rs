@@ -8,7 +8,10 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
-use switchboard_e2e::{AuthorizeRequest, Broker, Browser, WEB_APP, free_port, jwt_claims};
+use switchboard_e2e::{
+    AuthorizeRequest, Broker, Browser, PluginDir, WEB_APP, as_plugin_section, built_plugin,
+    free_port, jwt_claims,
+};
 use switchboard_provider_testkit::browser::{Browser as UpstreamBrowser, Choice};
 use switchboard_provider_testkit::peer::{OidcPeer, PeerOptions};
 use switchboard_provider_testkit::require_peer;
@@ -163,6 +166,41 @@ async fn generic_oidc_login_gives_normalised_verified_tokens_and_refreshes_upstr
         jwt_claims(again["id_token"].as_str().unwrap())["sub"],
         id["sub"]
     );
+}
+
+#[tokio::test]
+async fn the_oidc_provider_built_as_a_plugin_logs_in_through_the_certified_op() {
+    require_peer!();
+    let mut options = PeerOptions::new("unused");
+    options.accounts = json!({ "alice": { "groups": ["staff"], "name": "Alice A" } });
+    let plugins = PluginDir::new();
+    let library = plugins.install("liboidc.so", &built_plugin("switchboard_oidc"));
+    let f = federation("corp", options, |peer| {
+        as_plugin_section(&oidc_section(peer), &library)
+    })
+    .await;
+    assert!(
+        f.broker.log().contains("plugin loaded"),
+        "{}",
+        f.broker.log()
+    );
+
+    let tokens = f.log_in("alice").await;
+    let id = f
+        .broker
+        .verify_with_jwks(tokens["id_token"].as_str().unwrap())
+        .await;
+    assert_eq!(id["email"], "alice@example.com");
+    assert_eq!(id["email_verified"], true);
+    assert_eq!(id["groups"], json!(["corp/staff"]));
+
+    // Refresh goes upstream through the plugin, with the sealed upstream refresh token.
+    let refreshed = f
+        .broker
+        .refresh(&WEB_APP, tokens["refresh_token"].as_str().unwrap())
+        .await;
+    refreshed.assert_ok();
+    assert_eq!(jwt_claims(refreshed.id_token())["sub"], id["sub"]);
 }
 
 #[tokio::test]

@@ -9,8 +9,8 @@
 use serde_json::json;
 use std::sync::{Arc, Mutex};
 use switchboard_e2e::{
-    AuthorizeRequest, Broker, Browser, PluginDir, TokenReply, WEB_APP, built_plugin, jwt_claims,
-    jwt_stable_claims, sha256_hex,
+    AuthorizeRequest, Broker, Browser, PluginDir, TokenReply, WEB_APP, as_plugin_section,
+    built_plugin, jwt_claims, jwt_stable_claims,
 };
 use switchboard_provider_testkit::server::{FakeRequest, FakeResponse, FakeServer};
 use url::Url;
@@ -114,17 +114,6 @@ fn linked_section(origin: &str) -> String {
     )
 }
 
-/// The same provider loaded from the github crate built as a plugin.
-fn loaded_section(origin: &str, library: &std::path::Path) -> String {
-    let digest = sha256_hex(&std::fs::read(library).unwrap());
-    format!(
-        "[providers.github]\ntype = \"plugin\"\nlibrary = {:?}\nsha256 = {digest:?}\n\
-         [providers.github.config]\n{}\n\n{ROLE_RULES}",
-        library.display().to_string(),
-        github_keys(origin)
-    )
-}
-
 async fn start_github(state: &Arc<Mutex<Octocat>>) -> FakeServer {
     let s = state.clone();
     FakeServer::start(move |req| handle(&s, req)).await
@@ -199,7 +188,7 @@ async fn the_github_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_i
     let before = log_in_with_github(&broker).await;
     broker
         .restart_with_config(|config| {
-            config.replace(&linked, &loaded_section(&github.origin(), &library))
+            config.replace(&linked, &as_plugin_section(&linked, &library))
         })
         .await;
     assert!(broker.log().contains("plugin loaded"), "{}", broker.log());

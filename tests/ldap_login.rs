@@ -9,7 +9,10 @@
 mod slapd;
 
 use reqwest::StatusCode;
-use switchboard_e2e::{AuthorizeRequest, Broker, Browser, Landing, WEB_APP, jwt_claims};
+use switchboard_e2e::{
+    AuthorizeRequest, Broker, Browser, Landing, PluginDir, WEB_APP, as_plugin_section,
+    built_plugin, jwt_claims,
+};
 
 fn ldap_section(url: &str) -> String {
     format!(
@@ -177,4 +180,60 @@ async fn a_stopped_directory_fails_its_logins_clearly_and_local_logins_keep_work
     let again = Browser::new(&broker);
     let (_, landing) = ldap_login(&broker, &again, "ada", slapd::ADA.password).await;
     landing.expect_client().code();
+}
+
+#[tokio::test]
+async fn the_ldap_provider_built_as_a_plugin_logs_in_and_sees_directory_changes() {
+    let Some(directory) = slapd::Slapd::start() else {
+        eprintln!("SKIPPED: slapd is not installed (scripts/test installs it)");
+        return;
+    };
+    let plugins = PluginDir::new();
+    let library = plugins.install("libldap.so", &built_plugin("switchboard_ldap"));
+    let broker = Broker::setup()
+        .extra(&as_plugin_section(
+            &ldap_section(&directory.url()),
+            &library,
+        ))
+        .start()
+        .await;
+    assert!(broker.log().contains("plugin loaded"), "{}", broker.log());
+
+    let browser = Browser::new(&broker);
+    let (request, landing) = ldap_login(&broker, &browser, "ada", slapd::ADA.password).await;
+    let code = landing.expect_client().code().to_string();
+    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+    tokens.assert_ok();
+    let groups = jwt_claims(tokens.id_token())["groups"].clone();
+    assert!(
+        groups
+            .as_array()
+            .unwrap()
+            .contains(&"corp/engineering".into()),
+        "{groups}"
+    );
+
+    // The loaded provider's refresh searches the directory again.
+    directory
+        .admin()
+        .await
+        .remove_member("engineering", "ada")
+        .await;
+    let refreshed = broker.refresh(&WEB_APP, tokens.refresh_token()).await;
+    refreshed.assert_ok();
+    let groups = jwt_claims(refreshed.id_token())["groups"].clone();
+    assert!(
+        !groups
+            .as_array()
+            .unwrap()
+            .contains(&"corp/engineering".into()),
+        "{groups}"
+    );
+
+    // A wrong password through the plugin is the ordinary refusal.
+    let (_, landing) = ldap_login(&broker, &Browser::new(&broker), "ada", "wrong").await;
+    let Landing::LoginForm(form) = landing else {
+        panic!("expected the form again")
+    };
+    assert_eq!(form.page.status, StatusCode::UNAUTHORIZED);
 }

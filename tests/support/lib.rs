@@ -26,8 +26,8 @@ pub use clients::{
     TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header, jwt_stable_claims,
 };
 pub use plugins::{
-    PluginDir, built_plugin, descriptor_offset, inspect_plugin, plugin_section, replace_bytes,
-    sha256_hex,
+    PluginDir, as_plugin_section, built_plugin, descriptor_offset, inspect_plugin, plugin_section,
+    replace_bytes, sha256_hex,
 };
 pub use relying_party::{RelyingParty, RpClient};
 

@@ -131,3 +131,49 @@ pub fn inspect_plugin(path: &Path) -> Result<String, String> {
         Err(String::from_utf8_lossy(&out.stderr).into_owned())
     }
 }
+
+/// Keys of a provider table that belong to the broker, not to the provider.
+const BROKER_KEYS: &[&str] = &[
+    "type",
+    "name",
+    "registration",
+    "sync",
+    "trust_email",
+    "link_by_verified_email",
+];
+
+/// `section` (a built-in provider's `[providers.ID]` table, possibly followed by other
+/// tables) rewritten to load the same provider from `library`: the broker's keys stay,
+/// `type` becomes `"plugin"` with the pin, and the provider's own keys move under
+/// `[providers.ID.config]`.
+pub fn as_plugin_section(section: &str, library: &Path) -> String {
+    let mut lines = section.lines();
+    let header = lines.next().expect("a [providers.ID] header");
+    let id = header
+        .strip_prefix("[providers.")
+        .and_then(|rest| rest.strip_suffix(']'))
+        .expect("a [providers.ID] header");
+    let digest = sha256_hex(&std::fs::read(library).expect("read the plugin"));
+    let mut broker = vec![
+        header.to_owned(),
+        "type = \"plugin\"".to_owned(),
+        format!("library = {:?}", library.display().to_string()),
+        format!("sha256 = {digest:?}"),
+    ];
+    let mut own = vec![format!("[providers.{id}.config]")];
+    let mut rest = Vec::new();
+    for line in lines.by_ref() {
+        if line.trim_start().starts_with('[') {
+            rest.push(line.to_owned());
+            break;
+        }
+        let key = line.split('=').next().unwrap_or_default().trim();
+        match key {
+            "type" => {}
+            k if BROKER_KEYS.contains(&k) => broker.push(line.to_owned()),
+            _ => own.push(line.to_owned()),
+        }
+    }
+    rest.extend(lines.map(str::to_owned));
+    [broker, own, rest].concat().join("\n")
+}
