@@ -68,7 +68,13 @@ async fn plugin_faults_at_run_time_fail_only_that_login() {
     let dir = PluginDir::new();
     let broker = faulty_broker(&dir).await;
 
-    for fault in ["panic-sync", "panic-async", "garbage", "wrong-shape"] {
+    for fault in [
+        "panic-sync",
+        "panic-async",
+        "garbage",
+        "wrong-shape",
+        "huge",
+    ] {
         let (_, landing) = submit_login(&broker, "faulty", fault, "right").await;
         assert_unavailable(landing, fault);
     }
@@ -147,6 +153,7 @@ async fn plugin_faults_at_run_time_fail_only_that_login() {
     assert!(log.contains("plugin panicked"), "{log}");
     assert!(log.contains("plugin call timed out; cancelled"), "{log}");
     assert!(log.contains("unknown or already finished"), "{log}");
+    assert!(log.contains("plugin answer too large"), "{log}");
     // The plugin's own tracing event reaches the broker's log inside the request's span.
     let forwarded = log
         .lines()

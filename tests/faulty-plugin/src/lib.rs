@@ -6,6 +6,7 @@
 //! - `hang`: never answers (the host must time out and cancel);
 //! - `garbage`: answers "success" with bytes that are not JSON;
 //! - `wrong-shape`: answers "success" with JSON that is not an identity;
+//! - `huge`: answers with 2 MiB (over the host's limit);
 //! - `twice`: answers twice (the second must be ignored);
 //! - `stray`: first answers a call id nobody made, then answers properly;
 //! - anything else: a well-behaved login, password `right`.
@@ -135,6 +136,10 @@ unsafe extern "C" fn faulty_call(
         let good = |name: &str| serde_json::to_vec(&identity(name)).unwrap_or_default();
         match username.as_str() {
             "panic-sync" => panic!("faulty plugin: panic while starting a call"),
+            "huge" => {
+                host.complete(call_id, status::OK, &vec![b' '; 2 * 1024 * 1024]);
+                status::OK
+            }
             "garbage" => {
                 host.complete(call_id, status::OK, b"{\"subject\": tru\xff");
                 status::OK

@@ -27,6 +27,12 @@ use switchboard_plugin_api::{
 use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroize;
 
+/// Larger answers are refused: no login needs them, and a runaway plugin must not make
+/// the broker copy gigabytes.
+const MAX_ANSWER_BYTES: usize = 1024 * 1024;
+/// Longer log messages from a plugin are cut.
+const MAX_LOG_BYTES: usize = 16 * 1024;
+
 /// Call ids are unique in the process, so a stray completion can never reach
 /// another provider's call.
 static NEXT_CALL_ID: AtomicU64 = AtomicU64::new(1);
@@ -36,6 +42,9 @@ struct Completion {
     status: i32,
     body: Vec<u8>,
 }
+
+/// The host's own status for an answer over [`MAX_ANSWER_BYTES`] (outside the ABI's).
+const ANSWER_TOO_LARGE: i32 = -1;
 
 struct PendingCall {
     reply: oneshot::Sender<Completion>,
@@ -95,10 +104,18 @@ unsafe extern "C" fn complete_call(
             );
             return;
         };
-        // SAFETY: the plugin lends `len` bytes at `body` for this callback.
-        let body = unsafe { copied(body, len) };
+        let completion = if len > MAX_ANSWER_BYTES {
+            Completion {
+                status: ANSWER_TOO_LARGE,
+                body: Vec::new(),
+            }
+        } else {
+            // SAFETY: the plugin lends `len` bytes at `body` for this callback.
+            let body = unsafe { copied(body, len) };
+            Completion { status, body }
+        };
         // The waiter may have just given up; then nobody wants the answer.
-        let _ = pending.reply.send(Completion { status, body });
+        let _ = pending.reply.send(completion);
     }));
 }
 
@@ -117,8 +134,12 @@ unsafe extern "C" fn log_event(
             return;
         };
         // SAFETY: the plugin lends both buffers for this callback.
-        let (target, message) =
-            unsafe { (copied(target, target_len), copied(message, message_len)) };
+        let (target, message) = unsafe {
+            (
+                copied(target, target_len.min(256)),
+                copied(message, message_len.min(MAX_LOG_BYTES)),
+            )
+        };
         let target = String::from_utf8_lossy(&target);
         let message = String::from_utf8_lossy(&message);
         let span = lock(&host.pending)
@@ -381,6 +402,10 @@ impl PluginProvider {
                 let message = String::from_utf8_lossy(&completion.body);
                 tracing::error!(plugin = %self.library.info.name, panic = %message, "plugin panicked");
                 Err(fault("panicked".into()))
+            }
+            ANSWER_TOO_LARGE => {
+                tracing::error!(plugin = %self.library.info.name, limit = MAX_ANSWER_BYTES, "plugin answer too large");
+                Err(fault("answered more than the size limit".into()))
             }
             other => Err(fault(format!("failed with status {other}"))),
         }
