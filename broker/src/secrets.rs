@@ -70,7 +70,12 @@ pub fn random_id() -> Result<String, SecretsError> {
 
 /// SHA-256 as lowercase hex: how bearer secrets are stored and logged (a prefix).
 pub fn hash_secret(secret: &str) -> String {
-    hex(digest(&SHA256, secret.as_bytes()).as_ref())
+    sha256_hex(secret.as_bytes())
+}
+
+/// SHA-256 of any bytes as lowercase hex (file pins, stored hashes).
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex(digest(&SHA256, bytes).as_ref())
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -271,6 +271,20 @@ pub fn field_str(field: &[u8]) -> Option<&str> {
     std::str::from_utf8(&field[..end]).ok()
 }
 
+/// The bytes the other side lends for the duration of one call (empty for null).
+///
+/// # Safety
+/// `ptr` must be null or point to `len` readable bytes that stay valid and unchanged
+/// for the returned lifetime: the call or callback they were passed to.
+pub unsafe fn lent_bytes<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
+    if ptr.is_null() || len == 0 {
+        &[]
+    } else {
+        // SAFETY: the caller promises `len` readable bytes at `ptr`.
+        unsafe { std::slice::from_raw_parts(ptr, len) }
+    }
+}
+
 /// The compiler that built this crate, and so the plugin that links it.
 pub const COMPILER: &str = env!("SWITCHBOARD_RUSTC_VERSION");
 

@@ -262,7 +262,7 @@ pub unsafe fn create<F: ProviderFactory>(
         }
         let host = Host(*table);
         // SAFETY: the host lends `config_len` bytes at `config` for this call.
-        let context = unsafe { borrowed(config, config_len) };
+        let context = unsafe { abi::lent_bytes(config, config_len) };
         let context: ProviderContext = serde_json::from_slice(context)
             .map_err(|e| (status::BAD_REQUEST, e.to_string().into_bytes()))?;
         let dispatch = tracing::Dispatch::new(Forwarder {
@@ -331,7 +331,7 @@ pub unsafe extern "C" fn call(
             return status::UNSUPPORTED;
         };
         // SAFETY: the host lends `request_len` bytes at `request` for this call.
-        let body = unsafe { borrowed(request, request_len) }.to_vec();
+        let body = unsafe { abi::lent_bytes(request, request_len) }.to_vec();
         let work = match operation_future(instance.provider.clone(), operation, body) {
             Ok(work) => work,
             Err(status) => return status,
@@ -437,19 +437,6 @@ pub unsafe extern "C" fn destroy(instance: *mut c_void) {
         let Instance { runtime, .. } = *instance;
         runtime.shutdown_background();
     })
-}
-
-/// Borrowed bytes from the other side, empty for a null pointer.
-///
-/// # Safety
-/// `ptr` must point to `len` readable bytes for the returned lifetime, or be null.
-unsafe fn borrowed<'a>(ptr: *const u8, len: usize) -> &'a [u8] {
-    if ptr.is_null() || len == 0 {
-        &[]
-    } else {
-        // SAFETY: the caller promises `len` readable bytes at `ptr`.
-        unsafe { std::slice::from_raw_parts(ptr, len) }
-    }
 }
 
 /// Parses a request and wipes its bytes, which may hold a password.
@@ -646,7 +633,7 @@ mod tests {
         len: usize,
     ) {
         let sender = unsafe { &*ctx.cast::<Mutex<mpsc::Sender<Received>>>() };
-        let body = unsafe { borrowed(body, len) }.to_vec();
+        let body = unsafe { abi::lent_bytes(body, len) }.to_vec();
         let _ = lock(sender).send(Received::Completed(call_id, status, body));
     }
 
@@ -660,13 +647,14 @@ mod tests {
         message_len: usize,
     ) {
         let sender = unsafe { &*ctx.cast::<Mutex<mpsc::Sender<Received>>>() };
-        let text = String::from_utf8_lossy(unsafe { borrowed(message, message_len) }).into_owned();
+        let text =
+            String::from_utf8_lossy(unsafe { abi::lent_bytes(message, message_len) }).into_owned();
         let _ = lock(sender).send(Received::Logged(call_id, text));
     }
 
     unsafe extern "C" fn on_reply(ctx: *mut c_void, status: i32, body: *const u8, len: usize) {
         let slot = unsafe { &mut *ctx.cast::<Option<(i32, Vec<u8>)>>() };
-        *slot = Some((status, unsafe { borrowed(body, len) }.to_vec()));
+        *slot = Some((status, unsafe { abi::lent_bytes(body, len) }.to_vec()));
     }
 
     struct Harness {

@@ -115,12 +115,8 @@ unsafe extern "C" fn faulty_call(
     request_len: usize,
 ) -> i32 {
     export::guard(status::PANIC, || {
-        let bytes = if request.is_null() {
-            &[][..]
-        } else {
-            // SAFETY: the host lends `request_len` bytes for this call.
-            unsafe { std::slice::from_raw_parts(request, request_len) }
-        };
+        // SAFETY: the host lends `request_len` bytes for this call.
+        let bytes = unsafe { abi::lent_bytes(request, request_len) };
         let username = serde_json::from_slice::<serde_json::Value>(bytes)
             .ok()
             .and_then(|v| {

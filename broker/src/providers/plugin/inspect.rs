@@ -126,7 +126,7 @@ pub fn inspect(path: &Path, pin: Option<&str>) -> Result<InspectedFile, InspectE
         reason,
     };
     let bytes = read_owner_only(path).map_err(refuse)?;
-    let sha256 = hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &bytes).as_ref());
+    let sha256 = crate::secrets::sha256_hex(&bytes);
     if let Some(expected) = pin
         && !expected.eq_ignore_ascii_case(&sha256)
     {
@@ -292,10 +292,6 @@ fn descriptor_bytes<'a>(file: &object::File<'a>, address: u64) -> Result<&'a [u8
         .map_err(|_| Refusal::BadDescriptor("offset out of range".into()))?;
     data.get(start..start + offsets::PLAIN_DATA_END)
         .ok_or_else(|| Refusal::BadDescriptor("truncated".into()))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]

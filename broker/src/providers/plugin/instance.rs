@@ -70,17 +70,13 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Copies bytes lent by the plugin.
+/// Copies bytes lent by the plugin for one callback.
 ///
 /// # Safety
-/// `ptr` must point to `len` readable bytes, or be null.
+/// As for [`abi::lent_bytes`].
 unsafe fn copied(ptr: *const u8, len: usize) -> Vec<u8> {
-    if ptr.is_null() || len == 0 {
-        Vec::new()
-    } else {
-        // SAFETY: the ABI lends `len` bytes at `ptr` for the duration of the callback.
-        unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec()
-    }
+    // SAFETY: the caller passes what the plugin lent for this callback.
+    unsafe { abi::lent_bytes(ptr, len) }.to_vec()
 }
 
 unsafe extern "C" fn complete_call(

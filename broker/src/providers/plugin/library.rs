@@ -9,7 +9,7 @@
 #![allow(unsafe_code)] // dlopen and the descriptor pointer are the unsafe edge
 
 use super::inspect::{InspectedFile, PluginInfo, Refusal};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::ffi::CStr;
 use std::io::Write;
 use std::os::fd::{AsRawFd, FromRawFd};
@@ -39,12 +39,11 @@ pub struct LoadedLibrary {
 }
 
 /// Loaded libraries by sha256: two providers using one file share one copy.
-static LOADED: Mutex<Option<HashMap<String, &'static LoadedLibrary>>> = Mutex::new(None);
+static LOADED: Mutex<BTreeMap<String, &'static LoadedLibrary>> = Mutex::new(BTreeMap::new());
 
 /// Loads the inspected bytes, or returns the copy already loaded.
 pub fn load(file: InspectedFile) -> Result<&'static LoadedLibrary, LoadFailure> {
     let mut loaded = LOADED.lock().unwrap_or_else(PoisonError::into_inner);
-    let loaded = loaded.get_or_insert_with(HashMap::new);
     if let Some(library) = loaded.get(&file.info.sha256) {
         return Ok(library);
     }
