@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use switchboard_e2e::{
-    ADMIN, AuthorizeRequest, Broker, Browser, Landing, PluginDir, WEB_APP, built_plugin,
-    descriptor_offset, inspect_plugin, jwt_claims, jwt_stable_claims, plugin_section,
+    ADMIN, AuthorizeRequest, Broker, Browser, Landing, PluginDir, TokenReply, WEB_APP,
+    built_plugin, descriptor_offset, inspect_plugin, jwt_claims, jwt_stable_claims, plugin_section,
     replace_bytes,
 };
 
@@ -38,6 +38,20 @@ async fn submit_login(
     );
     let landing = browser.submit(&form, username, password).await;
     (request, landing)
+}
+
+/// A password login through `provider` that must succeed: the redeemed tokens.
+async fn login_tokens(
+    broker: &Broker,
+    provider: &str,
+    username: &str,
+    password: &str,
+) -> TokenReply {
+    let (request, landing) = submit_login(broker, provider, username, password).await;
+    let code = landing.expect_client().code().to_owned();
+    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+    tokens.assert_ok();
+    tokens
 }
 
 fn assert_unavailable(landing: Landing, what: &str) {
@@ -90,27 +104,17 @@ async fn plugin_faults_at_run_time_fail_only_that_login() {
         }
     };
     let meanwhile = async {
-        let (request, landing) =
-            submit_login(&broker, "local", ADMIN.username, ADMIN.password).await;
-        let code = landing.expect_client().code().to_owned();
-        let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
-        tokens.assert_ok();
+        let tokens = login_tokens(&broker, "local", ADMIN.username, ADMIN.password).await;
         assert_eq!(jwt_claims(tokens.id_token())["sub"], ADMIN.id);
     };
     tokio::join!(hanging, meanwhile);
 
     // Two answers to one call: the first counts, the second is ignored.
-    let (request, landing) = submit_login(&broker, "faulty", "twice", "right").await;
-    let code = landing.expect_client().code().to_owned();
-    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
-    tokens.assert_ok();
+    let tokens = login_tokens(&broker, "faulty", "twice", "right").await;
     assert_eq!(jwt_claims(tokens.id_token())["preferred_username"], "twice");
 
     // An answer to a call nobody made is ignored; the real answer still arrives.
-    let (request, landing) = submit_login(&broker, "faulty", "stray", "right").await;
-    let code = landing.expect_client().code().to_owned();
-    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
-    tokens.assert_ok();
+    let tokens = login_tokens(&broker, "faulty", "stray", "right").await;
     let claims = jwt_claims(tokens.id_token());
     assert_eq!(claims["preferred_username"], "stray");
     assert_eq!(claims["groups"], serde_json::json!(["faulty/faulty"]));
@@ -400,10 +404,7 @@ async fn htpasswd_plugin_logs_people_in_and_refresh_follows_the_file() {
         .start()
         .await;
 
-    let (request, landing) = submit_login(&broker, "team", "alice", ADMIN.password).await;
-    let code = landing.expect_client().code().to_owned();
-    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
-    tokens.assert_ok();
+    let tokens = login_tokens(&broker, "team", "alice", ADMIN.password).await;
     let claims = jwt_claims(tokens.id_token());
     assert_eq!(claims["preferred_username"], "alice");
     assert_eq!(claims["groups"], serde_json::json!(["team/admins"]));
@@ -590,15 +591,7 @@ async fn a_call_beyond_the_in_flight_bound_fails_at_once_and_a_timed_out_call_is
     };
     let meanwhile = async {
         // The plugin's own log line says the hanging call has started.
-        let started = std::time::Instant::now();
-        while !broker.log().contains("username=hang") {
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "{}",
-                broker.log()
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
+        broker.wait_for_log("username=hang").await;
         let (_, landing) = submit_login(&broker, "narrow", "carol", "right").await;
         assert_unavailable(landing, "a call beyond max_in_flight = 1 fails at once");
     };
@@ -608,21 +601,8 @@ async fn a_call_beyond_the_in_flight_bound_fails_at_once_and_a_timed_out_call_is
     assert!(log.contains("plugin call timed out; cancelled"), "{log}");
 
     // The cancel reached the plugin (its task was dropped), and the slot is free again.
-    let cancelled = std::time::Instant::now();
-    while !broker.log().contains("the hanging call was cancelled") {
-        assert!(
-            cancelled.elapsed() < std::time::Duration::from_secs(10),
-            "{}",
-            broker.log()
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let (request, landing) = submit_login(&broker, "narrow", "carol", "right").await;
-    let code = landing.expect_client().code().to_owned();
-    broker
-        .redeem(&WEB_APP, &code, request.verifier())
-        .await
-        .assert_ok();
+    broker.wait_for_log("the hanging call was cancelled").await;
+    login_tokens(&broker, "narrow", "carol", "right").await;
 }
 
 #[tokio::test]
@@ -705,10 +685,6 @@ hash = "$argon2id$v=19$m=19456,t=2,p=1$dL0uCXJvWII5FsUebB5CmA$Bba2qKpU1xbYlyVtuW
     );
 
     // The loaded local provider logs its static user in.
-    let (request, landing) =
-        submit_login(&broker, "dyn-local", "plugin@example.com", ADMIN.password).await;
-    let code = landing.expect_client().code().to_owned();
-    let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
-    tokens.assert_ok();
+    let tokens = login_tokens(&broker, "dyn-local", "plugin@example.com", ADMIN.password).await;
     assert_eq!(jwt_claims(tokens.id_token())["email"], "plugin@example.com");
 }
