@@ -26,9 +26,12 @@ use std::sync::Arc;
 use zeroize::Zeroize;
 
 pub mod abi;
+pub mod claims;
 #[cfg(feature = "export")]
 pub mod export;
 pub mod secret;
+
+pub use claims::{ClaimPath, ClaimPathError};
 
 /// Version of this crate, recorded by plugins for diagnostics.
 pub const API_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -162,6 +165,30 @@ pub enum ProviderError {
         /// `redirect`, `password` or `refresh`.
         capability: String,
     },
+}
+
+impl ProviderError {
+    /// The person may not log in; `reason` is shown to them.
+    pub fn denied(reason: impl Into<String>) -> Self {
+        ProviderError::Denied {
+            reason: reason.into(),
+        }
+    }
+
+    /// The upstream answered something that breaks the protocol; `detail` is logged.
+    pub fn protocol(detail: impl Into<String>) -> Self {
+        ProviderError::UpstreamProtocol {
+            detail: detail.into(),
+        }
+    }
+
+    /// The upstream could not be reached, timed out or is overloaded; `detail` is
+    /// logged.
+    pub fn unavailable(detail: impl Into<String>) -> Self {
+        ProviderError::UpstreamUnavailable {
+            detail: detail.into(),
+        }
+    }
 }
 
 /// A password that never prints and is wiped from memory when dropped.
@@ -475,6 +502,28 @@ mod tests {
         assert_eq!(json, r#"{"kind":"denied","reason":"not in group"}"#);
         let back: ProviderError = serde_json::from_str(&json).unwrap();
         assert_eq!(back, e);
+    }
+
+    #[test]
+    fn constructors_build_the_variants_whose_wire_form_is_unchanged() {
+        let cases = [
+            (
+                ProviderError::denied("not in group"),
+                r#"{"kind":"denied","reason":"not in group"}"#,
+            ),
+            (
+                ProviderError::protocol("bad signature"),
+                r#"{"kind":"upstream_protocol","detail":"bad signature"}"#,
+            ),
+            (
+                ProviderError::unavailable(String::from("timed out")),
+                r#"{"kind":"upstream_unavailable","detail":"timed out"}"#,
+            ),
+        ];
+        for (error, wire) in cases {
+            assert_eq!(serde_json::to_string(&error).unwrap(), wire);
+            assert_eq!(serde_json::from_str::<ProviderError>(wire).unwrap(), error);
+        }
     }
 
     #[derive(Debug)]
