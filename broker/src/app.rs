@@ -1,21 +1,21 @@
-//! Assembles a running broker from a validated config: store, master key, signing
-//! keys, providers, pages.
+//! Assembles a running broker from a validated config (store, master key, signing
+//! keys, providers, pages), holds the route table, and runs the server.
 
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, MasterKeySource, StoreSettings};
-use crate::http::AppState;
-use crate::http::pages::Pages;
 use crate::identity::StoreDirectory;
-use crate::providers::ProviderRegistry;
+use crate::providers::{ProviderKind, ProviderRegistry, Subjects};
 use crate::secrets::{MasterKey, SecretsError};
 use crate::sessions::CookiePolicy;
 use crate::store::{SharedStore, SqliteStore};
 use crate::tokens::TokenSigner;
 use crate::tokens::keyring::{Keyring, RotationPolicy};
+use crate::web::middleware::{hsts, request_context};
+use crate::web::{AppState, Pages};
+use actix_web::{App, HttpResponse, HttpServer, web};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use switchboard_local::LocalFactory;
-use switchboard_plugin_api::ProviderFactory;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -91,21 +91,30 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
     let hash_workers = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);
-    let factories: Vec<Arc<dyn ProviderFactory>> = vec![
-        Arc::new(LocalFactory::new(
-            Some(Arc::new(StoreDirectory(store.clone()))),
-            hash_workers,
-        )),
-        Arc::new(switchboard_ldap::LdapFactory::new()),
-        Arc::new(switchboard_oidc::OidcFactory),
-        Arc::new(switchboard_google::GoogleFactory),
-        Arc::new(switchboard_microsoft::MicrosoftFactory),
-        Arc::new(switchboard_github::GitHubFactory),
-        Arc::new(crate::providers::plugin::PluginFactory::new(
+    let kinds = vec![
+        ProviderKind {
+            factory: Arc::new(LocalFactory::new(
+                Some(Arc::new(StoreDirectory(store.clone()))),
+                hash_workers,
+            )),
+            // Local users are the broker's own: their subject is the user id.
+            subjects: Subjects::UserIds,
+        },
+        ProviderKind::upstream(Arc::new(switchboard_ldap::LdapFactory::new())),
+        ProviderKind::upstream(Arc::new(switchboard_oidc::OidcFactory)),
+        ProviderKind::upstream(Arc::new(switchboard_google::GoogleFactory)),
+        ProviderKind::upstream(Arc::new(switchboard_microsoft::MicrosoftFactory)),
+        ProviderKind::upstream(Arc::new(switchboard_github::GitHubFactory)),
+        ProviderKind::upstream(Arc::new(crate::providers::plugin::PluginFactory::new(
             config.login.provider_timeout,
-        )),
+        ))),
     ];
-    let providers = ProviderRegistry::build(&config.providers, &factories, config.dev_mode)?;
+    let providers = ProviderRegistry::build(
+        &config.providers,
+        &kinds,
+        config.dev_mode,
+        config.login.provider_timeout,
+    )?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
     // Redirects off: an outbound call must never be bounced to an address we did not
     // choose (SSRF).
@@ -138,9 +147,9 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
 }
 
 /// Deletes expired rows every few minutes.
-pub fn spawn_garbage_collection(state: &AppState) -> tokio::task::JoinHandle<()> {
-    let store = state.store.clone();
-    let clock = state.clock.clone();
+pub fn spawn_garbage_collection(app: &AppState) -> tokio::task::JoinHandle<()> {
+    let store = app.store.clone();
+    let clock = app.clock.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(std::time::Duration::from_secs(300));
         loop {
@@ -152,4 +161,53 @@ pub fn spawn_garbage_collection(state: &AppState) -> tokio::task::JoinHandle<()>
             }
         }
     })
+}
+
+/// The route table: every endpoint module mounts its own routes here, and only here.
+fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
+    let limit = app.config.max_body_bytes;
+    cfg.app_data(web::Data::new(app.clone()))
+        .app_data(web::FormConfig::default().limit(limit))
+        .app_data(web::PayloadConfig::default().limit(limit))
+        .app_data(web::JsonConfig::default().limit(limit));
+    crate::oidc::routes(cfg);
+    crate::login::routes(cfg);
+    crate::account::routes(cfg);
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz));
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+async fn readyz(app: web::Data<AppState>) -> HttpResponse {
+    match app.keyring.signing_key(app.config.tokens.default_alg) {
+        Ok(_) => HttpResponse::Ok().body("ready"),
+        Err(_) => HttpResponse::ServiceUnavailable().body("no signing key"),
+    }
+}
+
+/// Binds and runs the server until it is stopped.
+pub async fn serve(app: AppState) -> std::io::Result<()> {
+    let listen = app.config.listen;
+    let workers = app.config.workers;
+    let https = app.config.issuer_url.scheme() == "https";
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(actix_web::middleware::Condition::new(
+                https,
+                actix_web::middleware::from_fn(hsts),
+            ))
+            .wrap(actix_web::middleware::from_fn(request_context))
+            .configure(|cfg| routes(&app, cfg))
+    })
+    .shutdown_timeout(5)
+    .bind(listen)?;
+    let server = match workers {
+        Some(n) => server.workers(n),
+        None => server,
+    };
+    tracing::info!(%listen, "listening");
+    server.run().await
 }

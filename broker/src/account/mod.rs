@@ -1,14 +1,12 @@
 //! The account page (`/account`): the identities linked to the signed-in user, linking
-//! another provider and unlinking one. Linking starts an ordinary login whose pending
-//! request carries a [`LinkIntent`]; `login::complete_login` finishes it by linking the
-//! identity to this session's user instead of starting a session.
+//! another provider and unlinking one. Linking starts an ordinary login whose purpose
+//! is [`Purpose::Link`]; the login pages finish it by linking the identity to this
+//! session's user instead of starting a session.
 
-use crate::http::AppState;
+use crate::flow::{LinkIntent, PendingLogin, Purpose};
 use crate::identity::{self, IdentityError};
-use crate::oidc::authorize::{AuthorizationRequest, LinkIntent, Prompt, request_id};
-use crate::secrets;
-use crate::sessions;
-use crate::store::{AuthRequestRecord, SessionRecord, UnixTime};
+use crate::store::{SessionRecord, UnixTime};
+use crate::web::{AppState, PageError, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -31,57 +29,12 @@ pub fn recent_enough(auth_time: UnixTime, now: UnixTime) -> bool {
 const SIGN_IN_AGAIN: &str = "Changing the sign-in methods of your account needs a recent sign-in. \
      Sign out, sign in again, and come back within five minutes.";
 
-fn account_error(
-    state: &AppState,
-    req: &HttpRequest,
-    status: StatusCode,
-    msg: &str,
-) -> HttpResponse {
-    state
-        .pages
-        .error(status, "Your account", msg, request_id(req).as_deref())
+fn account_error(status: StatusCode, msg: &str) -> PageError {
+    PageError::new(status, "Your account", msg)
 }
 
-fn internal(state: &AppState, req: &HttpRequest) -> HttpResponse {
-    account_error(
-        state,
-        req,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "Something went wrong. Try again.",
-    )
-}
-
-fn see_other(location: &str) -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", location))
-        .insert_header(("Cache-Control", "no-store"))
-        .finish()
-}
-
-/// The live session of this browser, if any.
-pub(crate) async fn session_of(
-    req: &HttpRequest,
-    state: &AppState,
-) -> Result<Option<SessionRecord>, HttpResponse> {
-    let cookie = req.cookie(state.cookies.session_name());
-    match sessions::current(
-        &state.store,
-        &state.master,
-        cookie.as_ref().map(|c| c.value()),
-        state.clock.now(),
-    )
-    .await
-    {
-        Ok(s) => Ok(s.map(|a| a.record)),
-        Err(e) => {
-            tracing::error!(error = %e, "reading the session failed");
-            Err(internal(state, req))
-        }
-    }
-}
-
-fn csrf_token(state: &AppState, session: &SessionRecord) -> String {
-    state.master.mac(ACCOUNT_PURPOSE, &session.id_hash)
+fn csrf_token(app: &AppState, session: &SessionRecord) -> String {
+    app.master.mac(ACCOUNT_PURPOSE, &session.id_hash)
 }
 
 /// A short, recognisable form of an upstream subject.
@@ -96,28 +49,24 @@ fn shorten(subject: &str) -> String {
 }
 
 /// GET `/account`.
-async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let session = match session_of(&req, &state).await {
-        Ok(Some(s)) => s,
-        Ok(None) => {
-            return state.pages.render(
-                "account.html",
-                StatusCode::UNAUTHORIZED,
-                minijinja::context! { signed_in => false },
-            );
-        }
-        Err(res) => return res,
+async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+    let Some(session) = browser::session(&req, &app).await? else {
+        return Ok(app.pages.render(
+            "account.html",
+            StatusCode::UNAUTHORIZED,
+            minijinja::context! { signed_in => false },
+        ));
     };
-    let links = match state.store.list_user_identities(&session.user_id).await {
-        Ok(l) => l,
-        Err(e) => {
+    let links = app
+        .store
+        .list_user_identities(&session.user_id)
+        .await
+        .map_err(|e| {
             tracing::error!(error = %e, "listing identities failed");
-            return internal(&state, &req);
-        }
-    };
+            internal()
+        })?;
     let name_of = |id: &str| {
-        state
-            .providers
+        app.providers
             .get(id)
             .map(|e| e.name.clone())
             .unwrap_or_else(|| id.to_string())
@@ -132,23 +81,30 @@ async fn show(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             }
         })
         .collect();
-    let linkable: Vec<_> = state
+    let linkable: Vec<_> = app
         .providers
         .all()
         .iter()
         .filter(|e| !links.iter().any(|l| l.provider_id == e.id))
         .map(|e| minijinja::context! { id => &e.id, name => &e.name })
         .collect();
-    state.pages.render(
+    Ok(app.pages.render(
         "account.html",
         StatusCode::OK,
         minijinja::context! {
             signed_in => true,
             linked,
             linkable,
-            csrf => csrf_token(&state, &session),
-            recent => recent_enough(session.auth_time, state.clock.now()),
+            csrf => csrf_token(&app, &session),
+            recent => recent_enough(session.auth_time, app.clock.now()),
         },
+    ))
+}
+
+fn internal() -> PageError {
+    account_error(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        crate::web::pages::TRY_AGAIN,
     )
 }
 
@@ -161,38 +117,28 @@ struct CsrfForm {
 /// login recent.
 async fn authorised_session(
     req: &HttpRequest,
-    state: &AppState,
+    app: &AppState,
     form: &CsrfForm,
-) -> Result<SessionRecord, HttpResponse> {
-    let Some(session) = session_of(req, state).await? else {
+) -> Result<SessionRecord, PageError> {
+    let Some(session) = browser::session(req, app).await? else {
         return Err(account_error(
-            state,
-            req,
             StatusCode::UNAUTHORIZED,
             "You are not signed in. Sign in to an application first, then open this page again.",
         ));
     };
-    let good = form.csrf.as_deref().is_some_and(|t| {
-        state
-            .master
-            .verify_mac(ACCOUNT_PURPOSE, &session.id_hash, t)
-    });
+    let good = form
+        .csrf
+        .as_deref()
+        .is_some_and(|t| app.master.verify_mac(ACCOUNT_PURPOSE, &session.id_hash, t));
     if !good {
         tracing::warn!("account form with a missing or wrong CSRF token");
         return Err(account_error(
-            state,
-            req,
             StatusCode::FORBIDDEN,
             "The form expired. Open your account page again.",
         ));
     }
-    if !recent_enough(session.auth_time, state.clock.now()) {
-        return Err(account_error(
-            state,
-            req,
-            StatusCode::FORBIDDEN,
-            SIGN_IN_AGAIN,
-        ));
+    if !recent_enough(session.auth_time, app.clock.now()) {
+        return Err(account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN));
     }
     Ok(session)
 }
@@ -201,145 +147,50 @@ async fn authorised_session(
 /// this session's user.
 async fn link(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    let session = match authorised_session(&req, &state, &form).await {
-        Ok(s) => s,
-        Err(res) => return res,
-    };
-    let Some(entry) = state.providers.get(&path) else {
-        return account_error(
-            &state,
-            &req,
+) -> Result<HttpResponse, PageError> {
+    let session = authorised_session(&req, &app, &form).await?;
+    let Some(entry) = app.providers.get(&path) else {
+        return Err(account_error(
             StatusCode::NOT_FOUND,
             "No such sign-in method.",
-        );
+        ));
     };
-    // The login is bound to this browser, like any other.
-    let existing = req
-        .cookie(state.cookies.binding_name())
-        .and_then(|c| sessions::read_binding(&state.master, c.value()));
-    let (binding, new_cookie) = match existing {
-        Some(b) => (b, None),
-        None => match sessions::new_binding(&state.master) {
-            Ok((cookie_value, id)) => (id, Some(state.cookies.binding_cookie(cookie_value))),
-            Err(_) => return internal(&state, &req),
-        },
+    let intent = LinkIntent {
+        user_id: session.user_id.clone(),
+        session_hash: session.id_hash.clone(),
+        provider_id: entry.id.clone(),
     };
-    let Ok(login_id) = secrets::random_token() else {
-        return internal(&state, &req);
-    };
-    let request = AuthorizationRequest {
-        client_id: String::new(),
-        redirect_uri: String::new(),
-        state: None,
-        nonce: None,
-        scopes: Vec::new(),
-        code_challenge: None,
-        prompt: Prompt {
-            login: true,
-            ..Prompt::default()
-        },
-        max_age: None,
-        login_hint: None,
-        hinted_subject: None,
-        provider_hint: Some(entry.id.clone()),
-        binding_hash: secrets::hash_secret(&binding),
-        link: Some(LinkIntent {
-            user_id: session.user_id.clone(),
-            session_hash: session.id_hash.clone(),
-            provider_id: entry.id.clone(),
-        }),
-    };
-    let now = state.clock.now();
-    let Ok(value) = serde_json::to_value(&request) else {
-        return internal(&state, &req);
-    };
-    let record = AuthRequestRecord {
-        id_hash: secrets::hash_secret(&login_id),
-        request: value,
-        created_at: now,
-        expires_at: now + state.config.login.request_lifetime,
-    };
-    if let Err(e) = state.store.put_auth_request(&record).await {
-        tracing::error!(error = %e, "storing the link request failed");
-        return internal(&state, &req);
-    }
+    let started = PendingLogin::start(&app, &req, Purpose::Link(intent)).await?;
     tracing::info!(provider = %entry.id, user = %session.user_id, "account link started");
-    let mut res = see_other(&format!("/login/{}?req={login_id}", entry.id));
-    if let Some(c) = new_cookie
-        && let Err(e) = res.add_cookie(&c)
-    {
-        tracing::error!(error = %e, "setting the binding cookie failed");
-    }
-    res
+    Ok(started.into_response())
 }
 
 /// POST `/account/unlink/{provider}`.
 async fn unlink(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    let session = match authorised_session(&req, &state, &form).await {
-        Ok(s) => s,
-        Err(res) => return res,
-    };
-    let now = state.clock.now();
-    match identity::unlink_from_user(&state.store, &session.user_id, &path, now).await {
-        Ok(()) => see_other("/account"),
-        Err(IdentityError::LastWayIn) => account_error(
-            &state,
-            &req,
+) -> Result<HttpResponse, PageError> {
+    let session = authorised_session(&req, &app, &form).await?;
+    let now = app.clock.now();
+    match identity::unlink_from_user(&app.store, &session.user_id, &path, now).await {
+        Ok(()) => Ok(see_other("/account")),
+        Err(IdentityError::LastWayIn) => Err(account_error(
             StatusCode::CONFLICT,
             "This is the only way to sign in to your account, so it cannot be unlinked. \
              Link another sign-in method first.",
-        ),
-        Err(IdentityError::NotLinked(_)) => account_error(
-            &state,
-            &req,
+        )),
+        Err(IdentityError::NotLinked(_)) => Err(account_error(
             StatusCode::NOT_FOUND,
             "This sign-in method is not linked to your account.",
-        ),
+        )),
         Err(e) => {
             tracing::error!(error = %e, "unlinking failed");
-            internal(&state, &req)
-        }
-    }
-}
-
-/// How a finished link login ends: the identity linked, or a page saying why not.
-pub(crate) fn link_outcome(
-    state: &AppState,
-    req: &HttpRequest,
-    result: Result<(), IdentityError>,
-) -> HttpResponse {
-    match result {
-        Ok(()) => see_other("/account"),
-        Err(IdentityError::LinkedElsewhere) => account_error(
-            state,
-            req,
-            StatusCode::CONFLICT,
-            "This sign-in belongs to another account and was not linked to yours.",
-        ),
-        Err(IdentityError::ProviderAlreadyLinked(_)) => account_error(
-            state,
-            req,
-            StatusCode::CONFLICT,
-            "Your account already has a sign-in of this method. Unlink it first.",
-        ),
-        Err(IdentityError::Disabled) => account_error(
-            state,
-            req,
-            StatusCode::FORBIDDEN,
-            "This account is disabled.",
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "linking failed");
-            internal(state, req)
+            Err(internal())
         }
     }
 }

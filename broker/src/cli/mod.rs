@@ -330,10 +330,10 @@ async fn serve(config: Config) -> Result<(), CliError> {
             "running with demo settings (dev_mode, demo client secret, demo user admin@example.com / password): never use them in production"
         );
     }
-    let state = app::build(config).await?;
-    tracing::info!(issuer = %state.config.issuer, listen = %state.config.listen, "Switchboard starting");
-    state.keyring.spawn_maintenance();
-    app::spawn_garbage_collection(&state);
-    crate::http::serve(state).await?;
+    let app = app::build(config).await?;
+    tracing::info!(issuer = %app.config.issuer, listen = %app.config.listen, "Switchboard starting");
+    app.keyring.spawn_maintenance();
+    app::spawn_garbage_collection(&app);
+    app::serve(app).await?;
     Ok(())
 }

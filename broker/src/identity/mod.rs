@@ -163,7 +163,7 @@ pub async fn resolve_login(
 ) -> Result<UserRecord, IdentityError> {
     identity.provider_id = entry.id.clone();
     let link = store.find_identity(&entry.id, &identity.subject).await?;
-    let local = entry.kind == switchboard_local::PROVIDER_TYPE;
+    let local = entry.subject_is_user_id();
     let mut linked_by_email = false;
     let user_id = match &link {
         Some(l) => l.user_id.clone(),
@@ -285,7 +285,7 @@ pub async fn link_to_user(
         return Ok(());
     }
     // A local subject is a user id: someone else's account is not ours to take.
-    if entry.kind == switchboard_local::PROVIDER_TYPE
+    if entry.subject_is_user_id()
         && identity.subject != user.id
         && store.get_user(&identity.subject).await?.is_some()
     {
@@ -433,9 +433,9 @@ pub async fn refresh_from_provider(
     user: UserRecord,
     now: UnixTime,
 ) -> Result<UserRecord, IdentityError> {
-    let Some(refresher) = entry.provider.refresh() else {
+    if !entry.has_refresh() {
         return Ok(user);
-    };
+    }
     let link = store
         .list_user_identities(&user.id)
         .await?
@@ -446,7 +446,10 @@ pub async fn refresh_from_provider(
         .map_err(|e| IdentityError::Corrupt(e.to_string()))?;
     previous.provider_id = entry.id.clone();
     previous.provider_data = open_provider_data(master, &link)?;
-    let mut fresh = refresher.refresh(RefreshRequest::new(previous)).await?;
+    let Some(answer) = entry.refresh(RefreshRequest::new(previous)).await else {
+        return Ok(user);
+    };
+    let mut fresh = answer?;
     fresh.provider_id = entry.id.clone();
     if fresh.subject != link.subject {
         return Err(IdentityError::Provider(ProviderError::UpstreamProtocol {
@@ -766,6 +769,7 @@ impl AccountDirectory for StoreDirectory {
 mod tests {
     use super::*;
     use crate::config::ProviderPolicy;
+    use crate::providers::Subjects;
     use crate::store::MemoryStore;
     use std::sync::Arc;
     use switchboard_plugin_api::{PasswordLogin, Provider};
@@ -788,12 +792,14 @@ mod tests {
     }
 
     fn entry(id: &str, kind: &str) -> ProviderEntry {
-        ProviderEntry {
-            id: id.into(),
-            name: id.into(),
-            kind: kind.into(),
-            policy: ProviderPolicy::default(),
-            provider: Arc::new(Nothing),
+        entry_with(id, kind, ProviderPolicy::default())
+    }
+
+    fn subjects_of(kind: &str) -> Subjects {
+        if kind == "local" {
+            Subjects::UserIds
+        } else {
+            Subjects::Upstream
         }
     }
 
@@ -858,13 +864,12 @@ mod tests {
         let scripted = Arc::new(Scripted(std::sync::Mutex::new(Ok(
             Identity::new("s1").with_groups(vec!["eng".into()])
         ))));
-        let e = ProviderEntry {
-            id: "dir".into(),
-            name: "dir".into(),
-            kind: "ldap".into(),
-            policy: ProviderPolicy::default(),
-            provider: scripted.clone(),
-        };
+        let e = ProviderEntry::for_tests(
+            "dir",
+            Subjects::Upstream,
+            ProviderPolicy::default(),
+            scripted.clone(),
+        );
         let mut first = Identity::new("s1").with_groups(vec!["eng".into(), "admins".into()]);
         first.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
         let user = resolve_login(&store, &master(), &e, &BTreeSet::new(), first, 1)
@@ -950,10 +955,7 @@ mod tests {
     }
 
     fn entry_with(id: &str, kind: &str, policy: ProviderPolicy) -> ProviderEntry {
-        ProviderEntry {
-            policy,
-            ..entry(id, kind)
-        }
+        ProviderEntry::for_tests(id, subjects_of(kind), policy, Arc::new(Nothing))
     }
 
     #[tokio::test]
@@ -1235,10 +1237,12 @@ provider = "dir"
             i
         };
         let scripted = Arc::new(Scripted(std::sync::Mutex::new(Ok(with_ops()))));
-        let e = ProviderEntry {
-            provider: scripted.clone(),
-            ..entry("dir", "ldap")
-        };
+        let e = ProviderEntry::for_tests(
+            "dir",
+            Subjects::Upstream,
+            ProviderPolicy::default(),
+            scripted.clone(),
+        );
         let user = resolve_login(&store, &master(), &e, &BTreeSet::new(), with_ops(), 1)
             .await
             .unwrap();

@@ -7,22 +7,23 @@
 //! reach another replica. The callback is bound to the browser that started the login
 //! and to the provider whose path it arrived on (no mix-up).
 
-use super::{EXPIRED, Pending, complete_login};
-use crate::http::AppState;
-use crate::oidc::authorize::{AuthorizationRequest, page_error};
-use crate::oidc::error::OAuthError;
+use super::{finish, provider};
+use crate::flow::{EXPIRED, FlowError, OAuthError, PendingLogin};
 use crate::providers::ProviderEntry;
 use crate::secrets;
-use crate::sessions;
 use crate::store::AuthRequestRecord;
+use crate::web::{AppState, PageError, Params, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use switchboard_plugin_api::{BeginRequest, Callback, ProviderError};
+
+const MAX_STATE_LEN: usize = 128;
+const UNAVAILABLE: &str =
+    "This sign-in method is unavailable right now. Try again later or choose another.";
 
 /// What the broker keeps between sending the browser upstream and its return.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,55 +37,47 @@ struct UpstreamLogin {
     provider_state: serde_json::Value,
 }
 
+fn no_such_method() -> PageError {
+    PageError::sign_in(StatusCode::NOT_FOUND, "No such sign-in method.")
+}
+
+fn unavailable() -> PageError {
+    PageError::sign_in(StatusCode::BAD_GATEWAY, UNAVAILABLE)
+}
+
 /// Sends the browser to the provider.
 pub(super) async fn begin(
-    req: &HttpRequest,
-    state: &AppState,
-    p: &Pending,
+    app: &AppState,
+    p: &PendingLogin,
     entry: &ProviderEntry,
-) -> HttpResponse {
-    let Some(redirect) = entry.provider.redirect() else {
-        return page_error(state, req, StatusCode::NOT_FOUND, "No such sign-in method.");
-    };
+) -> Result<HttpResponse, PageError> {
+    if !entry.has_redirect() {
+        return Err(no_such_method());
+    }
     let fresh = (
         secrets::random_token(),
         secrets::random_token(),
         secrets::random_token(),
     );
     let (Ok(upstream_state), Ok(nonce), Ok(pkce_verifier)) = fresh else {
-        return page_error(
-            state,
-            req,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong. Try again.",
-        );
+        return Err(PageError::internal());
     };
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, pkce_verifier.as_bytes()));
-    let callback_url = format!("{}/callback/{}", state.config.issuer, entry.id);
+    let callback_url = format!("{}/callback/{}", app.config.issuer, entry.id);
     let request = BeginRequest::new(&callback_url, &upstream_state, &nonce, challenge)
-        .with_login_hint(p.request.login_hint.clone());
-    let begun =
-        match tokio::time::timeout(state.config.login.provider_timeout, redirect.begin(request))
-            .await
-        {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&p.request)),
-            Err(_) => {
-                tracing::warn!(provider = %entry.id, "provider timed out at begin");
-                let e = ProviderError::UpstreamUnavailable {
-                    detail: "timed out".into(),
-                };
-                return provider_failure(req, state, entry, e, Some(&p.request));
-            }
-        };
+        .with_login_hint(p.login_hint().map(str::to_string));
+    let begun = entry
+        .begin(request)
+        .await
+        .map_err(|e| provider_failure(app, entry, e, p))?;
     let upstream_url = match url::Url::parse(&begun.url) {
         Ok(u) if matches!(u.scheme(), "https" | "http") => u,
         _ => {
             tracing::error!(provider = %entry.id, "provider returned an unusable authorization URL");
-            return unavailable(req, state);
+            return Err(unavailable());
         }
     };
-    let now = state.clock.now();
+    let now = app.clock.now();
     let login = UpstreamLogin {
         login_request_id: p.id.clone(),
         provider_id: entry.id.clone(),
@@ -96,45 +89,26 @@ pub(super) async fn begin(
     };
     let record = AuthRequestRecord {
         id_hash: secrets::hash_secret(&upstream_state),
-        request: match serde_json::to_value(&login) {
-            Ok(v) => v,
-            Err(_) => return unavailable(req, state),
-        },
+        request: serde_json::to_value(&login).map_err(|_| unavailable())?,
         created_at: now,
-        expires_at: now + state.config.login.request_lifetime,
+        expires_at: now + app.config.login.request_lifetime,
     };
-    if let Err(e) = state.store.put_auth_request(&record).await {
+    app.store.put_auth_request(&record).await.map_err(|e| {
         tracing::error!(error = %e, "storing upstream login state failed");
-        return page_error(
-            state,
-            req,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Something went wrong. Try again.",
-        );
-    }
+        PageError::internal()
+    })?;
     tracing::info!(provider = %entry.id, "sent the browser upstream");
-    HttpResponse::SeeOther()
-        .insert_header(("Location", upstream_url.as_str()))
-        .insert_header(("Cache-Control", "no-store"))
-        .finish()
-}
-
-const UNAVAILABLE: &str =
-    "This sign-in method is unavailable right now. Try again later or choose another.";
-
-fn unavailable(req: &HttpRequest, state: &AppState) -> HttpResponse {
-    page_error(state, req, StatusCode::BAD_GATEWAY, UNAVAILABLE)
+    Ok(see_other(upstream_url.as_str()))
 }
 
 /// A page for the person, with a way back that tells the app what happened
 /// (`access_denied` when upstream refused, `server_error` when it failed).
 fn provider_failure(
-    req: &HttpRequest,
-    state: &AppState,
+    app: &AppState,
     entry: &ProviderEntry,
     e: ProviderError,
-    request: Option<&AuthorizationRequest>,
-) -> HttpResponse {
+    p: &PendingLogin,
+) -> PageError {
     let (status, title, message, oauth) = match &e {
         ProviderError::Denied { reason } => {
             tracing::info!(provider = %entry.id, %reason, "upstream login denied");
@@ -165,176 +139,66 @@ fn provider_failure(
             )
         }
     };
-    let return_url = request
-        .and_then(|r| r.reply(&state.config).ok())
-        .map(|reply| reply.error_url(&oauth).to_string());
-    state.pages.render(
-        "error.html",
-        status,
-        minijinja::context! {
-            title,
-            message,
-            return_url,
-            request_id => crate::oidc::authorize::request_id(req),
-        },
-    )
+    let page = PageError::new(status, title, message);
+    match p.back_to_app(app, &oauth) {
+        Some(url) => page.back_to_app(url),
+        None => page,
+    }
 }
 
-pub async fn callback_get(
+/// GET or POST (`response_mode=form_post`) `/callback/{provider}`.
+pub(super) async fn callback(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     path: web::Path<String>,
-) -> HttpResponse {
-    match serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()) {
-        Ok(params) => callback(&req, &state, &path, "GET", params).await,
-        Err(_) => page_error(
-            &state,
-            &req,
-            StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
+    params: Params,
+) -> Result<HttpResponse, PageError> {
+    let method = req.method().as_str().to_string();
+    let params = params.into_unique()?;
+    let entry = provider(&app, &path)?;
+    if !entry.has_redirect() {
+        return Err(no_such_method());
     }
-}
-
-/// `response_mode=form_post` callbacks.
-pub async fn callback_post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    path: web::Path<String>,
-    body: web::Bytes,
-) -> HttpResponse {
-    match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
-        Ok(params) => callback(&req, &state, &path, "POST", params).await,
-        Err(_) => page_error(
-            &state,
-            &req,
-            StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
-    }
-}
-
-async fn callback(
-    req: &HttpRequest,
-    state: &AppState,
-    provider_id: &str,
-    method: &str,
-    pairs: Vec<(String, String)>,
-) -> HttpResponse {
-    let mut params = BTreeMap::new();
-    for (k, v) in pairs {
-        if params.insert(k.clone(), v).is_some() {
-            return page_error(
-                state,
-                req,
-                StatusCode::BAD_REQUEST,
-                "The response repeats a parameter.",
-            );
-        }
-    }
-    let Some(entry) = state.providers.get(provider_id) else {
-        return page_error(state, req, StatusCode::NOT_FOUND, "No such sign-in method.");
-    };
-    let Some(redirect) = entry.provider.redirect() else {
-        return page_error(state, req, StatusCode::NOT_FOUND, "No such sign-in method.");
-    };
-    let now = state.clock.now();
-    let Some(upstream_state) = params
+    let upstream_state = params
         .get("state")
-        .filter(|s| !s.is_empty() && s.len() <= 128)
-    else {
-        return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED);
-    };
+        .filter(|s| !s.is_empty() && s.len() <= MAX_STATE_LEN)
+        .ok_or_else(|| PageError::bad_request(EXPIRED))?;
     // Single use: a replayed callback finds nothing.
-    let login: UpstreamLogin = match state
+    let login: UpstreamLogin = app
         .store
-        .take_auth_request(&secrets::hash_secret(upstream_state), now)
+        .take_auth_request(&secrets::hash_secret(upstream_state), app.clock.now())
         .await
-    {
-        Ok(Some(r)) => match serde_json::from_value(r.request) {
-            Ok(l) => l,
-            Err(_) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
-        },
-        Ok(None) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
-        Err(e) => {
-            tracing::error!(error = %e, "reading upstream login state failed");
-            return page_error(
-                state,
-                req,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Try again.",
-            );
-        }
-    };
+        .map_err(FlowError::from)?
+        .ok_or(FlowError::Expired)
+        .and_then(|r| {
+            serde_json::from_value(r.request).map_err(|e| FlowError::Unreadable(e.to_string()))
+        })?;
     if login.provider_id != entry.id {
         tracing::warn!(expected = %login.provider_id, got = %entry.id, "callback on another provider's path (mix-up)");
-        return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED);
+        return Err(PageError::bad_request(EXPIRED));
     }
-    let binding = req
-        .cookie(state.cookies.binding_name())
-        .and_then(|c| sessions::read_binding(&state.master, c.value()));
-    let Some(binding) = binding.filter(|b| {
+    let same_browser = browser::binding(&req, &app).is_some_and(|b| {
         secrets::constant_time_eq(
-            secrets::hash_secret(b).as_bytes(),
+            secrets::hash_secret(&b).as_bytes(),
             login.binding_hash.as_bytes(),
         )
-    }) else {
+    });
+    if !same_browser {
         tracing::warn!(provider = %entry.id, "callback from another browser");
-        return page_error(
-            state,
-            req,
-            StatusCode::BAD_REQUEST,
-            "This sign-in was started in another browser. Start again from the application.",
-        );
-    };
-    let request: AuthorizationRequest = match state
-        .store
-        .get_auth_request(&secrets::hash_secret(&login.login_request_id), now)
-        .await
-    {
-        Ok(Some(r)) => match serde_json::from_value(r.request) {
-            Ok(a) => a,
-            Err(_) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
-        },
-        Ok(None) => return page_error(state, req, StatusCode::BAD_REQUEST, EXPIRED),
-        Err(e) => {
-            tracing::error!(error = %e, "reading authorization request failed");
-            return page_error(
-                state,
-                req,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Something went wrong. Try again.",
-            );
-        }
-    };
+        return Err(FlowError::OtherBrowser.into());
+    }
+    let p = PendingLogin::load(&app, &req, Some(&login.login_request_id)).await?;
     let cb = Callback::new(
-        method,
+        &method,
         params,
         login.provider_state,
         login.callback_url,
         login.nonce,
         login.pkce_verifier,
     );
-    let identity = match tokio::time::timeout(
-        state.config.login.provider_timeout,
-        redirect.complete(cb),
-    )
-    .await
-    {
-        Ok(Ok(identity)) => identity,
-        Ok(Err(e)) => return provider_failure(req, state, entry, e, Some(&request)),
-        Err(_) => {
-            tracing::warn!(provider = %entry.id, "provider timed out at callback");
-            let e = ProviderError::UpstreamUnavailable {
-                detail: "timed out".into(),
-            };
-            return provider_failure(req, state, entry, e, Some(&request));
-        }
-    };
-    let pending = Pending {
-        id: login.login_request_id,
-        binding,
-        request,
-    };
-    complete_login(req, state, pending, entry, identity).await
+    let identity = entry
+        .complete(cb)
+        .await
+        .map_err(|e| provider_failure(&app, entry, e, &p))?;
+    finish::finish(&req, &app, p, entry, identity).await
 }

@@ -1,7 +1,7 @@
 //! Client rules: redirect-URI matching and client authentication at the token endpoint.
 
-use super::error::OAuthError;
 use crate::config::{Client, ClientAuth, Config};
+use crate::flow::OAuthError;
 use crate::secrets::constant_time_eq;
 use actix_web::HttpRequest;
 use base64::Engine;

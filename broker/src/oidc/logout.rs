@@ -1,13 +1,11 @@
 //! RP-Initiated Logout 1.0 (`/logout`): end the SSO session, the grants started in it
 //! that were not `offline_access`, and tell back-channel clients.
 
-use super::authorize::page_error;
 use super::backchannel;
 use crate::config::Client;
-use crate::http::AppState;
-use crate::sessions;
 use crate::store::SessionRecord;
 use crate::tokens::{ID_TOKEN_TYP, IdTokenClaims, jwt};
+use crate::web::{AppState, PageError, Params, browser};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::collections::BTreeMap;
@@ -22,38 +20,21 @@ const CARRIED: [&str; 4] = [
     "state",
 ];
 
-pub async fn logout_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()) {
-        Ok(params) => logout(&req, &state, params, false).await,
-        Err(_) => page_error(
-            &state,
-            &req,
-            StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
-    }
-}
-
-pub async fn logout_post(
+/// GET or POST `/logout`.
+pub async fn logout(
     req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> HttpResponse {
-    match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
-        Ok(params) => logout(&req, &state, params, true).await,
-        Err(_) => page_error(
-            &state,
-            &req,
-            StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
-    }
+    app: web::Data<AppState>,
+    params: Params,
+) -> Result<HttpResponse, PageError> {
+    let posted = req.method() == actix_web::http::Method::POST;
+    let params = params.into_unique()?;
+    end_and_leave(&req, &app, params, posted).await
 }
 
 /// Where to send the person afterwards: only a URI registered for the client that the
 /// request proves (by `id_token_hint` or `client_id`).
 fn post_logout_target<'a>(
-    state: &'a AppState,
+    app: &'a AppState,
     hint: Option<&IdTokenClaims>,
     params: &BTreeMap<String, String>,
 ) -> Result<Option<(&'a Client, Url)>, &'static str> {
@@ -69,7 +50,7 @@ fn post_logout_target<'a>(
     let client_id = client_id
         .or(hint.map(|h| h.aud.as_str()))
         .ok_or("A post_logout_redirect_uri needs an id_token_hint or a client_id.")?;
-    let client = state
+    let client = app
         .config
         .clients
         .get(client_id)
@@ -85,70 +66,52 @@ fn post_logout_target<'a>(
     Ok(Some((client, url)))
 }
 
-async fn logout(
+async fn end_and_leave(
     req: &HttpRequest,
-    state: &AppState,
-    pairs: Vec<(String, String)>,
+    app: &AppState,
+    params: BTreeMap<String, String>,
     posted: bool,
-) -> HttpResponse {
-    let params: BTreeMap<String, String> = pairs.into_iter().collect();
+) -> Result<HttpResponse, PageError> {
     let hint: Option<IdTokenClaims> = match params.get("id_token_hint") {
         None => None,
         Some(t) => {
-            match jwt::verify_ignoring_expiry(&state.keyring, &state.config.issuer, ID_TOKEN_TYP, t)
+            match jwt::verify_ignoring_expiry(&app.keyring, &app.config.issuer, ID_TOKEN_TYP, t)
                 .await
             {
                 Ok(c) => Some(c),
                 Err(_) => {
-                    return page_error(
-                        state,
-                        req,
-                        StatusCode::BAD_REQUEST,
+                    return Err(PageError::bad_request(
                         "The id_token_hint is not a valid ID token of this issuer.",
-                    );
+                    ));
                 }
             }
         }
     };
-    let target = match post_logout_target(state, hint.as_ref(), &params) {
-        Ok(t) => t,
-        Err(msg) => return page_error(state, req, StatusCode::BAD_REQUEST, msg),
-    };
-    let now = state.clock.now();
-    let cookie = req.cookie(state.cookies.session_name());
-    let session = sessions::current(
-        &state.store,
-        &state.master,
-        cookie.as_ref().map(|c| c.value()),
-        now,
-    )
-    .await
-    .ok()
-    .flatten();
-    if let Some(active) = &session {
-        let s = &active.record;
+    let target = post_logout_target(app, hint.as_ref(), &params).map_err(PageError::bad_request)?;
+    let session = browser::session(req, app).await.ok().flatten();
+    if let Some(s) = &session {
         let proven_by_hint = hint.as_ref().is_some_and(|h| h.sub == s.user_id);
         let confirmed = posted
             && params.get("confirm").is_some_and(|v| v == "yes")
             && params
                 .get("csrf")
-                .is_some_and(|t| state.master.verify_mac(LOGOUT_PURPOSE, &s.id_hash, t));
+                .is_some_and(|t| app.master.verify_mac(LOGOUT_PURPOSE, &s.id_hash, t));
         if !proven_by_hint && !confirmed {
             let carried: Vec<(&str, &str)> = CARRIED
                 .iter()
                 .filter_map(|k| params.get(*k).map(|v| (*k, v.as_str())))
                 .collect();
-            return state.pages.render(
+            return Ok(app.pages.render(
                 "logout.html",
                 StatusCode::OK,
                 minijinja::context! {
                     confirm => true,
                     params => carried,
-                    csrf => state.master.mac(LOGOUT_PURPOSE, &s.id_hash),
+                    csrf => app.master.mac(LOGOUT_PURPOSE, &s.id_hash),
                 },
-            );
+            ));
         }
-        end_session(state, s).await;
+        end_session(app, s).await;
     }
     let mut res = match target {
         Some((_, mut url)) => {
@@ -160,26 +123,26 @@ async fn logout(
                 .insert_header(("Cache-Control", "no-store"))
                 .finish()
         }
-        None => state.pages.render(
+        None => app.pages.render(
             "logout.html",
             StatusCode::OK,
             minijinja::context! { confirm => false },
         ),
     };
-    if let Err(e) = res.add_cookie(&state.cookies.clear_session_cookie()) {
+    if let Err(e) = res.add_cookie(&app.cookies.clear_session_cookie()) {
         tracing::warn!(error = %e, "clearing the session cookie failed");
     }
-    res
+    Ok(res)
 }
 
 /// Ends a session: the session itself, its grants that were not `offline_access`, and
 /// a back-channel notice to each client that took part.
-pub async fn end_session(state: &AppState, session: &SessionRecord) {
-    let now = state.clock.now();
-    if let Err(e) = state.store.revoke_session(&session.id_hash, now).await {
+pub async fn end_session(app: &AppState, session: &SessionRecord) {
+    let now = app.clock.now();
+    if let Err(e) = app.store.revoke_session(&session.id_hash, now).await {
         tracing::error!(error = %e, "revoking the session failed");
     }
-    let grants = match state.store.list_session_grants(&session.id_hash).await {
+    let grants = match app.store.list_session_grants(&session.id_hash).await {
         Ok(g) => g,
         Err(e) => {
             tracing::error!(error = %e, "listing the session's grants failed");
@@ -190,9 +153,9 @@ pub async fn end_session(state: &AppState, session: &SessionRecord) {
     for g in &grants {
         let offline = g.scopes.iter().any(|s| s == "offline_access");
         if !offline && g.revoked_at.is_none() {
-            let _ = state.store.revoke_grant(&g.id, now).await;
+            let _ = app.store.revoke_grant(&g.id, now).await;
         }
-        let Some(client) = state.config.clients.get(&g.client_id) else {
+        let Some(client) = app.config.clients.get(&g.client_id) else {
             continue;
         };
         let Some(uri) = &client.backchannel_logout_uri else {
@@ -202,14 +165,14 @@ pub async fn end_session(state: &AppState, session: &SessionRecord) {
             continue;
         }
         match backchannel::logout_token(
-            &state.signer,
+            &app.signer,
             client,
             &session.user_id,
             &session.id_hash,
             now,
         ) {
             Ok(token) => {
-                backchannel::deliver(state.http.clone(), client.id.clone(), uri.clone(), token)
+                backchannel::deliver(app.http.clone(), client.id.clone(), uri.clone(), token)
             }
             Err(e) => {
                 tracing::error!(client_id = %client.id, error = %e, "signing a logout token failed")

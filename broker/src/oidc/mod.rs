@@ -1,16 +1,16 @@
-//! The issuer's endpoints toward apps.
+//! The issuer's endpoints toward apps: discovery, JWKS, `/authorize`, `/token`,
+//! userinfo, introspection, revocation and logout.
 
 pub mod authorize;
 pub mod backchannel;
 pub mod clients;
-pub mod error;
 pub mod logout;
 pub mod token;
 pub mod token_status;
 pub mod userinfo;
 
 use crate::config::{Config, SUPPORTED_GRANTS, SUPPORTED_SCOPES, SigningAlg};
-use crate::http::AppState;
+use crate::web::AppState;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpRequest, HttpResponse, web};
 use std::collections::BTreeSet;
@@ -25,15 +25,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::get().to(oauth_metadata),
     )
     .route("/jwks", web::get().to(jwks))
-    .route("/authorize", web::get().to(authorize_get))
-    .route("/authorize", web::post().to(authorize_post))
+    .route("/authorize", web::get().to(authorize::authorize))
+    .route("/authorize", web::post().to(authorize::authorize))
     .route("/token", web::post().to(token::token))
     .route("/userinfo", web::get().to(userinfo::userinfo_get))
     .route("/userinfo", web::post().to(userinfo::userinfo_post))
     .route("/introspect", web::post().to(token_status::introspect))
     .route("/revoke", web::post().to(token_status::revoke))
-    .route("/logout", web::get().to(logout::logout_get))
-    .route("/logout", web::post().to(logout::logout_post));
+    .route("/logout", web::get().to(logout::logout))
+    .route("/logout", web::post().to(logout::logout));
     for path in [
         "/.well-known/openid-configuration",
         "/jwks",
@@ -47,36 +47,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     }
 }
 
-async fn authorize_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    match serde_urlencoded::from_str::<Vec<(String, String)>>(req.query_string()) {
-        Ok(params) => authorize::authorize(req, state, params).await,
-        Err(_) => authorize::page_error(
-            &state,
-            &req,
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
-    }
-}
-
-async fn authorize_post(
-    req: HttpRequest,
-    state: web::Data<AppState>,
-    body: web::Bytes,
-) -> HttpResponse {
-    match serde_urlencoded::from_bytes::<Vec<(String, String)>>(&body) {
-        Ok(params) => authorize::authorize(req, state, params).await,
-        Err(_) => authorize::page_error(
-            &state,
-            &req,
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "The request is malformed.",
-        ),
-    }
-}
-
 /// Adds CORS headers (no credentials) when the Origin is one a client registered.
-fn with_cors(state: &AppState, req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
+fn with_cors(app: &AppState, req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
     let Some(origin) = req
         .headers()
         .get(header::ORIGIN)
@@ -84,7 +56,7 @@ fn with_cors(state: &AppState, req: &HttpRequest, mut res: HttpResponse) -> Http
     else {
         return res;
     };
-    let allowed = state
+    let allowed = app
         .config
         .clients
         .values()
@@ -97,7 +69,7 @@ fn with_cors(state: &AppState, req: &HttpRequest, mut res: HttpResponse) -> Http
     res
 }
 
-async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+async fn preflight(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     let res = HttpResponse::NoContent()
         .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
         .insert_header((
@@ -106,35 +78,32 @@ async fn preflight(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse
         ))
         .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
         .finish();
-    with_cors(&state, &req, res)
+    with_cors(&app, &req, res)
 }
 
-async fn discovery(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+async fn discovery(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     let res = HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(state.discovery.as_str().to_owned());
-    with_cors(&state, &req, res)
+        .body(app.discovery.as_str().to_owned());
+    with_cors(&app, &req, res)
 }
 
-async fn oauth_metadata(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+async fn oauth_metadata(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
     let res = HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(state.oauth_metadata.as_str().to_owned());
-    with_cors(&state, &req, res)
+        .body(app.oauth_metadata.as_str().to_owned());
+    with_cors(&app, &req, res)
 }
 
-async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    let res = match state.keyring.jwks() {
+async fn jwks(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    let res = match app.keyring.jwks() {
         Ok(body) => HttpResponse::Ok()
             .content_type("application/jwk-set+json")
             .insert_header((
                 "Cache-Control",
-                format!(
-                    "public, max-age={}",
-                    state.config.tokens.jwks_cache_lifetime
-                ),
+                format!("public, max-age={}", app.config.tokens.jwks_cache_lifetime),
             ))
             .body(body.as_str().to_owned()),
         Err(e) => {
@@ -142,7 +111,7 @@ async fn jwks(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
             HttpResponse::ServiceUnavailable().finish()
         }
     };
-    with_cors(&state, &req, res)
+    with_cors(&app, &req, res)
 }
 
 /// The discovery document (OIDC Discovery 1.0) and the RFC 8414 metadata, built from

@@ -2,12 +2,12 @@
 //! (rotation with reuse detection).
 
 use super::clients::{authenticate, presented_credentials};
-use super::error::OAuthError;
 use crate::config::Client;
-use crate::http::AppState;
+use crate::flow::OAuthError;
 use crate::secrets::{self, constant_time_eq};
 use crate::store::{GrantRecord, RedeemOutcome, RotateOutcome, UserRecord, UserStatus};
 use crate::tokens::PersonClaims;
+use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aws_lc_rs::digest::{SHA256, digest};
 use base64::Engine;
@@ -41,10 +41,10 @@ struct TokenResponse {
 /// POST `/token`.
 pub async fn token(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
-    match exchange(&req, &state, form.into_inner()).await {
+    match exchange(&req, &app, form.into_inner()).await {
         Ok(body) => HttpResponse::Ok()
             .insert_header(("Cache-Control", "no-store"))
             .insert_header(("Pragma", "no-cache"))
@@ -58,7 +58,7 @@ pub async fn token(
 
 async fn exchange(
     req: &HttpRequest,
-    state: &AppState,
+    app: &AppState,
     form: TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
     let creds = presented_credentials(
@@ -66,7 +66,7 @@ async fn exchange(
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )?;
-    let client = authenticate(&state.config, &creds)?;
+    let client = authenticate(&app.config, &creds)?;
     tracing::Span::current().record("client_id", client.id.as_str());
     let grant_type = form
         .grant_type
@@ -82,9 +82,9 @@ async fn exchange(
         });
     }
     match grant_type {
-        "authorization_code" => authorization_code(state, client, &form).await,
-        "refresh_token" => refresh(state, client, &form).await,
-        "client_credentials" => client_credentials(state, client, &form),
+        "authorization_code" => authorization_code(app, client, &form).await,
+        "refresh_token" => refresh(app, client, &form).await,
+        "client_credentials" => client_credentials(app, client, &form),
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "unsupported grant_type",
@@ -102,7 +102,7 @@ fn server_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> O
 /// The client acting as itself: an access token whose `sub` is the client, with
 /// scopes drawn from the client's allowed ones; no ID token, no refresh token.
 fn client_credentials(
-    state: &AppState,
+    app: &AppState,
     client: &Client,
     form: &TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
@@ -140,10 +140,10 @@ fn client_credentials(
     let audience = client
         .audience
         .clone()
-        .unwrap_or_else(|| state.config.issuer.clone());
-    let access = state
+        .unwrap_or_else(|| app.config.issuer.clone());
+    let access = app
         .signer
-        .client_access_token(client, &scopes, &audience, state.clock.now())
+        .client_access_token(client, &scopes, &audience, app.clock.now())
         .map_err(server_error("signing access token failed"))?;
     tracing::info!(client_id = %client.id, "issued client-credentials token");
     Ok(TokenResponse {
@@ -167,7 +167,7 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 }
 
 async fn authorization_code(
-    state: &AppState,
+    app: &AppState,
     client: &Client,
     form: &TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
@@ -179,8 +179,8 @@ async fn authorization_code(
         .redirect_uri
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("redirect_uri is required"))?;
-    let now = state.clock.now();
-    let record = match state
+    let now = app.clock.now();
+    let record = match app
         .store
         .redeem_code(&secrets::hash_secret(code), now)
         .await
@@ -189,7 +189,7 @@ async fn authorization_code(
         RedeemOutcome::Redeemed(r) => r,
         RedeemOutcome::AlreadyUsed { grant_id } => {
             // A replayed code means it leaked: end everything it issued.
-            let _ = state.store.revoke_grant(&grant_id, now).await;
+            let _ = app.store.revoke_grant(&grant_id, now).await;
             tracing::warn!(grant = %grant_id, "authorization code replayed; grant revoked");
             return Err(OAuthError::invalid_grant(
                 "code is invalid or was already used",
@@ -201,11 +201,11 @@ async fn authorization_code(
     };
     let refuse = |why: &'static str| OAuthError::invalid_grant(why);
     if record.client_id != client.id {
-        let _ = state.store.revoke_grant(&record.grant_id, now).await;
+        let _ = app.store.revoke_grant(&record.grant_id, now).await;
         return Err(refuse("code was issued to another client"));
     }
     if record.redirect_uri != redirect_uri {
-        let _ = state.store.revoke_grant(&record.grant_id, now).await;
+        let _ = app.store.revoke_grant(&record.grant_id, now).await;
         return Err(refuse(
             "redirect_uri does not match the authorization request",
         ));
@@ -213,11 +213,11 @@ async fn authorization_code(
     match (&record.code_challenge, form.code_verifier.as_deref()) {
         (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
         (Some(_), _) => {
-            let _ = state.store.revoke_grant(&record.grant_id, now).await;
+            let _ = app.store.revoke_grant(&record.grant_id, now).await;
             return Err(refuse("PKCE verification failed"));
         }
         (None, Some(_)) => {
-            let _ = state.store.revoke_grant(&record.grant_id, now).await;
+            let _ = app.store.revoke_grant(&record.grant_id, now).await;
             return Err(refuse("code_verifier sent but no code_challenge was"));
         }
         (None, None) => {}
@@ -225,24 +225,16 @@ async fn authorization_code(
     // The redeemer won the code: a replay racing it revokes the grant, which kills
     // these tokens at their first use, but this exchange still answers (exactly one
     // success per code). Only a grant that is gone or expired stops it here.
-    let grant = redeemed_grant(state, &record.grant_id).await?;
-    let user = active_user(state, &grant).await?;
+    let grant = redeemed_grant(app, &record.grant_id).await?;
+    let user = active_user(app, &grant).await?;
     let offline =
         grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
-    issue(
-        state,
-        client,
-        &grant,
-        &user,
-        record.nonce.as_deref(),
-        offline,
-    )
-    .await
+    issue(app, client, &grant, &user, record.nonce.as_deref(), offline).await
 }
 
-async fn redeemed_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
-    let now = state.clock.now();
-    match state
+async fn redeemed_grant(app: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
+    let now = app.clock.now();
+    match app
         .store
         .get_grant(id)
         .await
@@ -253,8 +245,8 @@ async fn redeemed_grant(state: &AppState, id: &str) -> Result<GrantRecord, OAuth
     }
 }
 
-async fn active_user(state: &AppState, grant: &GrantRecord) -> Result<UserRecord, OAuthError> {
-    match state
+async fn active_user(app: &AppState, grant: &GrantRecord) -> Result<UserRecord, OAuthError> {
+    match app
         .store
         .get_user(&grant.user_id)
         .await
@@ -262,14 +254,14 @@ async fn active_user(state: &AppState, grant: &GrantRecord) -> Result<UserRecord
     {
         Some(u) if u.status == UserStatus::Active => Ok(u),
         _ => {
-            let _ = state.store.revoke_grant(&grant.id, state.clock.now()).await;
+            let _ = app.store.revoke_grant(&grant.id, app.clock.now()).await;
             Err(OAuthError::invalid_grant("the user is disabled"))
         }
     }
 }
 
 async fn refresh(
-    state: &AppState,
+    app: &AppState,
     client: &Client,
     form: &TokenForm,
 ) -> Result<TokenResponse, OAuthError> {
@@ -277,11 +269,11 @@ async fn refresh(
         .refresh_token
         .as_deref()
         .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
-    let now = state.clock.now();
+    let now = app.clock.now();
     let presented_hash = secrets::hash_secret(presented);
     // Ask upstream before spending the token, so an unreachable provider costs the
     // client a retry, not its refresh token.
-    let peeked = state
+    let peeked = app
         .store
         .refresh_token_grant(&presented_hash, now)
         .await
@@ -289,7 +281,7 @@ async fn refresh(
         .ok_or_else(|| OAuthError::invalid_grant("refresh token is invalid or expired"))?;
     if peeked.client_id != client.id {
         // Another client holding this token means it leaked.
-        let _ = state.store.revoke_grant(&peeked.id, now).await;
+        let _ = app.store.revoke_grant(&peeked.id, now).await;
         return Err(OAuthError::invalid_grant(
             "refresh token was issued to another client",
         ));
@@ -306,17 +298,17 @@ async fn refresh(
             ));
         }
     }
-    let user = active_user(state, &peeked).await?;
-    let user = recheck_upstream(state, &peeked, user).await?;
+    let user = active_user(app, &peeked).await?;
+    let user = recheck_upstream(app, &peeked, user).await?;
     let new_token = secrets::random_token().map_err(server_error("random failed"))?;
-    let outcome = state
+    let outcome = app
         .store
         .rotate_refresh(
             &presented_hash,
             &secrets::hash_secret(&new_token),
             (now + client.lifetimes.refresh_token_idle).min(peeked.expires_at),
             now,
-            state.config.tokens.refresh_reuse_grace,
+            app.config.tokens.refresh_reuse_grace,
         )
         .await
         .map_err(server_error("rotating refresh token failed"))?;
@@ -332,7 +324,7 @@ async fn refresh(
             ));
         }
     };
-    let mut response = issue(state, client, &grant, &user, None, false).await?;
+    let mut response = issue(app, client, &grant, &user, None, false).await?;
     response.refresh_token = Some(new_token);
     Ok(response)
 }
@@ -340,32 +332,22 @@ async fn refresh(
 /// The provider's verdict at refresh: a person removed or disabled upstream loses the
 /// grant; an unreachable provider is a retryable error.
 async fn recheck_upstream(
-    state: &AppState,
+    app: &AppState,
     grant: &GrantRecord,
     user: UserRecord,
 ) -> Result<UserRecord, OAuthError> {
     use crate::identity::IdentityError;
     use switchboard_plugin_api::ProviderError;
-    let Some(entry) = state.providers.get(&grant.provider_id) else {
+    let Some(entry) = app.providers.get(&grant.provider_id) else {
         // The provider was removed from the config: its logins end.
-        let _ = state.store.revoke_grant(&grant.id, state.clock.now()).await;
+        let _ = app.store.revoke_grant(&grant.id, app.clock.now()).await;
         return Err(OAuthError::invalid_grant(
             "the identity provider is no longer configured",
         ));
     };
-    let now = state.clock.now();
-    let asked = tokio::time::timeout(
-        state.config.login.provider_timeout,
-        crate::identity::refresh_from_provider(&state.store, &state.master, entry, user, now),
-    )
-    .await
-    .unwrap_or_else(|_| {
-        Err(IdentityError::Provider(
-            ProviderError::UpstreamUnavailable {
-                detail: "timed out".into(),
-            },
-        ))
-    });
+    let now = app.clock.now();
+    let asked =
+        crate::identity::refresh_from_provider(&app.store, &app.master, entry, user, now).await;
     match asked {
         Ok(user) => Ok(user),
         Err(IdentityError::Provider(ProviderError::UpstreamUnavailable { detail })) => {
@@ -377,7 +359,7 @@ async fn recheck_upstream(
         }
         Err(e) => {
             tracing::info!(provider = %entry.id, grant = %grant.id, error = %e, "upstream refused refresh; grant revoked");
-            let _ = state.store.revoke_grant(&grant.id, now).await;
+            let _ = app.store.revoke_grant(&grant.id, now).await;
             Err(OAuthError::invalid_grant(
                 "the identity provider no longer accepts this user",
             ))
@@ -386,30 +368,30 @@ async fn recheck_upstream(
 }
 
 async fn issue(
-    state: &AppState,
+    app: &AppState,
     client: &Client,
     grant: &GrantRecord,
     user: &UserRecord,
     nonce: Option<&str>,
     with_refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
-    let now = state.clock.now();
+    let now = app.clock.now();
     let audience = client
         .audience
         .clone()
-        .unwrap_or_else(|| state.config.issuer.clone());
+        .unwrap_or_else(|| app.config.issuer.clone());
     // Roles are recomputed at every issuance: after a login, and after a refresh has
     // asked the provider again.
-    let roles = crate::identity::grant_access(&state.store, &state.config.roles, grant)
+    let roles = crate::identity::grant_access(&app.store, &app.config.roles, grant)
         .await
         .map_err(server_error("computing roles failed"))?;
     let person = PersonClaims::for_scopes(user, roles.as_ref(), &grant.scopes);
     let role_claims = person.roles.clone();
-    let access = state
+    let access = app
         .signer
         .access_token(client, grant, &audience, person, now)
         .map_err(server_error("signing access token failed"))?;
-    let id_token = state
+    let id_token = app
         .signer
         .id_token(
             client,
@@ -425,8 +407,7 @@ async fn issue(
     let refresh_token = if with_refresh {
         let token = secrets::random_token().map_err(server_error("random failed"))?;
         let expires_at = (now + client.lifetimes.refresh_token_idle).min(grant.expires_at);
-        state
-            .store
+        app.store
             .put_refresh_token(&secrets::hash_secret(&token), &grant.id, expires_at, now)
             .await
             .map_err(server_error("storing refresh token failed"))?;

@@ -3,12 +3,12 @@
 //! are not live.
 
 use super::clients::{authenticate, presented_credentials};
-use super::error::OAuthError;
 use crate::config::Client;
-use crate::http::AppState;
+use crate::flow::OAuthError;
 use crate::secrets;
 use crate::store::{GrantRecord, UserRecord, UserStatus};
 use crate::tokens::AccessTokenClaims;
+use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -33,25 +33,25 @@ enum LiveToken {
     },
 }
 
-async fn live_grant(state: &AppState, grant: GrantRecord) -> Option<(GrantRecord, UserRecord)> {
-    let now = state.clock.now();
+async fn live_grant(app: &AppState, grant: GrantRecord) -> Option<(GrantRecord, UserRecord)> {
+    let now = app.clock.now();
     if grant.revoked_at.is_some() || grant.expires_at <= now {
         return None;
     }
-    let user = state.store.get_user(&grant.user_id).await.ok()??;
+    let user = app.store.get_user(&grant.user_id).await.ok()??;
     (user.status == UserStatus::Active).then_some((grant, user))
 }
 
 /// Which live token `token` is; `None` for anything expired, revoked, of a disabled
 /// user, malformed or unknown. The hint only decides the order of the lookups.
-async fn identify(state: &AppState, token: &str, hint: Option<&str>) -> Option<LiveToken> {
+async fn identify(app: &AppState, token: &str, hint: Option<&str>) -> Option<LiveToken> {
     let as_access = async {
-        let claims = state.signer.verify_access_token(token).await.ok()?;
+        let claims = app.signer.verify_access_token(token).await.ok()?;
         let grant = match &claims.gid {
             None => None,
             Some(id) => {
-                let g = state.store.get_grant(id).await.ok()??;
-                Some(live_grant(state, g).await?)
+                let g = app.store.get_grant(id).await.ok()??;
+                Some(live_grant(app, g).await?)
             }
         };
         Some(LiveToken::Access {
@@ -60,10 +60,10 @@ async fn identify(state: &AppState, token: &str, hint: Option<&str>) -> Option<L
         })
     };
     let as_refresh = async {
-        let now = state.clock.now();
+        let now = app.clock.now();
         let hash = secrets::hash_secret(token);
-        let grant = state.store.refresh_token_grant(&hash, now).await.ok()??;
-        let (grant, user) = live_grant(state, grant).await?;
+        let grant = app.store.refresh_token_grant(&hash, now).await.ok()??;
+        let (grant, user) = live_grant(app, grant).await?;
         Some(LiveToken::Refresh { grant, user })
     };
     // JWTs have two dots; refresh tokens are plain base64url.
@@ -77,7 +77,7 @@ async fn identify(state: &AppState, token: &str, hint: Option<&str>) -> Option<L
 
 async fn authenticated<'a>(
     req: &HttpRequest,
-    state: &'a AppState,
+    app: &'a AppState,
     form: &TokenForm,
 ) -> Result<&'a Client, OAuthError> {
     let creds = presented_credentials(
@@ -85,12 +85,12 @@ async fn authenticated<'a>(
         form.client_id.as_deref(),
         form.client_secret.as_deref(),
     )?;
-    authenticate(&state.config, &creds)
+    authenticate(&app.config, &creds)
 }
 
 /// Adds the roles and permissions the grant's scopes ask for, recomputed now.
-async fn add_roles(state: &AppState, grant: &GrantRecord, body: &mut serde_json::Value) {
-    match crate::identity::grant_access(&state.store, &state.config.roles, grant).await {
+async fn add_roles(app: &AppState, grant: &GrantRecord, body: &mut serde_json::Value) {
+    match crate::identity::grant_access(&app.store, &app.config.roles, grant).await {
         Ok(Some(access)) => {
             let has = |s: &str| grant.scopes.iter().any(|g| g == s);
             if has("roles") {
@@ -115,11 +115,11 @@ fn no_store_json(body: serde_json::Value) -> HttpResponse {
 /// authenticate as clients.
 pub async fn introspect(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let client = match authenticated(&req, &state, &form).await {
+    let client = match authenticated(&req, &app, &form).await {
         Ok(c) if !c.is_public() => c,
         Ok(_) => {
             return OAuthError::invalid_client("public clients cannot introspect").token_response();
@@ -136,7 +136,7 @@ pub async fn introspect(
             .any(|s| s == "groups")
             .then(|| u.groups.clone())
     };
-    let body = match identify(&state, token, form.token_type_hint.as_deref()).await {
+    let body = match identify(&app, token, form.token_type_hint.as_deref()).await {
         None => return inactive(),
         Some(LiveToken::Access { claims, grant }) => {
             let mut body = json!({
@@ -156,7 +156,7 @@ pub async fn introspect(
                 if let Some(groups) = groups_of(&user, &g.scopes) {
                     body["groups"] = json!(groups);
                 }
-                add_roles(&state, &g, &mut body).await;
+                add_roles(&app, &g, &mut body).await;
             }
             body
         }
@@ -167,7 +167,7 @@ pub async fn introspect(
                 "scope": grant.scopes.join(" "),
                 "client_id": grant.client_id,
                 "sub": user.id,
-                "iss": state.config.issuer,
+                "iss": app.config.issuer,
                 "iat": grant.created_at,
                 "exp": grant.expires_at,
                 "username": user.username.clone().or(user.email.clone()),
@@ -175,7 +175,7 @@ pub async fn introspect(
             if let Some(groups) = groups_of(&user, &grant.scopes) {
                 body["groups"] = json!(groups);
             }
-            add_roles(&state, &grant, &mut body).await;
+            add_roles(&app, &grant, &mut body).await;
             body
         }
     };
@@ -188,18 +188,18 @@ pub async fn introspect(
 /// 200 as success, so the answer tells nothing.
 pub async fn revoke(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
     let form = form.into_inner();
-    let client = match authenticated(&req, &state, &form).await {
+    let client = match authenticated(&req, &app, &form).await {
         Ok(c) => c,
         Err(e) => return e.token_response(),
     };
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return OAuthError::invalid_request("token is required").token_response();
     };
-    let grant_id = match identify(&state, token, form.token_type_hint.as_deref()).await {
+    let grant_id = match identify(&app, token, form.token_type_hint.as_deref()).await {
         Some(LiveToken::Refresh { grant, .. }) if grant.client_id == client.id => Some(grant.id),
         Some(LiveToken::Access {
             claims,
@@ -208,7 +208,7 @@ pub async fn revoke(
         _ => None,
     };
     if let Some(id) = grant_id {
-        match state.store.revoke_grant(&id, state.clock.now()).await {
+        match app.store.revoke_grant(&id, app.clock.now()).await {
             Ok(_) => {
                 tracing::info!(client_id = %client.id, grant = %id, "grant revoked by the client")
             }

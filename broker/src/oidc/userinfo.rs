@@ -1,10 +1,10 @@
 //! `/userinfo` (GET and POST): only our access tokens, only for live grants of active
 //! users; errors per RFC 6750.
 
-use super::error::OAuthError;
-use crate::http::AppState;
+use crate::flow::OAuthError;
 use crate::store::UserStatus;
 use crate::tokens::{ProfileClaims, RoleClaims};
+use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
@@ -43,13 +43,13 @@ fn bearer_from_header(req: &HttpRequest) -> Result<Option<String>, OAuthError> {
     }
 }
 
-pub async fn userinfo_get(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
-    respond(&state, bearer_from_header(&req)).await
+pub async fn userinfo_get(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    respond(&app, bearer_from_header(&req)).await
 }
 
 pub async fn userinfo_post(
     req: HttpRequest,
-    state: web::Data<AppState>,
+    app: web::Data<AppState>,
     form: Option<web::Form<UserinfoForm>>,
 ) -> HttpResponse {
     let from_form = form.and_then(|f| f.into_inner().access_token);
@@ -59,12 +59,12 @@ pub async fn userinfo_post(
         (other, None) => other,
         (Err(e), _) => Err(e),
     };
-    respond(&state, token).await
+    respond(&app, token).await
 }
 
-async fn respond(state: &AppState, token: Result<Option<String>, OAuthError>) -> HttpResponse {
+async fn respond(app: &AppState, token: Result<Option<String>, OAuthError>) -> HttpResponse {
     let result = match token {
-        Ok(Some(t)) => lookup(state, &t).await,
+        Ok(Some(t)) => lookup(app, &t).await,
         Ok(None) => Err(OAuthError::new("invalid_token", "no access token")),
         Err(e) => Err(e),
     };
@@ -79,17 +79,17 @@ async fn respond(state: &AppState, token: Result<Option<String>, OAuthError>) ->
     }
 }
 
-async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
-    let claims = state
+async fn lookup(app: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
+    let claims = app
         .signer
         .verify_access_token(token)
         .await
         .map_err(|e| invalid_token(&e.to_string()))?;
-    let now = state.clock.now();
+    let now = app.clock.now();
     let Some(grant_id) = &claims.gid else {
         return Err(invalid_token("the token does not belong to a person"));
     };
-    let grant = state
+    let grant = app
         .store
         .get_grant(grant_id)
         .await
@@ -98,7 +98,7 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
         Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => g,
         _ => return Err(invalid_token("the token was revoked")),
     };
-    let user = state
+    let user = app
         .store
         .get_user(&claims.sub)
         .await
@@ -113,7 +113,7 @@ async fn lookup(state: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
             "the openid scope is required",
         ));
     }
-    let access = crate::identity::grant_access(&state.store, &state.config.roles, &grant)
+    let access = crate::identity::grant_access(&app.store, &app.config.roles, &grant)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "computing roles failed");

@@ -1,13 +1,27 @@
 //! The registry of configured identity providers: each config section built by the
 //! factory for its `type`. Nothing above this module can tell a built-in provider from
 //! one loaded at run time.
+//!
+//! An entry owns the policy of calling its provider: every call is bounded in time
+//! (`login.provider_timeout`) and in number (calls in flight at once), so callers never
+//! wrap a provider call themselves.
 
 pub mod plugin;
 
 use crate::config::{ProviderPolicy, ProviderSection};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
-use switchboard_plugin_api::{Provider, ProviderContext, ProviderError, ProviderFactory};
+use std::time::Duration;
+use switchboard_plugin_api::{
+    BeginRequest, BeginResponse, Callback, Identity, PasswordRequest, Provider, ProviderContext,
+    ProviderError, ProviderFactory, RefreshRequest,
+};
+use tokio::sync::Semaphore;
+
+/// Calls in flight at once per provider. A stalled upstream holds each waiting login
+/// until the timeout; past this many, new logins fail at once instead of piling up.
+pub const MAX_CALLS_IN_FLIGHT: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -21,6 +35,40 @@ pub enum RegistryError {
     Create(ProviderError),
 }
 
+/// Whose namespace a provider's subjects live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subjects {
+    /// An upstream's own subject: linked to a user through an identity link.
+    Upstream,
+    /// The broker's own user id (the local provider reads the broker's users).
+    UserIds,
+}
+
+/// A provider type the broker can build, and what its subjects are.
+#[derive(Clone)]
+pub struct ProviderKind {
+    pub factory: Arc<dyn ProviderFactory>,
+    pub subjects: Subjects,
+}
+
+impl std::fmt::Debug for ProviderKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderKind")
+            .field("type", &self.factory.provider_type())
+            .field("subjects", &self.subjects)
+            .finish()
+    }
+}
+
+impl ProviderKind {
+    pub fn upstream(factory: Arc<dyn ProviderFactory>) -> Self {
+        ProviderKind {
+            factory,
+            subjects: Subjects::Upstream,
+        }
+    }
+}
+
 /// One configured provider.
 #[derive(Debug, Clone)]
 pub struct ProviderEntry {
@@ -29,7 +77,111 @@ pub struct ProviderEntry {
     pub kind: String,
     /// The broker's keys of its section: registration, profile sync, email trust.
     pub policy: ProviderPolicy,
-    pub provider: Arc<dyn Provider>,
+    subjects: Subjects,
+    provider: Arc<dyn Provider>,
+    timeout: Duration,
+    in_flight: Arc<Semaphore>,
+}
+
+impl ProviderEntry {
+    pub fn new(
+        section: &ProviderSection,
+        subjects: Subjects,
+        provider: Arc<dyn Provider>,
+        timeout: Duration,
+    ) -> Self {
+        ProviderEntry {
+            id: section.id.clone(),
+            name: section.name.clone(),
+            kind: section.kind.clone(),
+            policy: section.policy,
+            subjects,
+            provider,
+            timeout,
+            in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+        }
+    }
+
+    /// True when this provider's subject is the broker's user id itself, so a first
+    /// login never creates a link to someone else's account.
+    pub fn subject_is_user_id(&self) -> bool {
+        self.subjects == Subjects::UserIds
+    }
+
+    pub fn has_password(&self) -> bool {
+        self.provider.password().is_some()
+    }
+
+    pub fn has_redirect(&self) -> bool {
+        self.provider.redirect().is_some()
+    }
+
+    pub fn has_refresh(&self) -> bool {
+        self.provider.refresh().is_some()
+    }
+
+    /// Runs one call under this entry's bounds.
+    async fn bounded<T>(
+        &self,
+        step: &'static str,
+        call: impl Future<Output = Result<T, ProviderError>>,
+    ) -> Result<T, ProviderError> {
+        let Ok(_permit) = self.in_flight.try_acquire() else {
+            tracing::warn!(provider = %self.id, step, "too many provider calls in flight");
+            return Err(ProviderError::UpstreamUnavailable {
+                detail: "too many logins in progress".into(),
+            });
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(answer) => answer,
+            Err(_) => {
+                tracing::warn!(provider = %self.id, step, "provider timed out");
+                Err(ProviderError::UpstreamUnavailable {
+                    detail: "timed out".into(),
+                })
+            }
+        }
+    }
+
+    fn unsupported(&self, capability: &str) -> ProviderError {
+        ProviderError::Misconfigured {
+            detail: format!("provider {} has no {capability} login", self.id),
+        }
+    }
+
+    pub async fn begin(&self, request: BeginRequest) -> Result<BeginResponse, ProviderError> {
+        let redirect = self
+            .provider
+            .redirect()
+            .ok_or_else(|| self.unsupported("redirect"))?;
+        self.bounded("begin", redirect.begin(request)).await
+    }
+
+    pub async fn complete(&self, callback: Callback) -> Result<Identity, ProviderError> {
+        let redirect = self
+            .provider
+            .redirect()
+            .ok_or_else(|| self.unsupported("redirect"))?;
+        self.bounded("complete", redirect.complete(callback)).await
+    }
+
+    pub async fn authenticate(&self, request: PasswordRequest) -> Result<Identity, ProviderError> {
+        let password = self
+            .provider
+            .password()
+            .ok_or_else(|| self.unsupported("password"))?;
+        self.bounded("authenticate", password.authenticate(request))
+            .await
+    }
+
+    /// `None` when the provider cannot re-check a person: what was stored stands.
+    pub async fn refresh(
+        &self,
+        request: RefreshRequest,
+    ) -> Option<Result<Identity, ProviderError>> {
+        let refresher = self.provider.refresh()?;
+        Some(self.bounded("refresh", refresher.refresh(request)).await)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -40,31 +192,28 @@ pub struct ProviderRegistry {
 impl ProviderRegistry {
     pub fn build(
         sections: &[ProviderSection],
-        factories: &[Arc<dyn ProviderFactory>],
+        kinds: &[ProviderKind],
         dev_mode: bool,
+        timeout: Duration,
     ) -> Result<Self, RegistryError> {
-        let by_type: BTreeMap<&str, &Arc<dyn ProviderFactory>> =
-            factories.iter().map(|f| (f.provider_type(), f)).collect();
+        let by_type: BTreeMap<&str, &ProviderKind> = kinds
+            .iter()
+            .map(|k| (k.factory.provider_type(), k))
+            .collect();
         let mut entries = Vec::new();
         for s in sections {
-            let factory =
-                by_type
-                    .get(s.kind.as_str())
-                    .ok_or_else(|| RegistryError::UnknownType {
-                        id: s.id.clone(),
-                        kind: s.kind.clone(),
-                        known: by_type.keys().copied().collect::<Vec<_>>().join(", "),
-                    })?;
-            let provider = factory
+            let kind = by_type
+                .get(s.kind.as_str())
+                .ok_or_else(|| RegistryError::UnknownType {
+                    id: s.id.clone(),
+                    kind: s.kind.clone(),
+                    known: by_type.keys().copied().collect::<Vec<_>>().join(", "),
+                })?;
+            let provider = kind
+                .factory
                 .create(ProviderContext::new(&s.id, s.options.clone(), dev_mode))
                 .map_err(RegistryError::Create)?;
-            entries.push(ProviderEntry {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                kind: s.kind.clone(),
-                policy: s.policy,
-                provider,
-            });
+            entries.push(ProviderEntry::new(s, kind.subjects, provider, timeout));
         }
         Ok(ProviderRegistry { entries })
     }
@@ -75,5 +224,25 @@ impl ProviderRegistry {
 
     pub fn all(&self) -> &[ProviderEntry] {
         &self.entries
+    }
+}
+
+#[cfg(test)]
+impl ProviderEntry {
+    /// An entry for unit tests of the layers above, with a generous timeout.
+    pub(crate) fn for_tests(
+        id: &str,
+        subjects: Subjects,
+        policy: ProviderPolicy,
+        provider: Arc<dyn Provider>,
+    ) -> Self {
+        let section = ProviderSection {
+            id: id.into(),
+            name: id.into(),
+            kind: "test".into(),
+            policy,
+            options: serde_json::Value::Null,
+        };
+        ProviderEntry::new(&section, subjects, provider, Duration::from_secs(5))
     }
 }

@@ -188,7 +188,7 @@ pub trait AuditStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuthRequestRecord {
     pub id_hash: SecretHash,
-    /// The validated request, serialised by `oidc::authorize` (opaque here).
+    /// A pending login (`flow::PendingLogin`) or an upstream trip, as JSON (opaque here).
     pub request: serde_json::Value,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,

@@ -1,49 +1,28 @@
-//! The HTTP server: shared state, middleware (request ids, security headers), routes.
+//! Middleware around every request: a request id in the span and the response,
+//! security headers, a page error rendered as the page (with that request id), and
+//! HSTS when the issuer is https.
 
-pub mod client_ip;
-pub mod pages;
-
-use crate::clock::SharedClock;
-use crate::config::Config;
-use crate::providers::ProviderRegistry;
-use crate::secrets::MasterKey;
-use crate::sessions::CookiePolicy;
-use crate::store::SharedStore;
-use crate::tokens::TokenSigner;
-use crate::tokens::keyring::Keyring;
-use actix_web::body::MessageBody;
+use super::AppState;
+use super::pages::PageError;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{App, HttpMessage, HttpServer, web};
-use std::sync::Arc;
+use actix_web::{HttpMessage, HttpRequest, web};
 use tracing::Instrument;
-
-/// Everything a handler may use. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub store: SharedStore,
-    pub clock: SharedClock,
-    pub master: Arc<MasterKey>,
-    pub keyring: Arc<Keyring>,
-    pub signer: TokenSigner,
-    pub providers: Arc<ProviderRegistry>,
-    pub cookies: CookiePolicy,
-    pub pages: Arc<pages::Pages>,
-    pub discovery: Arc<String>,
-    pub oauth_metadata: Arc<String>,
-    /// Outbound HTTP (back-channel logout): timeouts on, redirects off.
-    pub http: reqwest::Client,
-}
 
 /// The id of the request being served, for logs and error pages.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
-async fn request_context(
+/// The id the middleware gave this request.
+pub fn request_id(req: &HttpRequest) -> Option<String> {
+    req.extensions().get::<RequestId>().map(|r| r.0.clone())
+}
+
+pub async fn request_context(
     req: ServiceRequest,
-    next: Next<impl MessageBody>,
+    next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let id = crate::secrets::random_id().unwrap_or_else(|_| "-".to_string());
     req.extensions_mut().insert(RequestId(id.clone()));
@@ -55,7 +34,8 @@ async fn request_context(
     );
     async move {
         let started = std::time::Instant::now();
-        let mut res = next.call(req).await?;
+        let res = next.call(req).await?;
+        let mut res = render_page_error(res, &id);
         let h = res.headers_mut();
         if let Ok(v) = HeaderValue::from_str(&id) {
             h.insert(header::HeaderName::from_static("x-request-id"), v);
@@ -82,7 +62,31 @@ async fn request_context(
     .await
 }
 
-async fn hsts(
+/// A handler that failed with a [`PageError`] gets the full page, which needs the
+/// templates and the request id that only this layer has together.
+fn render_page_error<B>(
+    res: ServiceResponse<B>,
+    request_id: &str,
+) -> ServiceResponse<EitherBody<B>> {
+    let page = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<PageError>())
+        .cloned();
+    let pages = res
+        .request()
+        .app_data::<web::Data<AppState>>()
+        .map(|app| app.pages.clone());
+    match (page, pages) {
+        (Some(page), Some(pages)) => {
+            let rendered = pages.error_page(&page, Some(request_id));
+            res.into_response(rendered).map_into_right_body()
+        }
+        _ => res.map_into_left_body(),
+    }
+}
+
+pub async fn hsts(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
@@ -92,52 +96,4 @@ async fn hsts(
         HeaderValue::from_static("max-age=31536000; includeSubDomains"),
     );
     Ok(res)
-}
-
-fn configure(state: &AppState, cfg: &mut web::ServiceConfig) {
-    let limit = state.config.max_body_bytes;
-    cfg.app_data(web::Data::new(state.clone()))
-        .app_data(web::FormConfig::default().limit(limit))
-        .app_data(web::PayloadConfig::default().limit(limit))
-        .app_data(web::JsonConfig::default().limit(limit));
-    crate::oidc::routes(cfg);
-    crate::login::routes(cfg);
-    crate::account::routes(cfg);
-    cfg.route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
-}
-
-async fn healthz() -> &'static str {
-    "ok"
-}
-
-async fn readyz(state: web::Data<AppState>) -> actix_web::HttpResponse {
-    match state.keyring.signing_key(state.config.tokens.default_alg) {
-        Ok(_) => actix_web::HttpResponse::Ok().body("ready"),
-        Err(_) => actix_web::HttpResponse::ServiceUnavailable().body("no signing key"),
-    }
-}
-
-/// Binds and runs the server until it is stopped.
-pub async fn serve(state: AppState) -> std::io::Result<()> {
-    let listen = state.config.listen;
-    let workers = state.config.workers;
-    let https = state.config.issuer_url.scheme() == "https";
-    let server = HttpServer::new(move || {
-        App::new()
-            .wrap(actix_web::middleware::Condition::new(
-                https,
-                actix_web::middleware::from_fn(hsts),
-            ))
-            .wrap(actix_web::middleware::from_fn(request_context))
-            .configure(|cfg| configure(&state, cfg))
-    })
-    .shutdown_timeout(5)
-    .bind(listen)?;
-    let server = match workers {
-        Some(n) => server.workers(n),
-        None => server,
-    };
-    tracing::info!(%listen, "listening");
-    server.run().await
 }

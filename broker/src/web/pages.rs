@@ -1,8 +1,8 @@
 //! HTML pages: templates embedded in the binary, rendered with autoescaping, sent with
-//! `Cache-Control: no-store`.
+//! `Cache-Control: no-store`; and [`PageError`], the one error a page handler returns.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 
@@ -44,18 +44,108 @@ impl Pages {
         }
     }
 
-    pub fn error(
-        &self,
-        status: StatusCode,
-        title: &str,
-        message: &str,
-        request_id: Option<&str>,
-    ) -> HttpResponse {
+    /// The page for `error`, naming the request id so a person can quote it.
+    pub fn error_page(&self, error: &PageError, request_id: Option<&str>) -> HttpResponse {
         self.render(
             "error.html",
-            status,
-            minijinja::context! { title, message, request_id },
+            error.status,
+            minijinja::context! {
+                title => &error.title,
+                message => &error.message,
+                back => &error.back,
+                request_id,
+            },
         )
+    }
+}
+
+/// Why a page request failed, in words safe to show: a status, a title, a message and
+/// maybe a way back. Handlers return it; the request middleware renders the page.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{title}: {message}")]
+pub struct PageError {
+    pub status: StatusCode,
+    pub title: String,
+    pub message: String,
+    pub back: Option<WayBack>,
+}
+
+/// A link off an error page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WayBack {
+    /// Element id, for tests and styling.
+    pub id: &'static str,
+    pub url: String,
+    pub label: &'static str,
+}
+
+pub const TRY_AGAIN: &str = "Something went wrong. Try again.";
+
+impl PageError {
+    pub fn new(status: StatusCode, title: impl Into<String>, message: impl Into<String>) -> Self {
+        PageError {
+            status,
+            title: title.into(),
+            message: message.into(),
+            back: None,
+        }
+    }
+
+    /// A sign-in request that cannot go on.
+    pub fn sign_in(status: StatusCode, message: impl Into<String>) -> Self {
+        Self::new(status, "Sign-in request refused", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::sign_in(StatusCode::BAD_REQUEST, message)
+    }
+
+    /// A fault of ours: the cause goes to the log, never to the page.
+    pub fn internal() -> Self {
+        Self::sign_in(StatusCode::INTERNAL_SERVER_ERROR, TRY_AGAIN)
+    }
+
+    pub fn malformed() -> Self {
+        Self::bad_request("The request is malformed.")
+    }
+
+    /// Adds a link back to the application, carrying an OAuth error for it.
+    pub fn back_to_app(mut self, url: impl Into<String>) -> Self {
+        self.back = Some(WayBack {
+            id: "return-to-app",
+            url: url.into(),
+            label: "Return to the application",
+        });
+        self
+    }
+
+    pub fn back_to(
+        mut self,
+        id: &'static str,
+        url: impl Into<String>,
+        label: &'static str,
+    ) -> Self {
+        self.back = Some(WayBack {
+            id,
+            url: url.into(),
+            label,
+        });
+        self
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Plain text, for a response that never passed the middleware (which renders the
+    /// real page in its place).
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status)
+            .content_type("text/plain; charset=utf-8")
+            .insert_header(("Cache-Control", "no-store"))
+            .body(format!("{}\n\n{}\n", self.title, self.message))
     }
 }
 
@@ -79,7 +169,7 @@ mod tests {
             StatusCode::OK,
             minijinja::context! {
                 client_name => "App", provider_name => "Local", provider_id => "local",
-                request_id => "r", csrf => "c", username => "<script>x</script>",
+                login_id => "r", csrf => "c", username => "<script>x</script>",
                 error => "<b>bad</b>",
             },
         );
@@ -89,6 +179,19 @@ mod tests {
         assert!(!body.contains("<script>x"), "{body}");
         assert!(body.contains("&lt;script&gt;"));
         assert!(!body.contains("<b>bad"));
+    }
+
+    #[test]
+    fn an_error_page_shows_its_message_and_way_back_escaped() {
+        let pages = Pages::new().unwrap();
+        let error = PageError::bad_request("<i>no</i>").back_to_app("https://app/cb?error=x&a=<b>");
+        let res = pages.error_page(&error, Some("req-1"));
+        assert_eq!(res.status(), StatusCode::BAD_REQUEST);
+        let body = futures_lite_block_on(actix_web::body::to_bytes(res.into_body()));
+        assert!(body.contains("&lt;i&gt;no"), "{body}");
+        assert!(body.contains("id=\"return-to-app\""), "{body}");
+        assert!(!body.contains("a=<b>"), "{body}");
+        assert!(body.contains("req-1"), "{body}");
     }
 
     fn futures_lite_block_on<

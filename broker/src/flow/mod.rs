@@ -1,0 +1,15 @@
+//! The authorization transaction, without handlers: the validated request an app made
+//! ([`AuthorizationRequest`]), the login it waits on ([`PendingLogin`], whose purpose
+//! is signing in for a client or linking an identity to the signed-in account), the
+//! answers that go back to the client ([`AuthorizationReply`], [`OAuthError`]), and
+//! [`issue_code`], which ends every successful sign-in.
+
+mod code;
+mod error;
+mod pending;
+mod request;
+
+pub use code::issue_code;
+pub use error::{AuthorizationReply, OAuthError};
+pub use pending::{EXPIRED, FlowError, LinkIntent, PendingLogin, Purpose, Started};
+pub use request::{AuthorizationRequest, Prompt};

@@ -1,0 +1,52 @@
+//! Plumbing every endpoint shares and none owns: the state handlers see, request ids
+//! and security headers, the client's address, the browser's cookies, pages with one
+//! typed page error, and a parameter extractor. Nothing here imports an endpoint
+//! module (`oidc`, `login`, `account`) or the login transaction (`flow`).
+
+pub mod browser;
+pub mod client_ip;
+pub mod middleware;
+pub mod pages;
+pub mod params;
+
+pub use middleware::{RequestId, request_id};
+pub use pages::{PageError, Pages};
+pub use params::Params;
+
+use crate::clock::SharedClock;
+use crate::config::Config;
+use crate::providers::ProviderRegistry;
+use crate::secrets::MasterKey;
+use crate::sessions::CookiePolicy;
+use crate::store::SharedStore;
+use crate::tokens::TokenSigner;
+use crate::tokens::keyring::Keyring;
+use actix_web::HttpResponse;
+use std::sync::Arc;
+
+/// Everything a handler may use. Cheap to clone. Bound as `app` in handlers, so it is
+/// never confused with an OAuth `state`.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub master: Arc<MasterKey>,
+    pub keyring: Arc<Keyring>,
+    pub signer: TokenSigner,
+    pub providers: Arc<ProviderRegistry>,
+    pub cookies: CookiePolicy,
+    pub pages: Arc<Pages>,
+    pub discovery: Arc<String>,
+    pub oauth_metadata: Arc<String>,
+    /// Outbound HTTP (back-channel logout): timeouts on, redirects off.
+    pub http: reqwest::Client,
+}
+
+/// A 303 to a page of ours; never cached.
+pub fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", location))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
