@@ -1,16 +1,11 @@
-//! Outbound HTTP toward GitHub: a bounded client (timeouts, no redirects, body cap)
-//! for the OAuth token endpoint (through `oauth2`) and the REST API, with Link-header
+//! GitHub's REST API over the shared bounded client ([`UpstreamHttp`]: timeouts, no
+//! redirects, body cap): GitHub's statuses in GitHub's terms, and Link-header
 //! pagination that never leaves the API's origin and stops at a page bound.
 
-use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use serde::de::DeserializeOwned;
-use std::future::Future;
-use std::pin::Pin;
-use std::time::Duration;
+use switchboard_upstream::{HttpError, UpstreamHttp};
 use url::Url;
 
-/// Largest response body accepted.
-const MAX_BODY: usize = 1024 * 1024;
 /// Items per page asked of the API.
 pub const PER_PAGE: usize = 100;
 /// Pages read at most per list (orgs, teams, emails).
@@ -36,161 +31,84 @@ pub enum ApiError {
     Protocol(String),
 }
 
-/// The bounded HTTP client.
-#[derive(Debug, Clone)]
-pub struct GitHubHttp {
-    client: reqwest::Client,
-}
-
-impl GitHubHttp {
-    /// Builds the client.
-    pub fn new() -> Result<Self, String> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(10))
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        Ok(GitHubHttp { client })
-    }
-
-    async fn read(
-        response: reqwest::Response,
-    ) -> Result<(reqwest::StatusCode, reqwest::header::HeaderMap, Vec<u8>), ApiError> {
-        let status = response.status();
-        let headers = response.headers().clone();
-        if response
-            .content_length()
-            .is_some_and(|len| len > MAX_BODY as u64)
-        {
-            return Err(ApiError::Protocol("response too large".into()));
-        }
-        let mut response = response;
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| ApiError::Unavailable(transport(&e)))?
-        {
-            if body.len() + chunk.len() > MAX_BODY {
-                return Err(ApiError::Protocol("response too large".into()));
+impl From<HttpError> for ApiError {
+    fn from(e: HttpError) -> Self {
+        match e {
+            HttpError::Transport(_) | HttpError::Unavailable(_) => {
+                ApiError::Unavailable(e.to_string())
             }
-            body.extend_from_slice(&chunk);
+            other => ApiError::Protocol(other.to_string()),
         }
-        Ok((status, headers, body))
-    }
-
-    /// One OAuth request (token endpoint). GitHub answers errors with HTTP 200 and an
-    /// `error` member; those become 400 so `oauth2` reads them as error responses.
-    async fn oauth(&self, request: HttpRequest) -> Result<HttpResponse, ApiError> {
-        let request = reqwest::Request::try_from(request)
-            .map_err(|e| ApiError::Protocol(format!("bad request: {e}")))?;
-        let response = self
-            .client
-            .execute(request)
-            .await
-            .map_err(|e| ApiError::Unavailable(transport(&e)))?;
-        let (status, headers, body) = Self::read(response).await?;
-        if status.is_server_error() || status.as_u16() == 429 {
-            return Err(ApiError::Unavailable(format!("HTTP {}", status.as_u16())));
-        }
-        let mut status = status;
-        if status.is_success()
-            && serde_json::from_slice::<serde_json::Value>(&body)
-                .is_ok_and(|v| v.get("error").is_some_and(|e| e.is_string()))
-        {
-            status = reqwest::StatusCode::BAD_REQUEST;
-        }
-        let mut builder = oauth2::http::Response::builder().status(status);
-        for (name, value) in &headers {
-            builder = builder.header(name, value);
-        }
-        builder
-            .body(body)
-            .map_err(|e| ApiError::Protocol(e.to_string()))
-    }
-
-    /// GET one API page; returns the parsed body and the next page's URL.
-    pub async fn get<T: DeserializeOwned>(
-        &self,
-        url: &Url,
-        token: &str,
-        what: &str,
-    ) -> Result<(T, Option<String>), ApiError> {
-        let response = self
-            .client
-            .get(url.clone())
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .bearer_auth(token)
-            .send()
-            .await
-            .map_err(|e| ApiError::Unavailable(transport(&e)))?;
-        let (status, headers, body) = Self::read(response).await?;
-        match status.as_u16() {
-            200 => {}
-            401 => return Err(ApiError::Unauthorized),
-            403 if headers
-                .get("x-ratelimit-remaining")
-                .is_some_and(|v| v.as_bytes() == b"0") =>
-            {
-                return Err(ApiError::Unavailable("rate limited".into()));
-            }
-            429 => return Err(ApiError::Unavailable("rate limited".into())),
-            403 | 404 => return Err(ApiError::Forbidden(what.into(), status.as_u16())),
-            s if s >= 500 => return Err(ApiError::Unavailable(format!("HTTP {s}"))),
-            s => return Err(ApiError::Protocol(format!("{what}: HTTP {s}"))),
-        }
-        let value = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Protocol(format!("{what}: {e}")))?;
-        let next = headers
-            .get_all("link")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .find_map(next_link);
-        Ok((value, next))
-    }
-
-    /// GET every page of a list (at most [`MAX_PAGES`]), following `rel="next"` links
-    /// that stay on `api`'s origin.
-    pub async fn get_all<T: DeserializeOwned>(
-        &self,
-        api: &Url,
-        first: &Url,
-        token: &str,
-        what: &str,
-    ) -> Result<Vec<T>, ApiError> {
-        let mut items = Vec::new();
-        let mut url = first.clone();
-        for _ in 0..MAX_PAGES {
-            let (page, next): (Vec<T>, _) = self.get(&url, token, what).await?;
-            items.extend(page);
-            let Some(next) = next else {
-                return Ok(items);
-            };
-            let next = Url::parse(&next)
-                .map_err(|e| ApiError::Protocol(format!("{what}: bad next link: {e}")))?;
-            if next.origin() != api.origin() {
-                return Err(ApiError::Protocol(format!(
-                    "{what}: next link leaves the API ({})",
-                    next.origin().ascii_serialization()
-                )));
-            }
-            url = next;
-        }
-        Err(ApiError::TooManyPages(what.into()))
     }
 }
 
-fn transport(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timed out".into()
-    } else if e.is_connect() {
-        "connection failed".into()
-    } else {
-        "request failed".into()
+/// GET one API page; returns the parsed body and the next page's URL.
+pub async fn get<T: DeserializeOwned>(
+    http: &UpstreamHttp,
+    url: &Url,
+    token: &str,
+    what: &str,
+) -> Result<(T, Option<String>), ApiError> {
+    let request = http
+        .get(url)
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", "2022-11-28")
+        .bearer_auth(token);
+    let response = http.send(request).await?;
+    let headers = &response.headers;
+    match response.status.as_u16() {
+        200 => {}
+        401 => return Err(ApiError::Unauthorized),
+        403 if headers
+            .get("x-ratelimit-remaining")
+            .is_some_and(|v| v.as_bytes() == b"0") =>
+        {
+            return Err(ApiError::Unavailable("rate limited".into()));
+        }
+        429 => return Err(ApiError::Unavailable("rate limited".into())),
+        s @ (403 | 404) => return Err(ApiError::Forbidden(what.into(), s)),
+        s if s >= 500 => return Err(ApiError::Unavailable(format!("HTTP {s}"))),
+        s => return Err(ApiError::Protocol(format!("{what}: HTTP {s}"))),
     }
+    // The serde message names a position, never the body's text.
+    let value = serde_json::from_slice(&response.body)
+        .map_err(|e| ApiError::Protocol(format!("{what}: {e}")))?;
+    let next = headers
+        .get_all("link")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(next_link);
+    Ok((value, next))
+}
+
+/// GET every page of a list (at most [`MAX_PAGES`]), following `rel="next"` links
+/// that stay on `api`'s origin.
+pub async fn get_all<T: DeserializeOwned>(
+    http: &UpstreamHttp,
+    api: &Url,
+    first: &Url,
+    token: &str,
+    what: &str,
+) -> Result<Vec<T>, ApiError> {
+    let mut items = Vec::new();
+    let mut url = first.clone();
+    for _ in 0..MAX_PAGES {
+        let (page, next): (Vec<T>, _) = get(http, &url, token, what).await?;
+        items.extend(page);
+        let Some(next) = next else {
+            return Ok(items);
+        };
+        let next = Url::parse(&next)
+            .map_err(|e| ApiError::Protocol(format!("{what}: bad next link: {e}")))?;
+        if next.origin() != api.origin() {
+            return Err(ApiError::Protocol(format!(
+                "{what}: next link leaves the API ({})",
+                next.origin().ascii_serialization()
+            )));
+        }
+        url = next;
+    }
+    Err(ApiError::TooManyPages(what.into()))
 }
 
 /// The `rel="next"` URL of one Link header value.
@@ -207,15 +125,6 @@ pub fn next_link(header: &str) -> Option<String> {
     })
 }
 
-impl<'c> AsyncHttpClient<'c> for GitHubHttp {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<HttpResponse, ApiError>> + Send + 'c>>;
-
-    fn call(&'c self, request: HttpRequest) -> Self::Future {
-        Box::pin(self.oauth(request))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -230,5 +139,17 @@ mod tests {
         let last_page = r#"<https://api.github.com/user/orgs?page=1>; rel="first", <https://api.github.com/user/orgs?page=4>; rel="prev""#;
         assert_eq!(next_link(last_page), None);
         assert_eq!(next_link("garbage"), None);
+    }
+
+    #[test]
+    fn transport_failures_are_unavailability_and_oversized_answers_protocol_errors() {
+        assert!(matches!(
+            ApiError::from(HttpError::Transport("timed out".into())),
+            ApiError::Unavailable(_)
+        ));
+        assert!(matches!(
+            ApiError::from(HttpError::TooLarge(1 << 20)),
+            ApiError::Protocol(_)
+        ));
     }
 }

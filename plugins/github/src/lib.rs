@@ -10,7 +10,7 @@
 
 pub mod api;
 
-use api::{ApiError, GitHubHttp, PER_PAGE};
+use api::{ApiError, PER_PAGE};
 use async_trait::async_trait;
 use oauth2::basic::{BasicClient, BasicErrorResponseType, BasicTokenResponse};
 use oauth2::{
@@ -28,6 +28,7 @@ use switchboard_plugin_api::{
     BeginRequest, BeginResponse, Callback, Identity, Password, Provider, ProviderContext,
     ProviderError, ProviderFactory, RedirectLogin, RefreshIdentity, RefreshRequest, secret,
 };
+use switchboard_upstream::{HttpError, HttpLimits, UpstreamHttp, check_upstream_url, error_code};
 use url::Url;
 
 /// The `type` of this provider in config.
@@ -81,15 +82,6 @@ pub struct Endpoints {
     pub api: Url,
 }
 
-fn is_loopback(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => false,
-    }
-}
-
 impl Endpoints {
     /// github.com, or a GitHub Enterprise Server at `base_url`.
     pub fn new(base_url: Option<&str>, dev_mode: bool) -> Result<Self, String> {
@@ -99,15 +91,7 @@ impl Endpoints {
                 "https://api.github.com/".to_string(),
             ),
             Some(raw) => {
-                let url = Url::parse(raw).map_err(|e| format!("base_url `{raw}`: {e}"))?;
-                let ok_scheme = url.scheme() == "https"
-                    || (url.scheme() == "http" && (dev_mode || is_loopback(&url)));
-                if !ok_scheme || url.host().is_none() {
-                    return Err(format!("base_url `{raw}` must be an https URL"));
-                }
-                if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
-                    return Err(format!("base_url `{raw}` must be a plain base URL"));
-                }
+                let url = check_upstream_url("base_url", raw, dev_mode)?;
                 let base = url.as_str().trim_end_matches('/').to_string();
                 (base.clone(), format!("{base}/api/v3/"))
             }
@@ -273,18 +257,12 @@ pub fn group_names(orgs: &[String], teams: &[(String, String)]) -> Vec<String> {
     groups
 }
 
-fn denied(reason: impl Into<String>) -> ProviderError {
-    ProviderError::Denied {
-        reason: reason.into(),
-    }
-}
-
 impl GitHubSettings {
     /// Checks org and team membership: each non-empty list must be satisfied.
     pub fn check_membership(&self, groups: &[String]) -> Result<(), ProviderError> {
         let member = |name: &str| groups.iter().any(|g| g.eq_ignore_ascii_case(name));
         if !self.allowed_orgs.is_empty() && !self.allowed_orgs.iter().any(|o| member(o)) {
-            return Err(denied(format!(
+            return Err(ProviderError::denied(format!(
                 "membership in one of these GitHub organizations is required: {}",
                 self.allowed_orgs.join(", ")
             )));
@@ -300,7 +278,7 @@ impl GitHubSettings {
                 .iter()
                 .map(|(o, t)| format!("{o}:{t}"))
                 .collect();
-            return Err(denied(format!(
+            return Err(ProviderError::denied(format!(
                 "membership in one of these GitHub teams is required: {}",
                 names.join(", ")
             )));
@@ -323,7 +301,7 @@ type GhClient =
 /// The GitHub provider.
 pub struct GitHubProvider {
     settings: Arc<GitHubSettings>,
-    http: GitHubHttp,
+    http: UpstreamHttp,
 }
 
 impl fmt::Debug for GitHubProvider {
@@ -336,31 +314,19 @@ impl fmt::Debug for GitHubProvider {
 
 fn api_error(e: ApiError) -> ProviderError {
     match e {
-        ApiError::Unavailable(_) => ProviderError::UpstreamUnavailable {
-            detail: e.to_string(),
-        },
-        ApiError::TooManyPages(_) => {
-            denied("too many GitHub organizations or teams to read; ask an administrator")
-        }
-        other => ProviderError::UpstreamProtocol {
-            detail: other.to_string(),
-        },
+        ApiError::Unavailable(_) => ProviderError::unavailable(e.to_string()),
+        ApiError::TooManyPages(_) => ProviderError::denied(
+            "too many GitHub organizations or teams to read; ask an administrator",
+        ),
+        other => ProviderError::protocol(other.to_string()),
     }
-}
-
-fn safe_code(raw: &str) -> &str {
-    let ok = !raw.is_empty()
-        && raw.len() <= 64
-        && raw
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if ok { raw } else { "unknown_error" }
 }
 
 impl GitHubProvider {
     /// Builds the provider.
     pub fn new(settings: GitHubSettings) -> Result<Self, ProviderError> {
-        let http = GitHubHttp::new().map_err(|detail| ProviderError::Misconfigured { detail })?;
+        // GitHub's token endpoint answers errors with 200 and an `error` member.
+        let http = UpstreamHttp::new(HttpLimits::default())?.error_member_is_failure();
         Ok(GitHubProvider {
             settings: Arc::new(settings),
             http,
@@ -379,26 +345,27 @@ impl GitHubProvider {
 
     fn token_error(
         &self,
-        e: RequestTokenError<ApiError, oauth2::basic::BasicErrorResponse>,
+        e: RequestTokenError<HttpError, oauth2::basic::BasicErrorResponse>,
         refreshing: bool,
     ) -> ProviderError {
         match e {
-            RequestTokenError::Request(api) => api_error(api),
+            RequestTokenError::Request(http) => api_error(http.into()),
             RequestTokenError::ServerResponse(r) => {
                 if refreshing && *r.error() == BasicErrorResponseType::InvalidGrant {
-                    return denied("session ended upstream");
+                    return ProviderError::denied("session ended upstream");
                 }
                 let code = r.error().to_string();
-                ProviderError::UpstreamProtocol {
-                    detail: format!("GitHub token endpoint refused: {}", safe_code(&code)),
-                }
+                ProviderError::protocol(format!(
+                    "GitHub token endpoint refused: {}",
+                    error_code(&code)
+                ))
             }
-            RequestTokenError::Parse(e, _) => ProviderError::UpstreamProtocol {
-                detail: format!("GitHub token response: {e}"),
-            },
-            RequestTokenError::Other(e) => ProviderError::UpstreamProtocol {
-                detail: format!("GitHub token endpoint: {e}"),
-            },
+            RequestTokenError::Parse(e, _) => {
+                ProviderError::protocol(format!("GitHub token response: {e}"))
+            }
+            RequestTokenError::Other(e) => {
+                ProviderError::protocol(format!("GitHub token endpoint: {e}"))
+            }
         }
     }
 
@@ -410,16 +377,15 @@ impl GitHubProvider {
                 .api_url(path)
                 .map_err(|e| ApiError::Protocol(e.to_string()))
         };
-        let (user, _): (User, _) = self.http.get(&url("user")?, token, "user").await?;
-        let emails: Vec<EmailEntry> = match self
-            .http
-            .get_all(
-                &endpoints.api,
-                &url(&format!("user/emails?per_page={PER_PAGE}"))?,
-                token,
-                "emails",
-            )
-            .await
+        let (user, _): (User, _) = api::get(&self.http, &url("user")?, token, "user").await?;
+        let emails: Vec<EmailEntry> = match api::get_all(
+            &self.http,
+            &endpoints.api,
+            &url(&format!("user/emails?per_page={PER_PAGE}"))?,
+            token,
+            "emails",
+        )
+        .await
         {
             Ok(list) => list,
             // Without the email scope (or for a GitHub App without the permission)
@@ -427,24 +393,22 @@ impl GitHubProvider {
             Err(ApiError::Forbidden(..)) => Vec::new(),
             Err(e) => return Err(e),
         };
-        let orgs: Vec<Org> = self
-            .http
-            .get_all(
-                &endpoints.api,
-                &url(&format!("user/orgs?per_page={PER_PAGE}"))?,
-                token,
-                "organizations",
-            )
-            .await?;
-        let teams: Vec<Team> = match self
-            .http
-            .get_all(
-                &endpoints.api,
-                &url(&format!("user/teams?per_page={PER_PAGE}"))?,
-                token,
-                "teams",
-            )
-            .await
+        let orgs: Vec<Org> = api::get_all(
+            &self.http,
+            &endpoints.api,
+            &url(&format!("user/orgs?per_page={PER_PAGE}"))?,
+            token,
+            "organizations",
+        )
+        .await?;
+        let teams: Vec<Team> = match api::get_all(
+            &self.http,
+            &endpoints.api,
+            &url(&format!("user/teams?per_page={PER_PAGE}"))?,
+            token,
+            "teams",
+        )
+        .await
         {
             Ok(list) => list,
             Err(ApiError::Forbidden(..)) => Vec::new(),
@@ -476,7 +440,9 @@ impl GitHubProvider {
             && !identity.email_verified
             && !self.settings.insecure_skip_email_verified
         {
-            return Err(denied("your primary GitHub email address is not verified"));
+            return Err(ProviderError::denied(
+                "your primary GitHub email address is not verified",
+            ));
         }
         self.settings.check_membership(&identity.groups)
     }
@@ -539,22 +505,17 @@ impl RedirectLogin for GitHubProvider {
     async fn complete(&self, callback: Callback) -> Result<Identity, ProviderError> {
         let params = &callback.params;
         if let Some(error) = params.get("error") {
-            return Err(denied(format!(
+            return Err(ProviderError::denied(format!(
                 "GitHub refused the login ({})",
-                safe_code(error)
+                error_code(error)
             )));
         }
         let code = params
             .get("code")
             .filter(|c| !c.is_empty() && c.len() <= 1024)
-            .ok_or_else(|| ProviderError::UpstreamProtocol {
-                detail: "GitHub's answer has no code".into(),
-            })?;
-        let redirect = RedirectUrl::new(callback.callback_url.clone()).map_err(|e| {
-            ProviderError::UpstreamProtocol {
-                detail: format!("callback URL: {e}"),
-            }
-        })?;
+            .ok_or_else(|| ProviderError::protocol("GitHub's answer has no code"))?;
+        let redirect = RedirectUrl::new(callback.callback_url.clone())
+            .map_err(|e| ProviderError::protocol(format!("callback URL: {e}")))?;
         let token = self
             .client()
             .exchange_code(AuthorizationCode::new(code.clone()))
@@ -584,14 +545,16 @@ impl RefreshIdentity for GitHubProvider {
             .clone()
             .and_then(|v| serde_json::from_value::<ProviderData>(v).ok())
         else {
-            return Err(denied("session ended upstream (no GitHub token kept)"));
+            return Err(ProviderError::denied(
+                "session ended upstream (no GitHub token kept)",
+            ));
         };
         let identity = match self.read_identity(&data.access_token).await {
             Ok(identity) => identity,
             // GitHub App user tokens expire; OAuth app tokens only get revoked.
             Err(ApiError::Unauthorized) => {
                 let Some(refresh_token) = data.refresh_token.clone() else {
-                    return Err(denied("session ended upstream"));
+                    return Err(ProviderError::denied("session ended upstream"));
                 };
                 let token = self.refresh_access_token(&refresh_token).await?;
                 data.access_token = token.access_token().secret().clone();
@@ -601,16 +564,16 @@ impl RefreshIdentity for GitHubProvider {
                 self.read_identity(&data.access_token)
                     .await
                     .map_err(|e| match e {
-                        ApiError::Unauthorized => denied("session ended upstream"),
+                        ApiError::Unauthorized => ProviderError::denied("session ended upstream"),
                         other => api_error(other),
                     })?
             }
             Err(e) => return Err(api_error(e)),
         };
         if identity.subject != previous.subject {
-            return Err(ProviderError::UpstreamProtocol {
-                detail: "the GitHub token now belongs to another user".into(),
-            });
+            return Err(ProviderError::protocol(
+                "the GitHub token now belongs to another user",
+            ));
         }
         self.check(&identity)?;
         let mut identity = identity;

@@ -13,7 +13,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::path::PathBuf;
 use std::sync::Arc;
-use switchboard_oidc::claims::denied;
 use switchboard_oidc::config::{clean_domains, client_secret};
 use switchboard_oidc::settings::clean_scopes;
 use switchboard_oidc::{OfflineAccess, OidcProvider, OidcSettings, UpstreamProfile};
@@ -86,7 +85,7 @@ impl GoogleProfile {
             .map(|d| d.trim().to_ascii_lowercase());
         match hd {
             Some(d) if self.hosted_domains.contains(&d) => Ok(()),
-            _ => Err(denied(format!(
+            _ => Err(ProviderError::denied(format!(
                 "a Google Workspace account of one of these domains is required: {}",
                 self.hosted_domains.join(", ")
             ))),

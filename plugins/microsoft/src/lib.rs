@@ -22,15 +22,15 @@ use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use switchboard_oidc::claims::denied;
 use switchboard_oidc::config::{check_prompt, client_secret};
-use switchboard_oidc::settings::{check_upstream_url, clean_scopes};
+use switchboard_oidc::settings::clean_scopes;
 use switchboard_oidc::{
     OfflineAccess, OidcProvider, OidcSettings, TokenEndpointAuth, UnverifiedEmail, UpstreamProfile,
 };
 use switchboard_plugin_api::{
     Identity, Password, Provider, ProviderContext, ProviderError, ProviderFactory,
 };
+use switchboard_upstream::check_upstream_url;
 
 /// The `type` of this provider in config.
 pub const PROVIDER_TYPE: &str = "microsoft";
@@ -272,20 +272,19 @@ impl UpstreamProfile for MicrosoftProfile {
         claims: &Map<String, Value>,
         mut identity: Identity,
     ) -> Result<Identity, ProviderError> {
-        let protocol = |detail: String| ProviderError::UpstreamProtocol { detail };
-        let tid = tid_of(claims).map_err(protocol)?;
+        let tid = tid_of(claims).map_err(ProviderError::protocol)?;
         let oid = claims
             .get("oid")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| protocol("the ID token has no oid".into()))?;
+            .ok_or_else(|| ProviderError::protocol("the ID token has no oid"))?;
         if !self.allowed_tenants.is_empty() && !self.allowed_tenants.contains(&tid) {
-            return Err(denied(
+            return Err(ProviderError::denied(
                 "your organization's Microsoft accounts may not sign in here (tenant not in allowed_tenants)",
             ));
         }
         if Self::has_group_overage(claims) {
-            return Err(denied(
+            return Err(ProviderError::denied(
                 "your account is in too many groups for Microsoft to list them in the sign-in token; \
                  ask an administrator to limit the groups sent to this application",
             ));

@@ -1,98 +1,10 @@
-//! From verified upstream claims to an [`Identity`]: claim paths (nested claims by
-//! dotted path), the mapping of claims to identity fields, and the rules every login
-//! passes (email verification, allowed email domains, allowed groups).
+//! From verified upstream claims to an [`Identity`]: the mapping of claims (by
+//! [`ClaimPath`], so nested claims are reached by dotted path) to identity fields,
+//! and the rules every login passes (email verification, allowed email domains,
+//! allowed groups).
 
 use serde_json::{Map, Value};
-use std::fmt;
-use switchboard_plugin_api::{Identity, ProviderError};
-
-/// Where a claim lives: a top-level name, or a dotted path into nested objects
-/// (`realm_access.roles`). A name that itself contains dots (Auth0's
-/// `https://example.com/roles`) is found as a top-level claim first.
-#[derive(Clone, PartialEq, Eq)]
-pub struct ClaimPath(String);
-
-impl ClaimPath {
-    /// Parses a path; empty paths and empty segments are refused.
-    pub fn parse(path: &str) -> Result<Self, String> {
-        let path = path.trim();
-        if path.is_empty() {
-            return Err("is empty".into());
-        }
-        if path.split('.').any(str::is_empty) && !path.contains("://") {
-            return Err(format!("`{path}` has an empty segment"));
-        }
-        Ok(ClaimPath(path.to_string()))
-    }
-
-    /// The path as written.
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Finds the claim's value, if present and not null.
-    pub fn lookup<'a>(&self, claims: &'a Map<String, Value>) -> Option<&'a Value> {
-        if let Some(v) = claims.get(&self.0) {
-            return (!v.is_null()).then_some(v);
-        }
-        let mut segments = self.0.split('.');
-        let mut current = claims.get(segments.next()?)?;
-        for segment in segments {
-            current = current.as_object()?.get(segment)?;
-        }
-        (!current.is_null()).then_some(current)
-    }
-
-    /// The claim as a non-empty string (numbers are written out).
-    pub fn string(&self, claims: &Map<String, Value>) -> Option<String> {
-        match self.lookup(claims)? {
-            Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_string()),
-            Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    }
-
-    /// The claim as a list of strings: an array of strings (other entries skipped), or
-    /// one string as a one-element list. Empty entries and duplicates are dropped.
-    pub fn strings(&self, claims: &Map<String, Value>) -> Vec<String> {
-        let mut out: Vec<String> = Vec::new();
-        let mut push = |s: &str| {
-            let s = s.trim();
-            if !s.is_empty() && !out.iter().any(|o| o == s) {
-                out.push(s.to_string());
-            }
-        };
-        match self.lookup(claims) {
-            Some(Value::Array(items)) => {
-                for item in items {
-                    match item {
-                        Value::String(s) => push(s),
-                        Value::Number(n) => push(&n.to_string()),
-                        _ => {}
-                    }
-                }
-            }
-            Some(Value::String(s)) => push(s),
-            _ => {}
-        }
-        out
-    }
-
-    /// True only for a boolean `true` or the string `"true"`.
-    pub fn is_true(&self, claims: &Map<String, Value>) -> bool {
-        match self.lookup(claims) {
-            Some(Value::Bool(b)) => *b,
-            Some(Value::String(s)) => s.eq_ignore_ascii_case("true"),
-            _ => false,
-        }
-    }
-}
-
-impl fmt::Debug for ClaimPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.0)
-    }
-}
+use switchboard_plugin_api::{ClaimPath, Identity, ProviderError};
 
 /// Which claims give the identity's fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,11 +25,11 @@ pub struct ClaimMapping {
 impl Default for ClaimMapping {
     fn default() -> Self {
         ClaimMapping {
-            username: ClaimPath("preferred_username".into()),
-            email: ClaimPath("email".into()),
-            email_verified: ClaimPath("email_verified".into()),
-            name: ClaimPath("name".into()),
-            groups: ClaimPath("groups".into()),
+            username: ClaimPath::named("preferred_username"),
+            email: ClaimPath::named("email"),
+            email_verified: ClaimPath::named("email_verified"),
+            name: ClaimPath::named("name"),
+            groups: ClaimPath::named("groups"),
         }
     }
 }
@@ -147,15 +59,13 @@ impl ClaimMapping {
             .get("sub")
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
-            .ok_or_else(|| ProviderError::UpstreamProtocol {
-                detail: "the ID token has no `sub`".into(),
-            })?;
+            .ok_or_else(|| ProviderError::protocol("the ID token has no `sub`"))?;
         let mut identity = Identity::new(subject);
         identity.username = self.username.string(claims);
         identity.email = self.email.string(claims).filter(|e| e.contains('@'));
         identity.email_verified = identity.email.is_some() && self.email_verified.is_true(claims);
         identity.name = self.name.string(claims);
-        let standard = |name: &str| ClaimPath(name.into()).string(claims);
+        let standard = |name: &str| ClaimPath::named(name).string(claims);
         identity.given_name = standard("given_name");
         identity.family_name = standard("family_name");
         identity.picture = standard("picture");
@@ -203,13 +113,6 @@ impl Default for LoginRules {
     }
 }
 
-/// A denial with a reason shown to the person.
-pub fn denied(reason: impl Into<String>) -> ProviderError {
-    ProviderError::Denied {
-        reason: reason.into(),
-    }
-}
-
 /// The domain of an email address, lowercase.
 pub fn email_domain(email: &str) -> Option<String> {
     let (_, domain) = email.rsplit_once('@')?;
@@ -224,7 +127,7 @@ impl LoginRules {
             && !identity.email_verified
             && self.unverified_email == UnverifiedEmail::Deny
         {
-            return Err(denied(
+            return Err(ProviderError::denied(
                 "your email address is not verified by the sign-in provider",
             ));
         }
@@ -235,7 +138,7 @@ impl LoginRules {
                 .filter(|_| identity.email_verified)
                 .and_then(email_domain);
             if !domain.is_some_and(|d| self.allowed_email_domains.contains(&d)) {
-                return Err(denied(format!(
+                return Err(ProviderError::denied(format!(
                     "a verified email address in one of these domains is required: {}",
                     self.allowed_email_domains.join(", ")
                 )));
@@ -247,7 +150,7 @@ impl LoginRules {
                 .iter()
                 .any(|g| self.allowed_groups.contains(g))
         {
-            return Err(denied(format!(
+            return Err(ProviderError::denied(format!(
                 "membership in one of these groups is required: {}",
                 self.allowed_groups.join(", ")
             )));
@@ -263,56 +166,6 @@ mod tests {
 
     fn claims(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()
-    }
-
-    #[test]
-    fn dotted_paths_reach_nested_claims() {
-        let c = claims(json!({
-            "realm_access": {"roles": ["admin", "dev", 7, null, "admin"]},
-            "https://example.com/roles": ["ns-role"],
-            "profile": {"mail": "a@b.c"}
-        }));
-        let roles = ClaimPath::parse("realm_access.roles").unwrap();
-        assert_eq!(roles.strings(&c), vec!["admin", "dev", "7"]);
-        let namespaced = ClaimPath::parse("https://example.com/roles").unwrap();
-        assert_eq!(namespaced.strings(&c), vec!["ns-role"]);
-        let mail = ClaimPath::parse("profile.mail").unwrap();
-        assert_eq!(mail.string(&c).as_deref(), Some("a@b.c"));
-        assert_eq!(
-            ClaimPath::parse("profile.missing").unwrap().string(&c),
-            None
-        );
-        assert_eq!(
-            ClaimPath::parse("profile.mail.deeper").unwrap().string(&c),
-            None
-        );
-    }
-
-    #[test]
-    fn bad_paths_are_refused() {
-        assert!(ClaimPath::parse("").is_err());
-        assert!(ClaimPath::parse("a..b").is_err());
-        assert!(ClaimPath::parse(".a").is_err());
-    }
-
-    #[test]
-    fn a_single_string_group_claim_is_one_group() {
-        let c = claims(json!({"groups": "staff"}));
-        assert_eq!(
-            ClaimPath::parse("groups").unwrap().strings(&c),
-            vec!["staff"]
-        );
-    }
-
-    #[test]
-    fn only_true_means_verified() {
-        let path = ClaimPath::parse("email_verified").unwrap();
-        assert!(path.is_true(&claims(json!({"email_verified": true}))));
-        assert!(path.is_true(&claims(json!({"email_verified": "true"}))));
-        assert!(!path.is_true(&claims(json!({"email_verified": false}))));
-        assert!(!path.is_true(&claims(json!({"email_verified": "yes"}))));
-        assert!(!path.is_true(&claims(json!({"email_verified": 1}))));
-        assert!(!path.is_true(&claims(json!({}))));
     }
 
     #[test]

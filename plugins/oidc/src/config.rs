@@ -1,10 +1,10 @@
 //! The `type = "oidc"` config section and its validation into [`OidcSettings`].
 
-use crate::claims::{ClaimPath, UnverifiedEmail};
+use crate::claims::UnverifiedEmail;
 use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, clean_scopes};
 use serde::Deserialize;
 use std::path::PathBuf;
-use switchboard_plugin_api::{Password, ProviderContext, ProviderError, secret};
+use switchboard_plugin_api::{ClaimPath, Password, ProviderContext, ProviderError, secret};
 
 fn default_scopes() -> Vec<String> {
     vec!["openid".into(), "profile".into(), "email".into()]

@@ -2,8 +2,7 @@
 //! bounded HTTP client and cached with `moka` (bounded, with a TTL). An ID token signed
 //! with an unknown `kid` forces one JWKS refetch, at most once per short interval.
 
-use crate::http::UpstreamHttp;
-use crate::settings::{OidcSettings, check_upstream_url};
+use crate::settings::OidcSettings;
 use moka::future::Cache;
 use openidconnect::core::{
     CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
@@ -16,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 use switchboard_plugin_api::ProviderError;
+use switchboard_upstream::{UpstreamHttp, check_upstream_url};
 use url::Url;
 
 /// Provider metadata fields beyond the core ones.
@@ -64,10 +64,6 @@ pub struct Discovery {
     dev_mode: bool,
 }
 
-fn protocol(detail: String) -> ProviderError {
-    ProviderError::UpstreamProtocol { detail }
-}
-
 impl Discovery {
     /// A cache for the upstream of `settings`.
     pub fn new(settings: Arc<OidcSettings>, http: UpstreamHttp, dev_mode: bool) -> Self {
@@ -104,7 +100,7 @@ impl Discovery {
             let mut last = self
                 .last_forced_refetch
                 .lock()
-                .map_err(|_| protocol("JWKS refetch lock poisoned".into()))?;
+                .map_err(|_| ProviderError::protocol("JWKS refetch lock poisoned"))?;
             if last.is_some_and(|t| t.elapsed() < interval) {
                 return Ok(None);
             }
@@ -128,14 +124,14 @@ impl Discovery {
             .uri(url.as_str())
             .header(header::ACCEPT, HeaderValue::from_static("application/json"))
             .body(Vec::new())
-            .map_err(|e| protocol(format!("{what}: {e}")))?;
+            .map_err(|e| ProviderError::protocol(format!("{what}: {e}")))?;
         let response = self
             .http
             .execute(request)
             .await
             .map_err(|e| e.into_provider_error(what))?;
         if !response.status().is_success() {
-            return Err(protocol(format!(
+            return Err(ProviderError::protocol(format!(
                 "{what}: {url} answered HTTP {}",
                 response.status().as_u16()
             )));
@@ -146,9 +142,11 @@ impl Discovery {
     async fn fetch_jwks(&self, url: &Url) -> Result<CoreJsonWebKeySet, ProviderError> {
         let body = self.get_json(url, "JWKS").await?;
         let jwks: CoreJsonWebKeySet = serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("JWKS at {url} is not a key set: {e}")))?;
+            .map_err(|e| ProviderError::protocol(format!("JWKS at {url} is not a key set: {e}")))?;
         if jwks.keys().is_empty() {
-            return Err(protocol(format!("JWKS at {url} has no usable key")));
+            return Err(ProviderError::protocol(format!(
+                "JWKS at {url} has no usable key"
+            )));
         }
         Ok(jwks)
     }
@@ -156,12 +154,13 @@ impl Discovery {
     async fn fetch(&self) -> Result<Arc<Upstream>, ProviderError> {
         let url = &self.settings.discovery_url;
         let body = self.get_json(url, "discovery").await?;
-        let metadata: Metadata = serde_json::from_slice(&body)
-            .map_err(|e| protocol(format!("discovery document at {url} is invalid: {e}")))?;
+        let metadata: Metadata = serde_json::from_slice(&body).map_err(|e| {
+            ProviderError::protocol(format!("discovery document at {url} is invalid: {e}"))
+        })?;
         self.settings
             .profile
             .accept_discovered_issuer(&self.settings.issuer, metadata.issuer().as_str())
-            .map_err(protocol)?;
+            .map_err(ProviderError::protocol)?;
         let endpoints = [
             (
                 "authorization_endpoint",
@@ -183,16 +182,18 @@ impl Discovery {
         for (name, value) in endpoints {
             if let Some(value) = value {
                 check_upstream_url(name, value, self.dev_mode && issuer_is_local)
-                    .map_err(|e| protocol(format!("discovery document: {e}")))?;
+                    .map_err(|e| ProviderError::protocol(format!("discovery document: {e}")))?;
                 if !issuer_is_local && !value.starts_with("https://") {
-                    return Err(protocol(format!(
+                    return Err(ProviderError::protocol(format!(
                         "discovery document: {name} must use https"
                     )));
                 }
             }
         }
         if metadata.token_endpoint().is_none() {
-            return Err(protocol("discovery document has no token_endpoint".into()));
+            return Err(ProviderError::protocol(
+                "discovery document has no token_endpoint",
+            ));
         }
         let jwks = self.fetch_jwks(metadata.jwks_uri().url()).await?;
         tracing::debug!(provider = %self.settings.provider_id, issuer = %metadata.issuer().as_str(), "upstream discovered");

@@ -15,15 +15,14 @@
 pub mod claims;
 pub mod config;
 pub mod discovery;
-pub mod http;
 pub mod provider;
 pub mod settings;
 
-pub use claims::{ClaimMapping, ClaimPath, LoginRules, UnverifiedEmail};
+pub use claims::{ClaimMapping, LoginRules, UnverifiedEmail};
 pub use config::OidcConfig;
-pub use http::HttpLimits;
 pub use provider::OidcProvider;
 pub use settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, UpstreamProfile};
+pub use switchboard_upstream::HttpLimits;
 
 use std::sync::Arc;
 use switchboard_plugin_api::{Provider, ProviderContext, ProviderError, ProviderFactory};

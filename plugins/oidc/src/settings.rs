@@ -2,13 +2,12 @@
 //! (Google, Microsoft) uses to adapt the generic flow.
 
 use crate::claims::{ClaimMapping, LoginRules};
-use crate::http::HttpLimits;
 use serde_json::{Map, Value};
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_plugin_api::{Identity, Password, ProviderError};
+use switchboard_upstream::{HttpLimits, check_upstream_url};
 use url::Url;
 
 /// How the client authenticates at the token endpoint.
@@ -148,37 +147,6 @@ impl fmt::Debug for OidcSettings {
     }
 }
 
-/// True for `localhost` and loopback addresses.
-pub fn is_loopback_host(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
-        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
-        None => false,
-    }
-}
-
-/// Checks that an upstream URL is `https`, or `http` on a loopback host (tests, a
-/// local proxy) or in development mode.
-pub fn check_upstream_url(key: &str, raw: &str, dev_mode: bool) -> Result<Url, String> {
-    let url = Url::parse(raw).map_err(|e| format!("{key} `{raw}` is not a URL: {e}"))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if dev_mode || is_loopback_host(&url) => {}
-        _ => return Err(format!("{key} `{raw}` must use https")),
-    }
-    if url.host().is_none() {
-        return Err(format!("{key} `{raw}` has no host"));
-    }
-    if url.query().is_some() || url.fragment().is_some() {
-        return Err(format!("{key} `{raw}` must not have a query or fragment"));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!("{key} `{raw}` must not hold credentials"));
-    }
-    Ok(url)
-}
-
 /// The discovery URL of an issuer.
 pub fn discovery_url_for(issuer: &Url) -> Result<Url, String> {
     let base = issuer.as_str().trim_end_matches('/');
@@ -255,21 +223,6 @@ impl OidcSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upstream_urls_must_be_https_except_on_loopback() {
-        assert!(check_upstream_url("issuer", "https://idp.example.com", false).is_ok());
-        assert!(check_upstream_url("issuer", "http://127.0.0.1:8080/x", false).is_ok());
-        assert!(check_upstream_url("issuer", "http://localhost:8080", false).is_ok());
-        assert!(check_upstream_url("issuer", "http://[::1]:8080", false).is_ok());
-        let err = check_upstream_url("issuer", "http://idp.example.com", false).unwrap_err();
-        assert!(err.contains("https"), "{err}");
-        assert!(check_upstream_url("issuer", "http://idp.example.com", true).is_ok());
-        assert!(check_upstream_url("issuer", "https://idp.example.com/?a=b", false).is_err());
-        assert!(check_upstream_url("issuer", "https://u:p@idp.example.com", false).is_err());
-        assert!(check_upstream_url("issuer", "file:///etc/passwd", true).is_err());
-        assert!(check_upstream_url("issuer", "not a url", false).is_err());
-    }
 
     #[test]
     fn discovery_url_appends_the_well_known_path() {
