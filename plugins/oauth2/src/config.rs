@@ -1,11 +1,11 @@
 //! The provider's config section and its validation into [`OAuth2Settings`]: errors
 //! name the key as `providers.<id>.<key>` and never contain the client secret.
 
-use crate::claims::{ClaimMap, ClaimPath};
+use crate::claims::ClaimMap;
 use serde::Deserialize;
 use std::fmt;
 use std::path::PathBuf;
-use switchboard_plugin_api::{Password, ProviderContext, ProviderError, secret};
+use switchboard_plugin_api::{ClaimPath, Password, ProviderContext, ProviderError, secret};
 use url::Url;
 
 fn yes() -> bool {

@@ -1,10 +1,17 @@
 //! Outbound HTTP toward the upstream: one bounded client (connect 5 s, total 10 s, no
-//! redirects, a body cap) for the token endpoint (through `oauth2`) and the user API.
+//! redirects, a 1 MiB body cap, TLS through rustls on aws-lc-rs) for the token
+//! endpoint (through `oauth2`) and the user API.
+//!
+//! This is the standalone example plugin's own copy, on purpose: the built-in
+//! providers share `switchboard_upstream`'s client, but this crate shows a plugin
+//! that depends on `switchboard-plugin-api` and ordinary crates only, so an author
+//! can copy it whole. Keep its limits in step with `switchboard_upstream`.
 
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 use serde_json::Value;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 use url::Url;
 
@@ -38,6 +45,7 @@ impl UpstreamHttp {
     /// Builds the client.
     pub fn new() -> Result<Self, String> {
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls_config()?)
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(10))
             .redirect(reqwest::redirect::Policy::none())
@@ -126,6 +134,21 @@ impl UpstreamHttp {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::Protocol(format!("user API answer is not JSON: {e}")))
     }
+}
+
+/// TLS with the aws-lc-rs crypto provider named explicitly (reqwest 0.12 could only
+/// pick ring itself), trusting Mozilla's roots and the system's store.
+fn tls_config() -> Result<rustls::ClientConfig, String> {
+    let mut roots = rustls::RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// True when a JSON body has a string `error` member.

@@ -82,19 +82,9 @@ impl fmt::Debug for OAuth2Provider {
     }
 }
 
-fn denied(reason: impl Into<String>) -> ProviderError {
-    ProviderError::Denied {
-        reason: reason.into(),
-    }
-}
-
-fn protocol(detail: impl Into<String>) -> ProviderError {
-    ProviderError::UpstreamProtocol {
-        detail: detail.into(),
-    }
-}
-
 /// An upstream error code, if it looks like one; upstream text never goes further.
+/// (The built-in providers share this as `switchboard_upstream::error_code`; this
+/// example plugin keeps its own copy on purpose, see [`crate::http`].)
 fn safe_code(raw: &str) -> &str {
     let ok = !raw.is_empty()
         && raw.len() <= 64
@@ -106,10 +96,8 @@ fn safe_code(raw: &str) -> &str {
 
 fn api_error(e: ApiError) -> ProviderError {
     match e {
-        ApiError::Unavailable(_) => ProviderError::UpstreamUnavailable {
-            detail: e.to_string(),
-        },
-        other => protocol(other.to_string()),
+        ApiError::Unavailable(_) => ProviderError::unavailable(e.to_string()),
+        other => ProviderError::protocol(other.to_string()),
     }
 }
 
@@ -151,16 +139,16 @@ impl OAuth2Provider {
                 let code = safe_code(&code);
                 tracing::info!(provider = %self.provider_id(), ?grant, error = code, "the token endpoint refused the grant");
                 if grant == Grant::Refresh && *r.error() == BasicErrorResponseType::InvalidGrant {
-                    return denied("session ended upstream");
+                    return ProviderError::denied("session ended upstream");
                 }
-                protocol(format!("the token endpoint refused the grant: {code}"))
+                ProviderError::protocol(format!("the token endpoint refused the grant: {code}"))
             }
             // The body may hold tokens: only the path of the bad member is told.
-            RequestTokenError::Parse(e, _) => protocol(format!(
+            RequestTokenError::Parse(e, _) => ProviderError::protocol(format!(
                 "the token response does not parse (at `{}`)",
                 e.path()
             )),
-            RequestTokenError::Other(e) => protocol(format!("token endpoint: {e}")),
+            RequestTokenError::Other(e) => ProviderError::protocol(format!("token endpoint: {e}")),
         }
     }
 
@@ -183,7 +171,7 @@ impl OAuth2Provider {
             .map_err(|e| match e {
                 ApiError::Refused(status) => {
                     tracing::info!(provider = %self.provider_id(), status, "the user API refused the token at refresh");
-                    denied("session ended upstream")
+                    ProviderError::denied("session ended upstream")
                 }
                 other => api_error(other),
             })
@@ -237,19 +225,21 @@ impl RedirectLogin for OAuth2Provider {
             let code = safe_code(error);
             tracing::info!(provider = %self.provider_id(), error = code, "the upstream refused the authorization");
             return Err(match code {
-                "access_denied" => denied("the login was cancelled or refused upstream"),
-                "temporarily_unavailable" | "server_error" => ProviderError::UpstreamUnavailable {
-                    detail: format!("the authorization endpoint answered {code}"),
-                },
-                _ => protocol(format!("the authorization endpoint answered {code}")),
+                "access_denied" => {
+                    ProviderError::denied("the login was cancelled or refused upstream")
+                }
+                "temporarily_unavailable" | "server_error" => ProviderError::unavailable(format!(
+                    "the authorization endpoint answered {code}"
+                )),
+                _ => ProviderError::protocol(format!("the authorization endpoint answered {code}")),
             });
         }
         let code = params
             .get("code")
             .filter(|c| !c.is_empty() && c.len() <= MAX_CODE)
-            .ok_or_else(|| protocol("the callback has no authorization code"))?;
+            .ok_or_else(|| ProviderError::protocol("the callback has no authorization code"))?;
         let redirect = RedirectUrl::new(callback.callback_url.clone())
-            .map_err(|e| protocol(format!("callback URL: {e}")))?;
+            .map_err(|e| ProviderError::protocol(format!("callback URL: {e}")))?;
         let mut exchange = self
             .client
             .exchange_code(AuthorizationCode::new(code.clone()))
@@ -322,10 +312,16 @@ impl RefreshIdentity for OAuth2Provider {
                 };
                 (identity, kept)
             }
-            _ => return Err(denied("session ended upstream (no upstream token kept)")),
+            _ => {
+                return Err(ProviderError::denied(
+                    "session ended upstream (no upstream token kept)",
+                ));
+            }
         };
         if identity.subject != previous.subject {
-            return Err(protocol("the upstream token now belongs to another user"));
+            return Err(ProviderError::protocol(
+                "the upstream token now belongs to another user",
+            ));
         }
         tracing::debug!(provider = %self.provider_id(), subject = %identity.subject, groups = identity.groups.len(), "identity re-read");
         identity.provider_data = Some(kept.to_value());
