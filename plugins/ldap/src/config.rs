@@ -814,7 +814,8 @@ mod tests {
                     username: "a,b",
                     dn: ""
                 }),
-                "uid=a\\,b,ou=people,dc=example,dc=org"
+                // `ldap3::dn_escape` writes RFC 4514 hex pairs: `\2c` is the comma.
+                "uid=a\\2cb,ou=people,dc=example,dc=org"
             ),
             other => panic!("{other:?}"),
         }

@@ -3,53 +3,21 @@
 //!
 //! A username is never pasted into a filter or DN as typed: `*)(uid=*` would widen a
 //! search to every user, and `admin,ou=x` would bind as someone else. Templates escape
-//! each placeholder for the place it lands in, so no caller can forget to.
+//! each placeholder for the place it lands in, so no caller can forget to. The
+//! escaping itself is `ldap3`'s (`ldap_escape` for filters: `*`, `(`, `)`, `\` and NUL
+//! become `\2a`, `\28`, `\29`, `\5c`, `\00`; `dn_escape` for DN values: `"`, `+`, `,`,
+//! `;`, `<`, `>`, `=`, `\`, NUL, a leading space or `#` and a trailing space become
+//! `\XX` hex escapes); UTF-8 stays as it is in both.
 
 use std::fmt::Write as _;
 
-/// Escapes a value for an RFC 4515 filter assertion: `*`, `(`, `)`, `\` and NUL become
-/// `\2a`, `\28`, `\29`, `\5c` and `\00`. Other characters, including non-ASCII UTF-8,
-/// stay as they are (RFC 4515 allows UTF-8 in assertion values).
-pub fn escape_filter_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    for c in value.chars() {
-        match c {
-            '*' | '(' | ')' | '\\' | '\0' => {
-                let _ = write!(out, "\\{:02x}", c as u32);
-            }
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// Escapes every byte of a binary value (such as an Active Directory `objectGUID`) for
-/// an RFC 4515 filter assertion.
+/// an RFC 4515 filter assertion. (Text values go through `ldap3::ldap_escape`, which
+/// escapes only the metacharacters; a GUID's bytes are not text.)
 pub fn escape_filter_bytes(value: &[u8]) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for b in value {
         let _ = write!(out, "\\{b:02x}");
-    }
-    out
-}
-
-/// Escapes a value for one attribute value of an RFC 4514 distinguished name: `"`, `+`,
-/// `,`, `;`, `<`, `>`, `=` and `\` get a backslash, as do a leading space or `#` and a
-/// trailing space; NUL becomes `\00`. Non-ASCII UTF-8 stays as it is.
-pub fn escape_dn_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len() + 8);
-    let last = value.chars().count().saturating_sub(1);
-    for (i, c) in value.chars().enumerate() {
-        match c {
-            '"' | '+' | ',' | ';' | '<' | '>' | '=' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '\0' => out.push_str("\\00"),
-            ' ' if i == 0 || i == last => out.push_str("\\ "),
-            '#' if i == 0 => out.push_str("\\#"),
-            _ => out.push(c),
-        }
     }
     out
 }
@@ -178,8 +146,8 @@ impl Template {
                         Placeholder::Dn => values.dn,
                     };
                     out.push_str(&match self.target {
-                        Target::Filter => escape_filter_value(raw),
-                        Target::Dn => escape_dn_value(raw),
+                        Target::Filter => ldap3::ldap_escape(raw),
+                        Target::Dn => ldap3::dn_escape(raw),
                     });
                 }
             }
@@ -192,36 +160,58 @@ impl Template {
 mod tests {
     use super::*;
 
+    /// What a filter template makes of one value.
+    fn in_filter(value: &str) -> String {
+        Template::parse("{username}", Target::Filter, &[Placeholder::Username])
+            .unwrap()
+            .render(Values {
+                username: value,
+                dn: "",
+            })
+    }
+
+    /// What a DN template makes of one value.
+    fn in_dn(value: &str) -> String {
+        Template::parse("{username}", Target::Dn, &[Placeholder::Username])
+            .unwrap()
+            .render(Values {
+                username: value,
+                dn: "",
+            })
+    }
+
     #[test]
     fn filter_escaping_neutralises_every_special_character() {
-        assert_eq!(escape_filter_value("ada"), "ada");
-        assert_eq!(escape_filter_value("*"), "\\2a");
-        assert_eq!(escape_filter_value("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
-        assert_eq!(
-            escape_filter_value("admin)(|(uid=*"),
-            "admin\\29\\28|\\28uid=\\2a"
-        );
-        assert_eq!(escape_filter_value("a\\b"), "a\\5cb");
-        assert_eq!(escape_filter_value("nul\0"), "nul\\00");
+        assert_eq!(in_filter("ada"), "ada");
+        assert_eq!(in_filter("*"), "\\2a");
+        assert_eq!(in_filter("*)(uid=*"), "\\2a\\29\\28uid=\\2a");
+        assert_eq!(in_filter("admin)(|(uid=*"), "admin\\29\\28|\\28uid=\\2a");
+        assert_eq!(in_filter("a\\b"), "a\\5cb");
+        assert_eq!(in_filter("nul\0"), "nul\\00");
         // RFC 4515 examples.
         assert_eq!(
-            escape_filter_value("Parens R Us (for all your parenthetical needs)"),
+            in_filter("Parens R Us (for all your parenthetical needs)"),
             "Parens R Us \\28for all your parenthetical needs\\29"
         );
-        assert_eq!(escape_filter_value("\\2a"), "\\5c2a");
+        assert_eq!(in_filter("\\2a"), "\\5c2a");
     }
 
     #[test]
     fn filter_escaping_keeps_utf8_and_other_punctuation() {
-        assert_eq!(escape_filter_value("jürgen"), "jürgen");
-        assert_eq!(escape_filter_value("名前"), "名前");
-        assert_eq!(escape_filter_value("a=b,c&|!~<>"), "a=b,c&|!~<>");
+        assert_eq!(in_filter("jürgen"), "jürgen");
+        assert_eq!(in_filter("名前"), "名前");
+        assert_eq!(in_filter("a=b,c&|!~<>"), "a=b,c&|!~<>");
     }
 
     #[test]
     fn escaped_injection_attempts_parse_as_a_single_equality_filter() {
+        let template =
+            Template::parse("(uid={username})", Target::Filter, &[Placeholder::Username]).unwrap();
         for attack in ["*)(uid=*", "admin)(|(uid=*", "*", "\\", "(", ")", "x\0y"] {
-            let filter = format!("(uid={})", escape_filter_value(attack));
+            let filter = template.render(Values {
+                username: attack,
+                dn: "",
+            });
             assert!(
                 ldap3::parse_filter(&filter).is_ok(),
                 "{filter} does not parse"
@@ -229,31 +219,32 @@ mod tests {
             // The whole attack must have become one value: no unescaped metacharacter
             // is left between the outer parentheses.
             let inner = &filter[1..filter.len() - 1];
-            assert!(!inner.contains(['(', ')', '*']), "{filter}");
+            assert!(!inner.contains(['(', ')', '*', '\0']), "{filter}");
         }
     }
 
     #[test]
     fn binary_values_escape_every_byte() {
         assert_eq!(escape_filter_bytes(&[0x00, 0x2a, 0xff]), "\\00\\2a\\ff");
+        assert_eq!(escape_filter_bytes(b"ab"), "\\61\\62");
     }
 
     #[test]
     fn dn_escaping_follows_rfc4514() {
-        assert_eq!(escape_dn_value("ada"), "ada");
-        assert_eq!(escape_dn_value("Smith, John"), "Smith\\, John");
-        assert_eq!(escape_dn_value("a+b"), "a\\+b");
-        assert_eq!(escape_dn_value("x=y"), "x\\=y");
-        assert_eq!(escape_dn_value("\"q\";<>\\"), "\\\"q\\\"\\;\\<\\>\\\\");
-        assert_eq!(escape_dn_value("#hash"), "\\#hash");
-        assert_eq!(escape_dn_value("mid#hash"), "mid#hash");
-        assert_eq!(escape_dn_value(" lead"), "\\ lead");
-        assert_eq!(escape_dn_value("trail "), "trail\\ ");
-        assert_eq!(escape_dn_value(" "), "\\ ");
-        assert_eq!(escape_dn_value("in side"), "in side");
-        assert_eq!(escape_dn_value("nul\0"), "nul\\00");
-        assert_eq!(escape_dn_value("jürgen"), "jürgen");
-        assert_eq!(escape_dn_value("*()"), "*()");
+        assert_eq!(in_dn("ada"), "ada");
+        assert_eq!(in_dn("Smith, John"), "Smith\\2c John");
+        assert_eq!(in_dn("a+b"), "a\\2bb");
+        assert_eq!(in_dn("x=y"), "x\\3dy");
+        assert_eq!(in_dn("\"q\";<>\\"), "\\22q\\22\\3b\\3c\\3e\\5c");
+        assert_eq!(in_dn("#hash"), "\\23hash");
+        assert_eq!(in_dn("mid#hash"), "mid#hash");
+        assert_eq!(in_dn(" lead"), "\\20lead");
+        assert_eq!(in_dn("trail "), "trail\\20");
+        assert_eq!(in_dn(" "), "\\20");
+        assert_eq!(in_dn("in side"), "in side");
+        assert_eq!(in_dn("nul\0"), "nul\\00");
+        assert_eq!(in_dn("jürgen"), "jürgen");
+        assert_eq!(in_dn("*()"), "*()");
     }
 
     #[test]
@@ -264,11 +255,23 @@ mod tests {
             &[Placeholder::Username],
         )
         .unwrap();
+        for attack in ["admin,ou=admins", "admin+cn=root", "x;ou=y", "\\,ou=z"] {
+            let dn = t.render(Values {
+                username: attack,
+                dn: "",
+            });
+            let value = dn
+                .strip_prefix("uid=")
+                .and_then(|rest| rest.strip_suffix(",ou=people,dc=example,dc=org"))
+                .unwrap();
+            // No separator or unescaped backslash pair is left: the value stays one RDN.
+            assert!(!value.contains([',', '+', ';', '=']), "{dn}");
+        }
         let dn = t.render(Values {
             username: "admin,ou=admins",
             dn: "",
         });
-        assert_eq!(dn, "uid=admin\\,ou\\=admins,ou=people,dc=example,dc=org");
+        assert_eq!(dn, "uid=admin\\2cou\\3dadmins,ou=people,dc=example,dc=org");
     }
 
     #[test]

@@ -25,7 +25,7 @@ mod provider;
 mod tls;
 
 pub use config::AD_IN_CHAIN_RULE;
-pub use escape::{escape_dn_value, escape_filter_bytes, escape_filter_value};
+pub use escape::escape_filter_bytes;
 pub use provider::LdapProvider;
 
 use config::{Environment, ProcessEnvironment};
