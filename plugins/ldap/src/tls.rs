@@ -1,8 +1,9 @@
 //! The rustls client configuration for `ldaps://` and StartTLS.
 //!
-//! Built with an explicit ring crypto provider rather than the process default, so it
-//! works whether or not the host installed one (with both ring and aws-lc-rs in a
-//! binary, `ClientConfig::builder()` panics until someone does).
+//! Built with an explicit aws-lc-rs crypto provider rather than the process default,
+//! so it works whether or not the host installed one (with both ring and aws-lc-rs in
+//! a binary, `ClientConfig::builder()` panics until someone does). It is always set on
+//! the connection, so `ldap3` never builds a configuration of its own.
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
@@ -25,7 +26,7 @@ pub enum Trust<'a> {
 
 /// Builds the client configuration. Errors are for the config message.
 pub fn client_config(trust: Trust<'_>) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("TLS setup failed: {e}"))?;
