@@ -3,6 +3,8 @@
 //! and fails on an import cycle, on an import that climbs a floor, and on one endpoint
 //! module importing another.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: an unreadable source file should stop it loudly
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -159,16 +161,18 @@ fn floor_violations(graph: &Graph) -> Vec<String> {
     let mut wrong = Vec::new();
     for (from, targets) in graph {
         let Some(here) = floor(from) else {
-            wrong.push(format!("{from} is on no floor: add it to FLOORS and the README"));
+            wrong.push(format!(
+                "{from} is on no floor: add it to FLOORS and the README"
+            ));
             continue;
         };
         for to in targets {
             match floor(to) {
                 None => wrong.push(format!("{from} → {to}: {to} is on no floor")),
                 Some(there) if there < here => wrong.push(format!("{from} → {to} climbs")),
-                Some(there) if there == here && FLOORS[here].1 => {
-                    wrong.push(format!("{from} → {to}: endpoint modules never import each other"))
-                }
+                Some(there) if there == here && FLOORS[here].1 => wrong.push(format!(
+                    "{from} → {to}: endpoint modules never import each other"
+                )),
                 Some(_) => {}
             }
         }
@@ -180,18 +184,27 @@ fn floor_violations(graph: &Graph) -> Vec<String> {
 fn the_broker_imports_one_way_only() {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let graph = read_graph(&src);
-    assert!(graph.contains_key("web") && graph.contains_key("oidc"), "{graph:?}");
+    assert!(
+        graph.contains_key("web") && graph.contains_key("oidc"),
+        "{graph:?}"
+    );
     if let Some(cycle) = find_cycle(&graph) {
         panic!("import cycle: {}", cycle.join(" → "));
     }
     let wrong = floor_violations(&graph);
-    assert!(wrong.is_empty(), "imports against the floors:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "imports against the floors:\n{}",
+        wrong.join("\n")
+    );
 }
 
 fn graph_of(edges: &[(&str, &str)]) -> Graph {
     let mut g = Graph::new();
     for (from, to) in edges {
-        g.entry(from.to_string()).or_default().insert(to.to_string());
+        g.entry(from.to_string())
+            .or_default()
+            .insert(to.to_string());
         g.entry(to.to_string()).or_default();
     }
     g
@@ -203,7 +216,10 @@ fn a_cycle_is_found_and_named() {
     let cycle = find_cycle(&g).expect("a cycle");
     assert_eq!(cycle.first(), cycle.last());
     assert!(cycle.contains(&"web".to_string()) && cycle.contains(&"flow".to_string()));
-    assert_eq!(find_cycle(&graph_of(&[("login", "flow"), ("flow", "web")])), None);
+    assert_eq!(
+        find_cycle(&graph_of(&[("login", "flow"), ("flow", "web")])),
+        None
+    );
 }
 
 #[test]
@@ -220,6 +236,9 @@ fn paths_are_read_from_plain_and_grouped_uses() {
         crate_paths("use crate::{flow::{A, B}, store, web::x};"),
         ["flow", "store", "web"]
     );
-    assert_eq!(crate_paths("let x = crate::secrets::hash(y) + mycrate::z;"), ["secrets"]);
+    assert_eq!(
+        crate_paths("let x = crate::secrets::hash(y) + mycrate::z;"),
+        ["secrets"]
+    );
     assert!(crate_paths("let s = \"no paths here\";").is_empty());
 }

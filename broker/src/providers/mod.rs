@@ -246,3 +246,96 @@ impl ProviderEntry {
         ProviderEntry::new(&section, subjects, provider, Duration::from_secs(5))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use async_trait::async_trait;
+    use switchboard_plugin_api::{Password, PasswordLogin};
+
+    /// A password provider whose upstream never answers.
+    #[derive(Debug)]
+    struct Stalled;
+
+    #[async_trait]
+    impl PasswordLogin for Stalled {
+        async fn authenticate(&self, _: PasswordRequest) -> Result<Identity, ProviderError> {
+            std::future::pending().await
+        }
+    }
+
+    impl Provider for Stalled {
+        fn password(&self) -> Option<&dyn PasswordLogin> {
+            Some(self)
+        }
+    }
+
+    fn stalled(timeout: Duration) -> ProviderEntry {
+        let mut entry = ProviderEntry::for_tests(
+            "slow",
+            Subjects::Upstream,
+            ProviderPolicy::default(),
+            Arc::new(Stalled),
+        );
+        entry.timeout = timeout;
+        entry
+    }
+
+    fn attempt() -> PasswordRequest {
+        PasswordRequest::new("ada", Password::new("pw".to_string()))
+    }
+
+    #[tokio::test]
+    async fn a_call_that_outlives_the_timeout_is_unavailable() {
+        let entry = stalled(Duration::from_millis(50));
+        let answer = entry.authenticate(attempt()).await;
+        assert!(
+            matches!(&answer, Err(ProviderError::UpstreamUnavailable { detail }) if detail == "timed out"),
+            "{answer:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn past_the_in_flight_bound_a_call_fails_at_once() {
+        let entry = stalled(Duration::from_secs(60));
+        let mut waiting = Vec::new();
+        for _ in 0..MAX_CALLS_IN_FLIGHT {
+            let e = entry.clone();
+            waiting.push(tokio::spawn(async move { e.authenticate(attempt()).await }));
+        }
+        // Let every spawned call take its permit.
+        while entry.in_flight.available_permits() > 0 {
+            tokio::task::yield_now().await;
+        }
+        let started = std::time::Instant::now();
+        let answer = entry.authenticate(attempt()).await;
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(
+            matches!(&answer, Err(ProviderError::UpstreamUnavailable { detail }) if detail.contains("too many")),
+            "{answer:?}"
+        );
+        for call in &waiting {
+            call.abort();
+        }
+        for call in waiting {
+            let _ = call.await;
+        }
+        assert_eq!(entry.in_flight.available_permits(), MAX_CALLS_IN_FLIGHT);
+    }
+
+    #[tokio::test]
+    async fn a_missing_capability_is_a_misconfiguration_not_a_panic() {
+        let entry = stalled(Duration::from_secs(1));
+        assert!(!entry.has_redirect());
+        let begun = entry
+            .begin(BeginRequest::new("https://b/cb", "s", "n", "c".to_string()))
+            .await;
+        assert!(matches!(begun, Err(ProviderError::Misconfigured { .. })));
+        assert!(
+            entry
+                .refresh(RefreshRequest::new(Identity::new("s")))
+                .await
+                .is_none()
+        );
+    }
+}
