@@ -1,20 +1,18 @@
 //! From a provider's `Identity` to Switchboard's own user: find the linked user or
 //! create one, refresh the profile, refuse disabled users. Also the user-lifecycle
 //! operations whose side effects (revoking sessions and grants) must never be
-//! forgotten by a caller. Role rules live in [`rules`]; this module feeds them the
-//! stored identity and direct grants.
-
-pub mod rules;
+//! forgotten by a caller. Role rules live in [`crate::roles`]; this module feeds them
+//! the stored identity and direct grants.
 
 use crate::config::{Config, ProfileSync, Registration};
 use crate::providers::ProviderEntry;
+use crate::roles::{self, Access, Explanation, RolePolicy, Subject};
 use crate::secrets::{self, MasterKey};
 use crate::store::{
     AuditEvent, GrantRecord, IdentityLink, RoleGrantRecord, SharedStore, StoreError, UnixTime,
     UserRecord, UserStatus,
 };
 use async_trait::async_trait;
-use rules::{Access, Explanation, RolePolicy, Subject};
 use std::collections::BTreeSet;
 use switchboard_local::{AccountDirectory, LocalAccount};
 use switchboard_plugin_api::{Identity, ProviderError, RefreshRequest};
@@ -583,7 +581,7 @@ pub async fn access_for(
         identity: identity.as_ref(),
         direct: &direct,
     };
-    Ok(rules::access(policy, &subject, client_id))
+    Ok(roles::access(policy, &subject, client_id))
 }
 
 /// The scopes that ask for roles or permissions.
@@ -637,7 +635,7 @@ pub async fn explain_user(
     }
     let direct = store.list_role_grants(user_id).await?;
     let explain = |identity: Option<&Identity>| {
-        rules::explain(
+        roles::explain(
             policy,
             &Subject {
                 identity,
@@ -655,7 +653,7 @@ pub async fn explain_user(
 /// Checks that `role` may be granted as asked: a valid name, a configured client, and
 /// no mix-up between a global role and a client's (one name is one role).
 fn check_grant(config: &Config, role: &str, client_id: Option<&str>) -> Result<(), IdentityError> {
-    rules::check_role_name(role).map_err(IdentityError::BadRoleGrant)?;
+    roles::check_role_name(role).map_err(IdentityError::BadRoleGrant)?;
     let scoped = config.roles.client_scoped_roles();
     match client_id {
         Some(c) if !config.clients.contains_key(c) => Err(IdentityError::BadRoleGrant(format!(
