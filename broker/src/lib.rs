@@ -11,6 +11,7 @@ pub mod identity;
 pub mod login;
 pub mod oidc;
 pub mod providers;
+pub mod roles;
 pub mod secrets;
 pub mod sessions;
 pub mod store;

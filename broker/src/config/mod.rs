@@ -183,7 +183,7 @@ pub struct Config {
     pub clients: BTreeMap<String, Client>,
     pub providers: Vec<ProviderSection>,
     /// Role rules, permissions, default and admin roles.
-    pub roles: crate::identity::rules::RolePolicy,
+    pub roles: crate::roles::RolePolicy,
 }
 
 impl Config {

@@ -4,7 +4,7 @@
 
 use super::raw::{RawClaim, RawProvider, RawRoleRule, RawRoles};
 use super::{Client, ConfigError, ProviderSection, Validator};
-use crate::identity::rules::{
+use crate::roles::{
     ClaimTest, Condition, DomainPattern, Permission, RolePolicy, RoleRule, check_role_name,
 };
 use std::collections::BTreeMap;

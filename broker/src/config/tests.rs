@@ -253,7 +253,7 @@ fn with_roles(text: &str) -> String {
 
 #[test]
 fn roles_section_loads_into_a_policy() {
-    use crate::identity::rules::{ClaimTest, Condition, DomainPattern};
+    use crate::roles::{ClaimTest, Condition, DomainPattern};
     let c = load_text(&with_roles(ROLES)).unwrap();
     let r = &c.roles;
     assert_eq!(r.admin_role.as_deref(), Some("admin"));

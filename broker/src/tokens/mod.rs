@@ -5,7 +5,7 @@ pub mod keyring;
 pub mod keys;
 
 use crate::config::{Client, SigningAlg};
-use crate::identity::rules::Access;
+use crate::roles::Access;
 use crate::store::{GrantRecord, UnixTime, UserRecord};
 use jwt::JwtError;
 use keyring::Keyring;

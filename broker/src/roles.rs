@@ -6,6 +6,10 @@
 //! direct grants; the config brings the validated [`RolePolicy`]. The same function
 //! answers token issuance and `broker roles explain`, so what the operator reads is
 //! exactly what apps get.
+//!
+//! A top-level module so that `config` (which validates `[roles]` into a
+//! [`RolePolicy`]) and `identity` (which feeds it stored identities and direct grants)
+//! both use it without importing each other: it depends on `store` types only.
 
 use crate::store::RoleGrantRecord;
 use regex::Regex;

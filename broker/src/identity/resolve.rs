@@ -1,0 +1,686 @@
+//! Resolving a login to a user: the linked user, an account the login joins by
+//! verified email, or a new user (where registration is open); then the profile and
+//! groups the provider sent are applied and the link records this login. Refreshing a
+//! user from the provider lives here too, as it applies the same profile rules.
+
+use super::IdentityError;
+use super::links::{identity_of_link, open_provider_data, seal_provider_data, stored_identity};
+use crate::config::{ProfileSync, Registration};
+use crate::providers::ProviderEntry;
+use crate::secrets::{self, MasterKey};
+use crate::store::{
+    AuditEvent, IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
+};
+use std::collections::BTreeSet;
+use switchboard_plugin_api::{Identity, ProviderError, RefreshRequest};
+
+/// Groups travel namespaced by provider, so a group `admins` of one provider is never
+/// the group `admins` of another.
+pub fn namespaced_groups(provider_id: &str, groups: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = groups
+        .iter()
+        .map(|g| format!("{provider_id}/{g}"))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// The account a first login through `entry` links to by verified email, if any:
+/// only where the provider links by email (and is trusted for email), only for a
+/// verified email, only to the one account whose email it is, whose email is verified
+/// and was vouched for by a provider trusted for email (one of its linked identities
+/// says so), and which has no identity of this provider yet.
+async fn email_link_target(
+    store: &SharedStore,
+    email_trusted: &BTreeSet<String>,
+    entry: &ProviderEntry,
+    identity: &Identity,
+) -> Result<Option<UserRecord>, IdentityError> {
+    if !entry.policy.link_by_verified_email || !email_trusted.contains(&entry.id) {
+        return Ok(None);
+    }
+    let Some(email) = identity
+        .email
+        .as_deref()
+        .filter(|_| identity.email_verified)
+    else {
+        return Ok(None);
+    };
+    // Emails are unique among users: at most one account can match.
+    let Some(user) = store.find_user_by_login(email).await? else {
+        return Ok(None);
+    };
+    let same_email = |e: Option<&str>| e.is_some_and(|e| e.eq_ignore_ascii_case(email));
+    if !same_email(user.email.as_deref()) || !user.email_verified {
+        return Ok(None);
+    }
+    let mut vouched = false;
+    for link in store.list_user_identities(&user.id).await? {
+        if link.provider_id == entry.id {
+            // One identity per provider: a second one never joins the account.
+            return Ok(None);
+        }
+        if email_trusted.contains(&link.provider_id) {
+            let linked = identity_of_link(link)?;
+            vouched |= linked.email_verified && same_email(linked.email.as_deref());
+        }
+    }
+    Ok(vouched.then_some(user))
+}
+
+/// Finds or creates the user behind `identity` and records this login.
+/// `email_trusted` names the providers trusted for email (see [`email_link_target`]).
+pub async fn resolve_login(
+    store: &SharedStore,
+    master: &MasterKey,
+    entry: &ProviderEntry,
+    email_trusted: &BTreeSet<String>,
+    mut identity: Identity,
+    now: UnixTime,
+) -> Result<UserRecord, IdentityError> {
+    identity.provider_id = entry.id.clone();
+    let link = store.find_identity(&entry.id, &identity.subject).await?;
+    let local = entry.subject_is_user_id();
+    let mut linked_by_email = false;
+    let user_id = match &link {
+        Some(l) => l.user_id.clone(),
+        // A user kept by the broker: the local provider's subject is its id.
+        None if local && store.get_user(&identity.subject).await?.is_some() => {
+            identity.subject.clone()
+        }
+        None => match email_link_target(store, email_trusted, entry, &identity).await? {
+            Some(target) => {
+                linked_by_email = true;
+                target.id
+            }
+            // The local provider's subject is the user id itself (fixed for config users).
+            None if local => identity.subject.clone(),
+            None => secrets::random_id().map_err(|_| IdentityError::Random)?,
+        },
+    };
+    let mut user = match store.get_user(&user_id).await? {
+        Some(u) => u,
+        None if entry.policy.registration == Registration::Closed => {
+            return Err(IdentityError::RegistrationClosed(entry.id.clone()));
+        }
+        None => {
+            let u = new_user(&user_id, &identity, now);
+            match store.create_user(&u).await {
+                Ok(()) => u,
+                Err(StoreError::Conflict { .. }) => {
+                    return Err(IdentityError::Taken("this username or email"));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    };
+    if user.status != UserStatus::Active {
+        return Err(IdentityError::Disabled);
+    }
+    apply_profile(&mut user, &identity, &entry.id, entry.policy.sync);
+    user.updated_at = now;
+    user.last_login_at = Some(now);
+    match store.update_profile(&user).await {
+        Ok(_) => {}
+        Err(StoreError::Conflict { .. }) => {
+            return Err(IdentityError::Taken("this username or email"));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let claims = stored_identity(&identity);
+    let sealed = seal_provider_data(
+        master,
+        &entry.id,
+        &identity.subject,
+        &identity.provider_data,
+    )?;
+    match link {
+        Some(mut l) => {
+            l.claims = claims;
+            l.sealed_provider_data = sealed;
+            l.updated_at = now;
+            store.update_identity(&l).await?;
+        }
+        None => {
+            store
+                .link_identity(&IdentityLink {
+                    provider_id: entry.id.clone(),
+                    subject: identity.subject.clone(),
+                    user_id: user.id.clone(),
+                    claims,
+                    sealed_provider_data: sealed,
+                    created_at: now,
+                    updated_at: now,
+                })
+                .await?;
+            if linked_by_email {
+                tracing::info!(provider = %entry.id, user = %user.id, "identity linked by verified email");
+                store
+                    .record_audit(&AuditEvent {
+                        user_id: user.id.clone(),
+                        kind: "identity_linked".into(),
+                        detail: serde_json::json!({
+                            "provider": entry.id,
+                            "subject": identity.subject,
+                            "by": "verified_email",
+                            "email": identity.email,
+                        }),
+                        at: now,
+                    })
+                    .await?;
+            }
+        }
+    }
+    Ok(user)
+}
+
+fn new_user(id: &str, identity: &Identity, now: UnixTime) -> UserRecord {
+    let mut user = UserRecord {
+        id: id.to_string(),
+        username: None,
+        email: None,
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        groups: Vec::new(),
+        status: UserStatus::Active,
+        password_hash: None,
+        created_at: now,
+        updated_at: now,
+        last_login_at: None,
+    };
+    apply_fields(&mut user, identity);
+    user.groups = namespaced_groups(&identity.provider_id, &identity.groups);
+    user
+}
+
+/// Groups always follow the provider (role rules depend on them); profile fields
+/// follow it under `sync = "force"` and stay as imported under `sync = "import"`.
+fn apply_profile(user: &mut UserRecord, identity: &Identity, provider_id: &str, sync: ProfileSync) {
+    if sync == ProfileSync::Force {
+        apply_fields(user, identity);
+    }
+    user.groups = namespaced_groups(provider_id, &identity.groups);
+}
+
+/// Upstream is the source of truth for the profile it sends; absent fields keep what
+/// the user had.
+fn apply_fields(user: &mut UserRecord, identity: &Identity) {
+    let keep = |new: &Option<String>, old: &mut Option<String>| {
+        if new.is_some() {
+            old.clone_from(new);
+        }
+    };
+    keep(&identity.username, &mut user.username);
+    if identity.email.is_some() {
+        user.email.clone_from(&identity.email);
+        user.email_verified = identity.email_verified;
+    }
+    keep(&identity.name, &mut user.name);
+    keep(&identity.given_name, &mut user.given_name);
+    keep(&identity.family_name, &mut user.family_name);
+    keep(&identity.picture, &mut user.picture);
+}
+
+// Refresh belongs with resolve rather than lifecycle: it is a login's profile step
+// again (the provider's answer goes through the same `apply_profile` and the link is
+// rewritten the same way), while lifecycle holds the operator's changes to an
+// account's status and password.
+/// Asks the provider the user logged in with whether they may still have tokens, and
+/// refreshes their profile and groups from its answer. Providers without the refresh
+/// capability keep what was stored.
+pub async fn refresh_from_provider(
+    store: &SharedStore,
+    master: &MasterKey,
+    entry: &ProviderEntry,
+    user: UserRecord,
+    now: UnixTime,
+) -> Result<UserRecord, IdentityError> {
+    if !entry.has_refresh() {
+        return Ok(user);
+    }
+    let link = store
+        .list_user_identities(&user.id)
+        .await?
+        .into_iter()
+        .find(|l| l.provider_id == entry.id)
+        .ok_or_else(|| IdentityError::NotLinked(entry.id.clone()))?;
+    let mut previous: Identity = serde_json::from_value(link.claims.clone())
+        .map_err(|e| IdentityError::Corrupt(e.to_string()))?;
+    previous.provider_id = entry.id.clone();
+    previous.provider_data = open_provider_data(master, &link)?;
+    let Some(answer) = entry.refresh(RefreshRequest::new(previous)).await else {
+        return Ok(user);
+    };
+    let mut fresh = answer?;
+    fresh.provider_id = entry.id.clone();
+    if fresh.subject != link.subject {
+        return Err(IdentityError::Provider(ProviderError::UpstreamProtocol {
+            detail: "refresh returned another subject".into(),
+        }));
+    }
+    let mut user = user;
+    apply_profile(&mut user, &fresh, &entry.id, entry.policy.sync);
+    user.updated_at = now;
+    store.update_profile(&user).await?;
+    let mut updated = link;
+    updated.claims = stored_identity(&fresh);
+    updated.sealed_provider_data =
+        seal_provider_data(master, &entry.id, &fresh.subject, &fresh.provider_data)?;
+    updated.updated_at = now;
+    store.update_identity(&updated).await?;
+    Ok(user)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ProviderPolicy;
+    use crate::identity::test_support::{Scripted, entry, entry_with, master};
+    use crate::identity::{add_local_user, disable_user};
+    use crate::providers::Subjects;
+    use crate::store::MemoryStore;
+    use std::sync::Arc;
+
+    #[tokio::test]
+    async fn first_login_creates_a_user_and_later_logins_find_the_same_one() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let e = entry("corp", "oidc");
+        let id = Identity::new("upstream-1")
+            .with_email("a@x.io", true)
+            .with_groups(vec!["eng".into()]);
+        let u1 = resolve_login(&store, &master(), &e, &BTreeSet::new(), id.clone(), 10)
+            .await
+            .unwrap();
+        assert_ne!(u1.id, "upstream-1", "sub is never the upstream id");
+        assert_eq!(u1.groups, vec!["corp/eng".to_string()]);
+        let u2 = resolve_login(
+            &store,
+            &master(),
+            &e,
+            &BTreeSet::new(),
+            id.with_name("Ada"),
+            20,
+        )
+        .await
+        .unwrap();
+        assert_eq!(u1.id, u2.id);
+        assert_eq!(
+            store
+                .get_user(&u1.id)
+                .await
+                .unwrap()
+                .unwrap()
+                .name
+                .as_deref(),
+            Some("Ada")
+        );
+    }
+
+    #[tokio::test]
+    async fn refresh_updates_groups_and_a_denial_is_reported() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let scripted = Arc::new(Scripted(std::sync::Mutex::new(Ok(
+            Identity::new("s1").with_groups(vec!["eng".into()])
+        ))));
+        let e = ProviderEntry::for_tests(
+            "dir",
+            Subjects::Upstream,
+            ProviderPolicy::default(),
+            scripted.clone(),
+        );
+        let mut first = Identity::new("s1").with_groups(vec!["eng".into(), "admins".into()]);
+        first.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
+        let user = resolve_login(&store, &master(), &e, &BTreeSet::new(), first, 1)
+            .await
+            .unwrap();
+        assert_eq!(
+            user.groups,
+            vec!["dir/admins".to_string(), "dir/eng".to_string()]
+        );
+
+        let mut fresh = Identity::new("s1").with_groups(vec!["eng".into()]);
+        fresh.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
+        *scripted.0.lock().unwrap() = Ok(fresh);
+        let user = refresh_from_provider(&store, &master(), &e, user, 2)
+            .await
+            .unwrap();
+        assert_eq!(
+            user.groups,
+            vec!["dir/eng".to_string()],
+            "removed group is gone"
+        );
+        assert_eq!(
+            store.get_user(&user.id).await.unwrap().unwrap().groups,
+            user.groups
+        );
+
+        *scripted.0.lock().unwrap() = Err(ProviderError::Denied {
+            reason: "gone".into(),
+        });
+        assert!(matches!(
+            refresh_from_provider(&store, &master(), &e, user, 3).await,
+            Err(IdentityError::Provider(ProviderError::Denied { .. }))
+        ));
+    }
+
+    #[tokio::test]
+    async fn local_static_user_keeps_its_fixed_id() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let u = resolve_login(
+            &store,
+            &master(),
+            &entry("local", "local"),
+            &BTreeSet::new(),
+            Identity::new("fixed-id"),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(u.id, "fixed-id");
+    }
+
+    #[tokio::test]
+    async fn closed_registration_refuses_new_people_but_not_known_users() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let closed = ProviderPolicy {
+            registration: Registration::Closed,
+            ..ProviderPolicy::default()
+        };
+        let open = entry("corp", "oidc");
+        let known = resolve_login(
+            &store,
+            &master(),
+            &open,
+            &BTreeSet::new(),
+            Identity::new("known"),
+            1,
+        )
+        .await
+        .unwrap();
+        let corp = entry_with("corp", "oidc", closed);
+        assert!(matches!(
+            resolve_login(&store, &master(), &corp, &BTreeSet::new(), Identity::new("stranger"), 2).await,
+            Err(IdentityError::RegistrationClosed(p)) if p == "corp"
+        ));
+        assert_eq!(
+            store.list_users().await.unwrap().len(),
+            1,
+            "no user created"
+        );
+        let again = resolve_login(
+            &store,
+            &master(),
+            &corp,
+            &BTreeSet::new(),
+            Identity::new("known"),
+            3,
+        )
+        .await
+        .unwrap();
+        assert_eq!(again.id, known.id, "a linked identity still logs in");
+
+        // Local: a user an operator created exists before its first login; a static
+        // user never seen is a new person.
+        let local = entry_with("local", "local", closed);
+        let added = add_local_user(&store, "c@x.io", Some("carol"), None, "h", 4)
+            .await
+            .unwrap();
+        resolve_login(
+            &store,
+            &master(),
+            &local,
+            &BTreeSet::new(),
+            Identity::new(&added.id),
+            5,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            resolve_login(
+                &store,
+                &master(),
+                &local,
+                &BTreeSet::new(),
+                Identity::new("static-1"),
+                6
+            )
+            .await,
+            Err(IdentityError::RegistrationClosed(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn import_keeps_the_first_profile_and_force_refreshes_it_groups_always_follow() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        for (sync, expected_name) in [
+            (ProfileSync::Import, "First"),
+            (ProfileSync::Force, "Second"),
+        ] {
+            let e = entry_with(
+                &format!("p-{expected_name}"),
+                "oidc",
+                ProviderPolicy {
+                    sync,
+                    ..ProviderPolicy::default()
+                },
+            );
+            let first = Identity::new("s")
+                .with_name("First")
+                .with_groups(vec!["a".into()]);
+            let u = resolve_login(&store, &master(), &e, &BTreeSet::new(), first, 1)
+                .await
+                .unwrap();
+            assert_eq!(u.name.as_deref(), Some("First"));
+            let second = Identity::new("s")
+                .with_name("Second")
+                .with_groups(vec!["b".into()]);
+            let u = resolve_login(&store, &master(), &e, &BTreeSet::new(), second, 2)
+                .await
+                .unwrap();
+            assert_eq!(u.name.as_deref(), Some(expected_name), "{sync:?}");
+            assert_eq!(u.groups, vec![format!("{}/b", e.id)], "{sync:?}");
+            let stored = store.get_user(&u.id).await.unwrap().unwrap();
+            assert_eq!(stored.name.as_deref(), Some(expected_name));
+        }
+    }
+
+    fn linking() -> (ProviderEntry, ProviderEntry, BTreeSet<String>) {
+        let trusted = ProviderPolicy {
+            trust_email: true,
+            ..ProviderPolicy::default()
+        };
+        let corp = entry_with("corp", "oidc", trusted);
+        let partner = entry_with(
+            "partner",
+            "oidc",
+            ProviderPolicy {
+                link_by_verified_email: true,
+                ..trusted
+            },
+        );
+        let set = ["corp".to_string(), "partner".to_string()].into();
+        (corp, partner, set)
+    }
+
+    #[tokio::test]
+    async fn a_verified_email_links_a_first_login_to_the_account_it_belongs_to() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let (corp, partner, trusted) = linking();
+        let ada = resolve_login(
+            &store,
+            &master(),
+            &corp,
+            &trusted,
+            Identity::new("c1").with_email("Ada@Example.org", true),
+            1,
+        )
+        .await
+        .unwrap();
+        let linked = resolve_login(
+            &store,
+            &master(),
+            &partner,
+            &trusted,
+            Identity::new("p1").with_email("ada@example.org", true),
+            2,
+        )
+        .await
+        .unwrap();
+        assert_eq!(linked.id, ada.id, "one account, one sub");
+        assert_eq!(store.list_user_identities(&ada.id).await.unwrap().len(), 2);
+        let audit = store.list_audit(&ada.id).await.unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!(audit[0].kind, "identity_linked");
+        assert_eq!(audit[0].detail["provider"], "partner");
+        assert_eq!(audit[0].detail["by"], "verified_email");
+
+        // Another identity of the same provider with that email never joins.
+        assert!(matches!(
+            resolve_login(
+                &store,
+                &master(),
+                &partner,
+                &trusted,
+                Identity::new("p2").with_email("ada@example.org", true),
+                3,
+            )
+            .await,
+            Err(IdentityError::Taken(_))
+        ));
+        assert_eq!(store.find_identity("partner", "p2").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn unverified_or_unvouched_emails_never_link() {
+        let (corp, partner, trusted) = linking();
+        let github = entry("github", "oidc");
+        /// Why; the account's provider and whether it verified the email; the new
+        /// login's provider and whether it did; the providers trusted for email.
+        type Case = (
+            &'static str,
+            ProviderEntry,
+            bool,
+            ProviderEntry,
+            bool,
+            BTreeSet<String>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                "new email unverified",
+                corp.clone(),
+                true,
+                partner.clone(),
+                false,
+                trusted.clone(),
+            ),
+            (
+                "account email unverified",
+                corp.clone(),
+                false,
+                partner.clone(),
+                true,
+                trusted.clone(),
+            ),
+            (
+                "account email vouched by an untrusted provider",
+                github,
+                true,
+                partner.clone(),
+                true,
+                trusted.clone(),
+            ),
+            (
+                "provider does not link by email",
+                corp.clone(),
+                true,
+                entry_with(
+                    "partner",
+                    "oidc",
+                    ProviderPolicy {
+                        trust_email: true,
+                        ..ProviderPolicy::default()
+                    },
+                ),
+                true,
+                trusted.clone(),
+            ),
+            (
+                "provider not trusted for email",
+                corp.clone(),
+                true,
+                partner.clone(),
+                true,
+                ["corp".to_string()].into(),
+            ),
+        ];
+        for (why, first, first_verified, second, second_verified, trusted) in cases {
+            let store: SharedStore = Arc::new(MemoryStore::new());
+            let owner = resolve_login(
+                &store,
+                &master(),
+                &first,
+                &trusted,
+                Identity::new("a").with_email("ada@example.org", first_verified),
+                1,
+            )
+            .await
+            .unwrap();
+            let second_login = resolve_login(
+                &store,
+                &master(),
+                &second,
+                &trusted,
+                Identity::new("b").with_email("ada@example.org", second_verified),
+                2,
+            )
+            .await;
+            assert!(
+                matches!(second_login, Err(IdentityError::Taken(_))),
+                "{why}: {second_login:?}"
+            );
+            assert_eq!(
+                store.list_user_identities(&owner.id).await.unwrap().len(),
+                1,
+                "{why}"
+            );
+            assert!(
+                store.list_audit(&owner.id).await.unwrap().is_empty(),
+                "{why}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn linking_to_a_disabled_account_is_refused() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let (corp, partner, trusted) = linking();
+        let ada = resolve_login(
+            &store,
+            &master(),
+            &corp,
+            &trusted,
+            Identity::new("c1").with_email("ada@example.org", true),
+            1,
+        )
+        .await
+        .unwrap();
+        disable_user(&store, &ada.id, 2).await.unwrap();
+        assert!(matches!(
+            resolve_login(
+                &store,
+                &master(),
+                &partner,
+                &trusted,
+                Identity::new("p1").with_email("ada@example.org", true),
+                3,
+            )
+            .await,
+            Err(IdentityError::Disabled)
+        ));
+        assert_eq!(store.find_identity("partner", "p1").await.unwrap(), None);
+    }
+}
