@@ -1,3 +1,5 @@
+//! The `broker` binary: parses the command line, sets up logging, runs the command.
+
 use clap::Parser;
 use std::process::ExitCode;
 use tracing_subscriber::EnvFilter;

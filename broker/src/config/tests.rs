@@ -1,3 +1,5 @@
+//! Config loading tests: every key validated, every error names its key and file.
+
 use super::*;
 use std::io::Write;
 
