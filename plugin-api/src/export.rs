@@ -660,18 +660,21 @@ mod tests {
     struct Harness {
         instance: *mut c_void,
         received: mpsc::Receiver<Received>,
-        _sender: Box<Mutex<mpsc::Sender<Received>>>,
     }
 
     impl Harness {
         /// The instance and its success reply, or the failure reply.
         fn create(config: serde_json::Value) -> Result<(Harness, Vec<u8>), (i32, Vec<u8>)> {
             let (tx, rx) = mpsc::channel();
-            let sender = Box::new(Mutex::new(tx));
+            // Leaked, as the broker leaks its host context: `destroy` does not wait for
+            // the plugin's threads, so one may still be inside a callback (holding this
+            // mutex) after the harness is gone.
+            let sender: &'static Mutex<mpsc::Sender<Received>> =
+                Box::leak(Box::new(Mutex::new(tx)));
             let host = HostV1 {
                 struct_size: std::mem::size_of::<HostV1>() as u32,
                 max_log_level: abi::level::INFO,
-                ctx: std::ptr::from_ref(&*sender).cast(),
+                ctx: std::ptr::from_ref(sender).cast(),
                 complete: on_complete,
                 log: on_log,
             };
@@ -695,7 +698,6 @@ mod tests {
             let harness = Harness {
                 instance,
                 received: rx,
-                _sender: sender,
             };
             Ok((harness, body))
         }
