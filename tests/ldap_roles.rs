@@ -126,7 +126,11 @@ async fn ldap_groups_give_roles_and_a_group_removed_upstream_loses_its_role_at_r
     let config_path = broker.config_path().display().to_string();
     let out = broker.cli(&["roles", "explain", "--config", &config_path, &sub]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{text}");
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for expected in [
         "login provider: corp",
         "roles.rules[0] role engineer: not matched",
