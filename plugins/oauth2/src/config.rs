@@ -143,6 +143,10 @@ pub fn is_loopback(url: &Url) -> bool {
 /// proxy) or in development mode, as the other upstream providers do. A query is kept
 /// (some user APIs select fields with one); a fragment or credentials are refused. The
 /// URL is echoed only once it is known to hold no credentials.
+///
+/// (Like its HTTP client, this is the standalone example's own copy on purpose: the
+/// built-in providers use `switchboard_upstream::check_upstream_url`, which also
+/// refuses a query.)
 pub fn check_upstream_url(key: &str, raw: &str, dev_mode: bool) -> Result<Url, String> {
     let url = Url::parse(raw).map_err(|e| format!("{key} is not a URL: {e}"))?;
     if !url.username().is_empty() || url.password().is_some() {
