@@ -31,6 +31,8 @@ pub enum StartError {
     Templates(#[from] minijinja::Error),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
+    #[error("TLS client configuration: {0}")]
+    Tls(String),
     #[error("data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -116,6 +118,8 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         config.login.provider_timeout,
     )?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
+    let tls = switchboard_upstream::tls::client_config()
+        .map_err(|e| StartError::Tls(e.to_string()))?;
     // Redirects off: an outbound call must never be bounced to an address we did not
     // choose (SSRF).
     let http = reqwest::Client::builder()
@@ -123,6 +127,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         .connect_timeout(std::time::Duration::from_secs(5))
         .timeout(std::time::Duration::from_secs(10))
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+        .use_preconfigured_tls(tls)
         .build()?;
     Ok(AppState {
         cookies: CookiePolicy {
