@@ -344,7 +344,9 @@ async fn a_builtin_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_in
     let digest = switchboard_e2e::sha256_hex(&std::fs::read(&library).unwrap());
 
     // One broker (same data, keys and port), first with the provider linked in, then
-    // restarted with the same provider id and users served from the plugin.
+    // restarted with the same provider id and users served from the plugin. Loaded
+    // from a file, the user list is an upstream to the broker: the operator vouches
+    // for its emails (`trust_email`) as the broker does for its own users.
     let mut broker = Broker::start().await;
     let linked = admin_login_claims(&broker).await;
     broker
@@ -353,7 +355,7 @@ async fn a_builtin_provider_built_as_a_plugin_gives_the_same_tokens_as_linked_in
                 .replace(
                     "[providers.local]\ntype = \"local\"\n",
                     &format!(
-                        "[providers.local]\ntype = \"plugin\"\nlibrary = {:?}\nsha256 = {digest:?}\n",
+                        "[providers.local]\ntype = \"plugin\"\nlibrary = {:?}\nsha256 = {digest:?}\ntrust_email = true\n",
                         library.display().to_string()
                     ),
                 )

@@ -58,7 +58,8 @@ issuer = "{}"
 client_id = "switchboard"
 client_secret = "switchboard-secret"
 scopes = ["openid", "profile", "email", "groups"]
-offline_access = true"#,
+offline_access = true
+trust_email = true"#,
         peer.issuer
     )
 }
@@ -128,6 +129,31 @@ impl Federation {
 async fn generic_oidc_login_gives_normalised_verified_tokens_and_refreshes_upstream() {
     require_peer!();
     generic_oidc_login(oidc_section).await;
+}
+
+/// An upstream's `email_verified` reaches apps only from a provider the operator
+/// trusts for email: an app linking accounts by email must not inherit the weakest
+/// upstream.
+#[tokio::test]
+async fn a_verified_email_from_a_provider_not_trusted_for_email_reaches_apps_unverified() {
+    require_peer!();
+    let mut options = PeerOptions::new("unused");
+    options.accounts = json!({ "alice": { "name": "Alice A" } });
+    let untrusted = |peer: &OidcPeer| oidc_section(peer).replace("\ntrust_email = true", "");
+    let f = federation("corp", options, untrusted).await;
+    let tokens = f.log_in("alice").await;
+    let id = f
+        .broker
+        .verify_with_jwks(tokens["id_token"].as_str().unwrap())
+        .await;
+    assert_eq!(id["email"], "alice@example.com", "the email still arrives");
+    assert_eq!(id["email_verified"], false, "but not as verified: {id}");
+    let info = f
+        .broker
+        .userinfo(tokens["access_token"].as_str().unwrap())
+        .await;
+    let info: serde_json::Value = serde_json::from_str(&info.body).unwrap();
+    assert_eq!(info["email_verified"], false, "{info}");
 }
 
 #[tokio::test]
@@ -239,7 +265,8 @@ type = "microsoft"
 authority = "{}"
 tenant = "{TID}"
 client_id = "switchboard"
-client_secret = "switchboard-secret""#,
+client_secret = "switchboard-secret"
+trust_email = true"#,
             peer.origin
         )
     })

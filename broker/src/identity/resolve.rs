@@ -105,7 +105,7 @@ pub async fn resolve_login(
             return Err(IdentityError::RegistrationClosed(entry.id.clone()));
         }
         None => {
-            let u = new_user(&user_id, &identity, now);
+            let u = new_user(&user_id, &identity, vouches_for_email(entry), now);
             match store.create_user(&u).await {
                 Ok(()) => u,
                 Err(StoreError::Conflict { .. }) => {
@@ -118,7 +118,7 @@ pub async fn resolve_login(
     if user.status != UserStatus::Active {
         return Err(IdentityError::Disabled);
     }
-    apply_profile(&mut user, &identity, &entry.id, entry.policy.sync);
+    apply_profile(&mut user, &identity, entry);
     user.updated_at = now;
     user.last_login_at = Some(now);
     match store.update_profile(&user).await {
@@ -175,7 +175,7 @@ pub async fn resolve_login(
     Ok(user)
 }
 
-fn new_user(id: &str, identity: &Identity, now: UnixTime) -> UserRecord {
+fn new_user(id: &str, identity: &Identity, email_vouched: bool, now: UnixTime) -> UserRecord {
     let mut user = UserRecord {
         id: id.to_string(),
         username: None,
@@ -192,23 +192,31 @@ fn new_user(id: &str, identity: &Identity, now: UnixTime) -> UserRecord {
         updated_at: now,
         last_login_at: None,
     };
-    apply_fields(&mut user, identity);
+    apply_fields(&mut user, identity, email_vouched);
     user.groups = namespaced_groups(&identity.provider_id, &identity.groups);
     user
 }
 
+/// Whether an email this provider calls verified may reach apps as verified: only
+/// from a provider the operator trusts for email (`trust_email`), or from the
+/// broker's own users, whose emails the broker itself answers for. Apps that link
+/// accounts by email must never inherit the weakest upstream's word.
+fn vouches_for_email(entry: &ProviderEntry) -> bool {
+    entry.policy.trust_email || entry.subject_is_user_id()
+}
+
 /// Groups always follow the provider (role rules depend on them); profile fields
 /// follow it under `sync = "force"` and stay as imported under `sync = "import"`.
-fn apply_profile(user: &mut UserRecord, identity: &Identity, provider_id: &str, sync: ProfileSync) {
-    if sync == ProfileSync::Force {
-        apply_fields(user, identity);
+fn apply_profile(user: &mut UserRecord, identity: &Identity, entry: &ProviderEntry) {
+    if entry.policy.sync == ProfileSync::Force {
+        apply_fields(user, identity, vouches_for_email(entry));
     }
-    user.groups = namespaced_groups(provider_id, &identity.groups);
+    user.groups = namespaced_groups(&entry.id, &identity.groups);
 }
 
 /// Upstream is the source of truth for the profile it sends; absent fields keep what
 /// the user had.
-fn apply_fields(user: &mut UserRecord, identity: &Identity) {
+fn apply_fields(user: &mut UserRecord, identity: &Identity, email_vouched: bool) {
     let keep = |new: &Option<String>, old: &mut Option<String>| {
         if new.is_some() {
             old.clone_from(new);
@@ -217,7 +225,7 @@ fn apply_fields(user: &mut UserRecord, identity: &Identity) {
     keep(&identity.username, &mut user.username);
     if identity.email.is_some() {
         user.email.clone_from(&identity.email);
-        user.email_verified = identity.email_verified;
+        user.email_verified = identity.email_verified && email_vouched;
     }
     keep(&identity.name, &mut user.name);
     keep(&identity.given_name, &mut user.given_name);
@@ -263,7 +271,7 @@ pub async fn refresh_from_provider(
         }));
     }
     let mut user = user;
-    apply_profile(&mut user, &fresh, &entry.id, entry.policy.sync);
+    apply_profile(&mut user, &fresh, entry);
     user.updated_at = now;
     store.update_profile(&user).await?;
     let mut updated = link;
@@ -318,6 +326,62 @@ mod tests {
                 .as_deref(),
             Some("Ada")
         );
+    }
+
+    #[tokio::test]
+    async fn only_a_provider_trusted_for_email_makes_it_verified_for_apps() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let says_verified =
+            |subject: &str, email: &str| Identity::new(subject).with_email(email, true);
+        let untrusted = entry("open", "oidc");
+        let u = resolve_login(
+            &store,
+            &master(),
+            &untrusted,
+            &BTreeSet::new(),
+            says_verified("s1", "a@x.io"),
+            1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(u.email.as_deref(), Some("a@x.io"));
+        assert!(
+            !u.email_verified,
+            "an untrusted upstream's word is not enough"
+        );
+
+        let trusted = entry_with(
+            "corp",
+            "oidc",
+            ProviderPolicy {
+                trust_email: true,
+                ..ProviderPolicy::default()
+            },
+        );
+        let u = resolve_login(
+            &store,
+            &master(),
+            &trusted,
+            &BTreeSet::new(),
+            says_verified("s2", "b@x.io"),
+            1,
+        )
+        .await
+        .unwrap();
+        assert!(u.email_verified);
+
+        // The broker's own users: their record is the broker's word.
+        let u = resolve_login(
+            &store,
+            &master(),
+            &entry("local", "local"),
+            &BTreeSet::new(),
+            says_verified("local-1", "c@x.io"),
+            1,
+        )
+        .await
+        .unwrap();
+        assert!(u.email_verified);
     }
 
     #[tokio::test]
