@@ -156,6 +156,23 @@ async fn a_verified_email_from_a_provider_not_trusted_for_email_reaches_apps_unv
     assert_eq!(info["email_verified"], false, "{info}");
 }
 
+/// A conformant OP puts email and groups in userinfo only (OIDC Core §5.4); with no
+/// `use_userinfo` in the config the broker still gets them, so role rules on groups
+/// match.
+#[tokio::test]
+async fn a_conformant_op_s_claims_reach_the_app_through_userinfo_by_default() {
+    require_peer!();
+    let mut options = PeerOptions::new("unused");
+    options.conform_id_token_claims = true;
+    options.accounts = json!({ "alice": { "groups": ["staff"], "name": "Alice A" } });
+    let f = federation("corp", options, oidc_section).await;
+    let tokens = f.log_in("alice").await;
+    let id = jwt_claims(tokens["id_token"].as_str().unwrap());
+    assert_eq!(id["email"], "alice@example.com", "{id}");
+    assert_eq!(id["groups"], json!(["corp/staff"]), "{id}");
+    assert_eq!(id["name"], "Alice A", "{id}");
+}
+
 #[tokio::test]
 async fn the_oidc_provider_built_as_a_plugin_logs_in_through_the_certified_op() {
     require_peer!();

@@ -26,6 +26,7 @@ use switchboard_oidc::config::{check_prompt, client_secret};
 use switchboard_oidc::settings::clean_scopes;
 use switchboard_oidc::{
     OfflineAccess, OidcProvider, OidcSettings, TokenEndpointAuth, UnverifiedEmail, UpstreamProfile,
+    UserinfoUse,
 };
 use switchboard_plugin_api::{
     Identity, Password, Provider, ProviderContext, ProviderError, ProviderFactory,
@@ -358,6 +359,9 @@ impl MicrosoftConfig {
         )?;
         settings.scopes = clean_scopes(&self.scopes).map_err(|e| bad(format!("scopes: {e}")))?;
         settings.token_endpoint_auth = self.token_endpoint_auth;
+        // Entra's userinfo is Microsoft Graph's and answers only Graph-audience access
+        // tokens; what we map is in its ID token.
+        settings.use_userinfo = UserinfoUse::Never;
         // An unverified Entra email is normal; it stays unverified and never links.
         settings.rules.unverified_email = UnverifiedEmail::KeepUnverified;
         settings.rules.allowed_groups = self.allowed_groups;

@@ -1,7 +1,7 @@
 //! The `type = "oidc"` config section and its validation into [`OidcSettings`].
 
 use crate::claims::UnverifiedEmail;
-use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, clean_scopes};
+use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, UserinfoUse, clean_scopes};
 use serde::Deserialize;
 use std::path::PathBuf;
 use switchboard_plugin_api::{ClaimPath, Password, ProviderContext, ProviderError, secret};
@@ -23,6 +23,14 @@ fn default_name_claim() -> String {
 }
 fn default_groups_claim() -> String {
     "groups".into()
+}
+
+/// `use_userinfo` as written: `true`, `false` or `"auto"`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum UserinfoSetting {
+    Flag(bool),
+    Mode(String),
 }
 
 /// The config section of a generic OpenID Connect provider.
@@ -48,9 +56,10 @@ pub struct OidcConfig {
     /// `basic` or `post`.
     #[serde(default)]
     pub token_endpoint_auth: TokenEndpointAuth,
-    /// Also read the userinfo endpoint.
+    /// `"auto"` (default): read userinfo when the ID token lacks a claim the
+    /// requested scopes stand for; `true`: always; `false`: never.
     #[serde(default)]
-    pub use_userinfo: bool,
+    pub use_userinfo: Option<UserinfoSetting>,
     /// Claim giving the login name (dotted path for nested claims).
     #[serde(default = "default_username_claim")]
     pub username_claim: String,
@@ -155,7 +164,17 @@ impl OidcConfig {
             ));
         }
         settings.token_endpoint_auth = self.token_endpoint_auth;
-        settings.use_userinfo = self.use_userinfo;
+        settings.use_userinfo = match &self.use_userinfo {
+            None => UserinfoUse::Auto,
+            Some(UserinfoSetting::Flag(true)) => UserinfoUse::Always,
+            Some(UserinfoSetting::Flag(false)) => UserinfoUse::Never,
+            Some(UserinfoSetting::Mode(mode)) if mode == "auto" => UserinfoUse::Auto,
+            Some(UserinfoSetting::Mode(other)) => {
+                return Err(bad(format!(
+                    "use_userinfo: {other:?} is not one of true, false, \"auto\""
+                )));
+            }
+        };
         let path = |key: &str, value: &str| {
             ClaimPath::parse(value).map_err(|e| bad(format!("{key}: {e}")))
         };
@@ -227,6 +246,7 @@ mod tests {
         assert_eq!(s.token_endpoint_auth, TokenEndpointAuth::Basic);
         assert_eq!(s.rules.unverified_email, UnverifiedEmail::Deny);
         assert_eq!(s.offline_access, OfflineAccess::Off);
+        assert_eq!(s.use_userinfo, UserinfoUse::Auto);
         assert_eq!(s.claims.username.as_str(), "preferred_username");
         assert_eq!(
             s.discovery_url.as_str(),
@@ -251,12 +271,28 @@ mod tests {
         let s = settings(c).unwrap();
         assert_eq!(s.scopes, vec!["email", "groups"]);
         assert_eq!(s.token_endpoint_auth, TokenEndpointAuth::Post);
-        assert!(s.use_userinfo);
+        assert_eq!(s.use_userinfo, UserinfoUse::Always);
         assert_eq!(s.claims.groups.as_str(), "realm_access.roles");
         assert_eq!(s.rules.unverified_email, UnverifiedEmail::KeepUnverified);
         assert_eq!(s.rules.allowed_email_domains, vec!["example.com"]);
         assert_eq!(s.offline_access, OfflineAccess::Scope);
         assert_eq!(s.prompt.as_deref(), Some("consent"));
+    }
+
+    #[test]
+    fn use_userinfo_is_a_flag_or_auto() {
+        for (value, expected) in [
+            (json!(false), UserinfoUse::Never),
+            (json!("auto"), UserinfoUse::Auto),
+        ] {
+            let mut c = minimal();
+            c["use_userinfo"] = value;
+            assert_eq!(settings(c).unwrap().use_userinfo, expected);
+        }
+        let mut c = minimal();
+        c["use_userinfo"] = json!("sometimes");
+        let e = settings(c).err().unwrap().to_string();
+        assert!(e.contains("use_userinfo") && e.contains("sometimes"), "{e}");
     }
 
     #[test]

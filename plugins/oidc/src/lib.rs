@@ -21,7 +21,7 @@ pub mod settings;
 pub use claims::{ClaimMapping, LoginRules, UnverifiedEmail};
 pub use config::OidcConfig;
 pub use provider::OidcProvider;
-pub use settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, UpstreamProfile};
+pub use settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, UpstreamProfile, UserinfoUse};
 pub use switchboard_upstream::HttpLimits;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! upstream refresh token.
 
 use crate::discovery::{Discovery, Metadata, Upstream};
-use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth};
+use crate::settings::{OfflineAccess, OidcSettings, TokenEndpointAuth, UserinfoUse};
 use async_trait::async_trait;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreErrorResponseType,
@@ -272,6 +272,38 @@ impl OidcProvider {
         }
     }
 
+    /// Whether this login reads userinfo: always, never, or (`auto`) when the ID token
+    /// lacks a claim a requested scope stands for and the upstream has the endpoint.
+    fn wants_userinfo(&self, upstream: &Upstream, claims: &Map<String, Value>) -> bool {
+        match self.settings.use_userinfo {
+            UserinfoUse::Always => true,
+            UserinfoUse::Never => false,
+            UserinfoUse::Auto => {
+                let mapping = &self.settings.claims;
+                let requested = |scope: &str| self.settings.scopes.iter().any(|s| s == scope);
+                let wanted = [
+                    ("email", &mapping.email),
+                    ("profile", &mapping.name),
+                    ("profile", &mapping.username),
+                    ("groups", &mapping.groups),
+                ];
+                let missing: Vec<&str> = wanted
+                    .iter()
+                    .filter(|(scope, path)| requested(scope) && path.lookup(claims).is_none())
+                    .map(|(_, path)| path.as_str())
+                    .collect();
+                let has_endpoint = upstream.metadata.userinfo_endpoint().is_some();
+                tracing::debug!(
+                    provider = %self.settings.provider_id,
+                    ?missing,
+                    has_endpoint,
+                    "claims the ID token lacks"
+                );
+                !missing.is_empty() && has_endpoint
+            }
+        }
+    }
+
     /// Reads userinfo (JSON or signed JWT) and merges it under the ID token's
     /// protocol claims; its `sub` must be the ID token's.
     async fn merge_userinfo(
@@ -310,14 +342,22 @@ impl OidcProvider {
         let Ok(Value::Object(extra)) = serde_json::to_value(&info) else {
             return Err(ProviderError::protocol("userinfo claims do not serialise"));
         };
+        let mut from_userinfo = Vec::new();
         for (name, value) in extra {
             if !matches!(
                 name.as_str(),
                 "iss" | "aud" | "sub" | "exp" | "iat" | "nonce"
             ) {
+                from_userinfo.push(name.clone());
                 claims.insert(name, value);
             }
         }
+        // Names only: the values are personal data.
+        tracing::debug!(
+            provider = %self.settings.provider_id,
+            ?from_userinfo,
+            "claims taken from userinfo over the ID token"
+        );
         Ok(claims)
     }
 
@@ -498,7 +538,7 @@ impl RedirectLogin for OidcProvider {
                 Some(&callback.nonce),
             )
             .await?;
-        if self.settings.use_userinfo {
+        if self.wants_userinfo(&upstream, &claims) {
             claims = self
                 .merge_userinfo(&upstream, token.access_token(), claims)
                 .await?;
@@ -550,7 +590,7 @@ impl RefreshIdentity for OidcProvider {
                 }
             },
         };
-        if self.settings.use_userinfo {
+        if self.wants_userinfo(&upstream, &claims) {
             claims = self
                 .merge_userinfo(&upstream, token.access_token(), claims)
                 .await?;

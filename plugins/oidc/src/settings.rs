@@ -92,6 +92,20 @@ pub struct GenericProfile;
 
 impl UpstreamProfile for GenericProfile {}
 
+/// When the userinfo endpoint is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UserinfoUse {
+    /// When the ID token lacks a claim that a requested scope stands for (`email`,
+    /// `profile`, `groups`) and the upstream has a userinfo endpoint: a conformant
+    /// OP puts those claims in userinfo only (OIDC Core §5.4).
+    #[default]
+    Auto,
+    /// On every login and refresh; an upstream without the endpoint is an error.
+    Always,
+    /// Never: the ID token is all there is.
+    Never,
+}
+
 /// Everything one OpenID Connect upstream needs. Presets build it with
 /// [`OidcSettings::new`] and adjust the public fields.
 #[derive(Clone)]
@@ -112,8 +126,8 @@ pub struct OidcSettings {
     pub scopes: Vec<String>,
     /// Token endpoint client authentication.
     pub token_endpoint_auth: TokenEndpointAuth,
-    /// Also read the userinfo endpoint (its `sub` must match the ID token's).
-    pub use_userinfo: bool,
+    /// When to read the userinfo endpoint (its `sub` must match the ID token's).
+    pub use_userinfo: UserinfoUse,
     /// Claim to identity mapping.
     pub claims: ClaimMapping,
     /// Email and filter rules.
@@ -206,7 +220,7 @@ impl OidcSettings {
             client_secret,
             scopes: vec!["profile".into(), "email".into()],
             token_endpoint_auth: TokenEndpointAuth::Basic,
-            use_userinfo: false,
+            use_userinfo: UserinfoUse::Auto,
             claims: ClaimMapping::default(),
             rules: LoginRules::default(),
             offline_access: OfflineAccess::Off,

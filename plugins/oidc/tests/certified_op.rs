@@ -254,9 +254,22 @@ async fn client_secret_post_and_userinfo_work() {
     // Only openid-scope claims in the ID token: email and name come from userinfo.
     options.conform_id_token_claims = true;
     let op = peer(options).await;
-    let without_userinfo = provider(&op, json!({ "token_endpoint_auth": "post" }));
+    let without_userinfo = provider(
+        &op,
+        json!({ "token_endpoint_auth": "post", "use_userinfo": false }),
+    );
     let identity = login(without_userinfo.as_ref(), "dave").await.unwrap();
     assert_eq!(identity.email, None, "the ID token alone has no email");
+
+    // By default the claims the requested scopes stand for are fetched when the ID
+    // token lacks them: a conformant OP loses nothing.
+    let by_default = provider(
+        &op,
+        json!({ "token_endpoint_auth": "post", "scopes": ["profile", "email", "groups"] }),
+    );
+    let identity = login(by_default.as_ref(), "dave").await.unwrap();
+    assert_eq!(identity.email.as_deref(), Some("dave@example.com"));
+    assert_eq!(identity.groups, vec!["users"]);
 
     let with_userinfo = provider(
         &op,

@@ -6,7 +6,7 @@
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use switchboard_oidc::{OfflineAccess, OidcProvider, OidcSettings};
+use switchboard_oidc::{OfflineAccess, OidcProvider, OidcSettings, UserinfoUse};
 use switchboard_plugin_api::{
     BeginRequest, Identity, Password, ProviderError, RedirectLogin, RefreshIdentity, RefreshRequest,
 };
@@ -21,6 +21,8 @@ fn settings(issuer: &str) -> OidcSettings {
     let mut s = OidcSettings::new("fake", issuer, CLIENT, Password::new("secret"), false).unwrap();
     s.jwks_refetch_interval = Duration::ZERO;
     s.offline_access = OfflineAccess::Scope;
+    // These tests are about the ID token; the fake's userinfo answers 404 unless set.
+    s.use_userinfo = UserinfoUse::Never;
     s
 }
 
@@ -304,7 +306,7 @@ async fn a_redirecting_discovery_endpoint_is_not_followed() {
 async fn userinfo_for_another_subject_is_refused() {
     let op = FakeOp::start().await;
     let mut s = settings(&op.origin());
-    s.use_userinfo = true;
+    s.use_userinfo = UserinfoUse::Always;
     let provider = OidcProvider::new(s, false).unwrap();
     op.set_userinfo(Some(
         json!({"sub": "someone-else", "email": "x@example.com"}),
