@@ -245,3 +245,64 @@ async fn account_pages_need_a_session_and_forms_their_csrf_token() {
     let page = account(&broker, &admin).await;
     assert!(page.body.contains("id=\"unlink-local\""), "{}", page.body);
 }
+
+/// "Sign in again" on the account page runs a fresh login at the session's own
+/// provider: the same person gets a new session (the old id dies); someone else's
+/// login changes nothing; a form without its CSRF token starts nothing.
+#[tokio::test]
+async fn signing_in_again_renews_the_session_and_someone_else_changes_nothing() {
+    let broker = broker().await;
+    let browser = Browser::new(&broker);
+    assert_eq!(sign_in(&broker, &browser, &ADMIN, "local").await, ADMIN.id);
+    let before = browser.cookie("sb_session").expect("a session cookie");
+    let page = account(&broker, &browser).await;
+    assert!(page.body.contains("id=\"reauthenticate\""), "{}", page.body);
+    let csrf = csrf_of(&page);
+    let start = || async {
+        let res = browser
+            .post_raw(&broker.url("/account/reauthenticate"), &[("csrf", &csrf)])
+            .await;
+        assert_eq!(res.status(), StatusCode::SEE_OTHER);
+        let location = res.headers()[LOCATION].to_str().unwrap().to_string();
+        assert!(location.starts_with("/login/local?req="), "{location}");
+        browser.open(&broker.url(&location)).await.expect_form()
+    };
+
+    let forged = browser
+        .post_raw(
+            &broker.url("/account/reauthenticate"),
+            &[("csrf", "forged")],
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    let form = start().await;
+    let other = browser
+        .submit(&form, BOB.username, BOB.password)
+        .await
+        .expect_page();
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.body);
+    assert!(other.body.contains("someone else"), "{}", other.body);
+    assert_eq!(
+        browser.cookie("sb_session").as_deref(),
+        Some(before.as_str())
+    );
+
+    let form = start().await;
+    let landed = browser
+        .submit(&form, ADMIN.username, ADMIN.password)
+        .await
+        .expect_page();
+    assert_eq!(landed.url.path(), "/account");
+    assert_eq!(landed.status, StatusCode::OK, "{}", landed.body);
+    let after = browser.cookie("sb_session").expect("a session cookie");
+    assert_ne!(after, before, "a new session id");
+
+    let stale = Browser::new(&broker);
+    stale.add_cookie(&format!("sb_session={before}"));
+    assert_eq!(
+        account(&broker, &stale).await.status,
+        StatusCode::UNAUTHORIZED,
+        "the replaced session is over"
+    );
+}

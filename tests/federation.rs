@@ -156,6 +156,43 @@ async fn a_verified_email_from_a_provider_not_trusted_for_email_reaches_apps_unv
     assert_eq!(info["email_verified"], false, "{info}");
 }
 
+/// An app forcing a fresh login (`prompt=login`, `max_age=0`) gets one upstream too:
+/// the browser is sent to the OP with both, so a silent upstream SSO cannot stand in.
+#[tokio::test]
+async fn prompt_login_and_max_age_reach_the_upstream() {
+    require_peer!();
+    let f = federation("corp", PeerOptions::new("unused"), oidc_section).await;
+    let browser = Browser::new(&f.broker);
+    let upstream_params = |url: Url| -> std::collections::BTreeMap<String, String> {
+        url.query_pairs().into_owned().collect()
+    };
+    let plain = AuthorizeRequest::new(WEB_APP).param("provider", "corp");
+    let sent = upstream_params(f.begin(&browser, &plain).await);
+    let prompt = |sent: &std::collections::BTreeMap<String, String>| {
+        sent.get("prompt")
+            .map(|p| p.split(' ').map(str::to_string).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    assert!(!prompt(&sent).contains(&"login".to_string()), "{sent:?}");
+    assert!(!sent.contains_key("max_age"), "{sent:?}");
+
+    let forced = AuthorizeRequest::new(WEB_APP)
+        .param("provider", "corp")
+        .param("prompt", "login")
+        .param("max_age", "0");
+    let sent = upstream_params(f.begin(&browser, &forced).await);
+    assert!(prompt(&sent).contains(&"login".to_string()), "{sent:?}");
+    assert!(
+        prompt(&sent).contains(&"consent".to_string()),
+        "offline access still asks consent: {sent:?}"
+    );
+    assert_eq!(
+        sent.get("max_age").map(String::as_str),
+        Some("0"),
+        "{sent:?}"
+    );
+}
+
 /// A conformant OP puts email and groups in userinfo only (OIDC Core §5.4); with no
 /// `use_userinfo` in the config the broker still gets them, so role rules on groups
 /// match.

@@ -78,6 +78,10 @@ pub struct Identity {
     /// token). The broker stores it encrypted.
     #[serde(default)]
     pub provider_data: Option<serde_json::Value>,
+    /// When the person last authenticated upstream (Unix seconds), if the upstream
+    /// said (an OIDC `auth_time`). A silent upstream SSO can be older than this login.
+    #[serde(default)]
+    pub auth_time: Option<i64>,
 }
 
 impl Identity {
@@ -96,6 +100,7 @@ impl Identity {
             groups: Vec::new(),
             claims: serde_json::Value::Null,
             provider_data: None,
+            auth_time: None,
         }
     }
 
@@ -255,12 +260,62 @@ pub struct BeginRequest {
     /// Hint about who is logging in, if the app sent one.
     #[serde(default)]
     pub login_hint: Option<String>,
+    /// What the app asked of the person: forward it upstream where the protocol
+    /// has it, so a silent upstream SSO cannot satisfy a forced re-login.
+    #[serde(default)]
+    pub prompt: LoginPrompt,
+    /// The oldest authentication the app accepts, in seconds (OIDC `max_age`).
+    #[serde(default)]
+    pub max_age: Option<i64>,
+}
+
+/// The `prompt` values a login carries upstream.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct LoginPrompt {
+    /// Authenticate again, whatever session the upstream has.
+    #[serde(default)]
+    pub login: bool,
+    /// Let the person choose another upstream account.
+    #[serde(default)]
+    pub select_account: bool,
+}
+
+impl LoginPrompt {
+    /// A prompt that forces a fresh authentication, or one that lets the person
+    /// choose an account.
+    pub fn new(login: bool, select_account: bool) -> Self {
+        LoginPrompt {
+            login,
+            select_account,
+        }
+    }
+
+    /// The OIDC `prompt` parameter value, if any.
+    pub fn as_param(&self) -> Option<String> {
+        let values: Vec<&str> = [
+            (self.login, "login"),
+            (self.select_account, "select_account"),
+        ]
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, v)| *v)
+        .collect();
+        (!values.is_empty()).then(|| values.join(" "))
+    }
 }
 
 impl BeginRequest {
     /// Sets the login hint.
     pub fn with_login_hint(mut self, hint: Option<String>) -> Self {
         self.login_hint = hint;
+        self
+    }
+
+    /// Sets what the app asked of the person and how old an authentication may be.
+    pub fn with_freshness(mut self, prompt: LoginPrompt, max_age: Option<i64>) -> Self {
+        self.prompt = prompt;
+        self.max_age = max_age;
         self
     }
 
@@ -277,6 +332,8 @@ impl BeginRequest {
             nonce: nonce.into(),
             pkce_challenge: pkce_challenge.into(),
             login_hint: None,
+            prompt: LoginPrompt::default(),
+            max_age: None,
         }
     }
 }
@@ -483,6 +540,28 @@ mod tests {
         assert_eq!(id.subject, "x");
         assert!(!id.email_verified);
         assert!(id.groups.is_empty());
+        assert_eq!(id.auth_time, None);
+    }
+
+    /// A broker of before sends no prompt or max_age; a plugin of before ignores
+    /// them: both directions still read.
+    #[test]
+    fn begin_requests_with_and_without_freshness_read_both_ways() {
+        let old = r#"{"callback_url":"https://b/cb","state":"s","nonce":"n","pkce_challenge":"c"}"#;
+        let read: BeginRequest = serde_json::from_str(old).unwrap();
+        assert_eq!(read.prompt, LoginPrompt::default());
+        assert_eq!(read.max_age, None);
+        let new = BeginRequest::new("https://b/cb", "s", "n", "c")
+            .with_freshness(LoginPrompt::new(true, false), Some(0));
+        let json = serde_json::to_value(&new).unwrap();
+        assert_eq!(json["prompt"]["login"], true);
+        assert_eq!(json["max_age"], 0);
+        assert_eq!(new.prompt.as_param().as_deref(), Some("login"));
+        assert_eq!(
+            LoginPrompt::new(true, true).as_param().as_deref(),
+            Some("login select_account")
+        );
+        assert_eq!(LoginPrompt::default().as_param(), None);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! is [`Purpose::Link`]; the login pages finish it by linking the identity to this
 //! session's user instead of starting a session.
 
-use crate::flow::{LinkIntent, PendingLogin, Purpose};
+use crate::flow::{AccountIntent, PendingLogin, Purpose};
 use crate::identity::{self, IdentityError};
 use crate::store::{SessionRecord, UnixTime};
 use crate::web::{AppState, PageError, browser, see_other};
@@ -18,7 +18,8 @@ pub const RECENT_LOGIN_SECS: i64 = 300;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account", web::get().to(show))
         .route("/account/link/{provider}", web::post().to(link))
-        .route("/account/unlink/{provider}", web::post().to(unlink));
+        .route("/account/unlink/{provider}", web::post().to(unlink))
+        .route("/account/reauthenticate", web::post().to(reauthenticate));
 }
 
 /// Whether a session's login is recent enough to change the account's identities.
@@ -27,7 +28,7 @@ pub fn recent_enough(auth_time: UnixTime, now: UnixTime) -> bool {
 }
 
 const SIGN_IN_AGAIN: &str = "Changing the sign-in methods of your account needs a recent sign-in. \
-     Sign out, sign in again, and come back within five minutes.";
+     Use \"Sign in again\" on your account page, then come back within five minutes.";
 
 fn account_error(status: StatusCode, msg: &str) -> PageError {
     PageError::new(status, "Your account", msg)
@@ -113,9 +114,8 @@ struct CsrfForm {
     csrf: Option<String>,
 }
 
-/// The session a link or unlink form may act for: live, its CSRF token good, its
-/// login recent.
-async fn authorised_session(
+/// The session an account form acts for: live, its CSRF token good.
+async fn form_session(
     req: &HttpRequest,
     app: &AppState,
     form: &CsrfForm,
@@ -137,10 +137,45 @@ async fn authorised_session(
             "The form expired. Open your account page again.",
         ));
     }
+    Ok(session)
+}
+
+/// The session a link or unlink form may act for: a form session whose login is
+/// recent.
+async fn authorised_session(
+    req: &HttpRequest,
+    app: &AppState,
+    form: &CsrfForm,
+) -> Result<SessionRecord, PageError> {
+    let session = form_session(req, app, form).await?;
     if !recent_enough(session.auth_time, app.clock.now()) {
         return Err(account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN));
     }
     Ok(session)
+}
+
+/// POST `/account/reauthenticate`: sign in again at the session's provider, forced
+/// upstream (`prompt=login`), to renew the session's authentication time.
+async fn reauthenticate(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let session = form_session(&req, &app, &form).await?;
+    if app.providers.get(&session.provider_id).is_none() {
+        return Err(account_error(
+            StatusCode::CONFLICT,
+            "The sign-in method of this session is no longer offered. Sign out and sign in again.",
+        ));
+    }
+    let intent = AccountIntent {
+        user_id: session.user_id.clone(),
+        session_hash: session.id_hash.clone(),
+        provider_id: session.provider_id.clone(),
+    };
+    let started = PendingLogin::start(&app, &req, Purpose::Reauthenticate(intent)).await?;
+    tracing::info!(provider = %session.provider_id, user = %session.user_id, "re-authentication started");
+    Ok(started.into_response())
 }
 
 /// POST `/account/link/{provider}`: start a login at the provider whose result links to
@@ -158,7 +193,7 @@ async fn link(
             "No such sign-in method.",
         ));
     };
-    let intent = LinkIntent {
+    let intent = AccountIntent {
         user_id: session.user_id.clone(),
         session_hash: session.id_hash.clone(),
         provider_id: entry.id.clone(),

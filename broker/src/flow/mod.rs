@@ -11,5 +11,5 @@ mod request;
 
 pub use code::issue_code;
 pub use error::{AuthorizationReply, OAuthError};
-pub use pending::{EXPIRED, FlowError, LinkIntent, PendingLogin, Purpose, Started};
+pub use pending::{AccountIntent, EXPIRED, FlowError, PendingLogin, Purpose, Started};
 pub use request::{AuthorizationRequest, Prompt};

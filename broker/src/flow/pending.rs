@@ -13,6 +13,7 @@ use crate::web::{AppState, PageError, browser};
 use actix_web::cookie::Cookie;
 use actix_web::{HttpRequest, HttpResponse};
 use serde::{Deserialize, Serialize};
+use switchboard_plugin_api::LoginPrompt;
 
 /// What the stored form is. Rows without a version are the format of before
 /// `PendingLogin` (an `AuthorizationRequest` with `binding_hash` and `link` inside).
@@ -23,10 +24,10 @@ pub const EXPIRED: &str = "This sign-in request has expired or was already used.
 const OTHER_BROWSER: &str =
     "This sign-in request was started in another browser. Start again from the application.";
 
-/// Whose account a login started from the account page links to, from which session,
-/// and through which provider.
+/// The account a login started from the account page acts on: whose, from which
+/// session, and through which provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LinkIntent {
+pub struct AccountIntent {
     pub user_id: String,
     pub session_hash: String,
     pub provider_id: String,
@@ -39,7 +40,10 @@ pub enum Purpose {
     /// Sign in, then answer the client's authorization request.
     SignIn(AuthorizationRequest),
     /// Link the identity to the account of the session that started it.
-    Link(LinkIntent),
+    Link(AccountIntent),
+    /// Authenticate the signed-in person again at their provider (forcing a fresh
+    /// login upstream), renewing their session's authentication time.
+    Reauthenticate(AccountIntent),
 }
 
 /// A login in progress, loaded for the browser that started it.
@@ -106,7 +110,7 @@ struct StoredBefore {
     #[serde(default)]
     binding_hash: String,
     #[serde(default)]
-    link: Option<LinkIntent>,
+    link: Option<AccountIntent>,
 }
 
 impl Stored {
@@ -166,7 +170,9 @@ impl PendingLogin {
         let id = secrets::random_token().map_err(|e| FlowError::Internal(e.to_string()))?;
         let provider = match &purpose {
             Purpose::SignIn(request) => request.provider_hint.clone(),
-            Purpose::Link(intent) => Some(intent.provider_id.clone()),
+            Purpose::Link(intent) | Purpose::Reauthenticate(intent) => {
+                Some(intent.provider_id.clone())
+            }
         };
         let stored = Stored {
             version: STORED_VERSION,
@@ -238,7 +244,19 @@ impl PendingLogin {
     pub fn request(&self) -> Option<&AuthorizationRequest> {
         match &self.purpose {
             Purpose::SignIn(request) => Some(request),
-            Purpose::Link(_) => None,
+            Purpose::Link(_) | Purpose::Reauthenticate(_) => None,
+        }
+    }
+
+    /// What the upstream is asked: the app's `prompt` and `max_age`, or a forced
+    /// login when the account page needs proof of the person now.
+    pub fn freshness(&self) -> (LoginPrompt, Option<i64>) {
+        match &self.purpose {
+            Purpose::SignIn(request) => (
+                LoginPrompt::new(request.prompt.login, request.prompt.select_account),
+                request.max_age,
+            ),
+            Purpose::Link(_) | Purpose::Reauthenticate(_) => (LoginPrompt::new(true, false), None),
         }
     }
 
@@ -256,6 +274,7 @@ impl PendingLogin {
                 .map(|c| c.name.clone())
                 .unwrap_or_default(),
             Purpose::Link(_) => "link it to your account".to_string(),
+            Purpose::Reauthenticate(_) => "confirm it is you".to_string(),
         }
     }
 
@@ -346,7 +365,7 @@ mod tests {
         let stored = Stored::read(row).unwrap();
         assert_eq!(
             stored.purpose,
-            Purpose::Link(LinkIntent {
+            Purpose::Link(AccountIntent {
                 user_id: "u1".into(),
                 session_hash: "sh".into(),
                 provider_id: "github".into(),

@@ -2,11 +2,12 @@
 //! user, a fresh session, the authorization code), or link the identity to the
 //! account of the session that started the link.
 
-use crate::flow::{AuthorizationRequest, LinkIntent, PendingLogin, Purpose, issue_code};
+use crate::flow::{AccountIntent, AuthorizationRequest, PendingLogin, Purpose, issue_code};
 use crate::identity::{IdentityError, link_to_user, resolve_login};
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::sessions;
+use crate::store::{SessionRecord, UnixTime};
 use crate::web::{AppState, PageError, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -22,7 +23,81 @@ pub(super) async fn finish(
     match p.purpose.clone() {
         Purpose::SignIn(request) => sign_in(req, app, &p, &request, entry, identity).await,
         Purpose::Link(intent) => link(req, app, &p, &intent, entry, identity).await,
+        Purpose::Reauthenticate(intent) => {
+            reauthenticate(req, app, &p, &intent, entry, identity).await
+        }
     }
+}
+
+/// When the person authenticated: now, or the upstream's older `auth_time` when a
+/// silent upstream SSO answered. A time in the future or before 1970 is ignored.
+fn authenticated_at(upstream: Option<i64>, now: UnixTime) -> UnixTime {
+    upstream.filter(|t| *t > 0).map_or(now, |t| t.min(now))
+}
+
+/// Resolves the user behind a login, as a page error a person can act on.
+async fn resolve_user(
+    app: &AppState,
+    entry: &ProviderEntry,
+    identity: Identity,
+    now: UnixTime,
+) -> Result<crate::store::UserRecord, PageError> {
+    // Providers whose verified emails may link a first login to an existing account.
+    let vouchers = &app.config.roles.email_trusted;
+    match resolve_login(&app.store, &app.master, entry, vouchers, identity, now).await {
+        Ok(u) => Ok(u),
+        Err(IdentityError::Disabled) => {
+            tracing::info!(provider = %entry.id, "login of a disabled user refused");
+            Err(PageError::sign_in(
+                StatusCode::FORBIDDEN,
+                "This account is disabled.",
+            ))
+        }
+        Err(IdentityError::RegistrationClosed(provider)) => {
+            tracing::info!(%provider, "login refused: no account and registration closed");
+            Err(PageError::sign_in(
+                StatusCode::FORBIDDEN,
+                closed_message(entry),
+            ))
+        }
+        Err(IdentityError::Taken(what)) => Err(PageError::sign_in(
+            StatusCode::CONFLICT,
+            format!("Another account already uses {what}."),
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "resolving the user failed");
+            Err(PageError::internal())
+        }
+    }
+}
+
+/// Ends this browser's current session and starts a new one (a new id: no fixation).
+async fn replace_session(
+    req: &HttpRequest,
+    app: &AppState,
+    user_id: &str,
+    entry: &ProviderEntry,
+    auth_time: UnixTime,
+    now: UnixTime,
+) -> Result<(String, SessionRecord), PageError> {
+    if let Some(old) = browser::session(req, app).await.ok().flatten() {
+        // Re-authentication replaces the session: the old id stops working.
+        let _ = app.store.revoke_session(&old.id_hash, now).await;
+    }
+    sessions::start(
+        &app.store,
+        &app.master,
+        user_id,
+        &entry.id,
+        auth_time,
+        app.config.session_lifetime,
+        now,
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "starting the session failed");
+        PageError::internal()
+    })
 }
 
 /// What a person without an account sees when their provider's registration is closed.
@@ -44,55 +119,11 @@ async fn sign_in(
     identity: Identity,
 ) -> Result<HttpResponse, PageError> {
     let now = app.clock.now();
-    // Providers whose verified emails may link a first login to an existing account.
-    let vouchers = &app.config.roles.email_trusted;
-    let resolved = resolve_login(&app.store, &app.master, entry, vouchers, identity, now).await;
-    let user = match resolved {
-        Ok(u) => u,
-        Err(IdentityError::Disabled) => {
-            tracing::info!(provider = %entry.id, "login of a disabled user refused");
-            return Err(PageError::sign_in(
-                StatusCode::FORBIDDEN,
-                "This account is disabled.",
-            ));
-        }
-        Err(IdentityError::RegistrationClosed(provider)) => {
-            tracing::info!(%provider, "login refused: no account and registration closed");
-            return Err(PageError::sign_in(
-                StatusCode::FORBIDDEN,
-                closed_message(entry),
-            ));
-        }
-        Err(IdentityError::Taken(what)) => {
-            return Err(PageError::sign_in(
-                StatusCode::CONFLICT,
-                format!("Another account already uses {what}."),
-            ));
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "resolving the user failed");
-            return Err(PageError::internal());
-        }
-    };
+    let auth_time = authenticated_at(identity.auth_time, now);
+    let user = resolve_user(app, entry, identity, now).await?;
     p.take(app).await?;
-    if let Some(old) = browser::session(req, app).await.ok().flatten() {
-        // Re-authentication replaces the session: the old id stops working.
-        let _ = app.store.revoke_session(&old.id_hash, now).await;
-    }
-    let (cookie_value, session) = sessions::start(
-        &app.store,
-        &app.master,
-        &user.id,
-        &entry.id,
-        now,
-        app.config.session_lifetime,
-        now,
-    )
-    .await
-    .map_err(|e| {
-        tracing::error!(error = %e, "starting the session failed");
-        PageError::internal()
-    })?;
+    let (cookie_value, session) =
+        replace_session(req, app, &user.id, entry, auth_time, now).await?;
     tracing::info!(provider = %entry.id, user = %user.id, "login succeeded");
     let hash = session.id_hash.clone();
     let mut res = match issue_code(app, request, &session, &hash).await {
@@ -108,6 +139,22 @@ async fn sign_in(
     Ok(res)
 }
 
+/// Whether an account-page login ends in the same live session, through the same
+/// provider, that started it.
+async fn from_the_same_session(
+    req: &HttpRequest,
+    app: &AppState,
+    intent: &AccountIntent,
+    entry: &ProviderEntry,
+) -> Result<bool, PageError> {
+    let session = browser::session(req, app).await?;
+    let same_session = session.is_some_and(|s| {
+        s.user_id == intent.user_id
+            && secrets::constant_time_eq(s.id_hash.as_bytes(), intent.session_hash.as_bytes())
+    });
+    Ok(same_session && entry.id == intent.provider_id)
+}
+
 fn account_page_error(status: StatusCode, message: &str) -> PageError {
     PageError::new(status, "Your account", message)
 }
@@ -118,18 +165,13 @@ async fn link(
     req: &HttpRequest,
     app: &AppState,
     p: &PendingLogin,
-    intent: &LinkIntent,
+    intent: &AccountIntent,
     entry: &ProviderEntry,
     identity: Identity,
 ) -> Result<HttpResponse, PageError> {
     // Single use, whatever the outcome.
     p.take(app).await?;
-    let session = browser::session(req, app).await?;
-    let same_session = session.is_some_and(|s| {
-        s.user_id == intent.user_id
-            && secrets::constant_time_eq(s.id_hash.as_bytes(), intent.session_hash.as_bytes())
-    });
-    if !same_session || entry.id != intent.provider_id {
+    if !from_the_same_session(req, app, intent, entry).await? {
         tracing::warn!(provider = %entry.id, "link login finished outside the session that started it");
         return Err(account_page_error(
             StatusCode::FORBIDDEN,
@@ -167,5 +209,64 @@ async fn link(
                 crate::web::pages::TRY_AGAIN,
             ))
         }
+    }
+}
+
+/// The signed-in person proved themselves again at their provider: the same user, from
+/// the session that asked, gets a new session with this authentication's time.
+async fn reauthenticate(
+    req: &HttpRequest,
+    app: &AppState,
+    p: &PendingLogin,
+    intent: &AccountIntent,
+    entry: &ProviderEntry,
+    identity: Identity,
+) -> Result<HttpResponse, PageError> {
+    p.take(app).await?;
+    if !from_the_same_session(req, app, intent, entry).await? {
+        tracing::warn!(provider = %entry.id, "re-authentication finished outside the session that started it");
+        return Err(account_page_error(
+            StatusCode::FORBIDDEN,
+            "This sign-in does not belong to your current session. Open your account page and start again.",
+        ));
+    }
+    let now = app.clock.now();
+    let auth_time = authenticated_at(identity.auth_time, now);
+    let user = resolve_user(app, entry, identity, now).await?;
+    if user.id != intent.user_id {
+        tracing::warn!(provider = %entry.id, "re-authentication as another person refused");
+        return Err(account_page_error(
+            StatusCode::FORBIDDEN,
+            "You signed in as someone else. Your session was not changed.",
+        ));
+    }
+    let (cookie_value, _) = replace_session(req, app, &user.id, entry, auth_time, now).await?;
+    tracing::info!(provider = %entry.id, user = %user.id, "re-authenticated from the account page");
+    let mut res = see_other("/account");
+    if let Err(e) = res.add_cookie(&app.cookies.session_cookie(cookie_value)) {
+        tracing::error!(error = %e, "setting the session cookie failed");
+    }
+    Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_older_of_the_upstream_and_this_login_is_the_authentication_time() {
+        assert_eq!(authenticated_at(None, 1000), 1000);
+        assert_eq!(
+            authenticated_at(Some(400), 1000),
+            400,
+            "a silent upstream SSO"
+        );
+        assert_eq!(
+            authenticated_at(Some(5000), 1000),
+            1000,
+            "never in the future"
+        );
+        assert_eq!(authenticated_at(Some(0), 1000), 1000);
+        assert_eq!(authenticated_at(Some(-5), 1000), 1000);
     }
 }

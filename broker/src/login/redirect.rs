@@ -64,8 +64,10 @@ pub(super) async fn begin(
     };
     let challenge = URL_SAFE_NO_PAD.encode(digest(&SHA256, pkce_verifier.as_bytes()));
     let callback_url = format!("{}/callback/{}", app.config.issuer, entry.id);
+    let (prompt, max_age) = p.freshness();
     let request = BeginRequest::new(&callback_url, &upstream_state, &nonce, challenge)
-        .with_login_hint(p.login_hint().map(str::to_string));
+        .with_login_hint(p.login_hint().map(str::to_string))
+        .with_freshness(prompt, max_age);
     let begun = entry
         .begin(request)
         .await

@@ -370,6 +370,7 @@ impl OidcProvider {
         let identity = self.settings.claims.identity(claims)?;
         let mut identity = self.settings.profile.finish(claims, identity)?;
         self.settings.rules.check(&identity)?;
+        identity.auth_time = claims.get("auth_time").and_then(Value::as_i64);
         identity.provider_data = refresh_token.map(|t| {
             json!(ProviderData {
                 refresh_token: Some(t)
@@ -468,8 +469,24 @@ impl RedirectLogin for OidcProvider {
                 }
             }
         }
-        if let Some(prompt) = &self.settings.prompt {
-            auth = auth.add_extra_param("prompt", prompt.clone());
+        // The app's demand (a forced re-login, an account choice) joins the configured
+        // prompt (e.g. `consent`, which offline access needs).
+        let mut prompt: Vec<String> = Vec::new();
+        for value in [request.prompt.as_param(), self.settings.prompt.clone()]
+            .into_iter()
+            .flatten()
+        {
+            for word in value.split(' ').filter(|w| !w.is_empty()) {
+                if !prompt.iter().any(|p| p == word) {
+                    prompt.push(word.to_string());
+                }
+            }
+        }
+        if !prompt.is_empty() {
+            auth = auth.add_extra_param("prompt", prompt.join(" "));
+        }
+        if let Some(max_age) = request.max_age.filter(|m| *m >= 0) {
+            auth = auth.add_extra_param("max_age", max_age.to_string());
         }
         for (name, value) in self.settings.profile.authorization_params() {
             auth = auth.add_extra_param(name, value);
