@@ -1127,3 +1127,25 @@ async fn the_log_never_contains_secrets() {
         "the log contains an access-token signature"
     );
 }
+
+/// Every /authorize that needs a login stores a pending login before anyone has
+/// authenticated: one address may start only so many a minute, and past that gets a
+/// page (429), never a redirect and never a new row.
+#[tokio::test]
+async fn one_address_may_start_only_so_many_logins_a_minute() {
+    let broker = Broker::setup().login("max_starts_per_ip = 3").start().await;
+    let browser = Browser::new(&broker);
+    let start = || async {
+        browser
+            .get_raw(&AuthorizeRequest::new(WEB_APP).url(&broker))
+            .await
+    };
+    for i in 0..3 {
+        assert_eq!(start().await.status(), StatusCode::SEE_OTHER, "start {i}");
+    }
+    let refused = start().await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(refused.headers().get(LOCATION).is_none());
+    let body = refused.text().await.unwrap();
+    assert!(body.contains("Too many sign-ins"), "{body}");
+}

@@ -96,6 +96,9 @@ pub struct LoginSettings {
     pub throttle_window: i64,
     pub max_failures_per_account: u32,
     pub max_failures_per_ip: u32,
+    /// Logins one client address may start per minute: each start stores a row, so
+    /// anonymous requests must not be able to fill the store.
+    pub max_starts_per_ip: u32,
     /// Bound on every call into a provider (password check, upstream exchange).
     pub provider_timeout: std::time::Duration,
 }
@@ -432,6 +435,7 @@ impl Validator {
             )?,
             max_failures_per_account: l.max_failures_per_account.unwrap_or(5),
             max_failures_per_ip: l.max_failures_per_ip.unwrap_or(50),
+            max_starts_per_ip: l.max_starts_per_ip.unwrap_or(300),
             provider_timeout: std::time::Duration::from_secs(self.positive(
                 "login.provider_timeout",
                 l.provider_timeout.as_deref(),
@@ -440,6 +444,9 @@ impl Validator {
         };
         if login.max_failures_per_account == 0 || login.max_failures_per_ip == 0 {
             return Err(self.err("login", "max_failures_per_* must be at least 1"));
+        }
+        if login.max_starts_per_ip == 0 {
+            return Err(self.err("login.max_starts_per_ip", "must be at least 1"));
         }
 
         let mut clients = BTreeMap::new();

@@ -89,6 +89,7 @@ pub struct RawLogin {
     pub throttle_window: Option<String>,
     pub max_failures_per_account: Option<u32>,
     pub max_failures_per_ip: Option<u32>,
+    pub max_starts_per_ip: Option<u32>,
     pub provider_timeout: Option<String>,
 }
 

@@ -4,11 +4,13 @@
 //! answers that go back to the client ([`AuthorizationReply`], [`OAuthError`]), and
 //! [`issue_code`], which ends every successful sign-in.
 
+mod admission;
 mod code;
 mod error;
 mod pending;
 mod request;
 
+pub use admission::admit_start;
 pub use code::issue_code;
 pub use error::{AuthorizationReply, OAuthError};
 pub use pending::{AccountIntent, EXPIRED, FlowError, PendingLogin, Purpose, Started};

@@ -166,6 +166,7 @@ impl PendingLogin {
         req: &HttpRequest,
         purpose: Purpose,
     ) -> Result<Started, PageError> {
+        super::admit_start(app, req).await?;
         let (binding, binding_cookie) = browser::ensure_binding(req, app)?;
         let id = secrets::random_token().map_err(|e| FlowError::Internal(e.to_string()))?;
         let provider = match &purpose {

@@ -73,7 +73,7 @@ async fn start_provider(
         let hint = p.login_hint().unwrap_or_default().to_string();
         return Ok(password::page(&app, &p, entry, &hint, None, StatusCode::OK));
     }
-    redirect::begin(&app, &p, entry).await
+    redirect::begin(&req, &app, &p, entry).await
 }
 
 fn provider<'a>(app: &'a AppState, id: &str) -> Result<&'a ProviderEntry, PageError> {

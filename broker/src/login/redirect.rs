@@ -8,7 +8,7 @@
 //! and to the provider whose path it arrived on (no mix-up).
 
 use super::{finish, provider};
-use crate::flow::{EXPIRED, FlowError, OAuthError, PendingLogin};
+use crate::flow::{EXPIRED, FlowError, OAuthError, PendingLogin, admit_start};
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::store::AuthRequestRecord;
@@ -47,6 +47,7 @@ fn unavailable() -> PageError {
 
 /// Sends the browser to the provider.
 pub(super) async fn begin(
+    req: &HttpRequest,
     app: &AppState,
     p: &PendingLogin,
     entry: &ProviderEntry,
@@ -54,6 +55,7 @@ pub(super) async fn begin(
     if !entry.has_redirect() {
         return Err(no_such_method());
     }
+    admit_start(app, req).await?;
     let fresh = (
         secrets::random_token(),
         secrets::random_token(),

@@ -71,6 +71,7 @@ mod tests {
             throttle_window: 60,
             max_failures_per_account: 3,
             max_failures_per_ip: 5,
+            max_starts_per_ip: 300,
             provider_timeout: std::time::Duration::from_secs(15),
         }
     }
