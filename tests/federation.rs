@@ -193,6 +193,28 @@ async fn prompt_login_and_max_age_reach_the_upstream() {
     );
 }
 
+/// A provider that cannot re-check a person at refresh (here OIDC without upstream
+/// offline access) is believed only `max_session_without_recheck` after the login;
+/// then refresh answers invalid_grant and the app sends the person to log in again.
+#[tokio::test]
+async fn without_an_upstream_recheck_refresh_ends_after_max_session_without_recheck() {
+    require_peer!();
+    let f = federation("corp", PeerOptions::new("unused"), |peer| {
+        oidc_section(peer).replace(
+            "offline_access = true",
+            "offline_access = false\nmax_session_without_recheck = \"2s\"",
+        )
+    })
+    .await;
+    let tokens = f.log_in("alice").await;
+    let refresh = tokens["refresh_token"].as_str().unwrap().to_string();
+    let early = f.broker.refresh(&WEB_APP, &refresh).await;
+    early.assert_ok();
+    tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+    let late = f.broker.refresh(&WEB_APP, early.refresh_token()).await;
+    late.assert_error("invalid_grant");
+}
+
 /// A conformant OP puts email and groups in userinfo only (OIDC Core §5.4); with no
 /// `use_userinfo` in the config the broker still gets them, so role rules on groups
 /// match.

@@ -140,6 +140,7 @@ const BROKER_KEYS: &[&str] = &[
     "sync",
     "trust_email",
     "link_by_verified_email",
+    "max_session_without_recheck",
 ];
 
 /// `section` (a built-in provider's `[providers.ID]` table, possibly followed by other

@@ -139,6 +139,8 @@ pub struct RawProvider {
     pub trust_email: Option<bool>,
     /// A first login whose verified email is an existing account's links to it.
     pub link_by_verified_email: Option<bool>,
+    /// Without a refresh capability: how long refresh works after the last login.
+    pub max_session_without_recheck: Option<String>,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }

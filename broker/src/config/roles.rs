@@ -31,7 +31,7 @@ pub enum ProfileSync {
 }
 
 /// The broker's keys of a provider section (never passed to the provider).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProviderPolicy {
     pub registration: Registration,
     pub sync: ProfileSync,
@@ -40,6 +40,25 @@ pub struct ProviderPolicy {
     /// A first login through it whose verified email is the verified email of an
     /// existing account links to that account instead of creating one.
     pub link_by_verified_email: bool,
+    /// For a provider that cannot re-check a person at refresh: seconds since it last
+    /// vouched for them (a login through it) after which refresh is refused and the
+    /// app must send the person through login again.
+    pub max_session_without_recheck: i64,
+}
+
+/// Default of `max_session_without_recheck`: a working day.
+pub const DEFAULT_MAX_SESSION_WITHOUT_RECHECK: &str = "8h";
+
+impl Default for ProviderPolicy {
+    fn default() -> Self {
+        ProviderPolicy {
+            registration: Registration::default(),
+            sync: ProfileSync::default(),
+            trust_email: false,
+            link_by_verified_email: false,
+            max_session_without_recheck: 8 * 3600,
+        }
+    }
 }
 
 impl Validator {
@@ -77,11 +96,17 @@ impl Validator {
                 "needs trust_email = true: only emails verified by a provider trusted for email may link accounts",
             ));
         }
+        let max_session_without_recheck = self.positive(
+            &key("max_session_without_recheck"),
+            raw.max_session_without_recheck.as_deref(),
+            DEFAULT_MAX_SESSION_WITHOUT_RECHECK,
+        )?;
         Ok(ProviderPolicy {
             registration,
             sync,
             trust_email,
             link_by_verified_email,
+            max_session_without_recheck,
         })
     }
 

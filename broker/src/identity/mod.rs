@@ -59,4 +59,6 @@ pub enum IdentityError {
     ProviderAlreadyLinked(String),
     #[error("unlinking would leave the account with no way to sign in")]
     LastWayIn,
+    #[error("provider {0} cannot re-check this person and their last login there is too old")]
+    RecheckOverdue(String),
 }

@@ -247,7 +247,8 @@ pub async fn refresh_from_provider(
     user: UserRecord,
     now: UnixTime,
 ) -> Result<UserRecord, IdentityError> {
-    if !entry.has_refresh() {
+    // The broker's own users are re-checked by the broker itself (their status).
+    if entry.subject_is_user_id() {
         return Ok(user);
     }
     let link = store
@@ -256,6 +257,15 @@ pub async fn refresh_from_provider(
         .into_iter()
         .find(|l| l.provider_id == entry.id)
         .ok_or_else(|| IdentityError::NotLinked(entry.id.clone()))?;
+    if !entry.has_refresh() {
+        // Nobody can ask upstream: a login through it (which rewrites the link) is
+        // good for so long, then the person must log in again.
+        let vouched_at = link.updated_at;
+        if now - vouched_at > entry.policy.max_session_without_recheck {
+            return Err(IdentityError::RecheckOverdue(entry.id.clone()));
+        }
+        return Ok(user);
+    }
     let mut previous: Identity = serde_json::from_value(link.claims.clone())
         .map_err(|e| IdentityError::Corrupt(e.to_string()))?;
     previous.provider_id = entry.id.clone();
@@ -382,6 +392,41 @@ mod tests {
         .await
         .unwrap();
         assert!(u.email_verified);
+    }
+
+    #[tokio::test]
+    async fn a_provider_that_cannot_recheck_is_trusted_only_so_long_after_a_login() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let key = master();
+        let limit = ProviderPolicy::default().max_session_without_recheck;
+        let corp = entry("corp", "oidc");
+        let none = BTreeSet::new();
+        let user = resolve_login(&store, &key, &corp, &none, Identity::new("s1"), 10)
+            .await
+            .unwrap();
+        let refresh = |at| refresh_from_provider(&store, &key, &corp, user.clone(), at);
+        assert!(refresh(10 + limit).await.is_ok());
+        assert!(matches!(
+            refresh(11 + limit).await,
+            Err(IdentityError::RecheckOverdue(p)) if p == "corp"
+        ));
+        // A new login through the provider vouches for the person again.
+        resolve_login(&store, &key, &corp, &none, Identity::new("s1"), 20 + limit)
+            .await
+            .unwrap();
+        assert!(refresh(21 + limit).await.is_ok());
+
+        // The broker's own users are checked by the broker, never overdue.
+        let local = entry("local", "local");
+        let own = resolve_login(&store, &key, &local, &none, Identity::new("u-local"), 10)
+            .await
+            .unwrap();
+        let much_later = 10 + 100 * limit;
+        assert!(
+            refresh_from_provider(&store, &key, &local, own, much_later)
+                .await
+                .is_ok()
+        );
     }
 
     #[tokio::test]

@@ -357,6 +357,13 @@ async fn recheck_upstream(
                 "the identity provider is unavailable; retry later",
             ))
         }
+        Err(IdentityError::RecheckOverdue(_)) => {
+            tracing::info!(provider = %entry.id, grant = %grant.id, "refresh past max_session_without_recheck; grant revoked");
+            let _ = app.store.revoke_grant(&grant.id, now).await;
+            Err(OAuthError::invalid_grant(
+                "the identity provider cannot re-check this login; sign in again",
+            ))
+        }
         Err(e) => {
             tracing::info!(provider = %entry.id, grant = %grant.id, error = %e, "upstream refused refresh; grant revoked");
             let _ = app.store.revoke_grant(&grant.id, now).await;
