@@ -175,7 +175,7 @@ fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
         .app_data(web::FormConfig::default().limit(limit))
         .app_data(web::PayloadConfig::default().limit(limit))
         .app_data(web::JsonConfig::default().limit(limit));
-    crate::oidc::routes(cfg);
+    crate::oidc::routes(&app.config, cfg);
     crate::login::routes(cfg);
     crate::account::routes(cfg);
     cfg.route("/healthz", web::get().to(healthz))

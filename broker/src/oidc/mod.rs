@@ -11,94 +11,89 @@ pub mod userinfo;
 
 use crate::config::{Config, SUPPORTED_GRANTS, SUPPORTED_SCOPES, SigningAlg};
 use crate::web::AppState;
-use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_cors::Cors;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
-        "/.well-known/openid-configuration",
-        web::get().to(discovery),
+/// Mounts the issuer's endpoints. The ones a browser app calls from its own origin
+/// (discovery, JWKS, `/token`, userinfo, `/revoke`) answer CORS for the origins
+/// clients registered (`cors_origins`), never with credentials.
+pub fn routes(config: &Config, cfg: &mut web::ServiceConfig) {
+    let origins: Arc<BTreeSet<String>> = Arc::new(
+        config
+            .clients
+            .values()
+            .flat_map(|c| c.cors_origins.iter().cloned())
+            .collect(),
+    );
+    let cors = move || {
+        let origins = origins.clone();
+        Cors::default()
+            .allowed_origin_fn(move |origin, _| origin.to_str().is_ok_and(|o| origins.contains(o)))
+            .allowed_methods(["GET", "POST"])
+            .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+            .expose_headers([header::WWW_AUTHENTICATE])
+            .max_age(600)
+            // Other origins get no CORS headers (the browser refuses), while servers
+            // that send an Origin still get their answer.
+            .block_on_origin_mismatch(false)
+    };
+    cfg.service(
+        web::resource("/.well-known/openid-configuration")
+            .wrap(cors())
+            .route(web::get().to(discovery)),
     )
-    .route(
-        "/.well-known/oauth-authorization-server",
-        web::get().to(oauth_metadata),
+    .service(
+        web::resource("/.well-known/oauth-authorization-server")
+            .wrap(cors())
+            .route(web::get().to(oauth_metadata)),
     )
-    .route("/jwks", web::get().to(jwks))
+    .service(
+        web::resource("/jwks")
+            .wrap(cors())
+            .route(web::get().to(jwks)),
+    )
+    .service(
+        web::resource("/token")
+            .wrap(cors())
+            .route(web::post().to(token::token)),
+    )
+    .service(
+        web::resource("/userinfo")
+            .wrap(cors())
+            .route(web::get().to(userinfo::userinfo_get))
+            .route(web::post().to(userinfo::userinfo_post)),
+    )
+    .service(
+        web::resource("/revoke")
+            .wrap(cors())
+            .route(web::post().to(token_status::revoke)),
+    )
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
-    .route("/token", web::post().to(token::token))
-    .route("/userinfo", web::get().to(userinfo::userinfo_get))
-    .route("/userinfo", web::post().to(userinfo::userinfo_post))
     .route("/introspect", web::post().to(token_status::introspect))
-    .route("/revoke", web::post().to(token_status::revoke))
     .route("/logout", web::get().to(logout::logout))
     .route("/logout", web::post().to(logout::logout));
-    for path in [
-        "/.well-known/openid-configuration",
-        "/jwks",
-        "/token",
-        "/userinfo",
-    ] {
-        cfg.route(
-            path,
-            web::method(actix_web::http::Method::OPTIONS).to(preflight),
-        );
-    }
 }
 
-/// Adds CORS headers (no credentials) when the Origin is one a client registered.
-fn with_cors(app: &AppState, req: &HttpRequest, mut res: HttpResponse) -> HttpResponse {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-    else {
-        return res;
-    };
-    let allowed = app
-        .config
-        .clients
-        .values()
-        .any(|c| c.cors_origins.contains(origin));
-    let h = res.headers_mut();
-    h.insert(header::VARY, HeaderValue::from_static("Origin"));
-    if allowed && let Ok(v) = HeaderValue::from_str(origin) {
-        h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-    }
-    res
-}
-
-async fn preflight(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    let res = HttpResponse::NoContent()
-        .insert_header((header::ACCESS_CONTROL_ALLOW_METHODS, "GET, POST"))
-        .insert_header((
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            "Authorization, Content-Type",
-        ))
-        .insert_header((header::ACCESS_CONTROL_MAX_AGE, "600"))
-        .finish();
-    with_cors(&app, &req, res)
-}
-
-async fn discovery(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    let res = HttpResponse::Ok()
+async fn discovery(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(app.discovery.as_str().to_owned());
-    with_cors(&app, &req, res)
+        .body(app.discovery.as_str().to_owned())
 }
 
-async fn oauth_metadata(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    let res = HttpResponse::Ok()
+async fn oauth_metadata(app: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("application/json")
         .insert_header(("Cache-Control", "public, max-age=300"))
-        .body(app.oauth_metadata.as_str().to_owned());
-    with_cors(&app, &req, res)
+        .body(app.oauth_metadata.as_str().to_owned())
 }
 
-async fn jwks(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
-    let res = match app.keyring.jwks() {
+async fn jwks(app: web::Data<AppState>) -> HttpResponse {
+    match app.keyring.jwks() {
         Ok(body) => HttpResponse::Ok()
             .content_type("application/jwk-set+json")
             .insert_header((
@@ -110,8 +105,7 @@ async fn jwks(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
             tracing::error!(error = %e, "jwks unavailable");
             HttpResponse::ServiceUnavailable().finish()
         }
-    };
-    with_cors(&app, &req, res)
+    }
 }
 
 /// The discovery document (OIDC Discovery 1.0) and the RFC 8414 metadata, built from
