@@ -25,7 +25,9 @@ async fn broker_with_logout(backchannel: Option<&str>) -> Broker {
             WEB_APP.id,
             "grants = [\"authorization_code\", \"refresh_token\", \"client_credentials\"]",
         )
-        .client(WEB_APP.id, "audience = \"https://api.example\"");
+        .client(WEB_APP.id, "audience = \"https://api.example\"")
+        // The resource server that introspects WEB_APP's tokens.
+        .client(SECOND_APP.id, "introspection = \"all\"");
     if let Some(uri) = backchannel {
         setup = setup.client(WEB_APP.id, &format!("backchannel_logout_uri = {uri:?}"));
     }

@@ -12,7 +12,7 @@
 //! second should be close to 1/2 (two signatures per issuance).
 
 use broker::clock::{ManualClock, SharedClock};
-use broker::config::{Client, ClientAuth, Lifetimes, SigningAlg};
+use broker::config::{Client, ClientAuth, IntrospectionPolicy, Lifetimes, SigningAlg};
 use broker::secrets::MasterKey;
 use broker::store::{GrantRecord, MemoryStore, SharedStore, UserRecord, UserStatus};
 use broker::tokens::TokenSigner;
@@ -43,6 +43,7 @@ fn client(alg: SigningAlg) -> Client {
         post_logout_redirect_uris: vec![],
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
+        introspection: IntrospectionPolicy::OwnAudience,
     }
 }
 

@@ -111,6 +111,27 @@ pub enum ClientAuth {
     Secret(SecretString),
 }
 
+/// Which access tokens a client may introspect (`clients.ID.introspection`). Refresh
+/// tokens are never subject to it: only their own client sees them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntrospectionPolicy {
+    /// The tokens issued to the client, and those whose `aud` is the client's id or
+    /// its configured `audience`.
+    OwnAudience,
+    /// Every access token: a trusted resource server.
+    All,
+}
+
+impl IntrospectionPolicy {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "own_audience" => Some(IntrospectionPolicy::OwnAudience),
+            "all" => Some(IntrospectionPolicy::All),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Client {
     pub id: String,
@@ -128,6 +149,8 @@ pub struct Client {
     pub post_logout_redirect_uris: Vec<Url>,
     pub backchannel_logout_uri: Option<Url>,
     pub backchannel_logout_session_required: bool,
+    /// Which access tokens it may introspect (confidential clients only).
+    pub introspection: IntrospectionPolicy,
 }
 
 impl Client {
@@ -634,6 +657,21 @@ impl Validator {
             }
             cors_origins.insert(origin);
         }
+        let introspection = match c.introspection.as_deref() {
+            None => IntrospectionPolicy::OwnAudience,
+            Some(_) if c.public => {
+                return Err(self.err(
+                    key("introspection"),
+                    "a public client cannot introspect tokens; remove the key",
+                ));
+            }
+            Some(v) => IntrospectionPolicy::parse(v).ok_or_else(|| {
+                self.err(
+                    key("introspection"),
+                    format!("unknown policy {v:?}; use \"own_audience\" (the default) or \"all\""),
+                )
+            })?,
+        };
         let lt = tokens.lifetimes;
         let lifetimes = Lifetimes {
             access_token: match &c.access_token_lifetime {
@@ -672,6 +710,7 @@ impl Validator {
             post_logout_redirect_uris,
             backchannel_logout_uri,
             backchannel_logout_session_required: c.backchannel_logout_session_required,
+            introspection,
         })
     }
 }

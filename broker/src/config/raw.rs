@@ -112,6 +112,8 @@ pub struct RawClient {
     pub audience: Option<String>,
     #[serde(default)]
     pub resources: Vec<String>,
+    /// "own_audience" (default) or "all".
+    pub introspection: Option<String>,
     pub access_token_lifetime: Option<String>,
     pub id_token_lifetime: Option<String>,
     pub refresh_token_idle_lifetime: Option<String>,

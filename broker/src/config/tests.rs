@@ -163,6 +163,34 @@ fn unknown_scopes_grants_and_algorithms_are_refused() {
 }
 
 #[test]
+fn introspection_policy_defaults_to_own_audience_and_refuses_unknown_values() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(
+        c.clients["app"].introspection,
+        IntrospectionPolicy::OwnAudience
+    );
+    let with =
+        |line: &str| MINIMAL.replace("[providers.local]", &format!("{line}\n[providers.local]"));
+    let c = load_text(&with("introspection = \"all\"")).unwrap();
+    assert_eq!(c.clients["app"].introspection, IntrospectionPolicy::All);
+    let c = load_text(&with("introspection = \"own_audience\"")).unwrap();
+    assert_eq!(
+        c.clients["app"].introspection,
+        IntrospectionPolicy::OwnAudience
+    );
+
+    let e = error_of(&with("introspection = \"everything\""));
+    assert!(e.contains("clients.app.introspection"), "{e}");
+    assert!(e.contains("own_audience") && e.contains("\"all\""), "{e}");
+    let public = MINIMAL.replace(
+        "secret = \"app-secret-123\"",
+        "public = true\nintrospection = \"all\"",
+    );
+    let e = error_of(&public);
+    assert!(e.contains("clients.app.introspection"), "{e}");
+}
+
+#[test]
 fn rotation_must_leave_room_for_pre_publication() {
     let text = format!(
         "{MINIMAL}\n[tokens]\nkey_rotation_period = \"1h\"\njwks_cache_lifetime = \"40m\"\n"

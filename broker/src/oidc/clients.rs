@@ -178,6 +178,7 @@ mod tests {
             post_logout_redirect_uris: vec![],
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
+            introspection: crate::config::IntrospectionPolicy::OwnAudience,
         }
     }
 

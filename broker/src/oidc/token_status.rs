@@ -1,13 +1,13 @@
 //! Asking about a token and ending it: introspection (RFC 7662) and revocation
-//! (RFC 7009). Both authenticate the client first and say nothing about tokens that
-//! are not live.
+//! (RFC 7009). Both authenticate the client first, then ask `tokens::status`, which
+//! decides what the client may see and what it may end, and say nothing about tokens
+//! that are not live or not the client's to see.
 
 use super::clients::{authenticate, presented_credentials};
 use crate::config::Client;
 use crate::flow::OAuthError;
-use crate::secrets;
-use crate::store::{GrantRecord, UserRecord, UserStatus};
-use crate::tokens::AccessTokenClaims;
+use crate::store::{GrantRecord, UserRecord};
+use crate::tokens::status::{ActiveToken, Person, Revoked, StatusError, TokenKind, TokenStatus};
 use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -21,58 +21,17 @@ pub struct TokenForm {
     client_secret: Option<String>,
 }
 
-/// A token we issued that is still good.
-enum LiveToken {
-    Access {
-        claims: Box<AccessTokenClaims>,
-        grant: Option<(GrantRecord, UserRecord)>,
-    },
-    Refresh {
-        grant: GrantRecord,
-        user: UserRecord,
-    },
+fn status(app: &AppState) -> TokenStatus<'_> {
+    TokenStatus {
+        store: &app.store,
+        signer: &app.signer,
+        now: app.clock.now(),
+    }
 }
 
-async fn live_grant(app: &AppState, grant: GrantRecord) -> Option<(GrantRecord, UserRecord)> {
-    let now = app.clock.now();
-    if grant.revoked_at.is_some() || grant.expires_at <= now {
-        return None;
-    }
-    let user = app.store.get_user(&grant.user_id).await.ok()??;
-    (user.status == UserStatus::Active).then_some((grant, user))
-}
-
-/// Which live token `token` is; `None` for anything expired, revoked, of a disabled
-/// user, malformed or unknown. The hint only decides the order of the lookups.
-async fn identify(app: &AppState, token: &str, hint: Option<&str>) -> Option<LiveToken> {
-    let as_access = async {
-        let claims = app.signer.verify_access_token(token).await.ok()?;
-        let grant = match &claims.gid {
-            None => None,
-            Some(id) => {
-                let g = app.store.get_grant(id).await.ok()??;
-                Some(live_grant(app, g).await?)
-            }
-        };
-        Some(LiveToken::Access {
-            claims: Box::new(claims),
-            grant,
-        })
-    };
-    let as_refresh = async {
-        let now = app.clock.now();
-        let hash = secrets::hash_secret(token);
-        let grant = app.store.refresh_token_grant(&hash, now).await.ok()??;
-        let (grant, user) = live_grant(app, grant).await?;
-        Some(LiveToken::Refresh { grant, user })
-    };
-    // JWTs have two dots; refresh tokens are plain base64url.
-    let looks_like_jwt = token.matches('.').count() == 2;
-    if hint == Some("refresh_token") || !looks_like_jwt {
-        as_refresh.await
-    } else {
-        as_access.await
-    }
+fn status_failed(e: StatusError) -> HttpResponse {
+    tracing::error!(error = %e, "reading token status failed");
+    OAuthError::server_error().token_response()
 }
 
 async fn authenticated<'a>(
@@ -129,16 +88,20 @@ pub async fn introspect(
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return OAuthError::invalid_request("token is required").token_response();
     };
-    let inactive = || no_store_json(json!({ "active": false }));
+    let hint = TokenKind::from_hint(form.token_type_hint.as_deref());
+    let active = match status(&app).introspect(client, token, hint).await {
+        Ok(Some(active)) => active,
+        Ok(None) => return no_store_json(json!({ "active": false })),
+        Err(e) => return status_failed(e),
+    };
     let groups_of = |u: &UserRecord, scopes: &[String]| {
         scopes
             .iter()
             .any(|s| s == "groups")
             .then(|| u.groups.clone())
     };
-    let body = match identify(&app, token, form.token_type_hint.as_deref()).await {
-        None => return inactive(),
-        Some(LiveToken::Access { claims, grant }) => {
+    let body = match active {
+        ActiveToken::Access { claims, person } => {
             let mut body = json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -151,16 +114,19 @@ pub async fn introspect(
                 "iat": claims.iat,
                 "jti": claims.jti,
             });
-            if let Some((g, user)) = grant {
+            if let Some(Person { grant, user }) = person {
                 body["username"] = json!(user.username.clone().or(user.email.clone()));
-                if let Some(groups) = groups_of(&user, &g.scopes) {
+                if let Some(groups) = groups_of(&user, &grant.scopes) {
                     body["groups"] = json!(groups);
                 }
-                add_roles(&app, &g, &mut body).await;
+                add_roles(&app, &grant, &mut body).await;
             }
             body
         }
-        Some(LiveToken::Refresh { grant, user }) => {
+        ActiveToken::Refresh {
+            token,
+            person: Person { grant, user },
+        } => {
             let mut body = json!({
                 "active": true,
                 "token_type": "refresh_token",
@@ -168,8 +134,8 @@ pub async fn introspect(
                 "client_id": grant.client_id,
                 "sub": user.id,
                 "iss": app.config.issuer,
-                "iat": grant.created_at,
-                "exp": grant.expires_at,
+                "iat": token.created_at,
+                "exp": token.expires_at,
                 "username": user.username.clone().or(user.email.clone()),
             });
             if let Some(groups) = groups_of(&user, &grant.scopes) {
@@ -183,9 +149,10 @@ pub async fn introspect(
     no_store_json(body)
 }
 
-/// POST `/revoke` (RFC 7009). Revoking a refresh token or an access token ends its
-/// grant (the whole family). Tokens of other clients and unknown tokens get the same
-/// 200 as success, so the answer tells nothing.
+/// POST `/revoke` (RFC 7009). Only the client a token was issued to can revoke it:
+/// a refresh token ends its grant (the whole family), an access token is denied until
+/// its expiry (a person's also ends its grant). Tokens of other clients and unknown
+/// tokens get the same 200 as success, so the answer tells nothing.
 pub async fn revoke(
     req: HttpRequest,
     app: web::Data<AppState>,
@@ -199,23 +166,18 @@ pub async fn revoke(
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return OAuthError::invalid_request("token is required").token_response();
     };
-    let grant_id = match identify(&app, token, form.token_type_hint.as_deref()).await {
-        Some(LiveToken::Refresh { grant, .. }) if grant.client_id == client.id => Some(grant.id),
-        Some(LiveToken::Access {
-            claims,
-            grant: Some((grant, _)),
-        }) if claims.client_id == client.id => Some(grant.id),
-        _ => None,
-    };
-    if let Some(id) = grant_id {
-        match app.store.revoke_grant(&id, app.clock.now()).await {
-            Ok(_) => {
-                tracing::info!(client_id = %client.id, grant = %id, "grant revoked by the client")
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "revocation failed");
-                return OAuthError::server_error().token_response();
-            }
+    let hint = TokenKind::from_hint(form.token_type_hint.as_deref());
+    match status(&app).revoke(client, token, hint).await {
+        Ok(Revoked::Grant { grant_id }) => {
+            tracing::info!(client_id = %client.id, grant = %grant_id, "grant revoked by the client");
+        }
+        Ok(Revoked::AccessToken { jti, grant_id }) => {
+            tracing::info!(client_id = %client.id, %jti, grant = ?grant_id, "access token revoked by the client");
+        }
+        Ok(Revoked::Nothing) => {}
+        Err(e) => {
+            tracing::error!(error = %e, "revocation failed");
+            return OAuthError::server_error().token_response();
         }
     }
     HttpResponse::Ok()

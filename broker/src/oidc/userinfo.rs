@@ -1,5 +1,5 @@
-//! `/userinfo` (GET and POST): only our access tokens, only for live grants of active
-//! users; errors per RFC 6750.
+//! `/userinfo` (GET and POST): only our access tokens that were not revoked, only for
+//! live grants of active users; errors per RFC 6750.
 
 use crate::flow::OAuthError;
 use crate::store::UserStatus;
@@ -85,6 +85,18 @@ async fn lookup(app: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
         .verify_access_token(token)
         .await
         .map_err(|e| invalid_token(&e.to_string()))?;
+    // Read at every call, never cached: a revocation holds at once, on every replica.
+    let denied = app
+        .store
+        .access_token_denied(&claims.jti)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading access-token denials failed");
+            OAuthError::server_error()
+        })?;
+    if denied {
+        return Err(invalid_token("the token was revoked"));
+    }
     let now = app.clock.now();
     let Some(grant_id) = &claims.gid else {
         return Err(invalid_token("the token does not belong to a person"));

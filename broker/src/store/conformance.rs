@@ -13,8 +13,8 @@ use tokio::sync::Barrier;
 
 use super::{
     AuditEvent, AuthRequestRecord, CodeRecord, GrantRecord, IdentityLink, MemoryStore,
-    RedeemOutcome, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord,
-    SqliteStore, StoreError, UnixTime, UserRecord, UserStatus,
+    RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
+    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -805,6 +805,61 @@ async fn refresh_token_grant_is_read_without_spending(store: SharedStore) {
     );
 }
 
+async fn refresh_token_reads_back_with_its_own_times_and_first_spend(store: SharedStore) {
+    seed_grant(&store).await;
+    let t1 = |spent_at| RefreshTokenRecord {
+        token_hash: "t1".to_owned(),
+        grant_id: "g1".to_owned(),
+        created_at: NOW,
+        expires_at: NOW + 12 * HOUR,
+        spent_at,
+    };
+    assert_eq!(store.get_refresh_token("t1").await.unwrap(), Some(t1(None)));
+    assert_eq!(store.get_refresh_token("nope").await.unwrap(), None);
+
+    let grace = 30;
+    store
+        .rotate_refresh("t1", "t2", NOW + 5 * HOUR, NOW + 10, grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_refresh_token("t1").await.unwrap(),
+        Some(t1(Some(NOW + 10))),
+        "spent at its first use"
+    );
+    assert_eq!(
+        store.get_refresh_token("t2").await.unwrap(),
+        Some(RefreshTokenRecord {
+            token_hash: "t2".to_owned(),
+            grant_id: "g1".to_owned(),
+            created_at: NOW + 10,
+            expires_at: NOW + 5 * HOUR,
+            spent_at: None,
+        }),
+        "the successor has its own issue time and expiry, not the grant's"
+    );
+    // A retry within the grace rotates again; the first spend is what counts.
+    store
+        .rotate_refresh("t1", "t3", NOW + 5 * HOUR, NOW + 20, grace)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_refresh_token("t1").await.unwrap(),
+        Some(t1(Some(NOW + 10)))
+    );
+
+    // Read as stored: past its expiry and with its grant revoked, it still answers.
+    store.revoke_grant("g1", NOW + 30).await.unwrap();
+    assert_eq!(
+        store
+            .get_refresh_token("t2")
+            .await
+            .unwrap()
+            .map(|t| t.spent_at),
+        Some(None)
+    );
+}
+
 async fn grants_of_a_session_are_listed_oldest_first(store: SharedStore) {
     store.create_user(&user("u1", None, None)).await.unwrap();
     let in_session = |id: &str, created: i64, session: Option<&str>| GrantRecord {
@@ -1158,6 +1213,31 @@ async fn throttle_clear_forgets_the_key(store: SharedStore) {
     assert_eq!(store.hit("login:bob", 60, NOW + 1).await.unwrap(), 2);
 }
 
+// ---- access-token denials ----
+
+async fn access_token_denial_holds_until_purged_after_the_tokens_expiry(store: SharedStore) {
+    assert!(!store.access_token_denied("j1").await.unwrap());
+    assert!(store.deny_access_token("j1", NOW + 600, NOW).await.unwrap());
+    assert!(
+        !store
+            .deny_access_token("j1", NOW + 9999, NOW + 1)
+            .await
+            .unwrap(),
+        "already denied"
+    );
+    assert!(store.access_token_denied("j1").await.unwrap());
+    assert!(
+        !store.access_token_denied("j2").await.unwrap(),
+        "only that token"
+    );
+
+    assert_eq!(store.purge_expired(NOW + 599).await.unwrap(), 0);
+    assert!(store.access_token_denied("j1").await.unwrap());
+    // The first denial's expiry stands: the second did not extend it.
+    assert_eq!(store.purge_expired(NOW + 600).await.unwrap(), 1);
+    assert!(!store.access_token_denied("j1").await.unwrap());
+}
+
 // ---- maintenance ----
 
 async fn purge_removes_expired_rows_and_keeps_live_ones(store: SharedStore) {
@@ -1231,9 +1311,14 @@ async fn purge_removes_expired_rows_and_keeps_live_ones(store: SharedStore) {
     );
     store.hit("w-old", 50, NOW + 50).await.unwrap(); // ends at cut
     store.hit("w-live", 50, NOW + 51).await.unwrap(); // ends at cut + 1
+    store.deny_access_token("j-old", cut, NOW).await.unwrap();
+    store
+        .deny_access_token("j-live", cut + 1, NOW)
+        .await
+        .unwrap();
 
-    // c-old, t-old, c-dead, t-dead, g-dead, r-old, s-old, k-old, w-old
-    assert_eq!(store.purge_expired(cut).await.unwrap(), 9);
+    // c-old, t-old, c-dead, t-dead, g-dead, r-old, s-old, k-old, w-old, j-old
+    assert_eq!(store.purge_expired(cut).await.unwrap(), 10);
     assert_eq!(
         store.purge_expired(cut).await.unwrap(),
         0,
@@ -1286,6 +1371,8 @@ async fn purge_removes_expired_rows_and_keeps_live_ones(store: SharedStore) {
     assert_eq!(kids, ["k-live"]);
     assert_eq!(store.hit("w-live", 50, cut).await.unwrap(), 2);
     assert_eq!(store.hit("w-old", 50, NOW + 51).await.unwrap(), 1);
+    assert!(store.access_token_denied("j-live").await.unwrap());
+    assert!(!store.access_token_denied("j-old").await.unwrap());
 }
 
 // ---- races: one winner, whatever the interleaving ----
@@ -1410,6 +1497,18 @@ async fn concurrent_key_inserts_for_one_epoch_have_one_winner(store: SharedStore
     assert_eq!(&keys[0].kid, winners[0], "the stored key is the winner's");
 }
 
+async fn concurrent_denials_of_one_access_token_have_one_winner(store: SharedStore) {
+    let denied = race(&store, |s, i| async move {
+        s.deny_access_token("j1", NOW + 600, NOW + i as i64)
+            .await
+            .unwrap()
+    })
+    .await;
+
+    assert_eq!(denied.iter().filter(|d| **d).count(), 1, "{denied:?}");
+    assert!(store.access_token_denied("j1").await.unwrap());
+}
+
 macro_rules! conformance_tests {
     ($backend:ident, $fixture:ident) => {
         mod $backend {
@@ -1436,6 +1535,7 @@ macro_rules! conformance_tests {
                 grant_and_code_are_stored_together_or_not_at_all,
                 refresh_token_rotates_along_the_family,
                 refresh_token_grant_is_read_without_spending,
+                refresh_token_reads_back_with_its_own_times_and_first_spend,
                 grants_of_a_session_are_listed_oldest_first,
                 reused_refresh_token_revokes_the_family,
                 reuse_within_grace_rotates_instead_of_revoking,
@@ -1449,6 +1549,7 @@ macro_rules! conformance_tests {
                 throttle_counts_within_a_window_and_restarts_after,
                 throttle_clear_forgets_the_key,
                 throttle_current_reads_without_counting,
+                access_token_denial_holds_until_purged_after_the_tokens_expiry,
                 purge_removes_expired_rows_and_keeps_live_ones,
             ]);
             conformance_tests!(@cases $fixture,
@@ -1457,6 +1558,7 @@ macro_rules! conformance_tests {
                 concurrent_rotations_of_one_token_have_one_winner,
                 concurrent_takes_of_one_auth_request_have_one_winner,
                 concurrent_key_inserts_for_one_epoch_have_one_winner,
+                concurrent_denials_of_one_access_token_have_one_winner,
             ]);
         }
     };

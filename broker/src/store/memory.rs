@@ -13,9 +13,9 @@ use async_trait::async_trait;
 
 use super::{
     AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
-    KeyStore, LoginStore, Maintenance, RedeemOutcome, RoleGrantRecord, RoleGrantStore,
-    RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
-    ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord, RevocationStore,
+    RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
+    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -41,6 +41,8 @@ struct State {
     /// Keyed by `kid`; `(alg, epoch)` is kept unique by `insert_key_if_absent`.
     keys: HashMap<String, SigningKeyRecord>,
     throttle: HashMap<String, ThrottleWindow>,
+    /// Denied access tokens: `jti` to the token's expiry.
+    denied_access_tokens: HashMap<String, UnixTime>,
 }
 
 #[derive(Debug)]
@@ -52,6 +54,7 @@ struct StoredCode {
 #[derive(Debug)]
 struct StoredRefresh {
     grant_id: String,
+    created_at: UnixTime,
     expires_at: UnixTime,
     spent_at: Option<UnixTime>,
 }
@@ -452,7 +455,7 @@ impl GrantStore for MemoryStore {
         token_hash: &str,
         grant_id: &str,
         expires_at: UnixTime,
-        _now: UnixTime,
+        now: UnixTime,
     ) -> StoreResult<()> {
         let mut state = self.lock()?;
         if state.refresh_tokens.contains_key(token_hash) {
@@ -467,6 +470,7 @@ impl GrantStore for MemoryStore {
             token_hash.to_owned(),
             StoredRefresh {
                 grant_id: grant_id.to_owned(),
+                created_at: now,
                 expires_at,
                 spent_at: None,
             },
@@ -503,6 +507,20 @@ impl GrantStore for MemoryStore {
             .get(&token.grant_id)
             .filter(|g| g.revoked_at.is_none() && g.expires_at > now)
             .cloned())
+    }
+
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        let state = self.lock()?;
+        Ok(state
+            .refresh_tokens
+            .get(token_hash)
+            .map(|t| RefreshTokenRecord {
+                token_hash: token_hash.to_owned(),
+                grant_id: t.grant_id.clone(),
+                created_at: t.created_at,
+                expires_at: t.expires_at,
+                spent_at: t.spent_at,
+            }))
     }
 
     async fn rotate_refresh(
@@ -551,11 +569,35 @@ impl GrantStore for MemoryStore {
             new_hash.to_owned(),
             StoredRefresh {
                 grant_id: grant.id.clone(),
+                created_at: now,
                 expires_at: new_expires_at,
                 spent_at: None,
             },
         );
         Ok(RotateOutcome::Rotated(grant))
+    }
+}
+
+#[async_trait]
+impl RevocationStore for MemoryStore {
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixTime,
+        _now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if state.denied_access_tokens.contains_key(jti) {
+            return Ok(false);
+        }
+        state
+            .denied_access_tokens
+            .insert(jti.to_owned(), expires_at);
+        Ok(true)
+    }
+
+    async fn access_token_denied(&self, jti: &str) -> StoreResult<bool> {
+        Ok(self.lock()?.denied_access_tokens.contains_key(jti))
     }
 }
 
@@ -709,6 +751,9 @@ impl Maintenance for MemoryStore {
         removed += purge(&mut state.sessions, |s| s.expires_at <= now);
         removed += purge(&mut state.keys, |k| k.expires_at <= now);
         removed += purge(&mut state.throttle, |w| w.expires_at <= now);
+        removed += purge(&mut state.denied_access_tokens, |expires_at| {
+            *expires_at <= now
+        });
         Ok(removed)
     }
 }

@@ -255,6 +255,19 @@ pub struct GrantRecord {
     pub revoked_at: Option<UnixTime>,
 }
 
+/// A refresh token as stored, whatever its state: what its own status is made of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefreshTokenRecord {
+    pub token_hash: SecretHash,
+    pub grant_id: String,
+    /// When it was issued (`iat` in introspection).
+    pub created_at: UnixTime,
+    /// Its own expiry (idle lifetime, capped by the grant's).
+    pub expires_at: UnixTime,
+    /// When it was first exchanged for a successor; a spent token is dead.
+    pub spent_at: Option<UnixTime>,
+}
+
 /// Result of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
@@ -301,6 +314,9 @@ pub trait GrantStore: Send + Sync {
         token_hash: &str,
         now: UnixTime,
     ) -> StoreResult<Option<GrantRecord>>;
+    /// The refresh token stored under `token_hash` as it is (spent, expired, or of a
+    /// revoked grant alike) until `purge_expired` removes it; `None` when unknown.
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>>;
     /// Spends `old_hash` and stores `new_hash` in one transaction. Within
     /// `reuse_grace_secs` of the first spend a second spend rotates again instead of
     /// revoking (clients that retried a lost response). Of two concurrent callers with
@@ -313,6 +329,25 @@ pub trait GrantStore: Send + Sync {
         now: UnixTime,
         reuse_grace_secs: i64,
     ) -> StoreResult<RotateOutcome>;
+}
+
+/// Access tokens revoked before their expiry, by `jti`. An access token is a signed
+/// JWT that cannot be recalled, so every check of one (introspection, userinfo) asks
+/// here. A denial is kept until the token's own expiry, when the token is refused
+/// anyway.
+#[async_trait]
+pub trait RevocationStore: Send + Sync {
+    /// Denies the access token `jti` until `expires_at` (its `exp`). Returns false if
+    /// it was denied already (the first denial stands).
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Whether `jti` is denied. A denial answers true until `purge_expired` removes it,
+    /// which it does only once the token has expired.
+    async fn access_token_denied(&self, jti: &str) -> StoreResult<bool>;
 }
 
 /// A logged-in browser. Stored under the hash of the id the cookie carries.
@@ -382,7 +417,8 @@ pub trait ThrottleStore: Send + Sync {
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
-    /// keys and throttle windows older than `now`. Returns the number of rows removed.
+    /// keys, throttle windows and access-token denials (`expires_at <= now`). Returns
+    /// the number of rows removed.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
 
@@ -393,6 +429,7 @@ pub trait Store:
     + AuditStore
     + LoginStore
     + GrantStore
+    + RevocationStore
     + SessionStore
     + KeyStore
     + ThrottleStore
@@ -407,6 +444,7 @@ impl<T> Store for T where
         + AuditStore
         + LoginStore
         + GrantStore
+        + RevocationStore
         + SessionStore
         + KeyStore
         + ThrottleStore

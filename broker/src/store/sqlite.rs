@@ -21,9 +21,9 @@ use sqlx::{Decode, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::{
     AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
-    KeyStore, LoginStore, Maintenance, RedeemOutcome, RoleGrantRecord, RoleGrantStore,
-    RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
-    ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord, RevocationStore,
+    RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
+    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -118,6 +118,11 @@ fn migrator() -> Migrator {
             3,
             "audit events",
             include_str!("../../migrations/sqlite/0003_audit_events.sql"),
+        ),
+        migration(
+            4,
+            "denied access tokens",
+            include_str!("../../migrations/sqlite/0004_denied_access_tokens.sql"),
         ),
     ])
 }
@@ -312,6 +317,23 @@ fn code_from_row(row: &SqliteRow) -> StoreResult<CodeRecord> {
         nonce: c.get("nonce")?,
         created_at: c.get("created_at")?,
         expires_at: c.get("expires_at")?,
+    })
+}
+
+macro_rules! refresh_token_columns {
+    () => {
+        "token_hash, grant_id, created_at, expires_at, spent_at"
+    };
+}
+
+fn refresh_token_from_row(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
+    let c = Columns::new(row, "refresh token");
+    Ok(RefreshTokenRecord {
+        token_hash: c.get("token_hash")?,
+        grant_id: c.get("grant_id")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        spent_at: c.get("spent_at")?,
     })
 }
 
@@ -1013,6 +1035,21 @@ impl GrantStore for SqliteStore {
             .filter(|g| g.revoked_at.is_none() && g.expires_at > now))
     }
 
+    async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            refresh_token_columns!(),
+            " FROM refresh_tokens WHERE token_hash = ?1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(refresh_token_from_row)
+        .transpose()
+    }
+
     async fn rotate_refresh(
         &self,
         old_hash: &str,
@@ -1038,6 +1075,39 @@ impl GrantStore for SqliteStore {
         .await?;
         tx.commit().await.map_err(backend)?;
         Ok(outcome)
+    }
+}
+
+#[async_trait]
+impl RevocationStore for SqliteStore {
+    async fn deny_access_token(
+        &self,
+        jti: &str,
+        expires_at: UnixTime,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        // The first denial stands: a second one matches the key and inserts nothing.
+        let done = sqlx::query(
+            "INSERT INTO denied_access_tokens (jti, expires_at, denied_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (jti) DO NOTHING",
+        )
+        .bind(jti)
+        .bind(expires_at)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn access_token_denied(&self, jti: &str) -> StoreResult<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM denied_access_tokens WHERE jti = ?1")
+                .bind(jti)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        Ok(found.is_some())
     }
 }
 
@@ -1195,7 +1265,7 @@ impl ThrottleStore for SqliteStore {
 
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (cascaded deletes are not counted by SQLite).
-const PURGES: [&str; 7] = [
+const PURGES: [&str; 8] = [
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM codes WHERE expires_at <= ?1 \
@@ -1205,6 +1275,7 @@ const PURGES: [&str; 7] = [
     "DELETE FROM sessions WHERE expires_at <= ?1",
     "DELETE FROM signing_keys WHERE expires_at <= ?1",
     "DELETE FROM throttle_windows WHERE expires_at <= ?1",
+    "DELETE FROM denied_access_tokens WHERE expires_at <= ?1",
 ];
 
 #[async_trait]

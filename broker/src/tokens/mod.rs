@@ -3,6 +3,7 @@
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
+pub mod status;
 
 use crate::config::{Client, SigningAlg};
 use crate::roles::Access;
@@ -144,6 +145,13 @@ pub struct AccessTokenClaims {
     /// Groups, roles and permissions, by scope (none on client-credentials tokens).
     #[serde(flatten)]
     pub person: PersonClaims,
+}
+
+impl AccessTokenClaims {
+    /// The audiences the token is for (`aud`).
+    pub fn audiences(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.aud.as_str())
+    }
 }
 
 /// Signs tokens for one issuer.
