@@ -118,8 +118,8 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         config.login.provider_timeout,
     )?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
-    let tls = switchboard_upstream::tls::client_config()
-        .map_err(|e| StartError::Tls(e.to_string()))?;
+    let tls =
+        switchboard_upstream::tls::client_config().map_err(|e| StartError::Tls(e.to_string()))?;
     // Redirects off: an outbound call must never be bounced to an address we did not
     // choose (SSRF).
     let http = reqwest::Client::builder()
