@@ -3,8 +3,10 @@
 //! the key and the file.
 
 mod raw;
+mod redirect_uri;
 mod roles;
 
+pub use redirect_uri::{RedirectUri, RedirectUriError};
 pub use roles::{ProfileSync, ProviderPolicy, Registration};
 
 use crate::secrets::SecretString;
@@ -113,7 +115,8 @@ pub struct Client {
     pub id: String,
     pub name: String,
     pub auth: ClientAuth,
-    pub redirect_uris: Vec<Url>,
+    /// As written: compared as strings (see [`RedirectUri`]).
+    pub redirect_uris: Vec<RedirectUri>,
     pub scopes: BTreeSet<String>,
     pub grants: BTreeSet<String>,
     pub cors_origins: BTreeSet<String>,
@@ -539,19 +542,19 @@ impl Validator {
         let mut redirect_uris = Vec::new();
         for (i, u) in c.redirect_uris.iter().enumerate() {
             let k = format!("clients.{id}.redirect_uris[{i}]");
-            let url =
-                Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+            let uri = RedirectUri::parse(u).map_err(|e| self.err(&k, e.to_string()))?;
+            let url = uri.url();
             if url.fragment().is_some() {
                 return Err(self.err(&k, "must not have a fragment"));
             }
             match url.scheme() {
                 "https" => {}
-                "http" if is_loopback_host(&url) || dev_mode => {}
+                "http" if is_loopback_host(url) || dev_mode => {}
                 "http" => return Err(self.err(&k, "http is allowed only for loopback addresses or in dev_mode")),
                 _ if c.public && url.scheme().contains('.') => {}
                 s => return Err(self.err(&k, format!("scheme {s:?} not allowed (https, loopback http, or a reverse-domain scheme for public clients)"))),
             }
-            redirect_uris.push(url);
+            redirect_uris.push(uri);
         }
         let scopes: BTreeSet<String> = match &c.scopes {
             None => SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect(),

@@ -485,3 +485,23 @@ fn linking_by_verified_email_needs_a_provider_trusted_for_email() {
     let local = c.providers.iter().find(|p| p.id == "local").unwrap();
     assert!(!local.policy.link_by_verified_email, "off by default");
 }
+
+#[test]
+fn redirect_uris_are_kept_as_written() {
+    let c = load_text(&MINIMAL.replace(
+        "\"http://127.0.0.1:5555/callback\"",
+        "\"https://app.example:443/cb\", \"https://app.example\"",
+    ))
+    .unwrap();
+    let written: Vec<&str> = c.clients["app"]
+        .redirect_uris
+        .iter()
+        .map(|u| u.as_str())
+        .collect();
+    assert_eq!(
+        written,
+        ["https://app.example:443/cb", "https://app.example"]
+    );
+    let e = error_of(&MINIMAL.replace("5555/callback\"", "5555/callback \""));
+    assert!(e.contains("clients.app.redirect_uris[0]"), "{e}");
+}
