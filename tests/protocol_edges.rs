@@ -1,12 +1,13 @@
 //! Protocol edges, through the real binary: one redirect-URI comparison at
 //! `/authorize` and `/token` (exact string, only the loopback port may vary for a
-//! native client).
+//! native client), and PKCE required per client.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should stop it loudly
 
 use reqwest::StatusCode;
 use switchboard_e2e::{
     ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, Page, SECOND_APP, TestClient,
+    WEB_APP, workspace_root,
 };
 
 fn assert_error_page(landing: Landing, what: &str) {
@@ -183,5 +184,100 @@ async fn a_native_loopback_redirect_on_another_port_works_through_token() {
         .redeem(&client, response.code(), request.verifier())
         .await
         .assert_ok();
+}
+
+// ---------------------------------------------------------------------------------
+// Item 10: require_pkce per client.
+
+#[tokio::test]
+async fn a_confidential_client_without_pkce_is_refused_by_default() {
+    let broker = Broker::start().await;
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP).without_pkce();
+    let response = browser.open(&request.url(&broker)).await.expect_client();
+    response.assert_error("invalid_request");
+    assert_eq!(response.state(), Some(request.state.as_str()));
+    assert!(
+        response
+            .param("error_description")
+            .is_some_and(|d| d.contains("PKCE")),
+        "the description says what is missing: {}",
+        response.url
+    );
+}
+
+#[tokio::test]
+async fn a_confidential_client_may_turn_pkce_off() {
+    let broker = Broker::setup()
+        .client(WEB_APP.id, "require_pkce = false")
+        .start()
+        .await;
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP).without_pkce();
+    let code = browser
+        .log_in(&request.url(&broker), &ADMIN)
+        .await
+        .code()
+        .to_string();
+    broker.redeem(&WEB_APP, &code, None).await.assert_ok();
+    // Off means optional, not forbidden: a client that sends PKCE is still held to it.
+    let request = AuthorizeRequest::new(WEB_APP);
+    let code = browser
+        .open(&request.url(&broker))
+        .await
+        .expect_client()
+        .code()
+        .to_string();
+    broker
+        .redeem(&WEB_APP, &code, None)
+        .await
+        .assert_error("invalid_grant");
+}
+
+#[tokio::test]
+async fn a_public_client_cannot_turn_pkce_off() {
+    let log = Broker::setup()
+        .client(NATIVE_APP.id, "require_pkce = false")
+        .start_refused()
+        .await;
+    assert!(
+        log.contains("clients.native-cli.require_pkce: a public client always uses PKCE"),
+        "the error names the key and why: {log}"
+    );
+}
+
+#[test]
+fn shipped_configs_set_and_document_require_pkce() {
+    let demo = std::fs::read_to_string(workspace_root().join("config/broker.toml"))
+        .expect("read config/broker.toml");
+    for client in ["example-app", "example-cli"] {
+        let section = toml_section(&demo, &format!("[clients.{client}]"));
+        assert!(
+            section.contains("\nrequire_pkce = true"),
+            "config/broker.toml sets require_pkce for {client} explicitly:\n{section}"
+        );
+    }
+    let full = std::fs::read_to_string(workspace_root().join("config/full.toml"))
+        .expect("read config/full.toml");
+    assert!(
+        toml_section(&full, "[clients.example-app]").contains("\nrequire_pkce = "),
+        "config/full.toml documents require_pkce"
+    );
+    let readme =
+        std::fs::read_to_string(workspace_root().join("README.md")).expect("read README.md");
+    assert!(
+        readme.contains("require_pkce"),
+        "README documents require_pkce"
+    );
+}
+
+/// The text of a TOML table, from its header to the next header.
+fn toml_section(text: &str, header: &str) -> String {
+    let start = text
+        .find(header)
+        .unwrap_or_else(|| panic!("no {header} in the file"));
+    let rest = &text[start + header.len()..];
+    let end = rest.find("\n[").unwrap_or(rest.len());
+    rest[..end].to_string()
 }
 

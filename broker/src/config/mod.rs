@@ -117,6 +117,8 @@ pub struct Client {
     pub auth: ClientAuth,
     /// As written: compared as strings (see [`RedirectUri`]).
     pub redirect_uris: Vec<RedirectUri>,
+    /// `/authorize` requires a PKCE S256 challenge (always true for public clients).
+    pub require_pkce: bool,
     pub scopes: BTreeSet<String>,
     pub grants: BTreeSet<String>,
     pub cors_origins: BTreeSet<String>,
@@ -556,6 +558,15 @@ impl Validator {
             }
             redirect_uris.push(uri);
         }
+        let require_pkce = match (c.public, c.require_pkce) {
+            (true, Some(false)) => {
+                return Err(self.err(
+                    key("require_pkce"),
+                    "a public client always uses PKCE: it has no secret to prove a code is its own",
+                ));
+            }
+            (_, required) => required.unwrap_or(true),
+        };
         let scopes: BTreeSet<String> = match &c.scopes {
             None => SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect(),
             Some(list) => list.iter().cloned().collect(),
@@ -654,6 +665,7 @@ impl Validator {
             name: c.name.clone().unwrap_or_else(|| id.to_string()),
             auth,
             redirect_uris,
+            require_pkce,
             scopes,
             grants,
             cors_origins,

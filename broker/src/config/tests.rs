@@ -487,6 +487,21 @@ fn linking_by_verified_email_needs_a_provider_trusted_for_email() {
 }
 
 #[test]
+fn pkce_is_required_unless_a_confidential_client_turns_it_off() {
+    let c = load_text(MINIMAL).unwrap();
+    assert!(c.clients["app"].require_pkce, "required by default");
+    let off = load_text(&MINIMAL.replace("redirect_uris", "require_pkce = false\nredirect_uris"))
+        .unwrap();
+    assert!(!off.clients["app"].require_pkce);
+    let public = MINIMAL.replace(
+        "secret = \"app-secret-123\"",
+        "public = true\nrequire_pkce = false",
+    );
+    let e = error_of(&public);
+    assert!(e.contains("clients.app.require_pkce"), "{e}");
+}
+
+#[test]
 fn redirect_uris_are_kept_as_written() {
     let c = load_text(&MINIMAL.replace(
         "\"http://127.0.0.1:5555/callback\"",

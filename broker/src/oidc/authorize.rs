@@ -224,6 +224,9 @@ fn parse_pkce(
         (None, None) if client.is_public() => Err(OAuthError::invalid_request(
             "public clients must use PKCE (S256)",
         )),
+        (None, None) if client.require_pkce => Err(OAuthError::invalid_request(
+            "this client must use PKCE (S256): send code_challenge",
+        )),
         (None, None) => Ok(None),
         (Some(_), None) | (Some(_), Some("plain")) => Err(OAuthError::invalid_request(
             "code_challenge_method must be S256",

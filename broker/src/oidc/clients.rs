@@ -147,6 +147,7 @@ mod tests {
                 .iter()
                 .map(|u| RedirectUri::parse(u).unwrap())
                 .collect(),
+            require_pkce: true,
             scopes: BTreeSet::new(),
             grants: BTreeSet::new(),
             cors_origins: BTreeSet::new(),
