@@ -1,13 +1,18 @@
 //! Protocol edges, through the real binary: one redirect-URI comparison at
 //! `/authorize` and `/token` (exact string, only the loopback port may vary for a
-//! native client), and PKCE required per client.
+//! native client), PKCE required per client, and `--config` wherever a command takes
+//! it (and every `broker` command line of the README run as written).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should stop it loudly
 
 use reqwest::StatusCode;
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 use switchboard_e2e::{
     ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, Page, SECOND_APP, TestClient,
-    WEB_APP, workspace_root,
+    WEB_APP, broker_binary, free_port, workspace_root,
 };
 
 fn assert_error_page(landing: Landing, what: &str) {
@@ -279,5 +284,324 @@ fn toml_section(text: &str, header: &str) -> String {
     let rest = &text[start + header.len()..];
     let end = rest.find("\n[").unwrap_or(rest.len());
     rest[..end].to_string()
+}
+
+// ---------------------------------------------------------------------------------
+// Item 15: --config after the action; every README command line runs as written.
+
+#[tokio::test]
+async fn config_goes_before_or_after_the_action() {
+    let broker = Broker::start().await;
+    let id = broker.user_command(&["add", "--email", "ann@example.com"], "ann-password-1\n");
+    let id = id.trim();
+    let config = broker.config_path().to_str().expect("a UTF-8 path");
+    for args in [
+        vec!["user", "list", "--config", config],
+        vec!["user", "--config", config, "list"],
+        vec!["user", "list", "-c", config],
+        vec!["user", "disable", id, "--config", config],
+        vec!["user", "enable", "--config", config, id],
+        vec!["roles", "explain", id, "--config", config],
+        vec!["roles", "--config", config, "explain", id],
+        vec!["roles", "explain", "--config", config, id],
+    ] {
+        let out = broker.cli(&args);
+        assert!(
+            out.status.success(),
+            "broker {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The password every README command that asks for one is given on standard input.
+const README_PASSWORD: &str = "readme-example-password";
+
+/// One command line of a README code block.
+#[derive(Debug)]
+struct ReadmeCommand {
+    /// As written in the README.
+    line: String,
+    /// The arguments after `broker`, placeholders substituted.
+    args: Vec<String>,
+}
+
+/// Every line of a fenced code block in `readme` that runs the broker: `broker …`, or
+/// `cargo run … -- …` (the arguments after `--`). Comments after ` #` are dropped.
+fn readme_commands(readme: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut in_block = false;
+    for line in readme.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let command = strip_comment(trimmed);
+        if command.starts_with("broker ") {
+            lines.push(command.to_string());
+        } else if command.starts_with("cargo run ") {
+            let (_, args) = command
+                .split_once(" -- ")
+                .unwrap_or_else(|| panic!("a cargo run line without `--`: {command}"));
+            lines.push(format!("broker {args}"));
+        }
+    }
+    lines
+}
+
+/// `line` without a trailing shell comment (a `#` after whitespace, outside quotes).
+fn strip_comment(line: &str) -> &str {
+    let mut quote = None;
+    let mut previous = ' ';
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '#') if previous.is_whitespace() => return line[..i].trim_end(),
+            (None, '"' | '\'') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            _ => {}
+        }
+        previous = c;
+    }
+    line.trim_end()
+}
+
+/// Splits a command line as a POSIX shell would for the simple quoting the README
+/// uses ('…', "…", no escapes, no expansions).
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut in_word = false;
+    let mut quote = None;
+    for c in line.chars() {
+        match (quote, c) {
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (Some(q), c) if c == q => quote = None,
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (_, c) => {
+                assert!(
+                    quote.is_some() || !matches!(c, '$' | '`' | '\\' | '|' | '>' | '<' | ';'),
+                    "the README line {line:?} needs a shell; write plain command lines"
+                );
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    assert!(quote.is_none(), "unbalanced quotes in {line:?}");
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+#[test]
+fn readme_command_lines_are_found_and_split() {
+    let readme = "text\n```sh\ncargo run --bin broker -- serve --config config/broker.toml\n\
+                  broker user add --email a@b.example --name \"A B\" --config c.toml   # prints USER_ID\n\
+                  curl -d x http://127.0.0.1/\n```\nbroker outside a block\n";
+    let lines = readme_commands(readme);
+    assert_eq!(
+        lines,
+        [
+            "broker serve --config config/broker.toml",
+            "broker user add --email a@b.example --name \"A B\" --config c.toml",
+        ]
+    );
+    assert_eq!(
+        shell_words(&lines[1]),
+        [
+            "broker",
+            "user",
+            "add",
+            "--email",
+            "a@b.example",
+            "--name",
+            "A B",
+            "--config",
+            "c.toml"
+        ]
+    );
+}
+
+/// A `broker` process that sees none of the caller's `BROKER_*` variables.
+fn broker_in(dir: &Path, args: &[String]) -> Command {
+    let mut cmd = Command::new(broker_binary());
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BROKER_") {
+            cmd.env_remove(&name);
+        }
+    }
+    cmd.args(args).current_dir(dir);
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn broker");
+    // A command that exits without reading (a usage error) breaks the pipe: its exit
+    // status and output tell what happened.
+    let _ = child
+        .stdin
+        .take()
+        .expect("piped stdin")
+        .write_all(stdin.as_bytes());
+    child.wait_with_output().expect("wait for broker")
+}
+
+/// `broker serve …` as written, but on a free port (`BROKER_SERVER__LISTEN`, since the
+/// demo port may be taken): it must answer `/healthz`, then it is stopped.
+async fn serve_until_healthy(dir: &Path, command: &ReadmeCommand) {
+    let port = free_port();
+    let log_path = dir.join(format!("serve-{port}.log"));
+    let log = std::fs::File::create(&log_path).expect("create the serve log");
+    let mut child = broker_in(dir, &command.args)
+        .env("BROKER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("clone the log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn broker serve");
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let healthy = loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            break Err(format!("exited with {status}"));
+        }
+        let probe = http
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .await;
+        if probe.is_ok_and(|r| r.status().is_success()) {
+            break Ok(());
+        }
+        if Instant::now() > deadline {
+            break Err("no answer on /healthz within 30 s".to_string());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    if let Err(why) = healthy {
+        panic!(
+            "README: `{}` did not serve: {why}\n{}",
+            command.line,
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+    }
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create a directory");
+    for entry in std::fs::read_dir(from).expect("read a directory") {
+        let entry = entry.expect("a directory entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("a file type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy a file");
+        }
+    }
+}
+
+/// Each `broker` command line in the README's code blocks, in order, in a directory
+/// laid out like the repository root (a copy of `config/`, so the demo's `data_dir`
+/// is a fresh `data/` there). `USER_ID` stands for the id the last `broker user add`
+/// printed, as the README says; a command that reads a password gets one on stdin.
+#[tokio::test]
+async fn every_readme_command_line_runs_as_written() {
+    let readme =
+        std::fs::read_to_string(workspace_root().join("README.md")).expect("read README.md");
+    let lines = readme_commands(&readme);
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "broker user list --config config/broker.toml"),
+        "the README shows `broker user list --config config/broker.toml`: {lines:#?}"
+    );
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    copy_dir(&workspace_root().join("config"), &dir.path().join("config"));
+    let mut user_id: Option<String> = None;
+    let mut ran = 0;
+    for line in lines {
+        let words = shell_words(&line);
+        let args: Vec<String> = words[1..]
+            .iter()
+            .map(|w| match (w.as_str(), &user_id) {
+                ("USER_ID", Some(id)) => id.clone(),
+                ("USER_ID", None) => {
+                    panic!("README: `{line}` uses USER_ID before a `broker user add`")
+                }
+                _ => w.clone(),
+            })
+            .collect();
+        let command = ReadmeCommand { line, args };
+        let words: Vec<&str> = command.args.iter().map(String::as_str).collect();
+        match words.as_slice() {
+            ["serve", ..] => {
+                serve_until_healthy(dir.path(), &command).await;
+                ran += 1;
+                continue;
+            }
+            ["plugin", "inspect", path, ..] if !Path::new(path).exists() => {
+                // An example path of a plugin not built here: the command must get as
+                // far as looking at the file, and say which.
+                let out = run_with_stdin(broker_in(dir.path(), &command.args), "");
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                assert_eq!(
+                    out.status.code(),
+                    Some(1),
+                    "README: `{}` is refused as a command line: {stderr}",
+                    command.line
+                );
+                assert!(stderr.contains(path), "{stderr}");
+                ran += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let reads_password = matches!(
+            words.as_slice(),
+            ["hash-password", ..] | ["user", "add", ..] | ["user", "set-password", ..]
+        );
+        let stdin = if reads_password {
+            format!("{README_PASSWORD}\n")
+        } else {
+            String::new()
+        };
+        let out = run_with_stdin(broker_in(dir.path(), &command.args), &stdin);
+        assert!(
+            out.status.success(),
+            "README: `{}` failed ({}):\n{}{}",
+            command.line,
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if matches!(words.as_slice(), ["user", "add", ..]) {
+            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            assert!(!id.is_empty(), "`{}` printed the new id", command.line);
+            user_id = Some(id);
+        }
+        ran += 1;
+    }
+    assert!(ran >= 10, "only {ran} README command lines ran");
 }
 

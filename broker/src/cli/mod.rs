@@ -20,12 +20,27 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--config FILE` (`-c`): accepted anywhere after the command that takes it, so
+/// `broker user list --config FILE` and `broker user --config FILE list` are the same.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        default_value = "config/broker.toml"
+    )]
+    pub path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker.
     Serve {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Load and validate a config file, then exit.
     CheckConfig { file: PathBuf },
@@ -33,13 +48,15 @@ pub enum Command {
     HashPassword,
     /// Manage users kept in the store.
     User {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         action: UserAction,
     },
     /// Role rules: see why a user holds which role.
     Roles {
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         action: RolesAction,
     },
@@ -62,8 +79,6 @@ pub enum RolesAction {
     /// Print every role rule, whether it matched for the user and why, their direct
     /// grants, and the resulting roles and permissions.
     Explain {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
         /// The user id (the `sub` apps see).
         user_id: String,
         /// Explain toward this client: its own roles count too.
@@ -155,7 +170,7 @@ fn now() -> i64 {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve { config } => serve(config::load(&config)?).await,
+        Command::Serve { config } => serve(config::load(&config.path)?).await,
         Command::CheckConfig { file } => {
             let c = config::load(&file)?;
             // Plugin files are read and checked as loading would, without running them.
@@ -191,18 +206,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", hash(&read_password()?)?);
             Ok(())
         }
-        Command::User { config, action } => user(config::load(&config)?, action).await,
+        Command::User { config, action } => user(config::load(&config.path)?, action).await,
         Command::Roles {
+            config,
             action:
                 RolesAction::Explain {
-                    config,
                     user_id,
                     client,
                     provider,
                 },
         } => {
             explain(
-                config::load(&config)?,
+                config::load(&config.path)?,
                 &user_id,
                 client.as_deref(),
                 provider.as_deref(),
@@ -336,4 +351,57 @@ async fn serve(config: Config) -> Result<(), CliError> {
     app::spawn_garbage_collection(&app);
     app::serve(app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("broker").chain(args.iter().copied())).unwrap()
+    }
+
+    fn user_config(cli: &Cli) -> &std::path::Path {
+        match &cli.command {
+            Command::User { config, .. } | Command::Roles { config, .. } => &config.path,
+            Command::Serve { config } => &config.path,
+            other => panic!("not a command with a config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_is_taken_before_or_after_the_action() {
+        for args in [
+            &["user", "list", "--config", "x.toml"][..],
+            &["user", "--config", "x.toml", "list"],
+            &["user", "list", "-c", "x.toml"],
+            &["user", "disable", "--config", "x.toml", "u1"],
+            &["user", "disable", "u1", "--config", "x.toml"],
+            &["roles", "explain", "u1", "--config", "x.toml"],
+            &["roles", "--config", "x.toml", "explain", "u1"],
+            &["serve", "--config", "x.toml"],
+        ] {
+            assert_eq!(
+                user_config(&parse(args)),
+                std::path::Path::new("x.toml"),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            user_config(&parse(&["user", "list"])),
+            std::path::Path::new("config/broker.toml")
+        );
+    }
+
+    #[test]
+    fn commands_without_a_config_refuse_one() {
+        for args in [
+            &["hash-password", "--config", "x.toml"][..],
+            &["check-config", "a.toml", "--config", "x.toml"],
+            &["plugin", "inspect", "p.so", "--config", "x.toml"],
+        ] {
+            let all = std::iter::once("broker").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(all).is_err(), "{args:?}");
+        }
+    }
 }
