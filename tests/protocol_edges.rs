@@ -1,14 +1,16 @@
 //! Protocol edges, through the real binary: one redirect-URI comparison at
 //! `/authorize` and `/token` (exact string, only the loopback port may vary for a
-//! native client), PKCE required per client, and `--config` wherever a command takes
-//! it (and every `broker` command line of the README run as written).
+//! native client), PKCE required per client, `--config` wherever a command takes it
+//! (and every `broker` command line of the README run as written), and passwords read
+//! without echo on a terminal but from a pipe all the same.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed step should stop it loudly
 
 use reqwest::StatusCode;
-use std::io::Write as _;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchboard_e2e::{
     ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, Page, SECOND_APP, TestClient,
@@ -605,3 +607,134 @@ async fn every_readme_command_line_runs_as_written() {
     assert!(ran >= 10, "only {ran} README command lines ran");
 }
 
+// ---------------------------------------------------------------------------------
+// Item 17: passwords are read without echo on a terminal, from a pipe otherwise.
+
+#[test]
+fn hash_password_reads_a_piped_password() {
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let out = run_with_stdin(
+        broker_in(dir.path(), &["hash-password".to_string()]),
+        "piped-secret-1\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.trim().starts_with("$argon2id$"), "{stdout}");
+    assert!(!stdout.contains("piped-secret-1"));
+    let empty = run_with_stdin(broker_in(dir.path(), &["hash-password".to_string()]), "\n");
+    assert!(!empty.status.success(), "an empty password is refused");
+}
+
+#[tokio::test]
+async fn user_add_and_set_password_read_piped_passwords() {
+    let broker = Broker::start().await;
+    let id = broker.user_command(
+        &["add", "--email", "piped@example.com", "--username", "piped"],
+        "piped-secret-2\n",
+    );
+    let id = id.trim();
+    broker.user_command(&["set-password", id], "piped-secret-3\n");
+    // The new password logs in.
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP);
+    let form = browser.open(&request.url(&broker)).await.expect_form();
+    let response = browser
+        .submit(&form, "piped", "piped-secret-3")
+        .await
+        .expect_client();
+    broker
+        .redeem(&WEB_APP, response.code(), request.verifier())
+        .await
+        .assert_ok();
+}
+
+/// Runs `broker args` on a pseudo-terminal (util-linux `script`), typing each of
+/// `inputs` after the next password prompt appears, and returns everything the
+/// terminal showed.
+fn on_a_terminal(args: &[&str], inputs: &[&str]) -> (bool, String) {
+    let quoted: Vec<String> = std::iter::once(broker_binary().display().to_string())
+        .chain(args.iter().map(|a| a.to_string()))
+        .map(|a| format!("'{}'", a.replace('\'', "'\\''")))
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &quoted.join(" "), "/dev/null"])
+        .current_dir(dir.path())
+        .env("TERM", "dumb")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script(1) from util-linux");
+    let shown = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().expect("piped stdout");
+    let reader = {
+        let shown = shown.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 1024];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                shown.lock().expect("the output buffer").extend(&buf[..n]);
+            }
+        })
+    };
+    let text = |shown: &Arc<Mutex<Vec<u8>>>| {
+        String::from_utf8_lossy(&shown.lock().expect("the output buffer")).into_owned()
+    };
+    let mut stdin = child.stdin.take().expect("piped stdin");
+    for (i, input) in inputs.iter().enumerate() {
+        // Wait for the (i+1)-th prompt; without one, type after a while anyway.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while text(&shown).matches("assword").count() <= i && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The prompt is printed just before echo is turned off.
+        std::thread::sleep(Duration::from_millis(300));
+        // A command that already finished (one that read fewer lines) leaves a
+        // broken pipe here: what it showed is still judged below.
+        let _ = stdin
+            .write_all(format!("{input}\n").as_bytes())
+            .and_then(|()| stdin.flush());
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("poll script") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("broker on a terminal did not finish:\n{}", text(&shown));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    let _ = reader.join();
+    (status.success(), text(&shown))
+}
+
+#[test]
+fn hash_password_does_not_echo_on_a_terminal() {
+    let secret = "terminal-secret-42";
+    let (ok, shown) = on_a_terminal(&["hash-password"], &[secret, secret]);
+    assert!(
+        !shown.contains(secret),
+        "the password was echoed on the terminal:\n{shown}"
+    );
+    assert!(ok, "hash-password failed on a terminal:\n{shown}");
+    assert!(shown.contains("$argon2id$"), "{shown}");
+}
+
+#[test]
+fn a_mistyped_repeat_on_a_terminal_is_refused() {
+    let (ok, shown) = on_a_terminal(&["hash-password"], &["first-try-1", "first-tyr-1"]);
+    assert!(!ok, "two different passwords were accepted:\n{shown}");
+    assert!(!shown.contains("$argon2id$"), "{shown}");
+    assert!(!shown.contains("first-try-1"), "{shown}");
+}

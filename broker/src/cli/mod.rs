@@ -1,9 +1,10 @@
 //! The `broker` command line.
 
 use crate::config::{self, Config};
+use crate::secrets::SecretString;
 use crate::{app, identity};
 use clap::{Parser, Subcommand};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -139,6 +140,10 @@ pub enum CliError {
     Identity(#[from] identity::IdentityError),
     #[error("password: {0}")]
     Password(String),
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("the two passwords differ")]
+    PasswordMismatch,
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -147,20 +152,39 @@ pub enum CliError {
     Plugin(#[from] crate::providers::plugin::InspectError),
 }
 
-fn read_password() -> Result<String, CliError> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_string();
-    if pw.is_empty() {
-        return Err(CliError::Password(
-            "empty password on standard input".into(),
-        ));
+/// A new password: asked twice without echo when standard input is a terminal;
+/// otherwise one line of standard input (scripts and tests pipe it in).
+fn read_password() -> Result<SecretString, CliError> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = SecretString::new(rpassword::prompt_password("Password: ")?);
+        let again = SecretString::new(rpassword::prompt_password("Repeat the password: ")?);
+        if first != again {
+            return Err(CliError::PasswordMismatch);
+        }
+        first
+    } else {
+        read_password_line(&mut std::io::stdin().lock())?
+    };
+    if password.expose().is_empty() {
+        return Err(CliError::EmptyPassword);
     }
-    Ok(pw)
+    Ok(password)
 }
 
-fn hash(pw: &str) -> Result<String, CliError> {
-    switchboard_local::hash_password(pw).map_err(|e| CliError::Password(e.to_string()))
+/// One line of `input`, without its line ending.
+fn read_password_line(input: &mut impl BufRead) -> Result<SecretString, CliError> {
+    // Room for any sane password, so the line is not moved (and left behind) as it grows.
+    let mut line = SecretString::new(String::with_capacity(1024));
+    input.read_line(line.expose_mut())?;
+    let text = line.expose_mut();
+    while text.ends_with(['\n', '\r']) {
+        text.pop();
+    }
+    Ok(line)
+}
+
+fn hash(pw: &SecretString) -> Result<String, CliError> {
+    switchboard_local::hash_password(pw.expose()).map_err(|e| CliError::Password(e.to_string()))
 }
 
 fn now() -> i64 {
@@ -403,5 +427,16 @@ mod tests {
             let all = std::iter::once("broker").chain(args.iter().copied());
             assert!(Cli::try_parse_from(all).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn a_piped_password_is_one_line_without_its_ending() {
+        let mut input = std::io::Cursor::new("s3cret pass\r\nnext line\n");
+        assert_eq!(
+            read_password_line(&mut input).unwrap().expose(),
+            "s3cret pass"
+        );
+        let mut empty = std::io::Cursor::new("");
+        assert_eq!(read_password_line(&mut empty).unwrap().expose(), "");
     }
 }
