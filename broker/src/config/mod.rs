@@ -12,6 +12,7 @@ pub use roles::{ProfileSync, ProviderPolicy, Registration};
 use crate::secrets::SecretString;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
 use raw::{RawClient, RawConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -178,7 +179,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub workers: Option<usize>,
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses (as /32 or /128) and
+    /// CIDR ranges.
+    pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
     pub store: StoreSettings,
     pub master_key: MasterKeySource,
@@ -310,12 +313,10 @@ impl Validator {
             .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
         let mut trusted_proxies = Vec::new();
         for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
-            trusted_proxies.push(p.parse::<IpAddr>().map_err(|e| {
-                self.err(
-                    format!("server.trusted_proxies[{i}]"),
-                    format!("not an IP address ({e})"),
-                )
-            })?);
+            trusted_proxies.push(
+                trusted_proxy(p)
+                    .map_err(|m| self.err(format!("server.trusted_proxies[{i}]"), m))?,
+            );
         }
 
         let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
@@ -682,6 +683,27 @@ impl Validator {
             backchannel_logout_session_required: c.backchannel_logout_session_required,
         })
     }
+}
+
+/// One `trusted_proxies` entry: an IP address, or a CIDR range written with its host
+/// bits zero (`10.0.0.1/8` is refused: it reads as one proxy but means 16 million).
+fn trusted_proxy(text: &str) -> Result<IpNet, String> {
+    if !text.contains('/') {
+        return text
+            .parse::<IpAddr>()
+            .map(|ip| IpNet::from(ip.to_canonical()))
+            .map_err(|e| format!("{text:?} is not an IP address or CIDR range ({e})"));
+    }
+    let net: IpNet = text.parse().map_err(|e| {
+        format!("{text:?} is not a CIDR range like \"10.0.0.0/8\" or \"fd00::/8\" ({e})")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set: write the range as {:?}, or the address alone",
+            net.trunc().to_string()
+        ));
+    }
+    Ok(net)
 }
 
 /// Resolves one secret given inline, from a file, or from an environment variable.

@@ -487,6 +487,26 @@ fn linking_by_verified_email_needs_a_provider_trusted_for_email() {
 }
 
 #[test]
+fn trusted_proxies_take_addresses_and_cidr_ranges() {
+    let c = load_text(&format!(
+        "{MINIMAL}\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.trusted_proxies.len(), 3);
+}
+
+#[test]
+fn bad_trusted_proxies_name_their_key() {
+    for bad in ["10.0.0.0/33", "10.0.0.1/8", "proxy.example", "10.0.0.0/"] {
+        let e = error_of(&format!(
+            "{MINIMAL}\n[server]\ntrusted_proxies = [\"192.0.2.7\", \"{bad}\"]\n"
+        ));
+        assert!(e.contains("server.trusted_proxies[1]"), "{bad}: {e}");
+        assert!(e.contains("broker.toml"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn pkce_is_required_unless_a_confidential_client_turns_it_off() {
     let c = load_text(MINIMAL).unwrap();
     assert!(c.clients["app"].require_pkce, "required by default");
