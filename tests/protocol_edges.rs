@@ -468,8 +468,21 @@ fn run_with_stdin(mut cmd: Command, stdin: &str) -> Output {
 }
 
 /// `broker serve …` as written, but on a free port (`BROKER_SERVER__LISTEN`, since the
-/// demo port may be taken): it must answer `/healthz`, then it is stopped.
+/// demo port may be taken): it must answer `/healthz`, then it is stopped. A port
+/// picked free can be taken before the broker binds it, so that is tried again.
 async fn serve_until_healthy(dir: &Path, command: &ReadmeCommand) {
+    let mut failure = String::new();
+    for _ in 0..3 {
+        match serve_once(dir, command).await {
+            Ok(()) => return,
+            Err(log) if log.contains("Address already in use") => failure = log,
+            Err(log) => panic!("README: `{}` did not serve: {log}", command.line),
+        }
+    }
+    panic!("README: `{}` did not serve: {failure}", command.line);
+}
+
+async fn serve_once(dir: &Path, command: &ReadmeCommand) -> Result<(), String> {
     let port = free_port();
     let log_path = dir.join(format!("serve-{port}.log"));
     let log = std::fs::File::create(&log_path).expect("create the serve log");
@@ -501,13 +514,12 @@ async fn serve_until_healthy(dir: &Path, command: &ReadmeCommand) {
     };
     let _ = child.kill();
     let _ = child.wait();
-    if let Err(why) = healthy {
-        panic!(
-            "README: `{}` did not serve: {why}\n{}",
-            command.line,
+    healthy.map_err(|why| {
+        format!(
+            "{why}\n{}",
             std::fs::read_to_string(&log_path).unwrap_or_default()
-        );
-    }
+        )
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) {

@@ -81,6 +81,7 @@ pub enum RolesAction {
     /// grants, and the resulting roles and permissions.
     Explain {
         /// The user id (the `sub` apps see).
+        #[arg(allow_hyphen_values = true)]
         user_id: String,
         /// Explain toward this client: its own roles count too.
         #[arg(long)]
@@ -91,6 +92,8 @@ pub enum RolesAction {
     },
 }
 
+// User ids are random base64url, so one in 64 starts with '-': every id argument
+// takes a leading hyphen as part of the value, not as an option.
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
     /// Add a local user; the password is read from standard input.
@@ -105,13 +108,23 @@ pub enum UserAction {
     /// List users.
     List,
     /// Disable a user: ends their sessions and refresh tokens.
-    Disable { id: String },
+    Disable {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Enable a disabled user.
-    Enable { id: String },
+    Enable {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Set a user's password (read from standard input); ends their sessions.
-    SetPassword { id: String },
+    SetPassword {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Grant a role directly (global, or with --client one client's role).
     GrantRole {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         role: String,
         #[arg(long)]
@@ -119,15 +132,22 @@ pub enum UserAction {
     },
     /// Remove a direct role grant.
     RevokeRole {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         role: String,
         #[arg(long)]
         client: Option<String>,
     },
     /// List a user's direct role grants (`broker roles explain` shows all roles).
-    Roles { id: String },
+    Roles {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// List a user's audit events (identities linked, roles granted or revoked).
-    Audit { id: String },
+    Audit {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -415,6 +435,49 @@ mod tests {
             user_config(&parse(&["user", "list"])),
             std::path::Path::new("config/broker.toml")
         );
+    }
+
+    fn user_id(cli: &Cli) -> &str {
+        match &cli.command {
+            Command::User { action, .. } => match action {
+                UserAction::Disable { id }
+                | UserAction::Enable { id }
+                | UserAction::SetPassword { id }
+                | UserAction::GrantRole { id, .. }
+                | UserAction::RevokeRole { id, .. }
+                | UserAction::Roles { id }
+                | UserAction::Audit { id } => id,
+                other => panic!("no user id in {other:?}"),
+            },
+            Command::Roles {
+                action: RolesAction::Explain { user_id, .. },
+                ..
+            } => user_id,
+            other => panic!("no user id in {other:?}"),
+        }
+    }
+
+    /// Ids are random base64url: one in 64 starts with '-', and must still be an id.
+    #[test]
+    fn user_ids_may_start_with_a_hyphen() {
+        for id in ["-Ab_c", "-cAbc", "--Abc", "-"] {
+            for args in [
+                vec!["user", "disable", id, "--config", "x.toml"],
+                vec!["user", "--config", "x.toml", "enable", id],
+                vec!["user", "set-password", id, "-c", "x.toml"],
+                vec!["user", "grant-role", id, "editor", "--client", "app"],
+                vec!["user", "revoke-role", id, "editor"],
+                vec!["user", "roles", id, "--config", "x.toml"],
+                vec!["user", "audit", id],
+                vec![
+                    "roles", "explain", id, "--client", "app", "--config", "x.toml",
+                ],
+            ] {
+                let cli = Cli::try_parse_from(std::iter::once("broker").chain(args.clone()))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert_eq!(user_id(&cli), id, "{args:?}");
+            }
+        }
     }
 
     #[test]
