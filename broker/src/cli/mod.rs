@@ -45,7 +45,8 @@ pub enum Command {
     },
     /// Load and validate a config file, then exit.
     CheckConfig { file: PathBuf },
-    /// Read a password from standard input and print its argon2id hash.
+    /// Ask for a password (without echo; piped: one line of standard input) and print
+    /// its argon2id hash.
     HashPassword,
     /// Manage users kept in the store.
     User {
@@ -96,7 +97,7 @@ pub enum RolesAction {
 // takes a leading hyphen as part of the value, not as an option.
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
-    /// Add a local user; the password is read from standard input.
+    /// Add a local user; asks for the password (piped: one line of standard input).
     Add {
         #[arg(long)]
         email: String,
@@ -117,7 +118,7 @@ pub enum UserAction {
         #[arg(allow_hyphen_values = true)]
         id: String,
     },
-    /// Set a user's password (read from standard input); ends their sessions.
+    /// Set a user's password (asked for, or one piped line); ends their sessions.
     SetPassword {
         #[arg(allow_hyphen_values = true)]
         id: String,
