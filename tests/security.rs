@@ -101,7 +101,11 @@ async fn pkce_verifier_mismatch_is_invalid_grant() {
 
 #[tokio::test]
 async fn code_without_challenge_refuses_a_verifier() {
-    let broker = Broker::start().await;
+    // PKCE is required by default; a confidential client may make it optional.
+    let broker = Broker::setup()
+        .client(WEB_APP.id, "require_pkce = false")
+        .start()
+        .await;
     let browser = Browser::new(&broker);
     let request = AuthorizeRequest::new(WEB_APP).without_pkce();
     let code = browser

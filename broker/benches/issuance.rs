@@ -28,6 +28,7 @@ fn client(alg: SigningAlg) -> Client {
         name: "bench".into(),
         auth: ClientAuth::None,
         redirect_uris: vec![],
+        require_pkce: true,
         scopes: BTreeSet::new(),
         grants: BTreeSet::new(),
         cors_origins: BTreeSet::new(),

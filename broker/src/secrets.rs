@@ -23,6 +23,12 @@ impl SecretString {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// Fills the secret in place (reading it into a buffer that is wiped on drop,
+    /// never into a copy that is not).
+    pub fn expose_mut(&mut self) -> &mut String {
+        &mut self.0
+    }
 }
 
 impl fmt::Debug for SecretString {

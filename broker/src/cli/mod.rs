@@ -1,9 +1,10 @@
 //! The `broker` command line.
 
 use crate::config::{self, Config};
+use crate::secrets::SecretString;
 use crate::{app, identity};
 use clap::{Parser, Subcommand};
-use std::io::BufRead;
+use std::io::{BufRead, IsTerminal};
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
@@ -20,26 +21,44 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// `--config FILE` (`-c`): accepted anywhere after the command that takes it, so
+/// `broker user list --config FILE` and `broker user --config FILE list` are the same.
+#[derive(Debug, clap::Args)]
+pub struct ConfigArg {
+    /// The config file.
+    #[arg(
+        long = "config",
+        short = 'c',
+        global = true,
+        value_name = "FILE",
+        default_value = "config/broker.toml"
+    )]
+    pub path: PathBuf,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the broker.
     Serve {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
     },
     /// Load and validate a config file, then exit.
     CheckConfig { file: PathBuf },
-    /// Read a password from standard input and print its argon2id hash.
+    /// Ask for a password (without echo; piped: one line of standard input) and print
+    /// its argon2id hash.
     HashPassword,
     /// Manage users kept in the store.
     User {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         action: UserAction,
     },
     /// Role rules: see why a user holds which role.
     Roles {
+        #[command(flatten)]
+        config: ConfigArg,
         #[command(subcommand)]
         action: RolesAction,
     },
@@ -62,9 +81,8 @@ pub enum RolesAction {
     /// Print every role rule, whether it matched for the user and why, their direct
     /// grants, and the resulting roles and permissions.
     Explain {
-        #[arg(long, short, default_value = "config/broker.toml")]
-        config: PathBuf,
         /// The user id (the `sub` apps see).
+        #[arg(allow_hyphen_values = true)]
         user_id: String,
         /// Explain toward this client: its own roles count too.
         #[arg(long)]
@@ -75,9 +93,11 @@ pub enum RolesAction {
     },
 }
 
+// User ids are random base64url, so one in 64 starts with '-': every id argument
+// takes a leading hyphen as part of the value, not as an option.
 #[derive(Debug, Subcommand)]
 pub enum UserAction {
-    /// Add a local user; the password is read from standard input.
+    /// Add a local user; asks for the password (piped: one line of standard input).
     Add {
         #[arg(long)]
         email: String,
@@ -89,13 +109,23 @@ pub enum UserAction {
     /// List users.
     List,
     /// Disable a user: ends their sessions and refresh tokens.
-    Disable { id: String },
+    Disable {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Enable a disabled user.
-    Enable { id: String },
-    /// Set a user's password (read from standard input); ends their sessions.
-    SetPassword { id: String },
+    Enable {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Set a user's password (asked for, or one piped line); ends their sessions.
+    SetPassword {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// Grant a role directly (global, or with --client one client's role).
     GrantRole {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         role: String,
         #[arg(long)]
@@ -103,15 +133,22 @@ pub enum UserAction {
     },
     /// Remove a direct role grant.
     RevokeRole {
+        #[arg(allow_hyphen_values = true)]
         id: String,
         role: String,
         #[arg(long)]
         client: Option<String>,
     },
     /// List a user's direct role grants (`broker roles explain` shows all roles).
-    Roles { id: String },
+    Roles {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
     /// List a user's audit events (identities linked, roles granted or revoked).
-    Audit { id: String },
+    Audit {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +161,10 @@ pub enum CliError {
     Identity(#[from] identity::IdentityError),
     #[error("password: {0}")]
     Password(String),
+    #[error("the password is empty")]
+    EmptyPassword,
+    #[error("the two passwords differ")]
+    PasswordMismatch,
     #[error("{0}")]
     Io(#[from] std::io::Error),
     #[error("{0}")]
@@ -132,20 +173,39 @@ pub enum CliError {
     Plugin(#[from] crate::providers::plugin::InspectError),
 }
 
-fn read_password() -> Result<String, CliError> {
-    let mut line = String::new();
-    std::io::stdin().lock().read_line(&mut line)?;
-    let pw = line.trim_end_matches(['\n', '\r']).to_string();
-    if pw.is_empty() {
-        return Err(CliError::Password(
-            "empty password on standard input".into(),
-        ));
+/// A new password: asked twice without echo when standard input is a terminal;
+/// otherwise one line of standard input (scripts and tests pipe it in).
+fn read_password() -> Result<SecretString, CliError> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = SecretString::new(rpassword::prompt_password("Password: ")?);
+        let again = SecretString::new(rpassword::prompt_password("Repeat the password: ")?);
+        if first != again {
+            return Err(CliError::PasswordMismatch);
+        }
+        first
+    } else {
+        read_password_line(&mut std::io::stdin().lock())?
+    };
+    if password.expose().is_empty() {
+        return Err(CliError::EmptyPassword);
     }
-    Ok(pw)
+    Ok(password)
 }
 
-fn hash(pw: &str) -> Result<String, CliError> {
-    switchboard_local::hash_password(pw).map_err(|e| CliError::Password(e.to_string()))
+/// One line of `input`, without its line ending.
+fn read_password_line(input: &mut impl BufRead) -> Result<SecretString, CliError> {
+    // Room for any sane password, so the line is not moved (and left behind) as it grows.
+    let mut line = SecretString::new(String::with_capacity(1024));
+    input.read_line(line.expose_mut())?;
+    let text = line.expose_mut();
+    while text.ends_with(['\n', '\r']) {
+        text.pop();
+    }
+    Ok(line)
+}
+
+fn hash(pw: &SecretString) -> Result<String, CliError> {
+    switchboard_local::hash_password(pw.expose()).map_err(|e| CliError::Password(e.to_string()))
 }
 
 fn now() -> i64 {
@@ -155,7 +215,7 @@ fn now() -> i64 {
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
-        Command::Serve { config } => serve(config::load(&config)?).await,
+        Command::Serve { config } => serve(config::load(&config.path)?).await,
         Command::CheckConfig { file } => {
             let c = config::load(&file)?;
             // Plugin files are read and checked as loading would, without running them.
@@ -191,18 +251,18 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             println!("{}", hash(&read_password()?)?);
             Ok(())
         }
-        Command::User { config, action } => user(config::load(&config)?, action).await,
+        Command::User { config, action } => user(config::load(&config.path)?, action).await,
         Command::Roles {
+            config,
             action:
                 RolesAction::Explain {
-                    config,
                     user_id,
                     client,
                     provider,
                 },
         } => {
             explain(
-                config::load(&config)?,
+                config::load(&config.path)?,
                 &user_id,
                 client.as_deref(),
                 provider.as_deref(),
@@ -336,4 +396,111 @@ async fn serve(config: Config) -> Result<(), CliError> {
     app::spawn_garbage_collection(&app);
     app::serve(app).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("broker").chain(args.iter().copied())).unwrap()
+    }
+
+    fn user_config(cli: &Cli) -> &std::path::Path {
+        match &cli.command {
+            Command::User { config, .. } | Command::Roles { config, .. } => &config.path,
+            Command::Serve { config } => &config.path,
+            other => panic!("not a command with a config: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn config_is_taken_before_or_after_the_action() {
+        for args in [
+            &["user", "list", "--config", "x.toml"][..],
+            &["user", "--config", "x.toml", "list"],
+            &["user", "list", "-c", "x.toml"],
+            &["user", "disable", "--config", "x.toml", "u1"],
+            &["user", "disable", "u1", "--config", "x.toml"],
+            &["roles", "explain", "u1", "--config", "x.toml"],
+            &["roles", "--config", "x.toml", "explain", "u1"],
+            &["serve", "--config", "x.toml"],
+        ] {
+            assert_eq!(
+                user_config(&parse(args)),
+                std::path::Path::new("x.toml"),
+                "{args:?}"
+            );
+        }
+        assert_eq!(
+            user_config(&parse(&["user", "list"])),
+            std::path::Path::new("config/broker.toml")
+        );
+    }
+
+    fn user_id(cli: &Cli) -> &str {
+        match &cli.command {
+            Command::User { action, .. } => match action {
+                UserAction::Disable { id }
+                | UserAction::Enable { id }
+                | UserAction::SetPassword { id }
+                | UserAction::GrantRole { id, .. }
+                | UserAction::RevokeRole { id, .. }
+                | UserAction::Roles { id }
+                | UserAction::Audit { id } => id,
+                other => panic!("no user id in {other:?}"),
+            },
+            Command::Roles {
+                action: RolesAction::Explain { user_id, .. },
+                ..
+            } => user_id,
+            other => panic!("no user id in {other:?}"),
+        }
+    }
+
+    /// Ids are random base64url: one in 64 starts with '-', and must still be an id.
+    #[test]
+    fn user_ids_may_start_with_a_hyphen() {
+        for id in ["-Ab_c", "-cAbc", "--Abc", "-"] {
+            for args in [
+                vec!["user", "disable", id, "--config", "x.toml"],
+                vec!["user", "--config", "x.toml", "enable", id],
+                vec!["user", "set-password", id, "-c", "x.toml"],
+                vec!["user", "grant-role", id, "editor", "--client", "app"],
+                vec!["user", "revoke-role", id, "editor"],
+                vec!["user", "roles", id, "--config", "x.toml"],
+                vec!["user", "audit", id],
+                vec![
+                    "roles", "explain", id, "--client", "app", "--config", "x.toml",
+                ],
+            ] {
+                let cli = Cli::try_parse_from(std::iter::once("broker").chain(args.clone()))
+                    .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+                assert_eq!(user_id(&cli), id, "{args:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn commands_without_a_config_refuse_one() {
+        for args in [
+            &["hash-password", "--config", "x.toml"][..],
+            &["check-config", "a.toml", "--config", "x.toml"],
+            &["plugin", "inspect", "p.so", "--config", "x.toml"],
+        ] {
+            let all = std::iter::once("broker").chain(args.iter().copied());
+            assert!(Cli::try_parse_from(all).is_err(), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn a_piped_password_is_one_line_without_its_ending() {
+        let mut input = std::io::Cursor::new("s3cret pass\r\nnext line\n");
+        assert_eq!(
+            read_password_line(&mut input).unwrap().expose(),
+            "s3cret pass"
+        );
+        let mut empty = std::io::Cursor::new("");
+        assert_eq!(read_password_line(&mut empty).unwrap().expose(), "");
+    }
 }

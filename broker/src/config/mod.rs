@@ -3,13 +3,16 @@
 //! the key and the file.
 
 mod raw;
+mod redirect_uri;
 mod roles;
 
+pub use redirect_uri::{RedirectUri, RedirectUriError};
 pub use roles::{ProfileSync, ProviderPolicy, Registration};
 
 use crate::secrets::SecretString;
 use figment::Figment;
 use figment::providers::{Env, Format, Toml};
+use ipnet::IpNet;
 use raw::{RawClient, RawConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
@@ -137,7 +140,10 @@ pub struct Client {
     pub id: String,
     pub name: String,
     pub auth: ClientAuth,
-    pub redirect_uris: Vec<Url>,
+    /// As written: compared as strings (see [`RedirectUri`]).
+    pub redirect_uris: Vec<RedirectUri>,
+    /// `/authorize` requires a PKCE S256 challenge (always true for public clients).
+    pub require_pkce: bool,
     pub scopes: BTreeSet<String>,
     pub grants: BTreeSet<String>,
     pub cors_origins: BTreeSet<String>,
@@ -199,7 +205,9 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub workers: Option<usize>,
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Proxies whose `X-Forwarded-For` is believed: addresses (as /32 or /128) and
+    /// CIDR ranges.
+    pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
     pub store: StoreSettings,
     pub master_key: MasterKeySource,
@@ -331,12 +339,10 @@ impl Validator {
             .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
         let mut trusted_proxies = Vec::new();
         for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
-            trusted_proxies.push(p.parse::<IpAddr>().map_err(|e| {
-                self.err(
-                    format!("server.trusted_proxies[{i}]"),
-                    format!("not an IP address ({e})"),
-                )
-            })?);
+            trusted_proxies.push(
+                trusted_proxy(p)
+                    .map_err(|m| self.err(format!("server.trusted_proxies[{i}]"), m))?,
+            );
         }
 
         let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
@@ -569,20 +575,29 @@ impl Validator {
         let mut redirect_uris = Vec::new();
         for (i, u) in c.redirect_uris.iter().enumerate() {
             let k = format!("clients.{id}.redirect_uris[{i}]");
-            let url =
-                Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
+            let uri = RedirectUri::parse(u).map_err(|e| self.err(&k, e.to_string()))?;
+            let url = uri.url();
             if url.fragment().is_some() {
                 return Err(self.err(&k, "must not have a fragment"));
             }
             match url.scheme() {
                 "https" => {}
-                "http" if is_loopback_host(&url) || dev_mode => {}
+                "http" if is_loopback_host(url) || dev_mode => {}
                 "http" => return Err(self.err(&k, "http is allowed only for loopback addresses or in dev_mode")),
                 _ if c.public && url.scheme().contains('.') => {}
                 s => return Err(self.err(&k, format!("scheme {s:?} not allowed (https, loopback http, or a reverse-domain scheme for public clients)"))),
             }
-            redirect_uris.push(url);
+            redirect_uris.push(uri);
         }
+        let require_pkce = match (c.public, c.require_pkce) {
+            (true, Some(false)) => {
+                return Err(self.err(
+                    key("require_pkce"),
+                    "a public client always uses PKCE: it has no secret to prove a code is its own",
+                ));
+            }
+            (_, required) => required.unwrap_or(true),
+        };
         let scopes: BTreeSet<String> = match &c.scopes {
             None => SUPPORTED_SCOPES.iter().map(|s| s.to_string()).collect(),
             Some(list) => list.iter().cloned().collect(),
@@ -696,6 +711,7 @@ impl Validator {
             name: c.name.clone().unwrap_or_else(|| id.to_string()),
             auth,
             redirect_uris,
+            require_pkce,
             scopes,
             grants,
             cors_origins,
@@ -713,6 +729,27 @@ impl Validator {
             introspection,
         })
     }
+}
+
+/// One `trusted_proxies` entry: an IP address, or a CIDR range written with its host
+/// bits zero (`10.0.0.1/8` is refused: it reads as one proxy but means 16 million).
+fn trusted_proxy(text: &str) -> Result<IpNet, String> {
+    if !text.contains('/') {
+        return text
+            .parse::<IpAddr>()
+            .map(|ip| IpNet::from(ip.to_canonical()))
+            .map_err(|e| format!("{text:?} is not an IP address or CIDR range ({e})"));
+    }
+    let net: IpNet = text.parse().map_err(|e| {
+        format!("{text:?} is not a CIDR range like \"10.0.0.0/8\" or \"fd00::/8\" ({e})")
+    })?;
+    if net.trunc() != net {
+        return Err(format!(
+            "{text:?} has host bits set: write the range as {:?}, or the address alone",
+            net.trunc().to_string()
+        ));
+    }
+    Ok(net)
 }
 
 /// Resolves one secret given inline, from a file, or from an environment variable.

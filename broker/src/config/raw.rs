@@ -104,6 +104,7 @@ pub struct RawClient {
     pub secret_env: Option<String>,
     #[serde(default)]
     pub redirect_uris: Vec<String>,
+    pub require_pkce: Option<bool>,
     pub scopes: Option<Vec<String>>,
     pub grants: Option<Vec<String>>,
     #[serde(default)]

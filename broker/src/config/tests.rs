@@ -513,3 +513,58 @@ fn linking_by_verified_email_needs_a_provider_trusted_for_email() {
     let local = c.providers.iter().find(|p| p.id == "local").unwrap();
     assert!(!local.policy.link_by_verified_email, "off by default");
 }
+
+#[test]
+fn trusted_proxies_take_addresses_and_cidr_ranges() {
+    let c = load_text(&format!(
+        "{MINIMAL}\n[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"192.0.2.7\", \"2001:db8::/32\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(c.trusted_proxies.len(), 3);
+}
+
+#[test]
+fn bad_trusted_proxies_name_their_key() {
+    for bad in ["10.0.0.0/33", "10.0.0.1/8", "proxy.example", "10.0.0.0/"] {
+        let e = error_of(&format!(
+            "{MINIMAL}\n[server]\ntrusted_proxies = [\"192.0.2.7\", \"{bad}\"]\n"
+        ));
+        assert!(e.contains("server.trusted_proxies[1]"), "{bad}: {e}");
+        assert!(e.contains("broker.toml"), "{bad}: {e}");
+    }
+}
+
+#[test]
+fn pkce_is_required_unless_a_confidential_client_turns_it_off() {
+    let c = load_text(MINIMAL).unwrap();
+    assert!(c.clients["app"].require_pkce, "required by default");
+    let off = load_text(&MINIMAL.replace("redirect_uris", "require_pkce = false\nredirect_uris"))
+        .unwrap();
+    assert!(!off.clients["app"].require_pkce);
+    let public = MINIMAL.replace(
+        "secret = \"app-secret-123\"",
+        "public = true\nrequire_pkce = false",
+    );
+    let e = error_of(&public);
+    assert!(e.contains("clients.app.require_pkce"), "{e}");
+}
+
+#[test]
+fn redirect_uris_are_kept_as_written() {
+    let c = load_text(&MINIMAL.replace(
+        "\"http://127.0.0.1:5555/callback\"",
+        "\"https://app.example:443/cb\", \"https://app.example\"",
+    ))
+    .unwrap();
+    let written: Vec<&str> = c.clients["app"]
+        .redirect_uris
+        .iter()
+        .map(|u| u.as_str())
+        .collect();
+    assert_eq!(
+        written,
+        ["https://app.example:443/cb", "https://app.example"]
+    );
+    let e = error_of(&MINIMAL.replace("5555/callback\"", "5555/callback \""));
+    assert!(e.contains("clients.app.redirect_uris[0]"), "{e}");
+}

@@ -49,7 +49,7 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
     };
     let raw_state = params.get("state").map(|s| s.to_string());
     let reply = AuthorizationReply {
-        redirect_uri: redirect_uri.clone(),
+        redirect_uri: redirect_uri.url().clone(),
         state: raw_state.clone().filter(|s| s.len() <= MAX_STATE_LEN),
         issuer: config.issuer.clone(),
     };
@@ -171,7 +171,8 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
     }
     Ok(AuthorizationRequest {
         client_id: client.id.clone(),
-        redirect_uri: redirect_uri.to_string(),
+        // The string as requested (and registered): what /token compares.
+        redirect_uri: redirect_uri.as_str().to_string(),
         state: raw_state,
         nonce,
         scopes,
@@ -222,6 +223,9 @@ fn parse_pkce(
         )),
         (None, None) if client.is_public() => Err(OAuthError::invalid_request(
             "public clients must use PKCE (S256)",
+        )),
+        (None, None) if client.require_pkce => Err(OAuthError::invalid_request(
+            "this client must use PKCE (S256): send code_challenge",
         )),
         (None, None) => Ok(None),
         (Some(_), None) | (Some(_), Some("plain")) => Err(OAuthError::invalid_request(

@@ -1,42 +1,23 @@
 //! Client rules: redirect-URI matching and client authentication at the token endpoint.
 
-use crate::config::{Client, ClientAuth, Config};
+use crate::config::{Client, ClientAuth, Config, RedirectUri};
 use crate::flow::OAuthError;
 use crate::secrets::constant_time_eq;
 use actix_web::HttpRequest;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use url::Url;
 
-/// The registered redirect URI that `requested` names, compared exactly; for public
-/// clients a loopback IP redirect may differ only in port (RFC 8252 §7.3).
-pub fn match_redirect_uri(client: &Client, requested: &str) -> Option<Url> {
-    let url = Url::parse(requested).ok()?;
-    for registered in &client.redirect_uris {
-        if registered.as_str() == url.as_str() {
-            return Some(url);
-        }
-        if client.is_public() && is_loopback_ip(registered) && is_loopback_ip(&url) {
-            let mut a = registered.clone();
-            let mut b = url.clone();
-            if a.set_port(None).is_ok()
-                && b.set_port(None).is_ok()
-                && a == b
-                && url.scheme() == "http"
-            {
-                return Some(url);
-            }
-        }
-    }
-    None
-}
-
-fn is_loopback_ip(url: &Url) -> bool {
-    match url.host() {
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        _ => false,
-    }
+/// `requested`, exactly as sent, when it is one of the client's registered redirect
+/// URIs: the same string, with no normalisation, except that a public (native)
+/// client's loopback IP redirect may name any port (RFC 8252 §7.3). `/token` then
+/// compares the string returned here, byte for byte.
+pub fn match_redirect_uri(client: &Client, requested: &str) -> Option<RedirectUri> {
+    client
+        .redirect_uris
+        .iter()
+        .any(|registered| registered.accepts(requested, client.is_public()))
+        .then(|| RedirectUri::parse(requested).ok())
+        .flatten()
 }
 
 /// Credentials a client presented at the token endpoint.
@@ -162,7 +143,11 @@ mod tests {
             } else {
                 ClientAuth::Secret(crate::secrets::SecretString::new("s3cret-long".into()))
             },
-            redirect_uris: uris.iter().map(|u| Url::parse(u).unwrap()).collect(),
+            redirect_uris: uris
+                .iter()
+                .map(|u| RedirectUri::parse(u).unwrap())
+                .collect(),
+            require_pkce: true,
             scopes: BTreeSet::new(),
             grants: BTreeSet::new(),
             cors_origins: BTreeSet::new(),
@@ -189,10 +174,20 @@ mod tests {
         assert!(match_redirect_uri(&c, "https://app.example/cb/").is_none());
         assert!(match_redirect_uri(&c, "https://app.example/cb?x=1").is_none());
         assert!(match_redirect_uri(&c, "https://app.example.evil/cb").is_none());
-        assert!(
-            match_redirect_uri(&c, "HTTPS://app.example/cb").is_some(),
-            "scheme case is normalised by URL parsing"
-        );
+        // No normalisation: another spelling of the same address is another URI.
+        assert!(match_redirect_uri(&c, "HTTPS://app.example/cb").is_none());
+        assert!(match_redirect_uri(&c, "https://app.example:443/cb").is_none());
+        assert!(match_redirect_uri(&c, "https://app.example/./cb").is_none());
+    }
+
+    #[test]
+    fn the_matched_uri_is_the_string_requested() {
+        let c = client(true, &["http://127.0.0.1/callback"]);
+        let matched = match_redirect_uri(&c, "http://127.0.0.1:49152/callback").unwrap();
+        assert_eq!(matched.as_str(), "http://127.0.0.1:49152/callback");
+        let c = client(false, &["https://app.example:443/cb"]);
+        let matched = match_redirect_uri(&c, "https://app.example:443/cb").unwrap();
+        assert_eq!(matched.as_str(), "https://app.example:443/cb");
     }
 
     #[test]

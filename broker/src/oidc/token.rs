@@ -220,6 +220,11 @@ async fn authorization_code(
             let _ = app.store.revoke_grant(&record.grant_id, now).await;
             return Err(refuse("code_verifier sent but no code_challenge was"));
         }
+        // Only if the client's config changed since /authorize, which enforces it.
+        (None, None) if client.require_pkce => {
+            let _ = app.store.revoke_grant(&record.grant_id, now).await;
+            return Err(refuse("this client must use PKCE"));
+        }
         (None, None) => {}
     }
     // The redeemer won the code: a replay racing it revokes the grant, which kills
