@@ -322,6 +322,7 @@ mod tests {
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             introspection,
+            require_pkce: true,
         }
     }
 
