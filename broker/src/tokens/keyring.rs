@@ -13,6 +13,7 @@ use crate::config::SigningAlg;
 use crate::secrets::{self, MasterKey};
 use crate::store::{SharedStore, SigningKeyRecord, StoreError, UnixTime};
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
 const TABLE: &str = "signing_keys";
@@ -90,7 +91,14 @@ pub struct Keyring {
     policy: RotationPolicy,
     algs: BTreeSet<SigningAlg>,
     state: RwLock<Arc<KeySet>>,
+    /// When a token with an unknown `kid` last made us reload (see [`Keyring::key_by_kid`]).
+    last_miss_reload: AtomicI64,
 }
+
+/// A token with an unknown `kid` reloads the keys at most this often: anyone can send
+/// such tokens, and each reload reads the store. Keys are pre-published, so a replica
+/// normally holds a key before any token is signed with it.
+pub const MISS_RELOAD_INTERVAL_SECS: i64 = 5;
 
 impl Keyring {
     /// Creates any missing keys and loads them all.
@@ -108,6 +116,7 @@ impl Keyring {
             policy,
             algs,
             state: RwLock::new(Arc::new(KeySet::default())),
+            last_miss_reload: AtomicI64::new(i64::MIN),
         });
         ring.maintain().await?;
         Ok(ring)
@@ -246,12 +255,24 @@ impl Keyring {
             .ok_or(KeyringError::NoActiveKey(alg.as_str()))
     }
 
-    /// A key by id, for verifying our own tokens; reloads once on a miss (another
-    /// replica may have created it).
+    /// A key by id, for verifying our own tokens; on a miss, reloads (another replica
+    /// may have created it) unless a miss reloaded within the last few seconds.
     pub async fn key_by_kid(&self, kid: &str) -> Result<Option<Arc<LoadedKey>>, KeyringError> {
         let find = |set: &KeySet| set.keys.iter().find(|k| k.kid == kid).cloned();
         if let Some(k) = find(self.snapshot()?.as_ref()) {
             return Ok(Some(k));
+        }
+        let now = self.clock.now();
+        let last = self.last_miss_reload.load(Ordering::Acquire);
+        let due = last == i64::MIN || now - last >= MISS_RELOAD_INTERVAL_SECS;
+        // Of many misses at once, one reloads.
+        if !due
+            || self
+                .last_miss_reload
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
+            return Ok(None);
         }
         self.reload().await?;
         Ok(find(self.snapshot()?.as_ref()))
@@ -378,5 +399,31 @@ mod tests {
         let new_kid = b.signing_key(SigningAlg::Es256).unwrap().kid.clone();
         assert!(a.key_by_kid(&new_kid).await.unwrap().is_some());
         assert!(a.key_by_kid("no-such-kid").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn unknown_kids_reload_at_most_once_per_interval() {
+        let clock = ManualClock::at(T0 + 50);
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let a = ring(clock.clone(), store.clone()).await;
+        assert!(a.key_by_kid("forged-1").await.unwrap().is_none());
+        // Another replica adds a key now: a forged kid just reloaded, so a does not
+        // read the store again until the interval has passed.
+        let b = Keyring::open(
+            store,
+            Arc::new(MasterKey::from_bytes(&[1u8; 32]).unwrap()),
+            clock.clone(),
+            a.policy(),
+            [SigningAlg::Es256, SigningAlg::EdDsa].into_iter().collect(),
+        )
+        .await
+        .unwrap();
+        let added = b.signing_key(SigningAlg::EdDsa).unwrap().kid.clone();
+        assert!(
+            a.key_by_kid(&added).await.unwrap().is_none(),
+            "no reload yet"
+        );
+        clock.advance(MISS_RELOAD_INTERVAL_SECS);
+        assert!(a.key_by_kid(&added).await.unwrap().is_some(), "reloaded");
     }
 }
