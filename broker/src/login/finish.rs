@@ -139,20 +139,29 @@ async fn sign_in(
     Ok(res)
 }
 
-/// Whether an account-page login ends in the same live session, through the same
-/// provider, that started it.
-async fn from_the_same_session(
+/// Consumes an account-page login (single use, whatever the outcome) and checks it
+/// ends in the same live session, through the same provider, that started it.
+async fn take_for_the_session(
     req: &HttpRequest,
     app: &AppState,
+    p: &PendingLogin,
     intent: &AccountIntent,
     entry: &ProviderEntry,
-) -> Result<bool, PageError> {
+) -> Result<(), PageError> {
+    p.take(app).await?;
     let session = browser::session(req, app).await?;
     let same_session = session.is_some_and(|s| {
         s.user_id == intent.user_id
             && secrets::constant_time_eq(s.id_hash.as_bytes(), intent.session_hash.as_bytes())
     });
-    Ok(same_session && entry.id == intent.provider_id)
+    if !same_session || entry.id != intent.provider_id {
+        tracing::warn!(provider = %entry.id, "an account-page login finished outside the session that started it");
+        return Err(account_page_error(
+            StatusCode::FORBIDDEN,
+            "This sign-in does not belong to your current session. Open your account page and start again.",
+        ));
+    }
+    Ok(())
 }
 
 fn account_page_error(status: StatusCode, message: &str) -> PageError {
@@ -169,15 +178,7 @@ async fn link(
     entry: &ProviderEntry,
     identity: Identity,
 ) -> Result<HttpResponse, PageError> {
-    // Single use, whatever the outcome.
-    p.take(app).await?;
-    if !from_the_same_session(req, app, intent, entry).await? {
-        tracing::warn!(provider = %entry.id, "link login finished outside the session that started it");
-        return Err(account_page_error(
-            StatusCode::FORBIDDEN,
-            "This link request does not belong to your current sign-in. Open your account page and start again.",
-        ));
-    }
+    take_for_the_session(req, app, p, intent, entry).await?;
     let now = app.clock.now();
     match link_to_user(
         &app.store,
@@ -222,14 +223,7 @@ async fn reauthenticate(
     entry: &ProviderEntry,
     identity: Identity,
 ) -> Result<HttpResponse, PageError> {
-    p.take(app).await?;
-    if !from_the_same_session(req, app, intent, entry).await? {
-        tracing::warn!(provider = %entry.id, "re-authentication finished outside the session that started it");
-        return Err(account_page_error(
-            StatusCode::FORBIDDEN,
-            "This sign-in does not belong to your current session. Open your account page and start again.",
-        ));
-    }
+    take_for_the_session(req, app, p, intent, entry).await?;
     let now = app.clock.now();
     let auth_time = authenticated_at(identity.auth_time, now);
     let user = resolve_user(app, entry, identity, now).await?;
