@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use std::time::{SystemTime, UNIX_EPOCH};
 use switchboard_e2e::{
     ADMIN, Broker, Browser, EDDSA_APP, ES256_APP, SECOND_APP, Setup, TestClient, TokenReply,
-    WEB_APP,
+    WEB_APP, jwt_claims,
 };
 
 /// The audience of WEB_APP's access tokens in these tests.
@@ -483,4 +483,55 @@ async fn an_unknown_introspection_policy_stops_the_broker_and_names_the_key() {
         log.contains("own_audience") && log.contains("\"all\""),
         "the allowed values are named: {log}"
     );
+}
+
+/// A refresh may ask for less than was granted (RFC 6749 §6): that access token has
+/// only the narrower scope (userinfo then refuses what it lacks), while the grant and
+/// the rotated refresh token keep everything, so the next plain refresh gets it all.
+#[tokio::test]
+async fn a_narrower_refresh_scope_narrows_that_access_token_only() {
+    let broker = Broker::start().await;
+    let browser = Browser::new(&broker);
+    let tokens = broker.sign_in(&browser, &WEB_APP, &ADMIN).await;
+
+    let narrow = broker
+        .token_request(
+            &WEB_APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", tokens.refresh_token()),
+                ("scope", "profile"),
+            ],
+        )
+        .await;
+    narrow.assert_ok();
+    assert_eq!(narrow.body["scope"], "profile", "{}", narrow.body);
+    assert!(
+        narrow.body.get("id_token").is_none(),
+        "no openid, no ID token"
+    );
+    assert_eq!(jwt_claims(narrow.access_token())["scope"], "profile");
+    let info = broker.userinfo(narrow.access_token()).await;
+    assert_eq!(info.status, StatusCode::FORBIDDEN, "userinfo needs openid");
+
+    let full = broker.refresh(&WEB_APP, narrow.refresh_token()).await;
+    full.assert_ok();
+    assert_eq!(
+        full.body["scope"], "openid profile email offline_access",
+        "{}",
+        full.body
+    );
+    assert_eq!(jwt_claims(full.id_token())["email"], ADMIN.email);
+
+    let wider = broker
+        .token_request(
+            &WEB_APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", full.refresh_token()),
+                ("scope", "openid groups"),
+            ],
+        )
+        .await;
+    wider.assert_error("invalid_scope");
 }

@@ -291,18 +291,26 @@ async fn refresh(
             "refresh token was issued to another client",
         ));
     }
-    if let Some(scope) = &form.scope {
-        let all_granted = scope
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .all(|s| peeked.scopes.iter().any(|g| g == s));
-        if !all_granted {
-            return Err(OAuthError::new(
-                "invalid_scope",
-                "scope exceeds the original grant",
-            ));
+    // A narrower scope (RFC 6749 §6) is for this access token only: the grant and
+    // the rotated refresh token keep what was granted.
+    let narrowed: Option<Vec<String>> = match &form.scope {
+        None => None,
+        Some(scope) => {
+            let mut asked: Vec<String> = Vec::new();
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                if !peeked.scopes.iter().any(|g| g == s) {
+                    return Err(OAuthError::new(
+                        "invalid_scope",
+                        "scope exceeds the original grant",
+                    ));
+                }
+                if !asked.iter().any(|a| a == s) {
+                    asked.push(s.to_string());
+                }
+            }
+            (!asked.is_empty()).then_some(asked)
         }
-    }
+    };
     let user = active_user(app, &peeked).await?;
     let user = recheck_upstream(app, &peeked, user).await?;
     let new_token = secrets::random_token().map_err(server_error("random failed"))?;
@@ -329,7 +337,11 @@ async fn refresh(
             ));
         }
     };
-    let mut response = issue(app, client, &grant, &user, None, false).await?;
+    let for_this_token = match narrowed {
+        Some(scopes) => GrantRecord { scopes, ..grant },
+        None => grant,
+    };
+    let mut response = issue(app, client, &for_this_token, &user, None, false).await?;
     response.refresh_token = Some(new_token);
     Ok(response)
 }
@@ -403,19 +415,24 @@ async fn issue(
         .signer
         .access_token(client, grant, &audience, person, now)
         .map_err(server_error("signing access token failed"))?;
-    let id_token = app
-        .signer
-        .id_token(
-            client,
-            user,
-            grant,
-            role_claims,
-            nonce,
-            &access.token,
-            grant.session_id_hash.as_deref(),
-            now,
-        )
-        .map_err(server_error("signing ID token failed"))?;
+    // Without `openid` (a refresh narrowed below it) there is no ID token.
+    let id_token = match grant.scopes.iter().any(|s| s == "openid") {
+        false => None,
+        true => Some(
+            app.signer
+                .id_token(
+                    client,
+                    user,
+                    grant,
+                    role_claims,
+                    nonce,
+                    &access.token,
+                    grant.session_id_hash.as_deref(),
+                    now,
+                )
+                .map_err(server_error("signing ID token failed"))?,
+        ),
+    };
     let refresh_token = if with_refresh {
         let token = secrets::random_token().map_err(server_error("random failed"))?;
         let expires_at = (now + client.lifetimes.refresh_token_idle).min(grant.expires_at);
@@ -433,7 +450,7 @@ async fn issue(
         token_type: "Bearer",
         expires_in: access.expires_in,
         scope: grant.scopes.join(" "),
-        id_token: Some(id_token),
+        id_token,
         refresh_token,
     })
 }
