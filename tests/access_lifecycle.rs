@@ -155,6 +155,10 @@ async fn an_unregistered_post_logout_redirect_uri_is_refused_without_redirect() 
     for target in [
         "https://evil.example/",
         "https://web-app.example/signed-out/x",
+        // Spellings that parse to the registered URI are still not it.
+        "https://WEB-APP.example/signed-out",
+        "https://web-app.example:443/signed-out",
+        "https://web-app.example/./signed-out",
     ] {
         let url = logout_url(
             &broker,

@@ -152,7 +152,8 @@ pub struct Client {
     pub resources: BTreeSet<String>,
     pub lifetimes: Lifetimes,
     /// Exact URIs a person may be sent to after RP-initiated logout.
-    pub post_logout_redirect_uris: Vec<Url>,
+    /// As written: compared as strings, like `redirect_uris`.
+    pub post_logout_redirect_uris: Vec<RedirectUri>,
     pub backchannel_logout_uri: Option<Url>,
     pub backchannel_logout_session_required: bool,
     /// Which access tokens it may introspect (confidential clients only).
@@ -631,12 +632,11 @@ impl Validator {
         let mut post_logout_redirect_uris = Vec::new();
         for (i, u) in c.post_logout_redirect_uris.iter().enumerate() {
             let k = format!("clients.{id}.post_logout_redirect_uris[{i}]");
-            let url =
-                Url::parse(u).map_err(|e| self.err(&k, format!("not an absolute URL: {e}")))?;
-            if url.fragment().is_some() {
+            let uri = RedirectUri::parse(u).map_err(|e| self.err(&k, e.to_string()))?;
+            if uri.url().fragment().is_some() {
                 return Err(self.err(&k, "must not have a fragment"));
             }
-            post_logout_redirect_uris.push(url);
+            post_logout_redirect_uris.push(uri);
         }
         let backchannel_logout_uri = match &c.backchannel_logout_uri {
             None => None,

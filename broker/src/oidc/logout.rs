@@ -55,15 +55,14 @@ fn post_logout_target<'a>(
         .clients
         .get(client_id)
         .ok_or("The application is not registered with this sign-in service.")?;
-    let url = Url::parse(requested).map_err(|_| "The post_logout_redirect_uri is not a URL.")?;
-    if !client
+    // One exact string comparison, as for redirect_uri: no normalisation may make an
+    // unregistered spelling acceptable.
+    let registered = client
         .post_logout_redirect_uris
         .iter()
-        .any(|u| u.as_str() == url.as_str())
-    {
-        return Err("The post_logout_redirect_uri is not registered for this application.");
-    }
-    Ok(Some((client, url)))
+        .find(|u| u.as_str() == requested.as_str())
+        .ok_or("The post_logout_redirect_uri is not registered for this application.")?;
+    Ok(Some((client, registered.url().clone())))
 }
 
 async fn end_and_leave(
