@@ -9,7 +9,6 @@ pub mod middleware;
 pub mod pages;
 pub mod params;
 
-pub use middleware::{RequestId, request_id};
 pub use pages::{PageError, Pages};
 pub use params::Params;
 

@@ -118,20 +118,6 @@ impl PageError {
         });
         self
     }
-
-    pub fn back_to(
-        mut self,
-        id: &'static str,
-        url: impl Into<String>,
-        label: &'static str,
-    ) -> Self {
-        self.back = Some(WayBack {
-            id,
-            url: url.into(),
-            label,
-        });
-        self
-    }
 }
 
 impl ResponseError for PageError {
