@@ -144,15 +144,38 @@ pub async fn link_to_user(
         Err(e) => return Err(e.into()),
     }
     tracing::info!(provider = %entry.id, user = %user.id, "identity linked from the account page");
+    audit_linked(
+        store,
+        &user.id,
+        &entry.id,
+        &identity.subject,
+        "account_page",
+        None,
+        now,
+    )
+    .await
+}
+
+/// The `identity_linked` audit event: who, which identity, and how (`by`; the email
+/// that vouched when linked by verified email).
+pub(super) async fn audit_linked(
+    store: &SharedStore,
+    user_id: &str,
+    provider_id: &str,
+    subject: &str,
+    by: &str,
+    email: Option<&str>,
+    now: UnixTime,
+) -> Result<(), IdentityError> {
+    let mut detail = serde_json::json!({ "provider": provider_id, "subject": subject, "by": by });
+    if let Some(email) = email {
+        detail["email"] = email.into();
+    }
     store
         .record_audit(&AuditEvent {
-            user_id: user.id.clone(),
+            user_id: user_id.to_string(),
             kind: "identity_linked".into(),
-            detail: serde_json::json!({
-                "provider": entry.id,
-                "subject": identity.subject,
-                "by": "account_page",
-            }),
+            detail,
             at: now,
         })
         .await?;

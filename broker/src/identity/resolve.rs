@@ -4,13 +4,13 @@
 //! user from the provider lives here too, as it applies the same profile rules.
 
 use super::IdentityError;
-use super::links::{identity_of_link, open_provider_data, seal_provider_data, stored_identity};
+use super::links::{
+    audit_linked, identity_of_link, open_provider_data, seal_provider_data, stored_identity,
+};
 use crate::config::{ProfileSync, Registration};
 use crate::providers::ProviderEntry;
 use crate::secrets::{self, MasterKey};
-use crate::store::{
-    AuditEvent, IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
-};
+use crate::store::{IdentityLink, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use std::collections::BTreeSet;
 use switchboard_plugin_api::{Identity, ProviderError, RefreshRequest};
 
@@ -156,19 +156,18 @@ pub async fn resolve_login(
                 .await?;
             if linked_by_email {
                 tracing::info!(provider = %entry.id, user = %user.id, "identity linked by verified email");
-                store
-                    .record_audit(&AuditEvent {
-                        user_id: user.id.clone(),
-                        kind: "identity_linked".into(),
-                        detail: serde_json::json!({
-                            "provider": entry.id,
-                            "subject": identity.subject,
-                            "by": "verified_email",
-                            "email": identity.email,
-                        }),
-                        at: now,
-                    })
-                    .await?;
+                let email = identity.email.as_deref();
+                let subject = &identity.subject;
+                audit_linked(
+                    store,
+                    &user.id,
+                    &entry.id,
+                    subject,
+                    "verified_email",
+                    email,
+                    now,
+                )
+                .await?;
             }
         }
     }
