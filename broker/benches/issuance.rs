@@ -84,6 +84,7 @@ fn grant() -> GrantRecord {
         created_at: 1_800_000_000,
         expires_at: 1_900_000_000,
         revoked_at: None,
+        resource: None,
     }
 }
 

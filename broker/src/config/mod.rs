@@ -168,6 +168,12 @@ impl Client {
     pub fn allows_grant(&self, grant: &str) -> bool {
         self.grants.contains(grant)
     }
+
+    /// Whether this client may ask for tokens for `resource` (RFC 8707): its own
+    /// `audience` or one of its `resources`.
+    pub fn allows_resource(&self, resource: &str) -> bool {
+        self.audience.as_deref() == Some(resource) || self.resources.contains(resource)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -418,7 +424,7 @@ impl Validator {
             refresh_reuse_grace: self.duration(
                 "tokens.refresh_reuse_grace",
                 t.refresh_reuse_grace.as_deref(),
-                "0s",
+                "10s",
             )?,
             code_lifetime: self.positive(
                 "tokens.code_lifetime",

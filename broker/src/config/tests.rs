@@ -39,7 +39,7 @@ fn minimal_config_loads_with_defaults() {
     assert_eq!(c.issuer, "http://127.0.0.1:5556");
     assert_eq!(c.tokens.default_alg, SigningAlg::Rs256);
     assert_eq!(c.tokens.lifetimes.access_token, 600);
-    assert_eq!(c.tokens.refresh_reuse_grace, 0);
+    assert_eq!(c.tokens.refresh_reuse_grace, 10);
     let app = &c.clients["app"];
     assert!(!app.is_public());
     assert!(app.scopes.contains("openid"));

@@ -34,6 +34,7 @@ pub async fn issue_code(
         created_at: now,
         expires_at: now + client.lifetimes.refresh_token_absolute,
         revoked_at: None,
+        resource: request.resource.clone(),
     };
     let code_record = CodeRecord {
         code_hash: secrets::hash_secret(&code),

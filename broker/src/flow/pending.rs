@@ -304,6 +304,7 @@ mod tests {
             login_hint: Some("ada".into()),
             hinted_subject: None,
             provider_hint: Some("local".into()),
+            resource: None,
         }
     }
 

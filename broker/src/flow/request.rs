@@ -29,6 +29,10 @@ pub struct AuthorizationRequest {
     /// `sub` of a valid `id_token_hint`.
     pub hinted_subject: Option<String>,
     pub provider_hint: Option<String>,
+    /// The one `resource` (RFC 8707) asked for, already checked against the client.
+    /// Rows stored before it existed read as none.
+    #[serde(default)]
+    pub resource: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -68,6 +72,7 @@ mod tests {
             login_hint: None,
             hinted_subject: None,
             provider_hint: None,
+            resource: None,
         };
         assert!(!r.needs_fresh_login(100, 200));
         r.max_age = Some(150);

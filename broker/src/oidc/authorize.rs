@@ -137,9 +137,9 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
     {
         return Err(fail(OAuthError::invalid_request("unknown provider")));
     }
-    if let Some(resource) = params.get("resource")
-        && client.audience.as_deref() != Some(resource)
-        && !client.resources.contains(resource)
+    let resource = params.get("resource").map(str::to_string);
+    if let Some(resource) = &resource
+        && !client.allows_resource(resource)
     {
         return Err(fail(OAuthError::new(
             "invalid_target",
@@ -182,6 +182,7 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         login_hint,
         hinted_subject,
         provider_hint,
+        resource,
     })
 }
 

@@ -22,6 +22,8 @@ pub struct TokenForm {
     code_verifier: Option<String>,
     refresh_token: Option<String>,
     scope: Option<String>,
+    /// RFC 8707: the one resource the access token is for.
+    resource: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
 }
@@ -137,10 +139,7 @@ fn client_credentials(
             out
         }
     };
-    let audience = client
-        .audience
-        .clone()
-        .unwrap_or_else(|| app.config.issuer.clone());
+    let audience = audience(app, client, None, form.resource.as_deref())?;
     let access = app
         .signer
         .client_access_token(client, &scopes, &audience, app.clock.now())
@@ -154,6 +153,34 @@ fn client_credentials(
         id_token: None,
         refresh_token: None,
     })
+}
+
+/// The `aud` of an access token. A `resource` asked for at the token endpoint must be
+/// one the client may have and, for a person's grant authorized for a resource, that
+/// very one (RFC 8707 §2.2); without one, the grant's resource, else the client's
+/// `audience`, else the issuer.
+fn audience(
+    app: &AppState,
+    client: &Client,
+    grant: Option<&GrantRecord>,
+    asked: Option<&str>,
+) -> Result<String, OAuthError> {
+    let authorized = grant.and_then(|g| g.resource.as_deref());
+    match asked {
+        Some(resource) if !client.allows_resource(resource) => Err(OAuthError::new(
+            "invalid_target",
+            "resource is not allowed for this client",
+        )),
+        Some(resource) if authorized.is_some_and(|a| a != resource) => Err(OAuthError::new(
+            "invalid_target",
+            "resource differs from the one authorized",
+        )),
+        Some(resource) => Ok(resource.to_string()),
+        None => Ok(authorized
+            .or(client.audience.as_deref())
+            .unwrap_or(&app.config.issuer)
+            .to_string()),
+    }
 }
 
 /// RFC 7636 S256: BASE64URL(SHA256(verifier)) == challenge, verifier 43..128 unreserved.
@@ -231,10 +258,12 @@ async fn authorization_code(
     // these tokens at their first use, but this exchange still answers (exactly one
     // success per code). Only a grant that is gone or expired stops it here.
     let grant = redeemed_grant(app, &record.grant_id).await?;
+    let audience = audience(app, client, Some(&grant), form.resource.as_deref())?;
     let user = active_user(app, &grant).await?;
     let offline =
         grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
-    issue(app, client, &grant, &user, record.nonce.as_deref(), offline).await
+    let nonce = record.nonce.as_deref();
+    issue(app, client, &grant, &audience, &user, nonce, offline).await
 }
 
 async fn redeemed_grant(app: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
@@ -311,6 +340,7 @@ async fn refresh(
             (!asked.is_empty()).then_some(asked)
         }
     };
+    let audience = audience(app, client, Some(&peeked), form.resource.as_deref())?;
     let user = active_user(app, &peeked).await?;
     let user = recheck_upstream(app, &peeked, user).await?;
     let new_token = secrets::random_token().map_err(server_error("random failed"))?;
@@ -331,6 +361,12 @@ async fn refresh(
             tracing::warn!(grant = %grant_id, "refresh token reused; family revoked");
             return Err(OAuthError::invalid_grant("refresh token was already used"));
         }
+        RotateOutcome::Superseded => {
+            tracing::info!(grant = %peeked.id, "refresh token superseded by a retry of its parent");
+            return Err(OAuthError::invalid_grant(
+                "refresh token was replaced by a later refresh",
+            ));
+        }
         RotateOutcome::Invalid => {
             return Err(OAuthError::invalid_grant(
                 "refresh token is invalid or expired",
@@ -341,7 +377,7 @@ async fn refresh(
         Some(scopes) => GrantRecord { scopes, ..grant },
         None => grant,
     };
-    let mut response = issue(app, client, &for_this_token, &user, None, false).await?;
+    let mut response = issue(app, client, &for_this_token, &audience, &user, None, false).await?;
     response.refresh_token = Some(new_token);
     Ok(response)
 }
@@ -395,15 +431,12 @@ async fn issue(
     app: &AppState,
     client: &Client,
     grant: &GrantRecord,
+    audience: &str,
     user: &UserRecord,
     nonce: Option<&str>,
     with_refresh: bool,
 ) -> Result<TokenResponse, OAuthError> {
     let now = app.clock.now();
-    let audience = client
-        .audience
-        .clone()
-        .unwrap_or_else(|| app.config.issuer.clone());
     // Roles are recomputed at every issuance: after a login, and after a refresh has
     // asked the provider again.
     let roles = crate::identity::grant_access(&app.store, &app.config.roles, grant)
@@ -413,7 +446,7 @@ async fn issue(
     let role_claims = person.roles.clone();
     let access = app
         .signer
-        .access_token(client, grant, &audience, person, now)
+        .access_token(client, grant, audience, person, now)
         .map_err(server_error("signing access token failed"))?;
     // Without `openid` (a refresh narrowed below it) there is no ID token.
     let id_token = match grant.scopes.iter().any(|s| s == "openid") {

@@ -83,6 +83,7 @@ fn grant(id: &str, user_id: &str, expires_at: UnixTime) -> GrantRecord {
         created_at: NOW,
         expires_at,
         revoked_at: None,
+        resource: None,
     }
 }
 
@@ -813,6 +814,8 @@ async fn refresh_token_reads_back_with_its_own_times_and_first_spend(store: Shar
         created_at: NOW,
         expires_at: NOW + 12 * HOUR,
         spent_at,
+        parent_hash: None,
+        superseded_at: None,
     };
     assert_eq!(store.get_refresh_token("t1").await.unwrap(), Some(t1(None)));
     assert_eq!(store.get_refresh_token("nope").await.unwrap(), None);
@@ -835,10 +838,13 @@ async fn refresh_token_reads_back_with_its_own_times_and_first_spend(store: Shar
             created_at: NOW + 10,
             expires_at: NOW + 5 * HOUR,
             spent_at: None,
+            parent_hash: Some("t1".to_owned()),
+            superseded_at: None,
         }),
         "the successor has its own issue time and expiry, not the grant's"
     );
-    // A retry within the grace rotates again; the first spend is what counts.
+    // A retry within the grace rotates again; the first spend is what counts, and
+    // the unused successor is superseded.
     store
         .rotate_refresh("t1", "t3", NOW + 5 * HOUR, NOW + 20, grace)
         .await
@@ -847,6 +853,12 @@ async fn refresh_token_reads_back_with_its_own_times_and_first_spend(store: Shar
         store.get_refresh_token("t1").await.unwrap(),
         Some(t1(Some(NOW + 10)))
     );
+    let t2 = store.get_refresh_token("t2").await.unwrap().unwrap();
+    assert_eq!((t2.spent_at, t2.superseded_at), (None, Some(NOW + 20)));
+    assert!(t2.is_ended());
+    let t3 = store.get_refresh_token("t3").await.unwrap().unwrap();
+    assert_eq!(t3.parent_hash.as_deref(), Some("t1"));
+    assert!(!t3.is_ended());
 
     // Read as stored: past its expiry and with its grant revoked, it still answers.
     store.revoke_grant("g1", NOW + 30).await.unwrap();
@@ -939,40 +951,60 @@ async fn reused_refresh_token_revokes_the_family(store: SharedStore) {
 async fn reuse_within_grace_rotates_instead_of_revoking(store: SharedStore) {
     seed_grant(&store).await;
     let grace = 30;
+    let rotate = |old: &'static str, new: &'static str, at: UnixTime| {
+        let store = store.clone();
+        async move {
+            store
+                .rotate_refresh(old, new, NOW + 12 * HOUR, at, grace)
+                .await
+                .unwrap()
+        }
+    };
+    let live = |store: SharedStore| async move {
+        let mut live = Vec::new();
+        for t in ["t1", "t2", "t3", "t4", "t5", "t6"] {
+            if let Some(r) = store.get_refresh_token(t).await.unwrap()
+                && !r.is_ended()
+            {
+                live.push(t);
+            }
+        }
+        live
+    };
     assert!(matches!(
-        store
-            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW, grace)
-            .await
-            .unwrap(),
+        rotate("t1", "t2", NOW).await,
         RotateOutcome::Rotated(_)
     ));
 
-    // The client lost the response and retries with the old token.
+    // The client lost the answer and retries with the old token, twice: each retry
+    // gets a working successor and the unused one dies.
     assert!(matches!(
-        store
-            .rotate_refresh("t1", "t3", NOW + 12 * HOUR, NOW + grace, grace)
-            .await
-            .unwrap(),
+        rotate("t1", "t3", NOW + 1).await,
         RotateOutcome::Rotated(_)
     ));
+    assert!(matches!(
+        rotate("t1", "t4", NOW + grace).await,
+        RotateOutcome::Rotated(_)
+    ));
+    assert_eq!(live(store.clone()).await, ["t4"], "the family never forks");
+    assert_eq!(
+        rotate("t2", "t5", NOW + grace).await,
+        RotateOutcome::Superseded,
+        "a superseded token is dead"
+    );
     assert_eq!(
         store.get_grant("g1").await.unwrap().unwrap().revoked_at,
-        None
+        None,
+        "but the family lives: it was never exchanged"
     );
+
+    // Once the successor has been used, the old token is no retry any more.
     assert!(matches!(
-        store
-            .rotate_refresh("t3", "t4", NOW + 12 * HOUR, NOW + grace, grace)
-            .await
-            .unwrap(),
+        rotate("t4", "t5", NOW + grace).await,
         RotateOutcome::Rotated(_)
     ));
-
-    // Past the grace window measured from the first spend, it is reuse.
     assert_eq!(
-        store
-            .rotate_refresh("t1", "t5", NOW + 12 * HOUR, NOW + grace + 1, grace)
-            .await
-            .unwrap(),
+        rotate("t1", "t6", NOW + grace).await,
         RotateOutcome::Reused {
             grant_id: "g1".to_owned()
         }
@@ -985,6 +1017,36 @@ async fn reuse_within_grace_rotates_instead_of_revoking(store: SharedStore) {
             .unwrap()
             .revoked_at
             .is_some()
+    );
+}
+
+async fn reuse_past_the_grace_revokes_the_family(store: SharedStore) {
+    seed_grant(&store).await;
+    let grace = 30;
+    assert!(matches!(
+        store
+            .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Rotated(_)
+    ));
+    // Measured from the first spend, even with the successor unused.
+    assert_eq!(
+        store
+            .rotate_refresh("t1", "t3", NOW + 12 * HOUR, NOW + grace + 1, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Reused {
+            grant_id: "g1".to_owned()
+        }
+    );
+    assert_eq!(
+        store
+            .rotate_refresh("t2", "t4", NOW + 12 * HOUR, NOW + grace + 2, grace)
+            .await
+            .unwrap(),
+        RotateOutcome::Invalid,
+        "the successor died with the family"
     );
 }
 
@@ -1465,6 +1527,37 @@ async fn concurrent_rotations_of_one_token_have_one_winner(store: SharedStore) {
     );
 }
 
+async fn concurrent_rotations_within_the_grace_leave_one_live_token(store: SharedStore) {
+    seed_grant(&store).await;
+    let outcomes = race(&store, |s, i| async move {
+        s.rotate_refresh("t1", &format!("next-{i}"), NOW + HOUR, NOW + 1, 10)
+            .await
+            .unwrap()
+    })
+    .await;
+
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, RotateOutcome::Rotated(_))),
+        "every parallel refresh is answered: {outcomes:?}"
+    );
+    let mut live = 0;
+    for i in 0..RACERS {
+        let token = store
+            .get_refresh_token(&format!("next-{i}"))
+            .await
+            .unwrap()
+            .unwrap();
+        live += usize::from(!token.is_ended());
+    }
+    assert_eq!(live, 1, "one family, one live token");
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
 async fn concurrent_takes_of_one_auth_request_have_one_winner(store: SharedStore) {
     store
         .put_auth_request(&auth_request("req", NOW + 600))
@@ -1539,6 +1632,7 @@ macro_rules! conformance_tests {
                 grants_of_a_session_are_listed_oldest_first,
                 reused_refresh_token_revokes_the_family,
                 reuse_within_grace_rotates_instead_of_revoking,
+                reuse_past_the_grace_revokes_the_family,
                 revoked_grant_makes_refresh_invalid,
                 expired_refresh_token_or_grant_is_invalid,
                 revoking_a_users_grants_counts_the_newly_revoked,
@@ -1556,6 +1650,7 @@ macro_rules! conformance_tests {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
                 concurrent_redeems_of_one_code_have_one_winner,
                 concurrent_rotations_of_one_token_have_one_winner,
+                concurrent_rotations_within_the_grace_leave_one_live_token,
                 concurrent_takes_of_one_auth_request_have_one_winner,
                 concurrent_key_inserts_for_one_epoch_have_one_winner,
                 concurrent_denials_of_one_access_token_have_one_winner,

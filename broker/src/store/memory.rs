@@ -36,7 +36,7 @@ struct State {
     auth_requests: HashMap<String, AuthRequestRecord>,
     grants: HashMap<String, GrantRecord>,
     codes: HashMap<String, StoredCode>,
-    refresh_tokens: HashMap<String, StoredRefresh>,
+    refresh_tokens: HashMap<String, RefreshTokenRecord>,
     sessions: HashMap<String, SessionRecord>,
     /// Keyed by `kid`; `(alg, epoch)` is kept unique by `insert_key_if_absent`.
     keys: HashMap<String, SigningKeyRecord>,
@@ -49,14 +49,6 @@ struct State {
 struct StoredCode {
     code: CodeRecord,
     used_at: Option<UnixTime>,
-}
-
-#[derive(Debug)]
-struct StoredRefresh {
-    grant_id: String,
-    created_at: UnixTime,
-    expires_at: UnixTime,
-    spent_at: Option<UnixTime>,
 }
 
 #[derive(Debug)]
@@ -468,11 +460,14 @@ impl GrantStore for MemoryStore {
         }
         state.refresh_tokens.insert(
             token_hash.to_owned(),
-            StoredRefresh {
+            RefreshTokenRecord {
+                token_hash: token_hash.to_owned(),
                 grant_id: grant_id.to_owned(),
                 created_at: now,
                 expires_at,
                 spent_at: None,
+                parent_hash: None,
+                superseded_at: None,
             },
         );
         Ok(())
@@ -511,16 +506,7 @@ impl GrantStore for MemoryStore {
 
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>> {
         let state = self.lock()?;
-        Ok(state
-            .refresh_tokens
-            .get(token_hash)
-            .map(|t| RefreshTokenRecord {
-                token_hash: token_hash.to_owned(),
-                grant_id: t.grant_id.clone(),
-                created_at: t.created_at,
-                expires_at: t.expires_at,
-                spent_at: t.spent_at,
-            }))
+        Ok(state.refresh_tokens.get(token_hash).cloned())
     }
 
     async fn rotate_refresh(
@@ -536,28 +522,45 @@ impl GrantStore for MemoryStore {
         let Some(token) = state.refresh_tokens.get(old_hash) else {
             return Ok(RotateOutcome::Invalid);
         };
-        if token.expires_at <= now {
-            return Ok(RotateOutcome::Invalid);
-        }
-        let spent_at = token.spent_at;
+        let (spent_at, superseded_at) = (token.spent_at, token.superseded_at);
         let Some(grant) = state.grants.get_mut(&token.grant_id) else {
             return Ok(RotateOutcome::Invalid);
         };
-        if grant.revoked_at.is_some() || grant.expires_at <= now {
+        if token.expires_at <= now || grant.revoked_at.is_some() || grant.expires_at <= now {
             return Ok(RotateOutcome::Invalid);
         }
-        if let Some(spent_at) = spent_at
-            && !(reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs)
-        {
-            grant.revoked_at = Some(now);
-            return Ok(RotateOutcome::Reused {
-                grant_id: grant.id.clone(),
-            });
+        if superseded_at.is_some() {
+            return Ok(RotateOutcome::Superseded);
         }
         if state.refresh_tokens.contains_key(new_hash) {
             return Err(StoreError::Conflict {
                 what: "refresh token",
             });
+        }
+        match spent_at {
+            None => {}
+            Some(spent_at) if reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs => {
+                let unused_successor = state.refresh_tokens.values_mut().find(|t| {
+                    t.parent_hash.as_deref() == Some(old_hash)
+                        && t.spent_at.is_none()
+                        && t.superseded_at.is_none()
+                });
+                match unused_successor {
+                    Some(successor) => successor.superseded_at = Some(now),
+                    None => {
+                        grant.revoked_at = Some(now);
+                        return Ok(RotateOutcome::Reused {
+                            grant_id: grant.id.clone(),
+                        });
+                    }
+                }
+            }
+            Some(_) => {
+                grant.revoked_at = Some(now);
+                return Ok(RotateOutcome::Reused {
+                    grant_id: grant.id.clone(),
+                });
+            }
         }
         let grant = grant.clone();
         if let Some(token) = state.refresh_tokens.get_mut(old_hash)
@@ -567,11 +570,14 @@ impl GrantStore for MemoryStore {
         }
         state.refresh_tokens.insert(
             new_hash.to_owned(),
-            StoredRefresh {
+            RefreshTokenRecord {
+                token_hash: new_hash.to_owned(),
                 grant_id: grant.id.clone(),
                 created_at: now,
                 expires_at: new_expires_at,
                 spent_at: None,
+                parent_hash: Some(old_hash.to_owned()),
+                superseded_at: None,
             },
         );
         Ok(RotateOutcome::Rotated(grant))

@@ -253,6 +253,9 @@ pub struct GrantRecord {
     /// End of the family: no refresh past this time.
     pub expires_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+    /// The resource (RFC 8707) asked for at authorization: the `aud` of the grant's
+    /// access tokens. `None`: the client's default audience.
+    pub resource: Option<String>,
 }
 
 /// A refresh token as stored, whatever its state: what its own status is made of.
@@ -266,6 +269,18 @@ pub struct RefreshTokenRecord {
     pub expires_at: UnixTime,
     /// When it was first exchanged for a successor; a spent token is dead.
     pub spent_at: Option<UnixTime>,
+    /// The token it replaced (`None` for a family's first token).
+    pub parent_hash: Option<SecretHash>,
+    /// When a retry of its parent replaced it before it was ever used: dead too, but
+    /// never exchanged, so presenting it is no sign of theft.
+    pub superseded_at: Option<UnixTime>,
+}
+
+impl RefreshTokenRecord {
+    /// Spent or superseded: it can never be exchanged again.
+    pub fn is_ended(&self) -> bool {
+        self.spent_at.is_some() || self.superseded_at.is_some()
+    }
 }
 
 /// Result of presenting a refresh token.
@@ -273,9 +288,12 @@ pub struct RefreshTokenRecord {
 pub enum RotateOutcome {
     /// The old token is spent; the new one is stored. The grant is returned.
     Rotated(GrantRecord),
-    /// The token had been spent before (outside the grace window): the whole family
-    /// was revoked in the same transaction.
+    /// The token had been spent before, outside the grace window or after its
+    /// successor was used: the whole family was revoked in the same transaction.
     Reused { grant_id: String },
+    /// The token was replaced by a retry of its parent before it was used. It is
+    /// dead, the family lives on.
+    Superseded,
     /// Unknown, expired, or its grant is revoked or expired.
     Invalid,
 }
@@ -317,10 +335,12 @@ pub trait GrantStore: Send + Sync {
     /// The refresh token stored under `token_hash` as it is (spent, expired, or of a
     /// revoked grant alike) until `purge_expired` removes it; `None` when unknown.
     async fn get_refresh_token(&self, token_hash: &str) -> StoreResult<Option<RefreshTokenRecord>>;
-    /// Spends `old_hash` and stores `new_hash` in one transaction. Within
-    /// `reuse_grace_secs` of the first spend a second spend rotates again instead of
-    /// revoking (clients that retried a lost response). Of two concurrent callers with
-    /// a grace of 0, exactly one gets `Rotated`.
+    /// Spends `old_hash` and stores `new_hash` (whose parent it is) in one
+    /// transaction. A spent token presented again within `reuse_grace_secs` of its
+    /// first spend, while its successor is still unused, is a client retrying a lost
+    /// answer: the unused successor is superseded and `new_hash` takes its place, so
+    /// the family never holds two live tokens. Any other second use revokes the
+    /// family. Of concurrent callers with a grace of 0, exactly one gets `Rotated`.
     async fn rotate_refresh(
         &self,
         old_hash: &str,

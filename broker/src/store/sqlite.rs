@@ -124,6 +124,11 @@ fn migrator() -> Migrator {
             "denied access tokens",
             include_str!("../../migrations/sqlite/0004_denied_access_tokens.sql"),
         ),
+        migration(
+            5,
+            "refresh successors and resource",
+            include_str!("../../migrations/sqlite/0005_refresh_successors_and_resource.sql"),
+        ),
     ])
 }
 
@@ -279,7 +284,7 @@ fn auth_request_from_row(row: &SqliteRow) -> StoreResult<AuthRequestRecord> {
 macro_rules! grant_columns {
     () => {
         "id, user_id, client_id, session_id_hash, scopes_json, auth_time, provider_id, \
-         created_at, expires_at, revoked_at, format_version"
+         created_at, expires_at, revoked_at, format_version, resource"
     };
 }
 
@@ -296,6 +301,7 @@ fn grant_from_row(row: &SqliteRow) -> StoreResult<GrantRecord> {
         created_at: c.get("created_at")?,
         expires_at: c.get("expires_at")?,
         revoked_at: c.get("revoked_at")?,
+        resource: c.get("resource")?,
     })
 }
 
@@ -322,7 +328,7 @@ fn code_from_row(row: &SqliteRow) -> StoreResult<CodeRecord> {
 
 macro_rules! refresh_token_columns {
     () => {
-        "token_hash, grant_id, created_at, expires_at, spent_at"
+        "token_hash, grant_id, created_at, expires_at, spent_at, parent_hash, superseded_at"
     };
 }
 
@@ -334,6 +340,8 @@ fn refresh_token_from_row(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
         created_at: c.get("created_at")?,
         expires_at: c.get("expires_at")?,
         spent_at: c.get("spent_at")?,
+        parent_hash: c.get("parent_hash")?,
+        superseded_at: c.get("superseded_at")?,
     })
 }
 
@@ -771,7 +779,7 @@ async fn insert_grant(conn: &mut SqliteConnection, grant: &GrantRecord) -> Store
     sqlx::query(concat!(
         "INSERT INTO grants (",
         grant_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
     ))
     .bind(&grant.id)
     .bind(&grant.user_id)
@@ -784,6 +792,7 @@ async fn insert_grant(conn: &mut SqliteConnection, grant: &GrantRecord) -> Store
     .bind(grant.expires_at)
     .bind(grant.revoked_at)
     .bind(FORMAT_VERSION)
+    .bind(grant.resource.as_deref())
     .execute(conn)
     .await
     .map_err(conflict_or_backend("grant"))?;
@@ -813,18 +822,20 @@ async fn insert_code(conn: &mut SqliteConnection, code: &CodeRecord) -> StoreRes
 async fn insert_refresh_token(
     conn: &mut SqliteConnection,
     token_hash: &str,
+    parent_hash: Option<&str>,
     grant_id: &str,
     expires_at: UnixTime,
     now: UnixTime,
 ) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at) \
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO refresh_tokens (token_hash, grant_id, created_at, expires_at, parent_hash) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )
     .bind(token_hash)
     .bind(grant_id)
     .bind(now)
     .bind(expires_at)
+    .bind(parent_hash)
     .execute(conn)
     .await
     .map_err(conflict_or_backend("refresh token"))?;
@@ -881,7 +892,8 @@ async fn rotate_in(
     reuse_grace_secs: i64,
 ) -> StoreResult<RotateOutcome> {
     let found = sqlx::query(
-        "SELECT grant_id, expires_at, spent_at FROM refresh_tokens WHERE token_hash = ?1",
+        "SELECT grant_id, expires_at, spent_at, superseded_at FROM refresh_tokens \
+         WHERE token_hash = ?1",
     )
     .bind(old_hash)
     .fetch_optional(&mut *conn)
@@ -894,11 +906,15 @@ async fn rotate_in(
     let grant_id: String = token.get("grant_id")?;
     let token_expires_at: UnixTime = token.get("expires_at")?;
     let spent_at: Option<UnixTime> = token.get("spent_at")?;
+    let superseded_at: Option<UnixTime> = token.get("superseded_at")?;
     let Some(grant) = fetch_grant(&mut *conn, &grant_id).await? else {
         return Ok(RotateOutcome::Invalid);
     };
     if token_expires_at <= now || grant.revoked_at.is_some() || grant.expires_at <= now {
         return Ok(RotateOutcome::Invalid);
+    }
+    if superseded_at.is_some() {
+        return Ok(RotateOutcome::Superseded);
     }
     match spent_at {
         None => {
@@ -918,19 +934,47 @@ async fn rotate_in(
                 ));
             }
         }
-        Some(spent_at) if reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs => {}
-        Some(_) => {
-            sqlx::query("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
-                .bind(&grant.id)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(backend)?;
-            return Ok(RotateOutcome::Reused { grant_id: grant.id });
+        Some(spent_at) if reuse_grace_secs > 0 && now - spent_at <= reuse_grace_secs => {
+            // A retry of a lost answer: its successor must still be unused, and dies.
+            let superseded = sqlx::query(
+                "UPDATE refresh_tokens SET superseded_at = ?2 WHERE parent_hash = ?1 \
+                 AND spent_at IS NULL AND superseded_at IS NULL",
+            )
+            .bind(old_hash)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+            if superseded.rows_affected() == 0 {
+                return revoke_family(conn, grant.id, now).await;
+            }
         }
+        Some(_) => return revoke_family(conn, grant.id, now).await,
     }
-    insert_refresh_token(conn, new_hash, &grant.id, new_expires_at, now).await?;
+    insert_refresh_token(
+        conn,
+        new_hash,
+        Some(old_hash),
+        &grant.id,
+        new_expires_at,
+        now,
+    )
+    .await?;
     Ok(RotateOutcome::Rotated(grant))
+}
+
+async fn revoke_family(
+    conn: &mut SqliteConnection,
+    grant_id: String,
+    now: UnixTime,
+) -> StoreResult<RotateOutcome> {
+    sqlx::query("UPDATE grants SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL")
+        .bind(&grant_id)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(RotateOutcome::Reused { grant_id })
 }
 
 #[async_trait]
@@ -997,7 +1041,7 @@ impl GrantStore for SqliteStore {
         now: UnixTime,
     ) -> StoreResult<()> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        insert_refresh_token(&mut conn, token_hash, grant_id, expires_at, now).await
+        insert_refresh_token(&mut conn, token_hash, None, grant_id, expires_at, now).await
     }
 
     async fn list_session_grants(&self, session_id_hash: &str) -> StoreResult<Vec<GrantRecord>> {

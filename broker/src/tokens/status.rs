@@ -156,7 +156,7 @@ impl TokenStatus<'_> {
             }
             Some(Found::Access(_)) => Ok(None),
             Some(Found::Refresh { token, grant }) if grant.client_id == client.id => {
-                if token.spent_at.is_some() || token.expires_at <= self.now {
+                if token.is_ended() || token.expires_at <= self.now {
                     return Ok(None);
                 }
                 Ok(self.live_person(grant).await?.map(|person| {
@@ -435,6 +435,7 @@ mod tests {
                 created_at: self.now,
                 expires_at: self.now + 7200,
                 revoked_at: None,
+                resource: None,
             };
             self.store
                 .create_user(&crate::store::UserRecord {
