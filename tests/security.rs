@@ -299,7 +299,11 @@ async fn wrong_password_shows_the_form_again_without_a_code() {
 
 #[tokio::test]
 async fn reused_refresh_token_revokes_the_whole_family() {
-    let broker = Broker::start().await;
+    // Without a grace every second use is reuse (the grace: tests/refresh_retries.rs).
+    let broker = Broker::setup()
+        .tokens("refresh_reuse_grace = \"0s\"")
+        .start()
+        .await;
     let browser = Browser::new(&broker);
     let tokens = broker.sign_in(&browser, &WEB_APP, &ADMIN).await;
     let first = tokens.refresh_token().to_string();
