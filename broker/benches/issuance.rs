@@ -64,6 +64,7 @@ fn user() -> UserRecord {
         created_at: 0,
         updated_at: 0,
         last_login_at: None,
+        revision: 1,
     }
 }
 

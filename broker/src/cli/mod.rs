@@ -336,13 +336,14 @@ async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
         }
         UserAction::GrantRole { id, role, client } => {
             let new =
-                identity::grant_role(&store, &config, &id, &role, client.as_deref(), now()).await?;
+                identity::grant_role(&store, &config, &id, &role, client.as_deref(), "cli", now())
+                    .await?;
             if !new {
                 println!("{id} already had {role}");
             }
         }
         UserAction::RevokeRole { id, role, client } => {
-            if !identity::revoke_role(&store, &id, &role, client.as_deref(), now()).await? {
+            if !identity::revoke_role(&store, &id, &role, client.as_deref(), "cli", now()).await? {
                 return Err(CliError::Usage(format!(
                     "{id} has no direct grant of {role}{}",
                     client

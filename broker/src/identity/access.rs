@@ -127,6 +127,7 @@ pub async fn grant_role(
     user_id: &str,
     role: &str,
     client_id: Option<&str>,
+    actor: &str,
     now: UnixTime,
 ) -> Result<bool, IdentityError> {
     check_grant(config, role, client_id)?;
@@ -142,24 +143,36 @@ pub async fn grant_role(
         })
         .await?;
     if new {
-        audit_role(store, "role_granted", user_id, role, client_id, now).await?;
+        let granted = RoleChange {
+            user_id,
+            role,
+            client_id,
+        };
+        audit_role(store, "role_granted", &granted, actor, now).await?;
     }
     Ok(new)
+}
+
+/// One direct grant, as an audit event tells it.
+struct RoleChange<'a> {
+    user_id: &'a str,
+    role: &'a str,
+    client_id: Option<&'a str>,
 }
 
 async fn audit_role(
     store: &SharedStore,
     kind: &str,
-    user_id: &str,
-    role: &str,
-    client_id: Option<&str>,
+    change: &RoleChange<'_>,
+    actor: &str,
     now: UnixTime,
 ) -> Result<(), IdentityError> {
     store
         .record_audit(&AuditEvent {
-            user_id: user_id.to_string(),
+            user_id: change.user_id.to_string(),
+            actor: Some(actor.to_string()),
             kind: kind.to_string(),
-            detail: serde_json::json!({ "role": role, "client": client_id }),
+            detail: serde_json::json!({ "role": change.role, "client": change.client_id }),
             at: now,
         })
         .await?;
@@ -172,6 +185,7 @@ pub async fn revoke_role(
     user_id: &str,
     role: &str,
     client_id: Option<&str>,
+    actor: &str,
     now: UnixTime,
 ) -> Result<bool, IdentityError> {
     if store.get_user(user_id).await?.is_none() {
@@ -179,7 +193,12 @@ pub async fn revoke_role(
     }
     let removed = store.revoke_role(user_id, role, client_id).await?;
     if removed {
-        audit_role(store, "role_revoked", user_id, role, client_id, now).await?;
+        let revoked = RoleChange {
+            user_id,
+            role,
+            client_id,
+        };
+        audit_role(store, "role_revoked", &revoked, actor, now).await?;
     }
     Ok(removed)
 }
@@ -275,16 +294,16 @@ provider = "dir"
         assert_eq!(a.roles, vec!["member"]);
 
         assert!(
-            grant_role(&store, &config, &u.id, "auditor", None, 3)
+            grant_role(&store, &config, &u.id, "auditor", None, "cli", 3)
                 .await
                 .unwrap()
         );
         assert!(
-            !grant_role(&store, &config, &u.id, "auditor", None, 4)
+            !grant_role(&store, &config, &u.id, "auditor", None, "cli", 4)
                 .await
                 .unwrap()
         );
-        grant_role(&store, &config, &u.id, "viewer", Some("other"), 5)
+        grant_role(&store, &config, &u.id, "viewer", Some("other"), "cli", 5)
             .await
             .unwrap();
         let a = access_for(&store, &config.roles, &u.id, "dir", Some("app"))
@@ -292,7 +311,7 @@ provider = "dir"
             .unwrap();
         assert_eq!(a.roles, vec!["approver", "auditor", "member"]);
         assert!(
-            revoke_role(&store, &u.id, "auditor", None, 6)
+            revoke_role(&store, &u.id, "auditor", None, "cli", 6)
                 .await
                 .unwrap()
         );
@@ -333,28 +352,28 @@ provider = "dir"
         let refused =
             |r: Result<bool, IdentityError>| matches!(r, Err(IdentityError::BadRoleGrant(_)));
         assert!(refused(
-            grant_role(&store, &config, &u.id, "approver", None, 2).await
+            grant_role(&store, &config, &u.id, "approver", None, "cli", 2).await
         ));
         assert!(refused(
-            grant_role(&store, &config, &u.id, "ops", Some("app"), 2).await
+            grant_role(&store, &config, &u.id, "ops", Some("app"), "cli", 2).await
         ));
         assert!(refused(
-            grant_role(&store, &config, &u.id, "member", Some("app"), 2).await
+            grant_role(&store, &config, &u.id, "member", Some("app"), "cli", 2).await
         ));
         assert!(refused(
-            grant_role(&store, &config, &u.id, "x", Some("nope"), 2).await
+            grant_role(&store, &config, &u.id, "x", Some("nope"), "cli", 2).await
         ));
         assert!(refused(
-            grant_role(&store, &config, &u.id, "bad name", None, 2).await
+            grant_role(&store, &config, &u.id, "bad name", None, "cli", 2).await
         ));
         assert!(
-            grant_role(&store, &config, &u.id, "approver", Some("other"), 2)
+            grant_role(&store, &config, &u.id, "approver", Some("other"), "cli", 2)
                 .await
                 .unwrap(),
             "a client role may be granted for another client too"
         );
         assert!(matches!(
-            grant_role(&store, &config, "nobody", "ops", None, 2).await,
+            grant_role(&store, &config, "nobody", "ops", None, "cli", 2).await,
             Err(IdentityError::NoSuchUser)
         ));
     }
@@ -415,16 +434,16 @@ provider = "dir"
         )
         .await
         .unwrap();
-        grant_role(&store, &config, &u.id, "auditor", None, 2)
+        grant_role(&store, &config, &u.id, "auditor", None, "cli", 2)
             .await
             .unwrap();
-        grant_role(&store, &config, &u.id, "auditor", None, 3)
+        grant_role(&store, &config, &u.id, "auditor", None, "cli", 3)
             .await
             .unwrap();
-        revoke_role(&store, &u.id, "auditor", None, 4)
+        revoke_role(&store, &u.id, "auditor", None, "cli", 4)
             .await
             .unwrap();
-        revoke_role(&store, &u.id, "auditor", None, 5)
+        revoke_role(&store, &u.id, "auditor", None, "cli", 5)
             .await
             .unwrap();
         let kinds: Vec<(String, i64)> = store

@@ -76,6 +76,7 @@ pub async fn add_local_user(
         created_at: now,
         updated_at: now,
         last_login_at: None,
+        revision: 1,
     };
     match store.create_user(&user).await {
         Ok(()) => Ok(user),

@@ -174,6 +174,8 @@ pub(super) async fn audit_linked(
     store
         .record_audit(&AuditEvent {
             user_id: user_id.to_string(),
+            // Linked on the account page by its owner, or by the broker at a login.
+            actor: (by == "account").then(|| format!("user:{user_id}")),
             kind: "identity_linked".into(),
             detail,
             at: now,
@@ -211,6 +213,7 @@ pub async fn unlink_from_user(
     store
         .record_audit(&AuditEvent {
             user_id: user_id.to_string(),
+            actor: Some(format!("user:{user_id}")),
             kind: "identity_unlinked".into(),
             detail: serde_json::json!({ "provider": link.provider_id, "subject": link.subject }),
             at: now,

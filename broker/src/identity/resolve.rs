@@ -190,6 +190,7 @@ fn new_user(id: &str, identity: &Identity, email_vouched: bool, now: UnixTime) -
         created_at: now,
         updated_at: now,
         last_login_at: None,
+        revision: 1,
     };
     apply_fields(&mut user, identity, email_vouched);
     user.groups = namespaced_groups(&identity.provider_id, &identity.groups);

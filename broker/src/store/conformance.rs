@@ -12,9 +12,10 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::{
-    AuditEvent, AuthRequestRecord, CodeRecord, GrantRecord, IdentityLink, MemoryStore,
-    RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
-    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserRecord, UserStatus,
+    AuditEvent, AuditFilter, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
+    IdentityLink, MemoryStore, RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome,
+    SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserCursor,
+    UserFilter, UserRecord, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -68,6 +69,7 @@ fn user(id: &str, username: Option<&str>, email: Option<&str>) -> UserRecord {
         created_at: NOW,
         updated_at: NOW,
         last_login_at: None,
+        revision: 1,
     }
 }
 
@@ -293,6 +295,7 @@ async fn profile_update_keeps_status_password_and_creation(store: SharedStore) {
         status: UserStatus::Active,
         password_hash: Some("phc".to_owned()),
         created_at: NOW,
+        revision: 2,
         ..changed.clone()
     };
     assert_eq!(stored, expected);
@@ -510,6 +513,18 @@ async fn identities_of_a_user_are_listed_in_order(store: SharedStore) {
 
 // ---- authorization requests ----
 
+fn link(provider_id: &str, subject: &str, user_id: &str) -> IdentityLink {
+    IdentityLink {
+        provider_id: provider_id.to_owned(),
+        subject: subject.to_owned(),
+        user_id: user_id.to_owned(),
+        claims: json!({ "sub": subject }),
+        sealed_provider_data: None,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
 fn role_grant(user_id: &str, role: &str, client_id: Option<&str>) -> RoleGrantRecord {
     RoleGrantRecord {
         user_id: user_id.to_owned(),
@@ -608,6 +623,7 @@ async fn role_grant_needs_an_existing_user(store: SharedStore) {
 async fn audit_events_are_listed_per_user_oldest_first(store: SharedStore) {
     let event = |user_id: &str, kind: &str, at: UnixTime| AuditEvent {
         user_id: user_id.to_owned(),
+        actor: Some("cli".to_owned()),
         kind: kind.to_owned(),
         detail: json!({ "provider": "github", "n": kind.len() }),
         at,
@@ -1437,6 +1453,263 @@ async fn purge_removes_expired_rows_and_keeps_live_ones(store: SharedStore) {
     assert!(!store.access_token_denied("j-old").await.unwrap());
 }
 
+// ---- what the admin API reads and writes ----
+
+async fn users_page_in_creation_order_with_filters(store: SharedStore) {
+    for (i, id) in ["u3", "u1", "u2", "u4"].iter().enumerate() {
+        let mut u = user(id, Some(&format!("name-{id}")), Some(&format!("{id}@x.io")));
+        // u1 and u2 share a second: the id breaks the tie.
+        u.created_at = NOW + [0, 1, 1, 2][i];
+        store.create_user(&u).await.unwrap();
+    }
+    store
+        .set_user_status("u2", UserStatus::Disabled, NOW)
+        .await
+        .unwrap();
+    let ids = |users: Vec<UserRecord>| users.into_iter().map(|u| u.id).collect::<Vec<_>>();
+    let all = UserFilter::default();
+    assert_eq!(
+        ids(store.list_users_page(&all, None, 10).await.unwrap()),
+        ["u3", "u1", "u2", "u4"]
+    );
+    let first = store.list_users_page(&all, None, 2).await.unwrap();
+    assert_eq!(ids(first.clone()), ["u3", "u1"]);
+    let after = UserCursor {
+        created_at: first[1].created_at,
+        id: first[1].id.clone(),
+    };
+    assert_eq!(
+        ids(store.list_users_page(&all, Some(&after), 2).await.unwrap()),
+        ["u2", "u4"]
+    );
+    let by = |f: UserFilter| {
+        let store = store.clone();
+        async move { ids(store.list_users_page(&f, None, 10).await.unwrap()) }
+    };
+    assert_eq!(
+        by(UserFilter {
+            email: Some("U4@X.IO".into()),
+            ..UserFilter::default()
+        })
+        .await,
+        ["u4"]
+    );
+    assert_eq!(
+        by(UserFilter {
+            username: Some("NAME-u1".into()),
+            ..UserFilter::default()
+        })
+        .await,
+        ["u1"]
+    );
+    assert_eq!(
+        by(UserFilter {
+            status: Some(UserStatus::Disabled),
+            ..UserFilter::default()
+        })
+        .await,
+        ["u2"]
+    );
+    store
+        .link_identity(&link("github", "s1", "u4"))
+        .await
+        .unwrap();
+    assert_eq!(
+        by(UserFilter {
+            provider: Some("github".into()),
+            ..UserFilter::default()
+        })
+        .await,
+        ["u4"]
+    );
+}
+
+async fn every_user_write_bumps_the_revision_and_stale_writes_change_nothing(store: SharedStore) {
+    store
+        .create_user(&user("u1", Some("alice"), None))
+        .await
+        .unwrap();
+    store
+        .create_user(&user("u2", Some("bob"), None))
+        .await
+        .unwrap();
+    let revision =
+        |store: SharedStore| async move { store.get_user("u1").await.unwrap().unwrap().revision };
+    assert_eq!(revision(store.clone()).await, 1);
+    store.set_password_hash("u1", "phc2", NOW).await.unwrap();
+    assert_eq!(revision(store.clone()).await, 2);
+    store
+        .set_user_status("u1", UserStatus::Disabled, NOW)
+        .await
+        .unwrap();
+    assert_eq!(revision(store.clone()).await, 3);
+
+    let mut edited = store.get_user("u1").await.unwrap().unwrap();
+    edited.name = Some("Alice".into());
+    edited.status = UserStatus::Active;
+    let written = store.update_user_checked(&edited, 3).await.unwrap();
+    let CheckedWrite::Written(stored) = written else {
+        panic!("{written:?}");
+    };
+    assert_eq!(
+        (stored.name.as_deref(), stored.status, stored.revision),
+        (Some("Alice"), UserStatus::Active, 4)
+    );
+    edited.name = Some("Mallory".into());
+    assert_eq!(
+        store.update_user_checked(&edited, 3).await.unwrap(),
+        CheckedWrite::Stale
+    );
+    assert_eq!(
+        store.get_user("u1").await.unwrap().unwrap().name.as_deref(),
+        Some("Alice"),
+        "a stale write changes nothing"
+    );
+    edited.username = Some("BOB".into());
+    assert_eq!(
+        conflict_on(store.update_user_checked(&edited, 4).await),
+        "username"
+    );
+    edited.id = "ghost".into();
+    assert_eq!(
+        store.update_user_checked(&edited, 1).await.unwrap(),
+        CheckedWrite::NoSuchUser
+    );
+}
+
+async fn deleting_a_user_takes_what_hangs_off_it_and_keeps_the_audit(store: SharedStore) {
+    seed_grant(&store).await;
+    store
+        .link_identity(&link("github", "s1", "u1"))
+        .await
+        .unwrap();
+    store
+        .create_session(&session("s1", "u1", NOW + HOUR))
+        .await
+        .unwrap();
+    store
+        .grant_role(&role_grant("u1", "ops", None))
+        .await
+        .unwrap();
+    store
+        .record_audit(&AuditEvent {
+            user_id: "u1".into(),
+            actor: Some("cli".into()),
+            kind: "role_granted".into(),
+            detail: json!({}),
+            at: NOW,
+        })
+        .await
+        .unwrap();
+
+    assert!(store.delete_user("u1").await.unwrap());
+    assert!(!store.delete_user("u1").await.unwrap());
+    assert_eq!(store.get_user("u1").await.unwrap(), None);
+    assert_eq!(store.find_identity("github", "s1").await.unwrap(), None);
+    assert_eq!(store.get_grant("g1").await.unwrap(), None);
+    assert_eq!(store.get_refresh_token("t1").await.unwrap(), None);
+    assert_eq!(store.get_session("s1", NOW).await.unwrap(), None);
+    assert!(store.list_role_grants("u1").await.unwrap().is_empty());
+    assert_eq!(store.list_audit("u1").await.unwrap().len(), 1);
+    // The id is free again (a new user, nothing inherited).
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    assert!(store.list_role_grants("u1").await.unwrap().is_empty());
+}
+
+async fn audit_queries_filter_and_page_by_sequence(store: SharedStore) {
+    let event = |user_id: &str, actor: Option<&str>, kind: &str, at: UnixTime| AuditEvent {
+        user_id: user_id.to_owned(),
+        actor: actor.map(str::to_owned),
+        kind: kind.to_owned(),
+        detail: json!({ "k": kind }),
+        at,
+    };
+    for e in [
+        event("u1", Some("cli"), "role_granted", NOW),
+        event("u2", None, "identity_linked", NOW + 1),
+        event("u1", Some("user:admin"), "user_disabled", NOW + 2),
+        event("u1", Some("user:admin"), "role_revoked", NOW + 3),
+    ] {
+        store.record_audit(&e).await.unwrap();
+    }
+    let all = store
+        .query_audit(&AuditFilter::default(), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 4);
+    assert!(all.windows(2).all(|w| w[0].0 < w[1].0), "by sequence");
+    assert_eq!(all[1].1, event("u2", None, "identity_linked", NOW + 1));
+
+    let page = store
+        .query_audit(&AuditFilter::default(), Some(all[1].0), 1)
+        .await
+        .unwrap();
+    assert_eq!(page, vec![all[2].clone()]);
+    let kinds = |f: AuditFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .query_audit(&f, None, 10)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(_, e)| e.kind)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(
+        kinds(AuditFilter {
+            actor: Some("user:admin".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["user_disabled", "role_revoked"]
+    );
+    assert_eq!(
+        kinds(AuditFilter {
+            user_id: Some("u1".into()),
+            since: Some(NOW + 1),
+            until: Some(NOW + 3),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["user_disabled"]
+    );
+    assert_eq!(
+        kinds(AuditFilter {
+            kind: Some("identity_linked".into()),
+            ..AuditFilter::default()
+        })
+        .await,
+        ["identity_linked"]
+    );
+}
+
+async fn a_users_live_sessions_are_listed_oldest_first(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    let mut later = session("s2", "u1", NOW + HOUR);
+    later.created_at = NOW + 5;
+    for s in [
+        later,
+        session("s1", "u1", NOW + HOUR),
+        session("s3", "u1", NOW + HOUR),
+        session("old", "u1", NOW - 1),
+        session("theirs", "u2", NOW + HOUR),
+    ] {
+        store.create_session(&s).await.unwrap();
+    }
+    store.revoke_session("s3", NOW).await.unwrap();
+    let ids: Vec<String> = store
+        .list_user_sessions("u1", NOW)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id_hash)
+        .collect();
+    assert_eq!(ids, ["s1", "s2"]);
+}
+
 // ---- races: one winner, whatever the interleaving ----
 
 /// Runs `op` in `RACERS` tasks released together and returns their results.
@@ -1645,6 +1918,11 @@ macro_rules! conformance_tests {
                 throttle_current_reads_without_counting,
                 access_token_denial_holds_until_purged_after_the_tokens_expiry,
                 purge_removes_expired_rows_and_keeps_live_ones,
+                users_page_in_creation_order_with_filters,
+                every_user_write_bumps_the_revision_and_stale_writes_change_nothing,
+                deleting_a_user_takes_what_hangs_off_it_and_keeps_the_audit,
+                audit_queries_filter_and_page_by_sequence,
+                a_users_live_sessions_are_listed_oldest_first,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [

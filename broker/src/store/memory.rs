@@ -12,10 +12,11 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
-    KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord, RevocationStore,
-    RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
-    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
+    GrantStore, IdentityLink, KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
+    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserCursor, UserFilter,
+    UserRecord, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -111,7 +112,11 @@ impl UserStore for MemoryStore {
         if let Some(what) = state.login_conflict(user, None) {
             return Err(StoreError::Conflict { what });
         }
-        state.users.insert(user.id.clone(), user.clone());
+        let user = UserRecord {
+            revision: 1,
+            ..user.clone()
+        };
+        state.users.insert(user.id.clone(), user);
         Ok(())
     }
 
@@ -166,6 +171,101 @@ impl UserStore for MemoryStore {
         stored.groups.clone_from(&user.groups);
         stored.updated_at = user.updated_at;
         stored.last_login_at = user.last_login_at;
+        stored.revision += 1;
+        Ok(true)
+    }
+
+    async fn list_users_page(
+        &self,
+        filter: &UserFilter,
+        after: Option<&UserCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserRecord>> {
+        let state = self.lock()?;
+        let has_provider = |u: &UserRecord, provider: &str| {
+            state
+                .links
+                .values()
+                .any(|l| l.user_id == u.id && l.provider_id == provider)
+        };
+        let mut users: Vec<UserRecord> = state
+            .users
+            .values()
+            .filter(|u| {
+                filter
+                    .email
+                    .as_deref()
+                    .is_none_or(|e| same_login(u.email.as_deref(), e))
+                    && filter
+                        .username
+                        .as_deref()
+                        .is_none_or(|n| same_login(u.username.as_deref(), n))
+                    && filter.status.is_none_or(|s| u.status == s)
+                    && filter
+                        .provider
+                        .as_deref()
+                        .is_none_or(|p| has_provider(u, p))
+                    && after.is_none_or(|a| (u.created_at, u.id.as_str()) > (a.created_at, &a.id))
+            })
+            .cloned()
+            .collect();
+        users.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(users)
+    }
+
+    async fn update_user_checked(
+        &self,
+        user: &UserRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedWrite> {
+        let mut state = self.lock()?;
+        match state.users.get(&user.id) {
+            None => return Ok(CheckedWrite::NoSuchUser),
+            Some(stored) if stored.revision != expected_revision => {
+                return Ok(CheckedWrite::Stale);
+            }
+            Some(_) => {}
+        }
+        if let Some(what) = state.login_conflict(user, Some(&user.id)) {
+            return Err(StoreError::Conflict { what });
+        }
+        let Some(stored) = state.users.get_mut(&user.id) else {
+            return Ok(CheckedWrite::NoSuchUser);
+        };
+        stored.username.clone_from(&user.username);
+        stored.email.clone_from(&user.email);
+        stored.email_verified = user.email_verified;
+        stored.name.clone_from(&user.name);
+        stored.given_name.clone_from(&user.given_name);
+        stored.family_name.clone_from(&user.family_name);
+        stored.picture.clone_from(&user.picture);
+        stored.status = user.status;
+        stored.updated_at = user.updated_at;
+        stored.revision += 1;
+        Ok(CheckedWrite::Written(stored.clone()))
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if state.users.remove(id).is_none() {
+            return Ok(false);
+        }
+        // What the SQLite foreign keys cascade to; audit events stay.
+        state.links.retain(|_, l| l.user_id != id);
+        state.role_grants.retain(|_, g| g.user_id != id);
+        state.sessions.retain(|_, s| s.user_id != id);
+        let gone: HashSet<String> = state
+            .grants
+            .values()
+            .filter(|g| g.user_id == id)
+            .map(|g| g.id.clone())
+            .collect();
+        state.grants.retain(|g, _| !gone.contains(g));
+        state.codes.retain(|_, c| !gone.contains(&c.code.grant_id));
+        state
+            .refresh_tokens
+            .retain(|_, t| !gone.contains(&t.grant_id));
         Ok(true)
     }
 
@@ -181,6 +281,7 @@ impl UserStore for MemoryStore {
         };
         user.status = status;
         user.updated_at = now;
+        user.revision += 1;
         Ok(true)
     }
 
@@ -191,6 +292,7 @@ impl UserStore for MemoryStore {
         };
         user.password_hash = Some(hash.to_owned());
         user.updated_at = now;
+        user.revision += 1;
         Ok(true)
     }
 
@@ -317,6 +419,34 @@ impl AuditStore for MemoryStore {
         // Stable: recording order within one second.
         events.sort_by_key(|e| e.at);
         Ok(events)
+    }
+
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>> {
+        let state = self.lock()?;
+        // The sequence number is the position in recording order, from 1.
+        Ok(state
+            .audit
+            .iter()
+            .zip(1_i64..)
+            .filter(|(e, seq)| {
+                *seq > after.unwrap_or(0)
+                    && filter.user_id.as_ref().is_none_or(|u| &e.user_id == u)
+                    && filter
+                        .actor
+                        .as_ref()
+                        .is_none_or(|a| e.actor.as_ref() == Some(a))
+                    && filter.kind.as_ref().is_none_or(|k| &e.kind == k)
+                    && filter.since.is_none_or(|s| e.at >= s)
+                    && filter.until.is_none_or(|u| e.at < u)
+            })
+            .take(usize::try_from(limit).unwrap_or(usize::MAX))
+            .map(|(e, seq)| (seq, e.clone()))
+            .collect())
     }
 }
 
@@ -609,6 +739,22 @@ impl RevocationStore for MemoryStore {
 
 #[async_trait]
 impl SessionStore for MemoryStore {
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        let state = self.lock()?;
+        let mut sessions: Vec<SessionRecord> = state
+            .sessions
+            .values()
+            .filter(|s| s.user_id == user_id && s.revoked_at.is_none() && s.expires_at > now)
+            .cloned()
+            .collect();
+        sessions.sort_by(|a, b| (a.created_at, &a.id_hash).cmp(&(b.created_at, &b.id_hash)));
+        Ok(sessions)
+    }
+
     async fn create_session(&self, session: &SessionRecord) -> StoreResult<()> {
         let mut state = self.lock()?;
         if state.sessions.contains_key(&session.id_hash) {

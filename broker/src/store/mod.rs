@@ -86,6 +86,38 @@ pub struct UserRecord {
     pub created_at: UnixTime,
     pub updated_at: UnixTime,
     pub last_login_at: Option<UnixTime>,
+    /// Counts the writes to this user (1 when created; the store sets it): the admin
+    /// API's ETag.
+    pub revision: i64,
+}
+
+/// Which users a page lists: every filter given must hold. Text filters compare
+/// whole values, case-insensitively.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    pub email: Option<String>,
+    pub username: Option<String>,
+    pub status: Option<UserStatus>,
+    /// Users with an identity of this provider linked.
+    pub provider: Option<String>,
+}
+
+/// Where a page of users starts: after this user in `(created_at, id)` order, which
+/// never changes, so a walk sees every user once even while users are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserCursor {
+    pub created_at: UnixTime,
+    pub id: String,
+}
+
+/// The outcome of a write that must not lose a concurrent one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedWrite {
+    /// Written; the user as stored now (its revision bumped).
+    Written(UserRecord),
+    /// The user changed since `expected_revision`: nothing was written.
+    Stale,
+    NoSuchUser,
 }
 
 /// A link between an upstream identity and a user. `(provider_id, subject)` is unique.
@@ -111,6 +143,25 @@ pub trait UserStore: Send + Sync {
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
     /// All users ordered by `created_at`, then `id`.
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
+    /// At most `limit` users matching `filter`, after `after`, in `(created_at, id)`
+    /// order.
+    async fn list_users_page(
+        &self,
+        filter: &UserFilter,
+        after: Option<&UserCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserRecord>>;
+    /// Replaces the profile fields and status of `user` if its stored revision is
+    /// still `expected_revision`; `Conflict` if the username or email is taken.
+    async fn update_user_checked(
+        &self,
+        user: &UserRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedWrite>;
+    /// Deletes a user and everything that hangs off it: identity links, grants (with
+    /// their codes and refresh tokens), sessions and role grants. Audit events stay.
+    /// Returns false if no such user.
+    async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     /// Replaces profile fields, groups, `updated_at` and `last_login_at` of an existing
     /// user (not status or password). Returns false if no such user.
     async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool>;
@@ -169,6 +220,8 @@ pub trait RoleGrantStore: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditEvent {
     pub user_id: String,
+    /// Who did it: `user:ID`, `client:ID` or `cli`; `None` for the broker itself.
+    pub actor: Option<String>,
     /// What happened, e.g. `identity_linked`, `role_granted`.
     pub kind: String,
     /// The details, as JSON (never a secret).
@@ -182,6 +235,25 @@ pub trait AuditStore: Send + Sync {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()>;
     /// A user's events, oldest first (in recording order within one second).
     async fn list_audit(&self, user_id: &str) -> StoreResult<Vec<AuditEvent>>;
+    /// At most `limit` events matching `filter` with a sequence number above `after`,
+    /// oldest first, each with its sequence number (the paging cursor).
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>>;
+}
+
+/// Which audit events a query returns: every filter given must hold; `since` and
+/// `until` bound `at` (inclusive, exclusive).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    pub user_id: Option<String>,
+    pub actor: Option<String>,
+    pub kind: Option<String>,
+    pub since: Option<UnixTime>,
+    pub until: Option<UnixTime>,
 }
 
 /// A validated authorization request waiting for the person to log in.
@@ -391,6 +463,12 @@ pub trait SessionStore: Send + Sync {
     -> StoreResult<Option<SessionRecord>>;
     async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool>;
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
+    /// A user's live sessions at `now`, oldest first.
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionRecord>>;
 }
 
 /// A signing key. `(alg, epoch)` is unique, which makes key creation race-free across

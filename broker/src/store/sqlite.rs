@@ -17,13 +17,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Decode, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
+use sqlx::{Decode, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::{
-    AuditEvent, AuditStore, AuthRequestRecord, CodeRecord, GrantRecord, GrantStore, IdentityLink,
-    KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord, RevocationStore,
-    RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord,
-    StoreError, StoreResult, ThrottleStore, UnixTime, UserRecord, UserStatus, UserStore,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
+    GrantStore, IdentityLink, KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
+    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserCursor, UserFilter,
+    UserRecord, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -129,6 +130,11 @@ fn migrator() -> Migrator {
             "refresh successors and resource",
             include_str!("../../migrations/sqlite/0005_refresh_successors_and_resource.sql"),
         ),
+        migration(
+            7,
+            "admin",
+            include_str!("../../migrations/sqlite/0007_admin.sql"),
+        ),
     ])
 }
 
@@ -219,7 +225,7 @@ macro_rules! user_columns {
     () => {
         "id, username, email, email_verified, name, given_name, family_name, picture, \
          groups_json, status, password_hash, created_at, updated_at, last_login_at, \
-         format_version"
+         format_version, revision"
     };
 }
 
@@ -242,7 +248,22 @@ fn user_from_row(row: &SqliteRow) -> StoreResult<UserRecord> {
         created_at: c.get("created_at")?,
         updated_at: c.get("updated_at")?,
         last_login_at: c.get("last_login_at")?,
+        revision: c.get("revision")?,
     })
+}
+
+fn audit_from_row(row: &SqliteRow) -> StoreResult<(i64, AuditEvent)> {
+    let c = Columns::new(row, "audit event").versioned()?;
+    Ok((
+        c.get("seq")?,
+        AuditEvent {
+            user_id: c.get("user_id")?,
+            actor: c.get("actor")?,
+            kind: c.get("kind")?,
+            detail: c.json("detail_json")?,
+            at: c.get("at")?,
+        },
+    ))
 }
 
 macro_rules! link_columns {
@@ -392,7 +413,7 @@ impl UserStore for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO users (",
             user_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1)"
         ))
         .bind(&user.id)
         .bind(user.username.as_deref())
@@ -461,11 +482,123 @@ impl UserStore for SqliteStore {
         .collect()
     }
 
+    async fn list_users_page(
+        &self,
+        filter: &UserFilter,
+        after: Option<&UserCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserRecord>> {
+        let mut q = QueryBuilder::<Sqlite>::new(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE 1 = 1"
+        ));
+        if let Some(email) = &filter.email {
+            q.push(" AND email = ")
+                .push_bind(email)
+                .push(" COLLATE NOCASE");
+        }
+        if let Some(username) = &filter.username {
+            q.push(" AND username = ")
+                .push_bind(username)
+                .push(" COLLATE NOCASE");
+        }
+        if let Some(status) = filter.status {
+            q.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(provider) = &filter.provider {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM identity_links l WHERE l.user_id = users.id \
+                 AND l.provider_id = ",
+            )
+            .push_bind(provider)
+            .push(")");
+        }
+        if let Some(after) = after {
+            q.push(" AND (created_at > ")
+                .push_bind(after.created_at)
+                .push(" OR (created_at = ")
+                .push_bind(after.created_at)
+                .push(" AND id > ")
+                .push_bind(&after.id)
+                .push("))");
+        }
+        q.push(" ORDER BY created_at, id LIMIT ")
+            .push_bind(i64::from(limit));
+        q.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(user_from_row)
+            .collect()
+    }
+
+    async fn update_user_checked(
+        &self,
+        user: &UserRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedWrite> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE users SET username = ?2, email = ?3, email_verified = ?4, name = ?5, \
+             given_name = ?6, family_name = ?7, picture = ?8, status = ?9, updated_at = ?10, \
+             revision = revision + 1 WHERE id = ?1 AND revision = ?11",
+        )
+        .bind(&user.id)
+        .bind(user.username.as_deref())
+        .bind(user.email.as_deref())
+        .bind(user.email_verified)
+        .bind(user.name.as_deref())
+        .bind(user.given_name.as_deref())
+        .bind(user.family_name.as_deref())
+        .bind(user.picture.as_deref())
+        .bind(user.status.as_str())
+        .bind(user.updated_at)
+        .bind(expected_revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(user_conflict)?;
+        let stored = sqlx::query(concat!(
+            "SELECT ",
+            user_columns!(),
+            " FROM users WHERE id = ?1"
+        ))
+        .bind(&user.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(user_from_row)
+        .transpose()?;
+        tx.commit().await.map_err(backend)?;
+        Ok(match (done.rows_affected(), stored) {
+            (_, None) => CheckedWrite::NoSuchUser,
+            (1, Some(user)) => CheckedWrite::Written(user),
+            (_, Some(_)) => CheckedWrite::Stale,
+        })
+    }
+
+    async fn delete_user(&self, id: &str) -> StoreResult<bool> {
+        // Foreign keys cascade to links, grants (codes, refresh tokens), sessions and
+        // role grants; audit events have no key to users and stay.
+        let done = sqlx::query("DELETE FROM users WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool> {
         let done = sqlx::query(
             "UPDATE users SET username = ?2, email = ?3, email_verified = ?4, name = ?5, \
              given_name = ?6, family_name = ?7, picture = ?8, groups_json = ?9, \
-             updated_at = ?10, last_login_at = ?11 WHERE id = ?1",
+             updated_at = ?10, last_login_at = ?11, revision = revision + 1 WHERE id = ?1",
         )
         .bind(&user.id)
         .bind(user.username.as_deref())
@@ -490,25 +623,29 @@ impl UserStore for SqliteStore {
         status: UserStatus,
         now: UnixTime,
     ) -> StoreResult<bool> {
-        let done = sqlx::query("UPDATE users SET status = ?2, updated_at = ?3 WHERE id = ?1")
-            .bind(id)
-            .bind(status.as_str())
-            .bind(now)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE users SET status = ?2, updated_at = ?3, revision = revision + 1 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn set_password_hash(&self, id: &str, hash: &str, now: UnixTime) -> StoreResult<bool> {
-        let done =
-            sqlx::query("UPDATE users SET password_hash = ?2, updated_at = ?3 WHERE id = ?1")
-                .bind(id)
-                .bind(hash)
-                .bind(now)
-                .execute(&self.pool)
-                .await
-                .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE users SET password_hash = ?2, updated_at = ?3, revision = revision + 1 \
+                 WHERE id = ?1",
+        )
+        .bind(id)
+        .bind(hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
 
@@ -663,14 +800,15 @@ impl RoleGrantStore for SqliteStore {
 impl AuditStore for SqliteStore {
     async fn record_audit(&self, event: &AuditEvent) -> StoreResult<()> {
         sqlx::query(
-            "INSERT INTO audit_events (user_id, kind, detail_json, at, format_version) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO audit_events (user_id, kind, detail_json, at, format_version, actor) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&event.user_id)
         .bind(&event.kind)
         .bind(to_json(&event.detail, "audit detail")?)
         .bind(event.at)
         .bind(FORMAT_VERSION)
+        .bind(event.actor.as_deref())
         .execute(&self.pool)
         .await
         .map_err(backend)?;
@@ -679,7 +817,7 @@ impl AuditStore for SqliteStore {
 
     async fn list_audit(&self, user_id: &str) -> StoreResult<Vec<AuditEvent>> {
         sqlx::query(
-            "SELECT user_id, kind, detail_json, at, format_version FROM audit_events \
+            "SELECT seq, user_id, actor, kind, detail_json, at, format_version FROM audit_events \
              WHERE user_id = ?1 ORDER BY at, seq",
         )
         .bind(user_id)
@@ -687,16 +825,44 @@ impl AuditStore for SqliteStore {
         .await
         .map_err(backend)?
         .iter()
-        .map(|row| {
-            let c = Columns::new(row, "audit event").versioned()?;
-            Ok(AuditEvent {
-                user_id: c.get("user_id")?,
-                kind: c.get("kind")?,
-                detail: c.json("detail_json")?,
-                at: c.get("at")?,
-            })
-        })
+        .map(|row| audit_from_row(row).map(|(_, event)| event))
         .collect()
+    }
+
+    async fn query_audit(
+        &self,
+        filter: &AuditFilter,
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<(i64, AuditEvent)>> {
+        let mut q = QueryBuilder::<Sqlite>::new(
+            "SELECT seq, user_id, actor, kind, detail_json, at, format_version FROM audit_events \
+             WHERE seq > ",
+        );
+        q.push_bind(after.unwrap_or(0));
+        if let Some(user_id) = &filter.user_id {
+            q.push(" AND user_id = ").push_bind(user_id);
+        }
+        if let Some(actor) = &filter.actor {
+            q.push(" AND actor = ").push_bind(actor);
+        }
+        if let Some(kind) = &filter.kind {
+            q.push(" AND kind = ").push_bind(kind);
+        }
+        if let Some(since) = filter.since {
+            q.push(" AND at >= ").push_bind(since);
+        }
+        if let Some(until) = filter.until {
+            q.push(" AND at < ").push_bind(until);
+        }
+        q.push(" ORDER BY seq LIMIT ").push_bind(i64::from(limit));
+        q.build()
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(audit_from_row)
+            .collect()
     }
 }
 
@@ -1208,6 +1374,27 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn list_user_sessions(
+        &self,
+        user_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Vec<SessionRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            session_columns!(),
+            " FROM sessions WHERE user_id = ?1 AND revoked_at IS NULL AND expires_at > ?2 \
+             ORDER BY created_at, id_hash"
+        ))
+        .bind(user_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
@@ -1365,6 +1552,7 @@ mod tests {
             created_at: 1,
             updated_at: 1,
             last_login_at: None,
+            revision: 1,
         }
     }
 

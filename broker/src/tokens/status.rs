@@ -453,6 +453,7 @@ mod tests {
                     created_at: self.now,
                     updated_at: self.now,
                     last_login_at: None,
+                    revision: 1,
                 })
                 .await
                 .unwrap();
