@@ -243,7 +243,7 @@ impl UserStore for MemoryStore {
         stored.status = user.status;
         stored.updated_at = user.updated_at;
         stored.revision += 1;
-        Ok(CheckedWrite::Written(stored.clone()))
+        Ok(CheckedWrite::Written(Box::new(stored.clone())))
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {

@@ -114,7 +114,7 @@ pub struct UserCursor {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CheckedWrite {
     /// Written; the user as stored now (its revision bumped).
-    Written(UserRecord),
+    Written(Box<UserRecord>),
     /// The user changed since `expected_revision`: nothing was written.
     Stale,
     NoSuchUser,

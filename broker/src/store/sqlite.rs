@@ -578,7 +578,7 @@ impl UserStore for SqliteStore {
         tx.commit().await.map_err(backend)?;
         Ok(match (done.rows_affected(), stored) {
             (_, None) => CheckedWrite::NoSuchUser,
-            (1, Some(user)) => CheckedWrite::Written(user),
+            (1, Some(user)) => CheckedWrite::Written(Box::new(user)),
             (_, Some(_)) => CheckedWrite::Stale,
         })
     }
