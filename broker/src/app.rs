@@ -178,6 +178,7 @@ fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
     crate::oidc::routes(&app.config, cfg);
     crate::login::routes(cfg);
     crate::account::routes(cfg);
+    cfg.service(crate::admin::scope());
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }

@@ -2,6 +2,7 @@
 //! the broker speaks to many upstream identity providers through one trait API.
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -13,7 +13,7 @@ use std::path::Path;
 const FLOORS: &[(&[&str], bool)] = &[
     (&["main", "cli"], false),
     (&["app"], false),
-    (&["oidc", "login", "account"], true),
+    (&["oidc", "login", "account", "admin"], true),
     (&["flow"], false),
     (&["web"], false),
     (&["identity", "sessions", "tokens", "providers"], false),

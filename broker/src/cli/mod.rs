@@ -306,15 +306,13 @@ async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
             name,
         } => {
             let h = hash(&read_password()?)?;
-            let u = identity::add_local_user(
-                &store,
-                &email,
-                username.as_deref(),
-                name.as_deref(),
-                &h,
-                now(),
-            )
-            .await?;
+            let new = identity::NewLocalUser {
+                email: &email,
+                username: username.as_deref(),
+                name: name.as_deref(),
+                password_hash: Some(&h),
+            };
+            let u = identity::add_local_user(&store, &new, "cli", now()).await?;
             println!("{}", u.id);
         }
         UserAction::List => {
@@ -328,11 +326,11 @@ async fn user(config: Config, action: UserAction) -> Result<(), CliError> {
                 );
             }
         }
-        UserAction::Disable { id } => identity::disable_user(&store, &id, now()).await?,
-        UserAction::Enable { id } => identity::enable_user(&store, &id, now()).await?,
+        UserAction::Disable { id } => identity::disable_user(&store, &id, "cli", now()).await?,
+        UserAction::Enable { id } => identity::enable_user(&store, &id, "cli", now()).await?,
         UserAction::SetPassword { id } => {
             let h = hash(&read_password()?)?;
-            identity::set_password(&store, &id, &h, now()).await?;
+            identity::set_password(&store, &id, &h, "cli", now()).await?;
         }
         UserAction::GrantRole { id, role, client } => {
             let new =

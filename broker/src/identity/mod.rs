@@ -21,7 +21,10 @@ mod resolve;
 mod test_support;
 
 pub use access::{access_for, explain_user, grant_access, grant_role, revoke_role, wants_access};
-pub use lifecycle::{StoreDirectory, add_local_user, disable_user, enable_user, set_password};
+pub use lifecycle::{
+    NewLocalUser, StoreDirectory, add_local_user, delete_user, disable_user, enable_user,
+    end_sessions, set_password, update_user,
+};
 pub use links::{link_to_user, linked_identity, unlink_from_user};
 pub use resolve::{namespaced_groups, refresh_from_provider, resolve_login};
 
@@ -39,6 +42,8 @@ pub enum IdentityError {
     Taken(&'static str),
     #[error("no such user")]
     NoSuchUser,
+    #[error("the user was changed since it was read")]
+    Stale,
     #[error("random generator failed")]
     Random,
     #[error("provider data: {0}")]

@@ -535,9 +535,19 @@ mod tests {
         // Local: a user an operator created exists before its first login; a static
         // user never seen is a new person.
         let local = entry_with("local", "local", closed);
-        let added = add_local_user(&store, "c@x.io", Some("carol"), None, "h", 4)
-            .await
-            .unwrap();
+        let added = add_local_user(
+            &store,
+            &crate::identity::NewLocalUser {
+                email: "c@x.io",
+                username: Some("carol"),
+                name: None,
+                password_hash: Some("h"),
+            },
+            "cli",
+            4,
+        )
+        .await
+        .unwrap();
         resolve_login(
             &store,
             &master(),
@@ -777,7 +787,7 @@ mod tests {
         )
         .await
         .unwrap();
-        disable_user(&store, &ada.id, 2).await.unwrap();
+        disable_user(&store, &ada.id, "cli", 2).await.unwrap();
         assert!(matches!(
             resolve_login(
                 &store,

@@ -175,6 +175,15 @@ impl TokenStatus<'_> {
         }
     }
 
+    /// A live access token of this broker, presented as a bearer credential (to an
+    /// API of the broker itself): `None` for anything else, refresh tokens included.
+    pub async fn live_access_token(&self, token: &str) -> Result<Option<ActiveToken>, StatusError> {
+        match self.verified_access(token).await? {
+            Some(claims) => self.live_access(claims).await,
+            None => Ok(None),
+        }
+    }
+
     /// Revokes `token` if it was issued to `client`. A refresh token (current or
     /// already rotated) ends its grant. An access token is denied by `jti` until its
     /// expiry, and a person's access token also ends its grant.
