@@ -1,0 +1,521 @@
+//! The admin API through the real binary (issue 13): who may call it, users created,
+//! paged, updated without lost writes, disabled and deleted (with what they held), the
+//! audit trail, and one problem format for every error.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::collections::BTreeSet;
+use switchboard_e2e::{ADMIN, AuthorizeRequest, BOB, Broker, Browser, TestUser, WEB_APP};
+
+const ROLES: &str = r#"
+[roles]
+admin_role = "admin"
+
+[roles.permissions]
+admin = ["admin:*"]
+auditor = ["admin:audit:read", "admin:users:read"]
+
+[[roles.rules]]
+role = "admin"
+provider = "local"
+group = "admins"
+"#;
+
+async fn broker() -> Broker {
+    Broker::setup().extra(ROLES).start().await
+}
+
+/// An access token of `user` for WEB_APP with `scope`.
+async fn token(broker: &Broker, user: &TestUser, scope: &str) -> String {
+    let request = AuthorizeRequest::new(WEB_APP).scope(scope);
+    let response = Browser::new(broker)
+        .log_in(&request.url(broker), user)
+        .await;
+    let tokens = broker
+        .redeem(&WEB_APP, response.code(), request.verifier())
+        .await;
+    tokens.access_token().to_string()
+}
+
+async fn admin_token(broker: &Broker) -> String {
+    token(broker, &ADMIN, "openid permissions").await
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Value,
+}
+
+impl Reply {
+    fn etag(&self) -> String {
+        self.headers["etag"].to_str().unwrap().to_string()
+    }
+
+    /// Panics unless this is an RFC 9457 problem with `status`.
+    fn assert_problem(&self, status: u16) -> &Value {
+        assert_eq!(self.status.as_u16(), status, "{}", self.body);
+        assert_eq!(
+            self.headers["content-type"], "application/problem+json",
+            "{}",
+            self.body
+        );
+        assert_eq!(self.body["status"], status, "{}", self.body);
+        assert!(self.body["title"].is_string(), "{}", self.body);
+        &self.body
+    }
+}
+
+async fn call(
+    broker: &Broker,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+    if_match: Option<&str>,
+) -> Reply {
+    let mut req = broker
+        .http()
+        .request(method, broker.url(&format!("/admin/api/v1{path}")));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    if let Some(tag) = if_match {
+        req = req.header("if-match", tag);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let headers = res.headers().clone();
+    let text = res.text().await.unwrap();
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or_else(|_| panic!("{status} non-JSON: {text}"))
+    };
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn get(broker: &Broker, path: &str, token: &str) -> Reply {
+    call(broker, Method::GET, path, Some(token), None, None).await
+}
+
+async fn create(broker: &Broker, token: &str, body: Value) -> Reply {
+    call(
+        broker,
+        Method::POST,
+        "/users",
+        Some(token),
+        Some(body),
+        None,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn anonymous_callers_get_401_and_callers_without_the_permission_403() {
+    let broker = broker().await;
+    let anonymous = call(&broker, Method::GET, "/users", None, None, None).await;
+    anonymous.assert_problem(401);
+    assert!(
+        anonymous.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Bearer")
+    );
+    let forged = call(
+        &broker,
+        Method::GET,
+        "/users",
+        Some("not.a.jwt"),
+        None,
+        None,
+    )
+    .await;
+    forged.assert_problem(401);
+    assert!(
+        forged.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    let bob = token(&broker, &BOB, "openid permissions").await;
+    let refused = get(&broker, "/users", &bob).await;
+    refused.assert_problem(403);
+    assert!(
+        refused.headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    // The admin's token without the permissions scope was not given that power.
+    let narrow = token(&broker, &ADMIN, "openid profile").await;
+    get(&broker, "/users", &narrow).await.assert_problem(403);
+
+    let admin = admin_token(&broker).await;
+    assert_eq!(get(&broker, "/users", &admin).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_created_user_signs_in_and_a_granted_role_reaches_their_token() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    let created = create(
+        &broker,
+        &admin,
+        json!({ "email": "carol@example.com", "username": "carol", "password": "correct horse" }),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    assert_eq!(created.body["has_password"], true);
+    assert!(created.body.get("password").is_none());
+    assert_eq!(created.etag(), "\"r1\"");
+
+    let granted = call(
+        &broker,
+        Method::PUT,
+        &format!("/users/{id}/roles/admin"),
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(granted.status, StatusCode::CREATED);
+    let again = call(
+        &broker,
+        Method::PUT,
+        &format!("/users/{id}/roles/admin"),
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT, "idempotent");
+
+    let request = AuthorizeRequest::new(WEB_APP).scope("openid roles permissions");
+    let tokens = broker
+        .sign_in_with_password(&Browser::new(&broker), &request, "carol", "correct horse")
+        .await;
+    let claims = switchboard_e2e::jwt_claims(tokens.access_token());
+    assert_eq!(claims["sub"], id.as_str());
+    assert!(
+        claims["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "admin"),
+        "{claims}"
+    );
+
+    let detail = get(&broker, &format!("/users/{id}"), &admin).await;
+    assert_eq!(detail.status, StatusCode::OK);
+    assert_eq!(detail.body["role_grants"][0]["role"], "admin");
+    assert_eq!(detail.body["identities"][0]["provider"], "local");
+
+    // The audit trail names the administrator who acted.
+    let audit = get(&broker, &format!("/audit?subject={id}"), &admin).await;
+    let kinds: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["user_created", "role_granted"], "{}", audit.body);
+    assert_eq!(
+        audit.body["items"][0]["actor"],
+        format!("user:{}", ADMIN.id)
+    );
+}
+
+#[tokio::test]
+async fn paging_walks_every_user_once_while_users_are_added() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    // Every user that exists when the walk starts, the static admin included.
+    let mut expected = BTreeSet::from([ADMIN.id.to_string()]);
+    for i in 0..120 {
+        let created = create(
+            &broker,
+            &admin,
+            json!({ "email": format!("user{i}@example.com") }),
+        )
+        .await;
+        assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+        expected.insert(created.body["id"].as_str().unwrap().to_string());
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    let mut added = 0;
+    loop {
+        let path = match &cursor {
+            None => "/users?page_size=25".to_string(),
+            Some(c) => format!("/users?page_size=25&cursor={c}"),
+        };
+        let page = get(&broker, &path, &admin).await;
+        assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+        for user in page.body["items"].as_array().unwrap() {
+            seen.push(user["id"].as_str().unwrap().to_string());
+        }
+        // Someone adds users during the walk: they come after, never in between.
+        for _ in 0..2 {
+            let created = create(
+                &broker,
+                &admin,
+                json!({ "email": format!("late{added}@example.com") }),
+            )
+            .await;
+            assert_eq!(created.status, StatusCode::CREATED);
+            added += 1;
+        }
+        match page.body["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_string()),
+            None => break,
+        }
+        assert!(seen.len() < 1000, "the walk never ends");
+    }
+    let unique: BTreeSet<String> = seen.iter().cloned().collect();
+    assert_eq!(unique.len(), seen.len(), "no duplicates");
+    let missing: Vec<_> = expected.difference(&unique).collect();
+    assert!(missing.is_empty(), "no gaps: {missing:?}");
+    // Users added during the walk come after the pages already read (some or all of
+    // them on later pages), never in place of one.
+
+    get(&broker, "/users?page_size=0", &admin)
+        .await
+        .assert_problem(422);
+    get(&broker, "/users?page_size=201", &admin)
+        .await
+        .assert_problem(422);
+    let bad = get(&broker, "/users?cursor=garbage", &admin).await;
+    assert_eq!(bad.assert_problem(422)["field"], "cursor");
+    get(&broker, "/users?pagesize=3", &admin)
+        .await
+        .assert_problem(400);
+    let filtered = get(&broker, "/users?email=USER7@example.com", &admin).await;
+    assert_eq!(filtered.body["items"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stale_write_gets_412_and_no_write_without_if_match() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    let created = create(&broker, &admin, json!({ "email": "dan@example.com" })).await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let path = format!("/users/{id}");
+    let read = get(&broker, &path, &admin).await;
+    let tag = read.etag();
+
+    let first = call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "name": "Dan" })),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(first.status, StatusCode::OK, "{}", first.body);
+    assert_ne!(first.etag(), tag);
+    let second = call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "name": "Daniel" })),
+        Some(&tag),
+    )
+    .await;
+    second.assert_problem(412);
+    call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "name": "Daniel" })),
+        None,
+    )
+    .await
+    .assert_problem(428);
+    assert_eq!(get(&broker, &path, &admin).await.body["name"], "Dan");
+
+    // Bad bodies name the field and change nothing.
+    let unknown = call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "nickname": "D" })),
+        Some(&first.etag()),
+    )
+    .await;
+    assert!(
+        unknown.assert_problem(400)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("nickname")
+    );
+    let wrong_type = call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "email_verified": "yes" })),
+        Some(&first.etag()),
+    )
+    .await;
+    assert_eq!(wrong_type.assert_problem(400)["field"], "email_verified");
+    let taken = call(
+        &broker,
+        Method::PATCH,
+        &path,
+        Some(&admin),
+        Some(json!({ "email": "admin@example.com" })),
+        Some(&first.etag()),
+    )
+    .await;
+    // The static admin is in the store once they logged in.
+    taken.assert_problem(409);
+}
+
+#[tokio::test]
+async fn disabling_and_deleting_end_what_the_user_held() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    for (action, password) in [("disable", "first password"), ("delete", "second password")] {
+        let email = format!("{action}@example.com");
+        let created = create(
+            &broker,
+            &admin,
+            json!({ "email": email, "password": password }),
+        )
+        .await;
+        let id = created.body["id"].as_str().unwrap().to_string();
+        let request = AuthorizeRequest::new(WEB_APP).scope("openid offline_access");
+        let tokens = broker
+            .sign_in_with_password(&Browser::new(&broker), &request, &email, password)
+            .await;
+        let sessions = get(&broker, &format!("/users/{id}/sessions"), &admin).await;
+        assert_eq!(
+            sessions.body.as_array().unwrap().len(),
+            1,
+            "{}",
+            sessions.body
+        );
+
+        let path = format!("/users/{id}");
+        let done = match action {
+            "disable" => {
+                let tag = get(&broker, &path, &admin).await.etag();
+                call(
+                    &broker,
+                    Method::PATCH,
+                    &path,
+                    Some(&admin),
+                    Some(json!({ "status": "disabled" })),
+                    Some(&tag),
+                )
+                .await
+            }
+            _ => call(&broker, Method::DELETE, &path, Some(&admin), None, None).await,
+        };
+        assert!(done.status.is_success(), "{action}: {}", done.body);
+        broker
+            .refresh(&WEB_APP, tokens.refresh_token())
+            .await
+            .assert_error("invalid_grant");
+        broker
+            .userinfo(tokens.access_token())
+            .await
+            .assert_invalid_token();
+        if action == "delete" {
+            get(&broker, &path, &admin).await.assert_problem(404);
+            let audit = get(
+                &broker,
+                &format!("/audit?subject={id}&type=user_deleted"),
+                &admin,
+            )
+            .await;
+            assert_eq!(audit.body["items"].as_array().unwrap().len(), 1);
+        }
+    }
+}
+
+#[tokio::test]
+async fn every_error_is_a_problem() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    get(&broker, "/nowhere", &admin).await.assert_problem(404);
+    get(&broker, "/users/no-such-user", &admin)
+        .await
+        .assert_problem(404);
+    let missing_email = create(&broker, &admin, json!({ "username": "x" })).await;
+    missing_email.assert_problem(400);
+    let bad_email = create(&broker, &admin, json!({ "email": "nope" })).await;
+    assert_eq!(bad_email.assert_problem(422)["field"], "email");
+    let short = create(
+        &broker,
+        &admin,
+        json!({ "email": "p@example.com", "password": "short" }),
+    )
+    .await;
+    assert_eq!(short.assert_problem(422)["field"], "password");
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let too_large = create(&broker, &admin, json!({ "email": huge })).await;
+    assert_eq!(too_large.status.as_u16(), 413);
+    too_large.assert_problem(413);
+    let text = broker
+        .http()
+        .post(broker.url("/admin/api/v1/users"))
+        .bearer_auth(&admin)
+        .body("email=a@b.c")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(text.status().as_u16(), 415);
+    let bad_role = call(
+        &broker,
+        Method::PUT,
+        &format!("/users/{}/roles/bad%20name", ADMIN.id),
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    bad_role.assert_problem(422);
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_and_names_every_route() {
+    let broker = broker().await;
+    let res = broker
+        .http()
+        .get(broker.url("/admin/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let doc: Value = res.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3.1"));
+    for path in [
+        "/admin/api/v1/users",
+        "/admin/api/v1/users/{id}",
+        "/admin/api/v1/users/{id}/password",
+        "/admin/api/v1/users/{id}/sessions",
+        "/admin/api/v1/users/{id}/roles/{role}",
+        "/admin/api/v1/audit",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing");
+    }
+}
