@@ -213,6 +213,9 @@ pub enum Condition {
     EmailDomain(DomainPattern),
     /// A claim of the upstream identity, by dotted path (`org.team`).
     Claim { path: String, test: ClaimTest },
+    /// A managed group (one the broker holds), by name, case-insensitively; whatever
+    /// provider the login went through.
+    ManagedGroup(String),
 }
 
 /// One `[[roles.rules]]` entry.
@@ -273,6 +276,10 @@ impl RolePolicy {
     }
 }
 
+/// The namespace of managed groups in the `groups` claim (`managed/ops`); no provider
+/// may take it as its id.
+pub const MANAGED_GROUP_NAMESPACE: &str = "managed";
+
 /// What the rules look at.
 #[derive(Debug, Clone, Copy)]
 pub struct Subject<'a> {
@@ -281,6 +288,8 @@ pub struct Subject<'a> {
     pub identity: Option<&'a Identity>,
     /// The user's direct role grants.
     pub direct: &'a [RoleGrantRecord],
+    /// The names of the managed groups the user is a member of.
+    pub managed_groups: &'a [String],
 }
 
 /// The roles and permissions a user holds toward one client (or toward none).
@@ -366,7 +375,7 @@ pub fn explain(policy: &RolePolicy, subject: &Subject<'_>, client: Option<&str>)
     let mut roles: BTreeSet<String> = policy.default_roles.iter().cloned().collect();
     let mut outcomes = Vec::with_capacity(policy.rules.len());
     for rule in &policy.rules {
-        let (held, checks) = check_rule(policy, rule, subject.identity);
+        let (held, checks) = check_rule(policy, rule, subject);
         let for_this_client = rule.client.as_deref().is_none_or(|c| Some(c) == client);
         let verdict = match (held, for_this_client) {
             (false, _) => Verdict::NotMatched,
@@ -421,11 +430,8 @@ pub fn explain(policy: &RolePolicy, subject: &Subject<'_>, client: Option<&str>)
     }
 }
 
-fn check_rule(
-    policy: &RolePolicy,
-    rule: &RoleRule,
-    identity: Option<&Identity>,
-) -> (bool, Vec<Check>) {
+fn check_rule(policy: &RolePolicy, rule: &RoleRule, subject: &Subject<'_>) -> (bool, Vec<Check>) {
+    let identity = subject.identity;
     let mut checks = Vec::with_capacity(rule.conditions.len() + 1);
     let mut provider_ok = true;
     if let Some(wanted) = &rule.provider {
@@ -443,7 +449,7 @@ fn check_rule(
     }
     let mut results = Vec::with_capacity(rule.conditions.len());
     for condition in &rule.conditions {
-        let check = check_condition(policy, rule, condition, identity);
+        let check = check_condition(policy, rule, condition, subject);
         results.push(check.held);
         checks.push(check);
     }
@@ -461,8 +467,9 @@ fn check_condition(
     policy: &RolePolicy,
     rule: &RoleRule,
     condition: &Condition,
-    identity: Option<&Identity>,
+    subject: &Subject<'_>,
 ) -> Check {
+    let identity = subject.identity;
     let provider = rule.provider.as_deref().unwrap_or_default();
     let (condition_text, result) = match condition {
         Condition::Group(group) => (
@@ -477,12 +484,26 @@ fn check_condition(
             format!("claim {path:?} {test}"),
             claim_held(provider, path, test, identity),
         ),
+        Condition::ManagedGroup(name) => (
+            format!("managed_group {name:?}"),
+            managed_group_held(name, subject.managed_groups),
+        ),
     };
     let (held, why) = result;
     Check {
         condition: condition_text,
         held,
         why,
+    }
+}
+
+fn managed_group_held(name: &str, groups: &[String]) -> (bool, String) {
+    if groups.iter().any(|g| g.eq_ignore_ascii_case(name)) {
+        (true, "a member".to_string())
+    } else if groups.is_empty() {
+        (false, "a member of no managed group".to_string())
+    } else {
+        (false, format!("a member of {}", groups.join(", ")))
     }
 }
 
@@ -687,6 +708,7 @@ mod tests {
         let subject = Subject {
             identity: Some(identity),
             direct: &[],
+            managed_groups: &[],
         };
         access(policy, &subject, client).roles
     }
@@ -736,6 +758,7 @@ mod tests {
         let nobody = Subject {
             identity: None,
             direct: &[],
+            managed_groups: &[],
         };
         assert!(access(&p, &nobody, None).roles.is_empty());
     }
@@ -923,6 +946,7 @@ mod tests {
             &Subject {
                 identity: Some(&id),
                 direct: &[],
+                managed_groups: &[],
             },
             Some("wiki"),
         );
@@ -967,6 +991,7 @@ mod tests {
         let subject = Subject {
             identity: Some(&id),
             direct: &direct,
+            managed_groups: &[],
         };
         let a = access(&p, &subject, Some("wiki"));
         assert_eq!(a.roles, vec!["admin", "member", "ops"]);
@@ -980,6 +1005,7 @@ mod tests {
             &Subject {
                 identity: Some(&id),
                 direct: &[],
+                managed_groups: &[],
             },
             None,
         );
@@ -1039,6 +1065,7 @@ mod tests {
             &Subject {
                 identity: Some(&id),
                 direct: &[],
+                managed_groups: &[],
             },
             None,
         );

@@ -7,7 +7,7 @@ use super::body::{self, present};
 use super::caller::{Caller, USERS_READ, USERS_WRITE};
 use super::problem::{Problem, internal};
 use crate::identity::{self, IdentityError, NewLocalUser};
-use crate::store::{SessionRecord, UserCursor, UserFilter, UserRecord, UserStatus};
+use crate::store::{PageCursor, SessionRecord, UserFilter, UserRecord, UserStatus};
 use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
@@ -116,6 +116,8 @@ pub struct ListUsers {
     pub status: Option<String>,
     /// Users with an identity of this provider.
     pub provider: Option<String>,
+    /// Members of this managed group (its id).
+    pub group: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -246,10 +248,10 @@ fn encode_cursor(user: &UserRecord) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", user.created_at, user.id))
 }
 
-fn decode_cursor(text: &str) -> Option<UserCursor> {
+fn decode_cursor(text: &str) -> Option<PageCursor> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
     let (created_at, id) = raw.split_once(':')?;
-    Some(UserCursor {
+    Some(PageCursor {
         created_at: created_at.parse().ok()?,
         id: id.to_string(),
     })
@@ -359,6 +361,7 @@ pub async fn list_users(
             Some(s) => Some(parse_status("status", s)?),
         },
         provider: query.provider,
+        group: query.group,
     };
     // One more than asked tells whether there is a next page.
     let mut users = app

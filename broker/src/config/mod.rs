@@ -503,6 +503,12 @@ impl Validator {
                     "provider ids may use only letters, digits, '-' and '_'",
                 ));
             }
+            if id.eq_ignore_ascii_case(crate::roles::MANAGED_GROUP_NAMESPACE) {
+                return Err(self.err(
+                    key,
+                    "this id is reserved: managed groups appear in tokens as \"managed/<name>\"",
+                ));
+            }
             providers.push(ProviderSection {
                 id: id.clone(),
                 kind: p.kind.clone(),

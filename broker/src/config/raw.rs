@@ -171,6 +171,8 @@ pub struct RawRoleRule {
     pub any: bool,
     pub provider: Option<String>,
     pub group: Option<String>,
+    /// A managed group's name (any provider).
+    pub managed_group: Option<String>,
     pub email_domain: Option<String>,
     pub claim: Option<RawClaim>,
 }

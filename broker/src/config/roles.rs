@@ -215,6 +215,12 @@ impl Validator {
             }
             conditions.push(Condition::Group(group.clone()));
         }
+        if let Some(name) = &r.managed_group {
+            if name.trim().is_empty() {
+                return Err(self.err(key("managed_group"), "empty group name"));
+            }
+            conditions.push(Condition::ManagedGroup(name.clone()));
+        }
         if let Some(domain) = &r.email_domain {
             let pattern =
                 DomainPattern::parse(domain).map_err(|m| self.err(key("email_domain"), m))?;
@@ -249,7 +255,7 @@ impl Validator {
         if conditions.is_empty() && r.provider.is_none() {
             return Err(self.err(
                 format!("roles.rules[{i}]"),
-                "a rule needs a condition (provider, group, email_domain or claim); give a role to everyone with default_roles",
+                "a rule needs a condition (provider, group, managed_group, email_domain or claim); give a role to everyone with default_roles",
             ));
         }
         Ok(RoleRule {

@@ -568,3 +568,24 @@ fn redirect_uris_are_kept_as_written() {
     let e = error_of(&MINIMAL.replace("5555/callback\"", "5555/callback \""));
     assert!(e.contains("clients.app.redirect_uris[0]"), "{e}");
 }
+
+#[test]
+fn a_rule_may_name_a_managed_group_and_no_provider_may_be_called_managed() {
+    let c = load_text(&format!(
+        "{MINIMAL}\n[[roles.rules]]\nrole = \"ops\"\nmanaged_group = \"Operators\"\n"
+    ))
+    .unwrap();
+    assert!(matches!(
+        &c.roles.rules[0].conditions[..],
+        [crate::roles::Condition::ManagedGroup(name)] if name == "Operators"
+    ));
+    let e = load_text(&format!(
+        "{MINIMAL}\n[providers.managed]\ntype = \"local\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("providers.managed") && e.contains("reserved"),
+        "{e}"
+    );
+}

@@ -7,7 +7,7 @@ use super::IdentityError;
 use super::links::{identity_of_link, linked_identity};
 use crate::config::Config;
 use crate::roles::{self, Access, Explanation, RolePolicy, Subject};
-use crate::store::{AuditEvent, GrantRecord, RoleGrantRecord, SharedStore, UnixTime};
+use crate::store::{AuditEvent, GrantRecord, RoleGrantRecord, SharedStore, UnixTime, UserRecord};
 use switchboard_plugin_api::Identity;
 
 /// The roles and permissions a user holds toward `client_id` when logged in through
@@ -21,11 +21,39 @@ pub async fn access_for(
 ) -> Result<Access, IdentityError> {
     let identity = linked_identity(store, user_id, provider_id).await?;
     let direct = store.list_role_grants(user_id).await?;
+    let managed_groups = managed_group_names(store, user_id).await?;
     let subject = Subject {
         identity: identity.as_ref(),
         direct: &direct,
+        managed_groups: &managed_groups,
     };
     Ok(roles::access(policy, &subject, client_id))
+}
+
+/// The names of the managed groups `user_id` is a member of.
+async fn managed_group_names(
+    store: &SharedStore,
+    user_id: &str,
+) -> Result<Vec<String>, IdentityError> {
+    Ok(store
+        .list_user_groups(user_id)
+        .await?
+        .into_iter()
+        .map(|g| g.name)
+        .collect())
+}
+
+/// The user as tokens and userinfo show them: their upstream groups (namespaced by
+/// provider at login) and their managed groups as `managed/<name>`.
+pub async fn with_managed_groups(
+    store: &SharedStore,
+    mut user: UserRecord,
+) -> Result<UserRecord, IdentityError> {
+    for name in managed_group_names(store, &user.id).await? {
+        user.groups
+            .push(format!("{}/{name}", roles::MANAGED_GROUP_NAMESPACE));
+    }
+    Ok(user)
 }
 
 /// The scopes that ask for roles or permissions.
@@ -78,12 +106,14 @@ pub async fn explain_user(
         return Err(IdentityError::NotLinked(p.to_string()));
     }
     let direct = store.list_role_grants(user_id).await?;
+    let managed_groups = managed_group_names(store, user_id).await?;
     let explain = |identity: Option<&Identity>| {
         roles::explain(
             policy,
             &Subject {
                 identity,
                 direct: &direct,
+                managed_groups: &managed_groups,
             },
             client_id,
         )

@@ -20,7 +20,10 @@ mod resolve;
 #[cfg(test)]
 mod test_support;
 
-pub use access::{access_for, explain_user, grant_access, grant_role, revoke_role, wants_access};
+pub use access::{
+    access_for, explain_user, grant_access, grant_role, revoke_role, wants_access,
+    with_managed_groups,
+};
 pub use lifecycle::{
     NewLocalUser, StoreDirectory, add_local_user, delete_user, disable_user, enable_user,
     end_sessions, set_password, update_user,

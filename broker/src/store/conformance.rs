@@ -12,10 +12,10 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::{
-    AuditEvent, AuditFilter, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
-    IdentityLink, MemoryStore, RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome,
-    SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserCursor,
-    UserFilter, UserRecord, UserStatus,
+    AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite, CodeRecord,
+    GrantRecord, GroupRecord, IdentityLink, Membership, MemoryStore, PageCursor, RedeemOutcome,
+    RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
+    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -1474,7 +1474,7 @@ async fn users_page_in_creation_order_with_filters(store: SharedStore) {
     );
     let first = store.list_users_page(&all, None, 2).await.unwrap();
     assert_eq!(ids(first.clone()), ["u3", "u1"]);
-    let after = UserCursor {
+    let after = PageCursor {
         created_at: first[1].created_at,
         id: first[1].id.clone(),
     };
@@ -1710,6 +1710,102 @@ async fn a_users_live_sessions_are_listed_oldest_first(store: SharedStore) {
     assert_eq!(ids, ["s1", "s2"]);
 }
 
+async fn groups_have_unique_names_members_and_checked_renames(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    let group = |id: &str, name: &str, created_at: UnixTime| GroupRecord {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        description: None,
+        created_at,
+        updated_at: created_at,
+        revision: 1,
+    };
+    store.create_group(&group("g1", "Ops", NOW)).await.unwrap();
+    store.create_group(&group("g2", "dev", NOW)).await.unwrap();
+    assert_eq!(
+        conflict_on(store.create_group(&group("g3", "OPS", NOW + 1)).await),
+        "group"
+    );
+    let page = store.list_groups_page(None, 1).await.unwrap();
+    assert_eq!(page[0].id, "g1");
+    let after = PageCursor {
+        created_at: page[0].created_at,
+        id: page[0].id.clone(),
+    };
+    let rest = store.list_groups_page(Some(&after), 10).await.unwrap();
+    assert_eq!(
+        rest.iter().map(|g| g.id.as_str()).collect::<Vec<_>>(),
+        ["g2"]
+    );
+
+    assert_eq!(
+        store.add_member("g1", "u1", NOW).await.unwrap(),
+        Membership::Added
+    );
+    assert_eq!(
+        store.add_member("g1", "u1", NOW).await.unwrap(),
+        Membership::AlreadyMember
+    );
+    assert_eq!(
+        store.add_member("nope", "u1", NOW).await.unwrap(),
+        Membership::NoSuchGroup
+    );
+    assert_eq!(
+        store.add_member("g1", "ghost", NOW).await.unwrap(),
+        Membership::NoSuchUser
+    );
+    store.add_member("g2", "u1", NOW).await.unwrap();
+    store.add_member("g2", "u2", NOW).await.unwrap();
+    let names = |groups: Vec<GroupRecord>| groups.into_iter().map(|g| g.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.list_user_groups("u1").await.unwrap()),
+        ["dev", "Ops"]
+    );
+    let members = store
+        .list_users_page(
+            &UserFilter {
+                group: Some("g2".into()),
+                ..UserFilter::default()
+            },
+            None,
+            10,
+        )
+        .await
+        .unwrap();
+    assert_eq!(members.len(), 2);
+
+    let mut renamed = group("g1", "Operations", NOW);
+    renamed.updated_at = NOW + 5;
+    let CheckedGroupWrite::Written(written) =
+        store.update_group_checked(&renamed, 1).await.unwrap()
+    else {
+        panic!("not written");
+    };
+    assert_eq!((written.name.as_str(), written.revision), ("Operations", 2));
+    assert_eq!(
+        store.update_group_checked(&renamed, 1).await.unwrap(),
+        CheckedGroupWrite::Stale
+    );
+    renamed.name = "DEV".into();
+    assert_eq!(
+        conflict_on(store.update_group_checked(&renamed, 2).await),
+        "group"
+    );
+
+    assert!(store.remove_member("g2", "u2").await.unwrap());
+    assert!(!store.remove_member("g2", "u2").await.unwrap());
+    assert!(store.delete_group("g2").await.unwrap());
+    assert!(!store.delete_group("g2").await.unwrap());
+    assert_eq!(
+        names(store.list_user_groups("u1").await.unwrap()),
+        ["Operations"]
+    );
+    // A deleted user leaves their groups.
+    store.delete_user("u1").await.unwrap();
+    assert!(store.list_user_groups("u1").await.unwrap().is_empty());
+}
+
 // ---- races: one winner, whatever the interleaving ----
 
 /// Runs `op` in `RACERS` tasks released together and returns their results.
@@ -1923,6 +2019,7 @@ macro_rules! conformance_tests {
                 deleting_a_user_takes_what_hangs_off_it_and_keeps_the_audit,
                 audit_queries_filter_and_page_by_sequence,
                 a_users_live_sessions_are_listed_oldest_first,
+                groups_have_unique_names_members_and_checked_renames,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [

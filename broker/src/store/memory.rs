@@ -12,11 +12,12 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
-    GrantStore, IdentityLink, KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore, IdentityLink, KeyStore,
+    LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
     RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
-    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserCursor, UserFilter,
-    UserRecord, UserStatus, UserStore,
+    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
+    UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -44,6 +45,9 @@ struct State {
     throttle: HashMap<String, ThrottleWindow>,
     /// Denied access tokens: `jti` to the token's expiry.
     denied_access_tokens: HashMap<String, UnixTime>,
+    groups: HashMap<String, GroupRecord>,
+    /// `(group_id, user_id)` memberships.
+    members: HashSet<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -178,7 +182,7 @@ impl UserStore for MemoryStore {
     async fn list_users_page(
         &self,
         filter: &UserFilter,
-        after: Option<&UserCursor>,
+        after: Option<&PageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<UserRecord>> {
         let state = self.lock()?;
@@ -205,6 +209,10 @@ impl UserStore for MemoryStore {
                         .provider
                         .as_deref()
                         .is_none_or(|p| has_provider(u, p))
+                    && filter
+                        .group
+                        .as_ref()
+                        .is_none_or(|g| state.members.contains(&(g.clone(), u.id.clone())))
                     && after.is_none_or(|a| (u.created_at, u.id.as_str()) > (a.created_at, &a.id))
             })
             .cloned()
@@ -254,6 +262,7 @@ impl UserStore for MemoryStore {
         // What the SQLite foreign keys cascade to; audit events stay.
         state.links.retain(|_, l| l.user_id != id);
         state.role_grants.retain(|_, g| g.user_id != id);
+        state.members.retain(|(_, user)| user != id);
         state.sessions.retain(|_, s| s.user_id != id);
         let gone: HashSet<String> = state
             .grants
@@ -398,6 +407,126 @@ impl RoleGrantStore for MemoryStore {
             .collect();
         grants.sort_by(|a, b| (&a.client_id, &a.role).cmp(&(&b.client_id, &b.role)));
         Ok(grants)
+    }
+}
+
+#[async_trait]
+impl GroupStore for MemoryStore {
+    async fn create_group(&self, group: &GroupRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        let taken = state.groups.contains_key(&group.id)
+            || state
+                .groups
+                .values()
+                .any(|g| g.name.eq_ignore_ascii_case(&group.name));
+        if taken {
+            return Err(StoreError::Conflict { what: "group" });
+        }
+        let group = GroupRecord {
+            revision: 1,
+            ..group.clone()
+        };
+        state.groups.insert(group.id.clone(), group);
+        Ok(())
+    }
+
+    async fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        Ok(self.lock()?.groups.get(id).cloned())
+    }
+
+    async fn list_groups_page(
+        &self,
+        after: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupRecord>> {
+        let state = self.lock()?;
+        let mut groups: Vec<GroupRecord> = state
+            .groups
+            .values()
+            .filter(|g| after.is_none_or(|a| (g.created_at, g.id.as_str()) > (a.created_at, &a.id)))
+            .cloned()
+            .collect();
+        groups.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        groups.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+        Ok(groups)
+    }
+
+    async fn update_group_checked(
+        &self,
+        group: &GroupRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedGroupWrite> {
+        let mut state = self.lock()?;
+        match state.groups.get(&group.id) {
+            None => return Ok(CheckedGroupWrite::NoSuchGroup),
+            Some(g) if g.revision != expected_revision => return Ok(CheckedGroupWrite::Stale),
+            Some(_) => {}
+        }
+        let taken = state
+            .groups
+            .values()
+            .any(|g| g.id != group.id && g.name.eq_ignore_ascii_case(&group.name));
+        if taken {
+            return Err(StoreError::Conflict { what: "group" });
+        }
+        let Some(stored) = state.groups.get_mut(&group.id) else {
+            return Ok(CheckedGroupWrite::NoSuchGroup);
+        };
+        stored.name.clone_from(&group.name);
+        stored.description.clone_from(&group.description);
+        stored.updated_at = group.updated_at;
+        stored.revision += 1;
+        Ok(CheckedGroupWrite::Written(stored.clone()))
+    }
+
+    async fn delete_group(&self, id: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        state.members.retain(|(group, _)| group != id);
+        Ok(state.groups.remove(id).is_some())
+    }
+
+    async fn add_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        _now: UnixTime,
+    ) -> StoreResult<Membership> {
+        let mut state = self.lock()?;
+        if !state.groups.contains_key(group_id) {
+            return Ok(Membership::NoSuchGroup);
+        }
+        if !state.users.contains_key(user_id) {
+            return Ok(Membership::NoSuchUser);
+        }
+        Ok(
+            match state
+                .members
+                .insert((group_id.to_owned(), user_id.to_owned()))
+            {
+                true => Membership::Added,
+                false => Membership::AlreadyMember,
+            },
+        )
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<bool> {
+        Ok(self
+            .lock()?
+            .members
+            .remove(&(group_id.to_owned(), user_id.to_owned())))
+    }
+
+    async fn list_user_groups(&self, user_id: &str) -> StoreResult<Vec<GroupRecord>> {
+        let state = self.lock()?;
+        let mut groups: Vec<GroupRecord> = state
+            .members
+            .iter()
+            .filter(|(_, u)| u == user_id)
+            .filter_map(|(g, _)| state.groups.get(g).cloned())
+            .collect();
+        // By name, case-insensitively (SQLite's NOCASE).
+        groups.sort_by_key(|g| g.name.to_ascii_lowercase());
+        Ok(groups)
     }
 }
 

@@ -100,12 +100,14 @@ pub struct UserFilter {
     pub status: Option<UserStatus>,
     /// Users with an identity of this provider linked.
     pub provider: Option<String>,
+    /// Members of this managed group (by id).
+    pub group: Option<String>,
 }
 
-/// Where a page of users starts: after this user in `(created_at, id)` order, which
-/// never changes, so a walk sees every user once even while users are added.
+/// Where a page starts: after this row in `(created_at, id)` order, which never
+/// changes, so a walk sees every row once even while rows are added.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserCursor {
+pub struct PageCursor {
     pub created_at: UnixTime,
     pub id: String,
 }
@@ -118,6 +120,69 @@ pub enum CheckedWrite {
     /// The user changed since `expected_revision`: nothing was written.
     Stale,
     NoSuchUser,
+}
+
+/// A group the broker itself holds (not an upstream's): managed through the admin API,
+/// in tokens as `managed/<name>`, and named by role rules with `managed_group`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GroupRecord {
+    pub id: String,
+    /// Unique, case-insensitively.
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: UnixTime,
+    pub updated_at: UnixTime,
+    /// Counts the writes to the group (1 when created; the store sets it).
+    pub revision: i64,
+}
+
+/// What adding a member did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Membership {
+    Added,
+    AlreadyMember,
+    NoSuchGroup,
+    NoSuchUser,
+}
+
+/// The outcome of a group write that must not lose a concurrent one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckedGroupWrite {
+    Written(GroupRecord),
+    Stale,
+    NoSuchGroup,
+}
+
+#[async_trait]
+pub trait GroupStore: Send + Sync {
+    /// Inserts a group; `Conflict` if the id or the name (case-insensitive) is taken.
+    async fn create_group(&self, group: &GroupRecord) -> StoreResult<()>;
+    async fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>>;
+    /// At most `limit` groups after `after`, in `(created_at, id)` order.
+    async fn list_groups_page(
+        &self,
+        after: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupRecord>>;
+    /// Renames (and re-describes) a group if its revision is still
+    /// `expected_revision`; `Conflict` if the name is taken.
+    async fn update_group_checked(
+        &self,
+        group: &GroupRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedGroupWrite>;
+    /// Deletes a group and its memberships; false if no such group.
+    async fn delete_group(&self, id: &str) -> StoreResult<bool>;
+    async fn add_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Membership>;
+    /// Returns false if the user was not a member.
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<bool>;
+    /// The groups a user is a member of, by name.
+    async fn list_user_groups(&self, user_id: &str) -> StoreResult<Vec<GroupRecord>>;
 }
 
 /// A link between an upstream identity and a user. `(provider_id, subject)` is unique.
@@ -148,7 +213,7 @@ pub trait UserStore: Send + Sync {
     async fn list_users_page(
         &self,
         filter: &UserFilter,
-        after: Option<&UserCursor>,
+        after: Option<&PageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<UserRecord>>;
     /// Replaces the profile fields and status of `user` if its stored revision is
@@ -523,6 +588,7 @@ pub trait Maintenance: Send + Sync {
 /// Everything the broker persists.
 pub trait Store:
     UserStore
+    + GroupStore
     + RoleGrantStore
     + AuditStore
     + LoginStore
@@ -538,6 +604,7 @@ pub trait Store:
 
 impl<T> Store for T where
     T: UserStore
+        + GroupStore
         + RoleGrantStore
         + AuditStore
         + LoginStore

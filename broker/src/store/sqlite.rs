@@ -20,11 +20,12 @@ use sqlx::sqlite::{
 use sqlx::{Decode, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::{
-    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedWrite, CodeRecord, GrantRecord,
-    GrantStore, IdentityLink, KeyStore, LoginStore, Maintenance, RedeemOutcome, RefreshTokenRecord,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore, IdentityLink, KeyStore,
+    LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
     RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
-    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserCursor, UserFilter,
-    UserRecord, UserStatus, UserStore,
+    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
+    UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -134,6 +135,11 @@ fn migrator() -> Migrator {
             7,
             "admin",
             include_str!("../../migrations/sqlite/0007_admin.sql"),
+        ),
+        migration(
+            8,
+            "managed groups",
+            include_str!("../../migrations/sqlite/0008_managed_groups.sql"),
         ),
     ])
 }
@@ -485,7 +491,7 @@ impl UserStore for SqliteStore {
     async fn list_users_page(
         &self,
         filter: &UserFilter,
-        after: Option<&UserCursor>,
+        after: Option<&PageCursor>,
         limit: u32,
     ) -> StoreResult<Vec<UserRecord>> {
         let mut q = QueryBuilder::<Sqlite>::new(concat!(
@@ -512,6 +518,14 @@ impl UserStore for SqliteStore {
                  AND l.provider_id = ",
             )
             .push_bind(provider)
+            .push(")");
+        }
+        if let Some(group) = &filter.group {
+            q.push(
+                " AND EXISTS (SELECT 1 FROM group_members m WHERE m.user_id = users.id \
+                 AND m.group_id = ",
+            )
+            .push_bind(group)
             .push(")");
         }
         if let Some(after) = after {
@@ -863,6 +877,211 @@ impl AuditStore for SqliteStore {
             .iter()
             .map(audit_from_row)
             .collect()
+    }
+}
+
+macro_rules! group_columns {
+    () => {
+        "id, name, description, created_at, updated_at, revision"
+    };
+}
+
+fn group_from_row(row: &SqliteRow) -> StoreResult<GroupRecord> {
+    let c = Columns::new(row, "group");
+    Ok(GroupRecord {
+        id: c.get("id")?,
+        name: c.get("name")?,
+        description: c.get("description")?,
+        created_at: c.get("created_at")?,
+        updated_at: c.get("updated_at")?,
+        revision: c.get("revision")?,
+    })
+}
+
+#[async_trait]
+impl GroupStore for SqliteStore {
+    async fn create_group(&self, group: &GroupRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO managed_groups (",
+            group_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, 1)"
+        ))
+        .bind(&group.id)
+        .bind(&group.name)
+        .bind(group.description.as_deref())
+        .bind(group.created_at)
+        .bind(group.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("group"))?;
+        Ok(())
+    }
+
+    async fn get_group(&self, id: &str) -> StoreResult<Option<GroupRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM managed_groups WHERE id = ?1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(group_from_row)
+        .transpose()
+    }
+
+    async fn list_groups_page(
+        &self,
+        after: Option<&PageCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<GroupRecord>> {
+        let (created_at, id) = after.map_or((i64::MIN, ""), |a| (a.created_at, a.id.as_str()));
+        sqlx::query(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM managed_groups WHERE created_at > ?1 OR (created_at = ?1 AND id > ?2) \
+             ORDER BY created_at, id LIMIT ?3"
+        ))
+        .bind(created_at)
+        .bind(id)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(group_from_row)
+        .collect()
+    }
+
+    async fn update_group_checked(
+        &self,
+        group: &GroupRecord,
+        expected_revision: i64,
+    ) -> StoreResult<CheckedGroupWrite> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE managed_groups SET name = ?2, description = ?3, updated_at = ?4, \
+             revision = revision + 1 WHERE id = ?1 AND revision = ?5",
+        )
+        .bind(&group.id)
+        .bind(&group.name)
+        .bind(group.description.as_deref())
+        .bind(group.updated_at)
+        .bind(expected_revision)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict_or_backend("group"))?;
+        let stored = sqlx::query(concat!(
+            "SELECT ",
+            group_columns!(),
+            " FROM managed_groups WHERE id = ?1"
+        ))
+        .bind(&group.id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(group_from_row)
+        .transpose()?;
+        tx.commit().await.map_err(backend)?;
+        Ok(match (done.rows_affected(), stored) {
+            (_, None) => CheckedGroupWrite::NoSuchGroup,
+            (1, Some(group)) => CheckedGroupWrite::Written(group),
+            (_, Some(_)) => CheckedGroupWrite::Stale,
+        })
+    }
+
+    async fn delete_group(&self, id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM managed_groups WHERE id = ?1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn add_member(
+        &self,
+        group_id: &str,
+        user_id: &str,
+        now: UnixTime,
+    ) -> StoreResult<Membership> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let exists = |table: &'static str| {
+            let sql = match table {
+                "group" => "SELECT 1 FROM managed_groups WHERE id = ?1",
+                _ => "SELECT 1 FROM users WHERE id = ?1",
+            };
+            sqlx::query_scalar::<_, i64>(sql)
+        };
+        if exists("group")
+            .bind(group_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Ok(Membership::NoSuchGroup);
+        }
+        if exists("user")
+            .bind(user_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(backend)?
+            .is_none()
+        {
+            return Ok(Membership::NoSuchUser);
+        }
+        let done = sqlx::query(
+            "INSERT INTO group_members (group_id, user_id, added_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (group_id, user_id) DO NOTHING",
+        )
+        .bind(group_id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(match done.rows_affected() {
+            1 => Membership::Added,
+            _ => Membership::AlreadyMember,
+        })
+    }
+
+    async fn remove_member(&self, group_id: &str, user_id: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM group_members WHERE group_id = ?1 AND user_id = ?2")
+            .bind(group_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn list_user_groups(&self, user_id: &str) -> StoreResult<Vec<GroupRecord>> {
+        sqlx::query(
+            "SELECT g.id, g.name, g.description, g.created_at, g.updated_at, g.revision \
+             FROM managed_groups g JOIN group_members m ON m.group_id = g.id \
+             WHERE m.user_id = ?1 ORDER BY g.name",
+        )
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(group_from_row)
+        .collect()
     }
 }
 
