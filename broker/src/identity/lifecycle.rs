@@ -52,7 +52,10 @@ pub async fn set_password(
     Ok(())
 }
 
-/// Creates a user of the local provider kept in the store.
+/// Creates a user of the local provider kept in the store. The email is the
+/// operator's word, as a static user's is, so it is verified (and logs in); a
+/// username or verified email another account holds is refused, as the operator's
+/// choice to make again (unlike a first login, which gives way).
 pub async fn add_local_user(
     store: &SharedStore,
     email: &str,
@@ -65,7 +68,7 @@ pub async fn add_local_user(
         id: secrets::random_id().map_err(|_| IdentityError::Random)?,
         username: username.map(str::to_string),
         email: Some(email.to_string()),
-        email_verified: false,
+        email_verified: true,
         name: name.map(str::to_string),
         given_name: None,
         family_name: None,
@@ -79,7 +82,10 @@ pub async fn add_local_user(
     };
     match store.create_user(&user).await {
         Ok(()) => Ok(user),
-        Err(StoreError::Conflict { .. }) => Err(IdentityError::Taken("this username or email")),
+        Err(StoreError::Conflict { what: "username" }) => {
+            Err(IdentityError::Taken("this username"))
+        }
+        Err(StoreError::Conflict { what: "email" }) => Err(IdentityError::Taken("this email")),
         Err(e) => Err(e.into()),
     }
 }
