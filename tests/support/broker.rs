@@ -369,6 +369,19 @@ impl Broker {
     /// Runs `broker user --config <this config> <args>` with `stdin`, and returns its
     /// standard output; panics if it fails.
     pub fn user_command(&self, args: &[&str], stdin: &str) -> String {
+        let out = self.user_command_output(args, stdin);
+        assert!(
+            out.status.success(),
+            "broker user {args:?} failed: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs `broker user --config <this config> <args>` with `stdin`, and returns what
+    /// it printed and how it exited (for commands that should fail).
+    pub fn user_command_output(&self, args: &[&str], stdin: &str) -> Output {
         let mut child = broker_command()
             .arg("user")
             .arg("--config")
@@ -386,14 +399,7 @@ impl Broker {
             .expect("piped stdin")
             .write_all(stdin.as_bytes())
             .expect("write to broker user");
-        let out = child.wait_with_output().expect("wait for broker user");
-        assert!(
-            out.status.success(),
-            "broker user {args:?} failed: {}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 output")
+        child.wait_with_output().expect("wait for broker user")
     }
 
     /// POST `/token` as `client` (Basic authentication for confidential clients,

@@ -180,7 +180,10 @@ pub struct NewLocalUser<'a> {
     pub password_hash: Option<&'a str>,
 }
 
-/// Creates a user of the local provider kept in the store.
+/// Creates a user of the local provider kept in the store. The email is the
+/// operator's word, as a static user's is, so it is verified (and logs in); a
+/// username or verified email another account holds is refused, as the operator's
+/// choice to make again (unlike a first login, which gives way).
 pub async fn add_local_user(
     store: &SharedStore,
     new: &NewLocalUser<'_>,
@@ -191,7 +194,8 @@ pub async fn add_local_user(
         id: secrets::random_id().map_err(|_| IdentityError::Random)?,
         username: new.username.map(str::to_string),
         email: Some(new.email.to_string()),
-        email_verified: false,
+        // The operator's word, as for static users.
+        email_verified: true,
         name: new.name.map(str::to_string),
         given_name: None,
         family_name: None,

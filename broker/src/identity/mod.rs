@@ -41,6 +41,8 @@ pub enum IdentityError {
     Store(#[from] StoreError),
     #[error("the account is disabled")]
     Disabled,
+    /// An operator's new user collides with another account (`broker user add`); a
+    /// login never gets this, it gives way instead (see `resolve`).
     #[error("another account already uses {0}")]
     Taken(&'static str),
     #[error("no such user")]

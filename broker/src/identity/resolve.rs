@@ -2,6 +2,10 @@
 //! verified email, or a new user (where registration is open); then the profile and
 //! groups the provider sent are applied and the link records this login. Refreshing a
 //! user from the provider lives here too, as it applies the same profile rules.
+//!
+//! Nothing another person brought first may block a login: a username another user
+//! holds becomes a variant of it (or the user keeps the one they have), and a verified
+//! email another user verified first is kept unverified (see [`Yield`]).
 
 use super::IdentityError;
 use super::links::{
@@ -47,7 +51,8 @@ async fn email_link_target(
     else {
         return Ok(None);
     };
-    // Emails are unique among users: at most one account can match.
+    // Verified emails are unique among users, and name an account before any
+    // username does: at most one account can match.
     let Some(user) = store.find_user_by_login(email).await? else {
         return Ok(None);
     };
@@ -105,29 +110,19 @@ pub async fn resolve_login(
             return Err(IdentityError::RegistrationClosed(entry.id.clone()));
         }
         None => {
-            let u = new_user(&user_id, &identity, vouches_for_email(entry), now);
-            match store.create_user(&u).await {
-                Ok(()) => u,
-                Err(StoreError::Conflict { .. }) => {
-                    return Err(IdentityError::Taken("this username or email"));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            let mut u = new_user(&user_id, &identity, vouches_for_email(entry), now);
+            save_user(store, &mut u, Write::Create, None).await?;
+            u
         }
     };
     if user.status != UserStatus::Active {
         return Err(IdentityError::Disabled);
     }
+    let current_username = user.username.clone();
     apply_profile(&mut user, &identity, entry);
     user.updated_at = now;
     user.last_login_at = Some(now);
-    match store.update_profile(&user).await {
-        Ok(_) => {}
-        Err(StoreError::Conflict { .. }) => {
-            return Err(IdentityError::Taken("this username or email"));
-        }
-        Err(e) => return Err(e.into()),
-    }
+    save_user(store, &mut user, Write::Update, current_username).await?;
     let claims = stored_identity(&identity);
     let sealed = seal_provider_data(
         master,
@@ -172,6 +167,121 @@ pub async fn resolve_login(
         }
     }
     Ok(user)
+}
+
+/// Which store write [`save_user`] makes.
+#[derive(Debug, Clone, Copy)]
+enum Write {
+    Create,
+    Update,
+}
+
+/// Writes `user`, yielding (see [`Yield`]) whenever another user already holds its
+/// username or verified email, so that someone else's data never refuses a login.
+/// `current_username` is the one the user had before this write (`None` for a new
+/// user). Returns what the write returned: false for an update of a missing user.
+async fn save_user(
+    store: &SharedStore,
+    user: &mut UserRecord,
+    write: Write,
+    current_username: Option<String>,
+) -> Result<bool, IdentityError> {
+    let mut yielding = Yield::new(user.username.clone(), current_username);
+    // Bounded: every retry follows a change `Yield` makes at most so many times.
+    loop {
+        let written = match write {
+            Write::Create => store.create_user(user).await.map(|()| true),
+            Write::Update => store.update_profile(user).await,
+        };
+        match written {
+            Ok(found) => return Ok(found),
+            Err(StoreError::Conflict { what }) if yielding.give_way(user, what)? => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Numbered variants of a taken username, tried in order: `alice-2` … `alice-10`.
+const NUMBERED_VARIANTS: u32 = 9;
+/// Variants with a random suffix tried after the numbered ones, before giving up.
+const RANDOM_VARIANTS: u32 = 3;
+
+/// How a user record gives way to another user's unique data:
+///
+/// - a username another user holds: the user keeps the username they have (a later
+///   login or refresh whose upstream username is taken changes nothing), or, with
+///   none yet (a first login), gets the first free of `wanted-2`, `wanted-3`, …
+///   `wanted-10`, then `wanted-` and a random suffix;
+/// - a verified email another user verified first: kept, but unverified, so it never
+///   reaches apps as verified nor joins accounts by email.
+///
+/// Usernames come first-come from upstreams and unverified emails are anyone's claim;
+/// neither may end a real person's first login in an error.
+#[derive(Debug)]
+struct Yield {
+    /// The username the provider sent, that variants are made of.
+    wanted: Option<String>,
+    /// The username the user had before, given back once when the new one is taken.
+    current: Option<String>,
+    variants_tried: u32,
+}
+
+impl Yield {
+    fn new(wanted: Option<String>, current: Option<String>) -> Self {
+        Yield {
+            wanted,
+            current,
+            variants_tried: 0,
+        }
+    }
+
+    /// Changes `user` so that it no longer collides on the key `what`; false when
+    /// there is nothing left to try (the store's conflict then stands).
+    fn give_way(&mut self, user: &mut UserRecord, what: &str) -> Result<bool, IdentityError> {
+        match what {
+            "email" if user.email_verified => {
+                tracing::info!(
+                    user = %user.id,
+                    "verified email already verified by another account: stored unverified"
+                );
+                user.email_verified = false;
+                Ok(true)
+            }
+            "username" => {
+                if let Some(current) = self.current.take()
+                    && user.username.as_ref() != Some(&current)
+                {
+                    tracing::info!(user = %user.id, "upstream username taken: the user keeps theirs");
+                    user.username = Some(current);
+                    return Ok(true);
+                }
+                let Some(wanted) = &self.wanted else {
+                    return Ok(false);
+                };
+                self.variants_tried += 1;
+                let Some(variant) = username_variant(wanted, self.variants_tried)? else {
+                    return Ok(false);
+                };
+                tracing::info!(user = %user.id, username = %variant, "upstream username taken: a variant is given");
+                user.username = Some(variant);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+/// The `attempt`th variant (from 1) of the username `wanted`; `None` past the last.
+fn username_variant(wanted: &str, attempt: u32) -> Result<Option<String>, IdentityError> {
+    if attempt <= NUMBERED_VARIANTS {
+        return Ok(Some(format!("{wanted}-{}", attempt + 1)));
+    }
+    if attempt <= NUMBERED_VARIANTS + RANDOM_VARIANTS {
+        let random = secrets::random_id().map_err(|_| IdentityError::Random)?;
+        let suffix: String = random.chars().take(8).collect();
+        return Ok(Some(format!("{wanted}-{suffix}")));
+    }
+    Ok(None)
 }
 
 fn new_user(id: &str, identity: &Identity, email_vouched: bool, now: UnixTime) -> UserRecord {
@@ -281,9 +391,10 @@ pub async fn refresh_from_provider(
         }));
     }
     let mut user = user;
+    let current_username = user.username.clone();
     apply_profile(&mut user, &fresh, entry);
     user.updated_at = now;
-    store.update_profile(&user).await?;
+    save_user(store, &mut user, Write::Update, current_username).await?;
     let mut updated = link;
     updated.claims = stored_identity(&fresh);
     updated.sealed_provider_data =
@@ -657,20 +768,21 @@ mod tests {
         assert_eq!(audit[0].detail["provider"], "partner");
         assert_eq!(audit[0].detail["by"], "verified_email");
 
-        // Another identity of the same provider with that email never joins.
-        assert!(matches!(
-            resolve_login(
-                &store,
-                &master(),
-                &partner,
-                &trusted,
-                Identity::new("p2").with_email("ada@example.org", true),
-                3,
-            )
-            .await,
-            Err(IdentityError::Taken(_))
-        ));
-        assert_eq!(store.find_identity("partner", "p2").await.unwrap(), None);
+        // Another identity of the same provider with that email never joins: it is
+        // another person, with an account of their own and the email unverified.
+        let other = resolve_login(
+            &store,
+            &master(),
+            &partner,
+            &trusted,
+            Identity::new("p2").with_email("ada@example.org", true),
+            3,
+        )
+        .await
+        .unwrap();
+        assert_ne!(other.id, ada.id);
+        assert!(!other.email_verified);
+        assert_eq!(store.list_user_identities(&ada.id).await.unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -757,10 +869,9 @@ mod tests {
                 2,
             )
             .await;
-            assert!(
-                matches!(second_login, Err(IdentityError::Taken(_))),
-                "{why}: {second_login:?}"
-            );
+            // Another account, never this one (and never an error).
+            let second_user = second_login.unwrap_or_else(|e| panic!("{why}: {e}"));
+            assert_ne!(second_user.id, owner.id, "{why}");
             assert_eq!(
                 store.list_user_identities(&owner.id).await.unwrap().len(),
                 1,
@@ -801,5 +912,312 @@ mod tests {
             Err(IdentityError::Disabled)
         ));
         assert_eq!(store.find_identity("partner", "p1").await.unwrap(), None);
+    }
+
+    /// An open provider: registration open, not trusted for email, profile follows
+    /// upstream at every login.
+    fn open_provider(id: &str) -> ProviderEntry {
+        entry_with(
+            id,
+            "oidc",
+            ProviderPolicy {
+                sync: ProfileSync::Force,
+                ..ProviderPolicy::default()
+            },
+        )
+    }
+
+    async fn log_in(store: &SharedStore, e: &ProviderEntry, identity: Identity) -> UserRecord {
+        resolve_login(store, &master(), e, &BTreeSet::new(), identity, 1)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn someone_elses_username_and_unverified_email_never_block_a_first_login() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        // A stranger logs in first, as `alice`, claiming Bob's address.
+        let squatter = log_in(
+            &store,
+            &open_provider("github"),
+            Identity::new("gh-1")
+                .with_username("alice")
+                .with_email("bob@corp.example", false),
+        )
+        .await;
+        assert_eq!(squatter.username.as_deref(), Some("alice"));
+
+        // The operator still adds Bob with his address, which he then logs in with.
+        let bob = add_local_user(
+            &store,
+            &crate::identity::NewLocalUser {
+                email: "bob@corp.example",
+                username: Some("bob"),
+                name: None,
+                password_hash: Some("h"),
+            },
+            "cli",
+            2,
+        )
+        .await
+        .unwrap();
+        let found = store
+            .find_user_by_login("Bob@corp.example")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            found.id, bob.id,
+            "the claim names nobody; Bob's address is his"
+        );
+        let local = entry("local", "local");
+        let bob_login = log_in(
+            &store,
+            &local,
+            Identity::new(&bob.id)
+                .with_username("bob")
+                .with_email("bob@corp.example", true),
+        )
+        .await;
+        assert_eq!(bob_login.id, bob.id);
+        assert!(bob_login.email_verified);
+
+        // The real Alice (a static user) gets in too, under a free variant.
+        let alice = log_in(
+            &store,
+            &local,
+            Identity::new("user-alice")
+                .with_username("Alice")
+                .with_email("alice@corp.example", true),
+        )
+        .await;
+        assert_eq!(alice.username.as_deref(), Some("Alice-2"));
+        assert!(alice.email_verified);
+        let squatter = store.get_user(&squatter.id).await.unwrap().unwrap();
+        assert_eq!(
+            squatter.username.as_deref(),
+            Some("alice"),
+            "nobody is renamed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_taken_username_becomes_the_first_free_numbered_variant() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let github = open_provider("github");
+        let login = |subject: &str| Identity::new(subject).with_username("alice");
+        let usernames = [
+            log_in(&store, &github, login("1")).await.username,
+            log_in(&store, &github, login("2")).await.username,
+            log_in(&store, &github, login("3")).await.username,
+        ];
+        assert_eq!(
+            usernames,
+            [
+                Some("alice".into()),
+                Some("alice-2".into()),
+                Some("alice-3".into())
+            ]
+        );
+        // A freed number is the next one given: the first free, in order.
+        let second = store.find_user_by_login("alice-2").await.unwrap().unwrap();
+        let mut renamed = second.clone();
+        renamed.username = Some("someone-else".into());
+        store.update_profile(&renamed).await.unwrap();
+        let fourth = log_in(&store, &github, login("4")).await;
+        assert_eq!(fourth.username.as_deref(), Some("alice-2"));
+    }
+
+    #[tokio::test]
+    async fn after_the_numbered_variants_a_random_suffix_is_given() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let github = open_provider("github");
+        for n in 0..=NUMBERED_VARIANTS {
+            log_in(
+                &store,
+                &github,
+                Identity::new(format!("s{n}")).with_username("bo"),
+            )
+            .await;
+        }
+        let last = log_in(&store, &github, Identity::new("late").with_username("bo")).await;
+        let username = last.username.unwrap();
+        let suffix = username.strip_prefix("bo-").unwrap();
+        assert_eq!(suffix.len(), 8, "not a number: {username}");
+        assert_eq!(store.list_users().await.unwrap().len(), 11);
+    }
+
+    #[tokio::test]
+    async fn a_later_login_or_refresh_with_a_taken_username_keeps_the_current_one() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let scripted = Arc::new(Scripted(std::sync::Mutex::new(Ok(Identity::new("x")))));
+        let dir = ProviderEntry::for_tests(
+            "dir",
+            Subjects::Upstream,
+            ProviderPolicy {
+                sync: ProfileSync::Force,
+                ..ProviderPolicy::default()
+            },
+            scripted.clone(),
+        );
+        let with_dn = |identity: Identity| {
+            let mut identity = identity;
+            identity.provider_data = Some(serde_json::json!({"dn": "uid=a"}));
+            identity
+        };
+        log_in(
+            &store,
+            &dir,
+            with_dn(Identity::new("ann").with_username("ann")),
+        )
+        .await;
+        let bob = log_in(
+            &store,
+            &dir,
+            with_dn(Identity::new("bob").with_username("bob")),
+        )
+        .await;
+
+        // Bob is renamed `ann` upstream: a taken name changes nothing, the rest applies.
+        let renamed = with_dn(Identity::new("bob").with_username("ANN").with_name("Bob B"));
+        let again = log_in(&store, &dir, renamed.clone()).await;
+        assert_eq!(again.username.as_deref(), Some("bob"));
+        assert_eq!(again.name.as_deref(), Some("Bob B"));
+
+        *scripted.0.lock().unwrap() = Ok(renamed.with_groups(vec!["eng".into()]));
+        let refreshed = refresh_from_provider(&store, &master(), &dir, bob, 5)
+            .await
+            .unwrap();
+        assert_eq!(refreshed.username.as_deref(), Some("bob"));
+        assert_eq!(refreshed.groups, vec!["dir/eng".to_string()]);
+        let stored = store.get_user(&refreshed.id).await.unwrap().unwrap();
+        assert_eq!(stored.username.as_deref(), Some("bob"));
+
+        // A free name upstream is taken up as before.
+        let free = with_dn(Identity::new("bob").with_username("robert"));
+        let again = log_in(&store, &dir, free).await;
+        assert_eq!(again.username.as_deref(), Some("robert"));
+    }
+
+    #[tokio::test]
+    async fn a_verified_email_another_account_verified_first_is_kept_unverified() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let trusted = |id: &str| {
+            entry_with(
+                id,
+                "oidc",
+                ProviderPolicy {
+                    trust_email: true,
+                    sync: ProfileSync::Force,
+                    ..ProviderPolicy::default()
+                },
+            )
+        };
+        let (corp, partner) = (trusted("corp"), trusted("partner"));
+        let ada = log_in(
+            &store,
+            &corp,
+            Identity::new("c1").with_email("ada@example.org", true),
+        )
+        .await;
+        assert!(ada.email_verified);
+
+        // A first login with the same verified address: its own account, unverified.
+        let second = log_in(
+            &store,
+            &partner,
+            Identity::new("p1").with_email("ADA@example.org", true),
+        )
+        .await;
+        assert_ne!(second.id, ada.id);
+        assert_eq!(second.email.as_deref(), Some("ADA@example.org"));
+        assert!(!second.email_verified);
+
+        // A later login that brings it: the same.
+        let carl = log_in(
+            &store,
+            &partner,
+            Identity::new("p2").with_email("carl@example.org", true),
+        )
+        .await;
+        assert!(carl.email_verified);
+        let carl = log_in(
+            &store,
+            &partner,
+            Identity::new("p2").with_email("ada@example.org", true),
+        )
+        .await;
+        assert_eq!(carl.email.as_deref(), Some("ada@example.org"));
+        assert!(!carl.email_verified);
+        let ada_now = store.get_user(&ada.id).await.unwrap().unwrap();
+        assert!(ada_now.email_verified, "the first owner keeps it");
+    }
+
+    #[tokio::test]
+    async fn an_operator_adding_a_taken_username_or_verified_email_is_refused() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        add_local_user(
+            &store,
+            &crate::identity::NewLocalUser {
+                email: "ann@x.io",
+                username: Some("ann"),
+                name: None,
+                password_hash: Some("h"),
+            },
+            "cli",
+            1,
+        )
+        .await
+        .unwrap();
+        assert!(matches!(
+            add_local_user(
+                &store,
+                &crate::identity::NewLocalUser {
+                    email: "other@x.io",
+                    username: Some("ANN"),
+                    name: None,
+                    password_hash: Some("h"),
+                },
+                "cli",
+                2,
+            )
+            .await,
+            Err(IdentityError::Taken("this username"))
+        ));
+        assert!(matches!(
+            add_local_user(
+                &store,
+                &crate::identity::NewLocalUser {
+                    email: "Ann@X.io",
+                    username: Some("ann2"),
+                    name: None,
+                    password_hash: Some("h"),
+                },
+                "cli",
+                3,
+            )
+            .await,
+            Err(IdentityError::Taken("this email"))
+        ));
+        // An address someone only claimed does not stand in the operator's way.
+        log_in(
+            &store,
+            &open_provider("github"),
+            Identity::new("gh").with_email("dan@x.io", false),
+        )
+        .await;
+        add_local_user(
+            &store,
+            &crate::identity::NewLocalUser {
+                email: "dan@x.io",
+                username: None,
+                name: None,
+                password_hash: Some("h"),
+            },
+            "cli",
+            4,
+        )
+        .await
+        .unwrap();
     }
 }

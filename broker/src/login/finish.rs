@@ -60,10 +60,6 @@ async fn resolve_user(
                 closed_message(entry),
             ))
         }
-        Err(IdentityError::Taken(what)) => Err(PageError::sign_in(
-            StatusCode::CONFLICT,
-            format!("Another account already uses {what}."),
-        )),
         Err(e) => {
             tracing::error!(error = %e, "resolving the user failed");
             Err(PageError::internal())

@@ -177,9 +177,18 @@ async fn created_user_reads_back_unchanged(store: SharedStore) {
     assert_eq!(store.get_user("nobody").await.unwrap(), None);
 }
 
+fn verified(mut user: UserRecord) -> UserRecord {
+    user.email_verified = true;
+    user
+}
+
 async fn login_lookup_ignores_case(store: SharedStore) {
     store
-        .create_user(&user("u1", Some("Alice"), Some("Alice@Example.org")))
+        .create_user(&verified(user(
+            "u1",
+            Some("Alice"),
+            Some("Alice@Example.org"),
+        )))
         .await
         .unwrap();
     store
@@ -207,9 +216,13 @@ async fn login_lookup_ignores_case(store: SharedStore) {
     assert_eq!(store.find_user_by_login("carol").await.unwrap(), None);
 }
 
-async fn duplicate_id_username_or_email_conflicts(store: SharedStore) {
+async fn duplicate_id_username_or_verified_email_conflicts(store: SharedStore) {
     store
-        .create_user(&user("u1", Some("alice"), Some("alice@example.org")))
+        .create_user(&verified(user(
+            "u1",
+            Some("alice"),
+            Some("alice@example.org"),
+        )))
         .await
         .unwrap();
 
@@ -224,13 +237,105 @@ async fn duplicate_id_username_or_email_conflicts(store: SharedStore) {
     assert_eq!(
         conflict_on(
             store
-                .create_user(&user("u3", Some("al"), Some("Alice@EXAMPLE.org")))
+                .create_user(&verified(user("u3", Some("al"), Some("Alice@EXAMPLE.org"))))
                 .await
         ),
         "email"
     );
     assert_eq!(store.get_user("u2").await.unwrap(), None);
     assert_eq!(store.get_user("u3").await.unwrap(), None);
+}
+
+async fn only_verified_emails_are_unique(store: SharedStore) {
+    // Any number of users may claim an email nobody verified...
+    store
+        .create_user(&user("u1", None, Some("ann@example.org")))
+        .await
+        .unwrap();
+    store
+        .create_user(&user("u2", None, Some("ANN@example.org")))
+        .await
+        .unwrap();
+    // ...beside the one user whose verified email it is...
+    store
+        .create_user(&verified(user("u3", None, Some("Ann@Example.org"))))
+        .await
+        .unwrap();
+    // ...and a second verified owner is refused, whatever the case.
+    assert_eq!(
+        conflict_on(
+            store
+                .create_user(&verified(user("u4", None, Some("ann@EXAMPLE.ORG"))))
+                .await
+        ),
+        "email"
+    );
+    assert_eq!(store.get_user("u4").await.unwrap(), None);
+
+    // The same holds when a profile update verifies a shared email.
+    let mut u2 = store.get_user("u2").await.unwrap().unwrap();
+    u2.email_verified = true;
+    assert_eq!(conflict_on(store.update_profile(&u2).await), "email");
+    assert!(!store.get_user("u2").await.unwrap().unwrap().email_verified);
+    // A verified owner updating its own record is no conflict with itself, and an
+    // unverified user may take an email some other user verified.
+    let mut u3 = store.get_user("u3").await.unwrap().unwrap();
+    u3.name = Some("Ann".to_owned());
+    assert!(store.update_profile(&u3).await.unwrap());
+    let mut u1 = store.get_user("u1").await.unwrap().unwrap();
+    u1.email = Some("ANN@example.org".to_owned());
+    assert!(store.update_profile(&u1).await.unwrap());
+    assert_eq!(store.list_users().await.unwrap().len(), 3);
+}
+
+async fn login_lookup_sees_only_verified_emails(store: SharedStore) {
+    store
+        .create_user(&user("squatter", Some("alice"), Some("bob@corp.example")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_user_by_login("bob@corp.example").await.unwrap(),
+        None,
+        "an unverified email names nobody"
+    );
+    let mut bob = verified(user("bob", Some("bob"), Some("Bob@Corp.example")));
+    bob.created_at = NOW + 10;
+    store.create_user(&bob).await.unwrap();
+    assert_eq!(
+        store
+            .find_user_by_login("BOB@corp.example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "bob"
+    );
+    assert_eq!(
+        store.find_user_by_login("Alice").await.unwrap().unwrap().id,
+        "squatter",
+        "usernames still log in"
+    );
+}
+
+async fn a_verified_email_wins_over_a_username(store: SharedStore) {
+    // An upstream username may look like someone's address; the older row must not
+    // capture the login of the person whose verified address it is.
+    store
+        .create_user(&user("squatter", Some("bob@corp.example"), None))
+        .await
+        .unwrap();
+    let mut bob = verified(user("bob", Some("bob"), Some("bob@corp.example")));
+    bob.created_at = NOW + 10;
+    store.create_user(&bob).await.unwrap();
+    assert_eq!(
+        store
+            .find_user_by_login("Bob@Corp.Example")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "bob"
+    );
 }
 
 async fn users_without_username_or_email_do_not_collide(store: SharedStore) {
@@ -1977,7 +2082,10 @@ macro_rules! conformance_tests {
             conformance_tests!(@cases $fixture, #[tokio::test], [
                 created_user_reads_back_unchanged,
                 login_lookup_ignores_case,
-                duplicate_id_username_or_email_conflicts,
+                duplicate_id_username_or_verified_email_conflicts,
+                only_verified_emails_are_unique,
+                login_lookup_sees_only_verified_emails,
+                a_verified_email_wins_over_a_username,
                 users_without_username_or_email_do_not_collide,
                 users_are_listed_by_creation_then_id,
                 profile_update_keeps_status_password_and_creation,

@@ -3,7 +3,7 @@
 //!
 //! It follows the SQLite backend's rules exactly (the conformance suite runs against
 //! both): usernames and emails compare case-insensitively in ASCII (SQLite's `NOCASE`),
-//! rows that point at a user or grant require it to exist, and something is expired
+//! only verified emails are unique, rows that point at a user or grant require it to exist, and something is expired
 //! when `expires_at <= now`.
 
 use std::collections::{HashMap, HashSet};
@@ -96,7 +96,10 @@ impl State {
             {
                 return Some("username");
             }
+            // Only verified emails claim uniqueness (SQLite's partial index).
             if let Some(email) = &user.email
+                && user.email_verified
+                && other.email_verified
                 && same_login(other.email.as_deref(), email)
             {
                 return Some("email");
@@ -130,20 +133,15 @@ impl UserStore for MemoryStore {
 
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
         let state = self.lock()?;
-        // A username match wins over an email match; then the oldest user.
+        // Only a verified email names an account, and it wins over a username (see
+        // the trait); each matches at most one user.
+        let verified_email =
+            |u: &UserRecord| u.email_verified && same_login(u.email.as_deref(), login);
         let found = state
             .users
             .values()
-            .filter(|u| {
-                same_login(u.username.as_deref(), login) || same_login(u.email.as_deref(), login)
-            })
-            .min_by_key(|u| {
-                (
-                    !same_login(u.username.as_deref(), login),
-                    u.created_at,
-                    u.id.clone(),
-                )
-            });
+            .filter(|u| same_login(u.username.as_deref(), login) || verified_email(u))
+            .min_by_key(|u| (!verified_email(u), u.created_at, u.id.clone()));
         Ok(found.cloned())
     }
 

@@ -28,7 +28,8 @@ pub type SecretHash = String;
 /// Errors from any backend.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// A unique key is already taken (user id, username, email, identity link).
+    /// A unique key is already taken (user id, username, verified email, identity
+    /// link); `what` names it.
     #[error("{what} already exists")]
     Conflict { what: &'static str },
     /// The backend failed (I/O, connection, corrupt row).
@@ -72,7 +73,8 @@ pub struct UserRecord {
     pub id: String,
     /// Unique when present (case-insensitive).
     pub username: Option<String>,
-    /// Unique when present (case-insensitive).
+    /// Unique among verified emails (case-insensitive): an unverified email is only
+    /// a claim, which any number of users may carry beside one verified owner.
     pub email: Option<String>,
     pub email_verified: bool,
     pub name: Option<String>,
@@ -201,10 +203,16 @@ pub struct IdentityLink {
 
 #[async_trait]
 pub trait UserStore: Send + Sync {
-    /// Inserts a user; `Conflict` if the id, username or email (case-insensitive) is taken.
+    /// Inserts a user; `Conflict` if the id (`what` = "user"), the username
+    /// ("username") or, for a verified email, another user's verified email ("email")
+    /// is taken, case-insensitively. Unverified emails never conflict.
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()>;
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>>;
-    /// Finds a user whose username or email equals `login`, case-insensitively.
+    /// The user `login` names, case-insensitively: the one whose *verified* email it
+    /// is, else the one whose username it is. An unverified email never names anyone
+    /// (anybody may claim one), and a verified email wins over a username because
+    /// usernames come first-come from upstreams and may look like addresses: a
+    /// stranger who took `bob@corp.example` as a username must not capture Bob's login.
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>>;
     /// All users ordered by `created_at`, then `id`.
     async fn list_users(&self) -> StoreResult<Vec<UserRecord>>;
@@ -228,7 +236,8 @@ pub trait UserStore: Send + Sync {
     /// Returns false if no such user.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     /// Replaces profile fields, groups, `updated_at` and `last_login_at` of an existing
-    /// user (not status or password). Returns false if no such user.
+    /// user (not status or password). Returns false if no such user; `Conflict` as
+    /// `create_user` if the username or verified email is another user's.
     async fn update_profile(&self, user: &UserRecord) -> StoreResult<bool>;
     /// Returns false if no such user.
     async fn set_user_status(

@@ -132,6 +132,11 @@ fn migrator() -> Migrator {
             include_str!("../../migrations/sqlite/0005_refresh_successors_and_resource.sql"),
         ),
         migration(
+            6,
+            "verified email unique",
+            include_str!("../../migrations/sqlite/0006_verified_email_unique.sql"),
+        ),
+        migration(
             7,
             "admin",
             include_str!("../../migrations/sqlite/0007_admin.sql"),
@@ -458,12 +463,13 @@ impl UserStore for SqliteStore {
     }
 
     async fn find_user_by_login(&self, login: &str) -> StoreResult<Option<UserRecord>> {
-        // Both columns are NOCASE. A username match wins over an email match.
+        // Both columns are NOCASE. Only a verified email names an account, and it
+        // wins over a username (see the trait); each matches at most one user.
         sqlx::query(concat!(
             "SELECT ",
             user_columns!(),
-            " FROM users WHERE username = ?1 OR email = ?1",
-            " ORDER BY username = ?1 DESC, created_at, id LIMIT 1"
+            " FROM users WHERE username = ?1 OR (email = ?1 AND email_verified = 1)",
+            " ORDER BY (email = ?1 AND email_verified = 1) DESC, created_at, id LIMIT 1"
         ))
         .bind(login)
         .fetch_optional(&self.pool)
@@ -1791,6 +1797,100 @@ mod tests {
             .unwrap()
             .get(0);
         assert_eq!(mode, "wal");
+    }
+
+    /// Schema 6 makes only verified emails unique, and verifies the emails of the
+    /// accounts `broker user add` made (a password, no upstream identity) so that they
+    /// keep logging in by email; nobody else's email changes.
+    #[tokio::test]
+    async fn schema_6_verifies_only_emails_of_accounts_the_operator_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("switchboard.db");
+        let options = SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true)
+            .foreign_keys(true);
+        let pool = SqlitePool::connect_with(options).await.unwrap();
+        let before_6: Vec<Migration> = migrator()
+            .iter()
+            .filter(|m| m.version < 6)
+            .cloned()
+            .collect();
+        Migrator::with_migrations(before_6)
+            .run(&pool)
+            .await
+            .unwrap();
+        let old = SqliteStore { pool };
+        // Written as schema 5 had it (today's columns came later).
+        let account = |id: &str, email: &str, password: bool| {
+            (
+                id.to_owned(),
+                email.to_owned(),
+                password.then(|| "phc".to_owned()),
+            )
+        };
+        let link = |user: &str, provider: &str, subject: &str| IdentityLink {
+            provider_id: provider.to_owned(),
+            subject: subject.to_owned(),
+            user_id: user.to_owned(),
+            claims: serde_json::json!({}),
+            sealed_provider_data: None,
+            created_at: 1,
+            updated_at: 1,
+        };
+        for user in [
+            account("added", "ann@x.io", true),
+            account("added-never-seen", "dan@x.io", true),
+            account("federated", "bob@x.io", false),
+            account("federated-with-password", "carl@x.io", true),
+        ] {
+            let (id, email, password_hash) = user;
+            sqlx::query(
+                "INSERT INTO users (id, email, email_verified, groups_json, status, \
+                 password_hash, created_at, updated_at, format_version) \
+                 VALUES (?1, ?2, 0, '[]', 'active', ?3, 1, 1, 1)",
+            )
+            .bind(id)
+            .bind(email)
+            .bind(password_hash)
+            .execute(&old.pool)
+            .await
+            .unwrap();
+        }
+        for l in [
+            link("added", "local", "added"),
+            link("federated", "github", "gh-1"),
+            link("federated-with-password", "github", "gh-2"),
+        ] {
+            old.link_identity(&l).await.unwrap();
+        }
+        old.pool.close().await;
+
+        let store = SqliteStore::open(&path).await.unwrap();
+        let verified = |id: &'static str| {
+            let store = store.clone();
+            async move { store.get_user(id).await.unwrap().unwrap().email_verified }
+        };
+        assert!(verified("added").await);
+        assert!(verified("added-never-seen").await);
+        assert!(!verified("federated").await);
+        assert!(!verified("federated-with-password").await);
+        // The claim of an unverified email no longer blocks anyone; a verified one does.
+        let today = |id: &str, email: &str, verified: bool| UserRecord {
+            id: id.to_owned(),
+            username: None,
+            email: Some(email.to_owned()),
+            email_verified: verified,
+            ..alice()
+        };
+        let mut squatter = today("squatter", "BOB@x.io", false);
+        squatter.username = Some("squatter".to_owned());
+        store.create_user(&squatter).await.unwrap();
+        let second = today("second", "Ann@X.io", true);
+        assert!(matches!(
+            store.create_user(&second).await,
+            Err(StoreError::Conflict { what: "email" })
+        ));
     }
 
     #[tokio::test]

@@ -41,7 +41,9 @@ pub struct LocalAccount {
 /// Looks up users kept by the broker, by username or email.
 #[async_trait]
 pub trait AccountDirectory: Send + Sync + fmt::Debug {
-    /// Finds the account whose username or email equals `login`, case-insensitively.
+    /// Finds the account `login` names, case-insensitively: the one whose verified
+    /// email it is, else the one whose username it is. An unverified email names
+    /// nobody (anyone may claim one).
     async fn find(&self, login: &str) -> Result<Option<LocalAccount>, ProviderError>;
 }
 
