@@ -16,11 +16,16 @@ admin_role = "admin"
 [roles.permissions]
 admin = ["admin:*"]
 auditor = ["admin:audit:read", "admin:users:read"]
+approver = ["invoices:approve"]
 
 [[roles.rules]]
 role = "admin"
 provider = "local"
 group = "admins"
+
+[[roles.rules]]
+role = "approver"
+managed_group = "approvers"
 "#;
 
 async fn broker() -> Broker {
@@ -380,11 +385,12 @@ async fn a_stale_write_gets_412_and_no_write_without_if_match() {
         Method::PATCH,
         &path,
         Some(&admin),
-        Some(json!({ "email": "admin@example.com" })),
+        Some(json!({ "email": "admin@example.com", "email_verified": true })),
         Some(&first.etag()),
     )
     .await;
-    // The static admin is in the store once they logged in.
+    // The static admin is in the store once they logged in, their email verified:
+    // a second verified owner is refused (an unverified copy would be a mere claim).
     taken.assert_problem(409);
 }
 
@@ -515,7 +521,168 @@ async fn the_openapi_document_is_served_and_names_every_route() {
         "/admin/api/v1/users/{id}/sessions",
         "/admin/api/v1/users/{id}/roles/{role}",
         "/admin/api/v1/audit",
+        "/admin/api/v1/groups",
+        "/admin/api/v1/groups/{id}/members/{user_id}",
     ] {
         assert!(doc["paths"][path].is_object(), "{path} missing");
     }
+}
+
+#[tokio::test]
+async fn a_managed_group_gives_its_role_until_the_membership_ends() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    // Bob is a user of the broker once he has signed in.
+    token(&broker, &BOB, "openid").await;
+
+    let created = call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&admin),
+        Some(json!({ "name": "Approvers", "description": "may approve invoices" })),
+        None,
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    assert_eq!(created.body["claim"], "managed/Approvers");
+    let group = created.body["id"].as_str().unwrap().to_string();
+    call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&admin),
+        Some(json!({ "name": "APPROVERS" })),
+        None,
+    )
+    .await
+    .assert_problem(409);
+    let bad = call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&admin),
+        Some(json!({ "name": "a/b" })),
+        None,
+    )
+    .await;
+    assert_eq!(bad.assert_problem(422)["field"], "name");
+
+    let member = format!("/groups/{group}/members/{}", BOB.id);
+    let added = call(&broker, Method::PUT, &member, Some(&admin), None, None).await;
+    assert_eq!(added.status, StatusCode::CREATED);
+    let again = call(&broker, Method::PUT, &member, Some(&admin), None, None).await;
+    assert_eq!(again.status, StatusCode::NO_CONTENT);
+    call(
+        &broker,
+        Method::PUT,
+        &format!("/groups/{group}/members/nobody"),
+        Some(&admin),
+        None,
+        None,
+    )
+    .await
+    .assert_problem(404);
+    let members = get(&broker, &format!("/groups/{group}/members"), &admin).await;
+    assert_eq!(members.body["items"][0]["id"], BOB.id);
+
+    let claims = |t: &str| switchboard_e2e::jwt_claims(t);
+    let bobs = token(&broker, &BOB, "openid roles permissions groups").await;
+    let c = claims(&bobs);
+    assert!(
+        c["roles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r == "approver"),
+        "{c}"
+    );
+    assert!(
+        c["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "managed/Approvers"),
+        "{c}"
+    );
+
+    // A stale rename is refused; a fresh one keeps the rule working (names match
+    // case-insensitively, and the rule names the group's current name).
+    let tag = get(&broker, &format!("/groups/{group}"), &admin)
+        .await
+        .etag();
+    let renamed = call(
+        &broker,
+        Method::PATCH,
+        &format!("/groups/{group}"),
+        Some(&admin),
+        Some(json!({ "description": null })),
+        Some(&tag),
+    )
+    .await;
+    assert_eq!(renamed.status, StatusCode::OK, "{}", renamed.body);
+    call(
+        &broker,
+        Method::PATCH,
+        &format!("/groups/{group}"),
+        Some(&admin),
+        Some(json!({ "name": "Other" })),
+        Some(&tag),
+    )
+    .await
+    .assert_problem(412);
+
+    let removed = call(&broker, Method::DELETE, &member, Some(&admin), None, None).await;
+    assert_eq!(removed.status, StatusCode::NO_CONTENT);
+    let after = claims(&token(&broker, &BOB, "openid roles groups").await);
+    assert!(
+        !after["roles"]
+            .as_array()
+            .map(|r| r.iter().any(|r| r == "approver"))
+            .unwrap_or(false),
+        "{after}"
+    );
+    assert!(
+        !after["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == "managed/Approvers"),
+        "{after}"
+    );
+
+    let audit = get(&broker, &format!("/audit?subject={}", BOB.id), &admin).await;
+    let kinds: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["group_member_added", "group_member_removed"]);
+
+    let deleted = call(
+        &broker,
+        Method::DELETE,
+        &format!("/groups/{group}"),
+        Some(&admin),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(deleted.status, StatusCode::NO_CONTENT);
+    get(&broker, &format!("/groups/{group}"), &admin)
+        .await
+        .assert_problem(404);
+    // Bob (no admin role) may not manage groups.
+    let bob_admin = token(&broker, &BOB, "openid permissions").await;
+    call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&bob_admin),
+        Some(json!({ "name": "mine" })),
+        None,
+    )
+    .await
+    .assert_problem(403);
 }

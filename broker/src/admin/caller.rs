@@ -13,6 +13,7 @@ use actix_web::http::header;
 pub const USERS_READ: &str = "admin:users:read";
 pub const USERS_WRITE: &str = "admin:users:write";
 pub const AUDIT_READ: &str = "admin:audit:read";
+pub const GROUPS_WRITE: &str = "admin:groups:write";
 
 /// A person calling through an app.
 #[derive(Debug)]

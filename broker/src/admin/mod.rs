@@ -7,6 +7,7 @@
 mod audit;
 mod body;
 mod caller;
+mod groups;
 mod problem;
 mod users;
 
@@ -54,6 +55,14 @@ pub fn scope() -> Scope<
         .service(users::end_sessions)
         .service(users::grant_role)
         .service(users::revoke_role)
+        .service(groups::list_groups)
+        .service(groups::create_group)
+        .service(groups::get_group)
+        .service(groups::update_group)
+        .service(groups::delete_group)
+        .service(groups::list_members)
+        .service(groups::add_member)
+        .service(groups::remove_member)
         .service(audit::query_audit)
         .service(openapi_json)
         .default_service(web::to(|| async {
@@ -148,6 +157,7 @@ mod tests {
             include_str!("mod.rs"),
             include_str!("users.rs"),
             include_str!("audit.rs"),
+            include_str!("groups.rs"),
         ];
         let attribute =
             regex::Regex::new(r#"(?m)^#\[(get|post|put|patch|delete)\("([^"]+)"\)\]"#).unwrap();

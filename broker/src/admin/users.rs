@@ -198,6 +198,8 @@ pub struct RoleTarget {
 pub fn identity_problem(e: IdentityError) -> Problem {
     match e {
         IdentityError::NoSuchUser => Problem::not_found("user"),
+        IdentityError::NoSuchGroup => Problem::not_found("group"),
+        IdentityError::BadGroup(why) => Problem::invalid_field("name", why),
         IdentityError::Taken(what) => {
             Problem::conflict(format!("another account already uses {what}"))
         }
@@ -223,7 +225,7 @@ fn with_etag(status: StatusCode, user: &UserRecord, body: impl Serialize) -> Htt
 
 /// The revision an `If-Match` header names; a write without one could silently undo
 /// a concurrent one, so it is refused (428).
-fn expected_revision(req: &HttpRequest) -> Result<i64, Problem> {
+pub fn expected_revision(req: &HttpRequest) -> Result<i64, Problem> {
     let Some(value) = req.headers().get(header::IF_MATCH) else {
         return Err(Problem::new(
             StatusCode::PRECONDITION_REQUIRED,
@@ -246,6 +248,23 @@ fn expected_revision(req: &HttpRequest) -> Result<i64, Problem> {
 
 fn encode_cursor(user: &UserRecord) -> String {
     URL_SAFE_NO_PAD.encode(format!("{}:{}", user.created_at, user.id))
+}
+
+/// A page size as asked: 1 to 200, 25 when not given.
+pub fn page_size(asked: Option<u32>) -> Result<u32, Problem> {
+    let size = asked.unwrap_or(DEFAULT_PAGE_SIZE);
+    match (1..=MAX_PAGE_SIZE).contains(&size) {
+        true => Ok(size),
+        false => Err(Problem::invalid_field(
+            "page_size",
+            format!("between 1 and {MAX_PAGE_SIZE}"),
+        )),
+    }
+}
+
+/// The cursor a page's `next_cursor` gave.
+pub fn page_cursor(text: &str) -> Result<PageCursor, Problem> {
+    decode_cursor(text).ok_or_else(|| Problem::invalid_field("cursor", "not a cursor of this API"))
 }
 
 fn decode_cursor(text: &str) -> Option<PageCursor> {
@@ -339,20 +358,8 @@ pub async fn list_users(
         .await?
         .require(USERS_READ)?;
     let query = query.into_inner();
-    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(Problem::invalid_field(
-            "page_size",
-            format!("between 1 and {MAX_PAGE_SIZE}"),
-        ));
-    }
-    let after = match &query.cursor {
-        None => None,
-        Some(c) => Some(
-            decode_cursor(c)
-                .ok_or_else(|| Problem::invalid_field("cursor", "not a cursor of this API"))?,
-        ),
-    };
+    let page_size = page_size(query.page_size)?;
+    let after = query.cursor.as_deref().map(page_cursor).transpose()?;
     let filter = UserFilter {
         email: query.email,
         username: query.username,

@@ -14,6 +14,7 @@
 //! `crate::identity::X` whatever file `X` lives in.
 
 mod access;
+pub mod groups;
 mod lifecycle;
 mod links;
 mod resolve;
@@ -47,6 +48,10 @@ pub enum IdentityError {
     Taken(&'static str),
     #[error("no such user")]
     NoSuchUser,
+    #[error("no such group")]
+    NoSuchGroup,
+    #[error("{0}")]
+    BadGroup(String),
     #[error("the user was changed since it was read")]
     Stale,
     #[error("random generator failed")]
