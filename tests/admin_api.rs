@@ -17,6 +17,7 @@ admin_role = "admin"
 admin = ["admin:*"]
 auditor = ["admin:audit:read", "admin:users:read"]
 approver = ["invoices:approve"]
+provisioner = ["admin:users:*"]
 
 [[roles.rules]]
 role = "admin"
@@ -26,10 +27,21 @@ group = "admins"
 [[roles.rules]]
 role = "approver"
 managed_group = "approvers"
+
+[[roles.rules]]
+role = "provisioner"
+client_id = "web-app"
 "#;
 
 async fn broker() -> Broker {
-    Broker::setup().extra(ROLES).start().await
+    Broker::setup()
+        .client(
+            WEB_APP.id,
+            "grants = [\"authorization_code\", \"refresh_token\", \"client_credentials\"]",
+        )
+        .extra(ROLES)
+        .start()
+        .await
 }
 
 /// An access token of `user` for WEB_APP with `scope`.
@@ -685,4 +697,48 @@ async fn a_managed_group_gives_its_role_until_the_membership_ends() {
     )
     .await
     .assert_problem(403);
+}
+
+#[tokio::test]
+async fn a_machine_caller_holds_what_client_id_rules_give_it() {
+    let broker = broker().await;
+    let machine = |scope: &'static str| {
+        let broker = &broker;
+        async move {
+            let reply = broker
+                .token_request(
+                    &WEB_APP,
+                    &[("grant_type", "client_credentials"), ("scope", scope)],
+                )
+                .await;
+            reply.access_token().to_string()
+        }
+    };
+    let token = machine("roles permissions").await;
+    let claims = switchboard_e2e::jwt_claims(&token);
+    assert_eq!(claims["roles"], json!(["provisioner"]), "{claims}");
+    assert_eq!(claims["permissions"], json!(["admin:users:*"]), "{claims}");
+
+    assert_eq!(get(&broker, "/users", &token).await.status, StatusCode::OK);
+    let created = create(&broker, &token, json!({ "email": "svc@example.com" })).await;
+    assert_eq!(created.status, StatusCode::CREATED, "{}", created.body);
+    // Users, not groups: admin:users:* does not reach admin:groups:write.
+    call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&token),
+        Some(json!({ "name": "bots" })),
+        None,
+    )
+    .await
+    .assert_problem(403);
+    // Without the permissions scope the token was not given that power.
+    let plain = machine("roles").await;
+    get(&broker, "/users", &plain).await.assert_problem(403);
+
+    let admin = admin_token(&broker).await;
+    let id = created.body["id"].as_str().unwrap();
+    let audit = get(&broker, &format!("/audit?subject={id}"), &admin).await;
+    assert_eq!(audit.body["items"][0]["actor"], "client:web-app");
 }

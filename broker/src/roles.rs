@@ -216,6 +216,8 @@ pub enum Condition {
     /// A managed group (one the broker holds), by name, case-insensitively; whatever
     /// provider the login went through.
     ManagedGroup(String),
+    /// The client itself, acting with client credentials (a machine caller).
+    MachineClient(String),
 }
 
 /// One `[[roles.rules]]` entry.
@@ -290,6 +292,9 @@ pub struct Subject<'a> {
     pub direct: &'a [RoleGrantRecord],
     /// The names of the managed groups the user is a member of.
     pub managed_groups: &'a [String],
+    /// Set when the subject is a client acting as itself (client credentials), not a
+    /// person: only `client_id` conditions can hold, and default roles do not apply.
+    pub machine_client: Option<&'a str>,
 }
 
 /// The roles and permissions a user holds toward one client (or toward none).
@@ -372,7 +377,11 @@ pub fn access(policy: &RolePolicy, subject: &Subject<'_>, client: Option<&str>) 
 
 /// Checks every rule against `subject` and says why each matched or not.
 pub fn explain(policy: &RolePolicy, subject: &Subject<'_>, client: Option<&str>) -> Explanation {
-    let mut roles: BTreeSet<String> = policy.default_roles.iter().cloned().collect();
+    let mut roles: BTreeSet<String> = match subject.machine_client {
+        // Default roles are every person's; a machine holds what rules give it.
+        Some(_) => BTreeSet::new(),
+        None => policy.default_roles.iter().cloned().collect(),
+    };
     let mut outcomes = Vec::with_capacity(policy.rules.len());
     for rule in &policy.rules {
         let (held, checks) = check_rule(policy, rule, subject);
@@ -487,6 +496,14 @@ fn check_condition(
         Condition::ManagedGroup(name) => (
             format!("managed_group {name:?}"),
             managed_group_held(name, subject.managed_groups),
+        ),
+        Condition::MachineClient(id) => (
+            format!("client_id {id:?}"),
+            match subject.machine_client {
+                Some(c) if c == id => (true, "the client acting as itself".to_string()),
+                Some(c) => (false, format!("client {c} acting as itself")),
+                None => (false, "a person, not a client".to_string()),
+            },
         ),
     };
     let (held, why) = result;
@@ -709,6 +726,7 @@ mod tests {
             identity: Some(identity),
             direct: &[],
             managed_groups: &[],
+            machine_client: None,
         };
         access(policy, &subject, client).roles
     }
@@ -759,6 +777,7 @@ mod tests {
             identity: None,
             direct: &[],
             managed_groups: &[],
+            machine_client: None,
         };
         assert!(access(&p, &nobody, None).roles.is_empty());
     }
@@ -947,6 +966,7 @@ mod tests {
                 identity: Some(&id),
                 direct: &[],
                 managed_groups: &[],
+                machine_client: None,
             },
             Some("wiki"),
         );
@@ -992,6 +1012,7 @@ mod tests {
             identity: Some(&id),
             direct: &direct,
             managed_groups: &[],
+            machine_client: None,
         };
         let a = access(&p, &subject, Some("wiki"));
         assert_eq!(a.roles, vec!["admin", "member", "ops"]);
@@ -1006,6 +1027,7 @@ mod tests {
                 identity: Some(&id),
                 direct: &[],
                 managed_groups: &[],
+                machine_client: None,
             },
             None,
         );
@@ -1066,6 +1088,7 @@ mod tests {
                 identity: Some(&id),
                 direct: &[],
                 managed_groups: &[],
+                machine_client: None,
             },
             None,
         );
@@ -1077,5 +1100,50 @@ mod tests {
         assert!(text.contains("groups are ldap/dev"), "{text}");
         assert!(text.contains("a@example.com is not verified"), "{text}");
         assert!(e.access.roles.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod machine_tests {
+    use super::*;
+
+    #[test]
+    fn a_client_id_rule_gives_a_machine_its_role_and_nothing_else() {
+        let policy = RolePolicy {
+            default_roles: vec!["member".into()],
+            permissions: [(
+                "provisioner".to_string(),
+                vec![Permission::parse("admin:users:*").unwrap()],
+            )]
+            .into(),
+            rules: vec![RoleRule {
+                index: 0,
+                role: "provisioner".into(),
+                client: None,
+                provider: None,
+                any: false,
+                conditions: vec![Condition::MachineClient("ops-bot".into())],
+            }],
+            ..RolePolicy::default()
+        };
+        let machine = |id| Subject {
+            identity: None,
+            direct: &[],
+            managed_groups: &[],
+            machine_client: Some(id),
+        };
+        let bot = access(&policy, &machine("ops-bot"), Some("ops-bot"));
+        assert_eq!(bot.roles, ["provisioner"]);
+        assert!(bot.allows("admin:users:write"));
+        assert!(
+            access(&policy, &machine("other"), Some("other"))
+                .roles
+                .is_empty()
+        );
+        let person = Subject {
+            machine_client: None,
+            ..machine("ops-bot")
+        };
+        assert_eq!(access(&policy, &person, Some("ops-bot")).roles, ["member"]);
     }
 }

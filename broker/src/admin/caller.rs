@@ -1,10 +1,11 @@
 //! Who is calling the admin API, and whether they may: a live bearer access token of
-//! this broker, whose person's permissions (recomputed now, so a lost role counts at
-//! once) allow the operation. The token must carry the `permissions` scope: the app
-//! that holds it was given the right to act on them.
+//! this broker whose permissions, recomputed now (a lost role counts at once), allow
+//! the operation. The token must carry the `permissions` scope: the app that holds it
+//! was given the right to act on them. A person's token holds that person's
+//! permissions toward the app; a client-credentials token holds what `client_id`
+//! role rules give the client.
 
 use super::problem::{Problem, internal};
-use crate::store::UserRecord;
 use crate::tokens::status::{ActiveToken, TokenStatus};
 use crate::web::AppState;
 use actix_web::HttpRequest;
@@ -15,10 +16,12 @@ pub const USERS_WRITE: &str = "admin:users:write";
 pub const AUDIT_READ: &str = "admin:audit:read";
 pub const GROUPS_WRITE: &str = "admin:groups:write";
 
-/// A person calling through an app.
+/// A person calling through an app, or a client acting as itself.
 #[derive(Debug)]
 pub struct Caller {
-    pub user: UserRecord,
+    /// The person; `None` for a client acting as itself.
+    pub user_id: Option<String>,
+    actor: String,
     permissions: crate::roles::Access,
 }
 
@@ -40,16 +43,27 @@ impl Caller {
                 "the access token is invalid, expired or revoked",
             ));
         };
-        let Some(person) = person else {
-            return Err(Problem::forbidden(
-                "client-credentials tokens hold no admin permissions".to_string(),
-            ));
-        };
         if !claims.scope.split(' ').any(|s| s == "permissions") {
             return Err(Problem::forbidden(
                 "the token was not granted the permissions scope".to_string(),
             ));
         }
+        let Some(person) = person else {
+            // A client acting as itself: only while it is still configured as one.
+            let machine = app
+                .config
+                .clients
+                .get(&claims.client_id)
+                .is_some_and(|c| c.allows_grant("client_credentials") && !c.is_public());
+            if !machine {
+                return Err(Problem::unauthorized("the client is no longer configured"));
+            }
+            return Ok(Caller {
+                user_id: None,
+                actor: format!("client:{}", claims.client_id),
+                permissions: crate::identity::machine_access(&app.config.roles, &claims.client_id),
+            });
+        };
         let permissions = crate::identity::access_for(
             &app.store,
             &app.config.roles,
@@ -60,7 +74,8 @@ impl Caller {
         .await
         .map_err(internal("computing the caller's permissions failed"))?;
         Ok(Caller {
-            user: person.user,
+            actor: format!("user:{}", person.user.id),
+            user_id: Some(person.user.id),
             permissions,
         })
     }
@@ -77,7 +92,7 @@ impl Caller {
 
     /// How audit events name this caller.
     pub fn actor(&self) -> String {
-        format!("user:{}", self.user.id)
+        self.actor.clone()
     }
 }
 

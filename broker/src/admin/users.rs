@@ -601,7 +601,7 @@ pub async fn delete_user(
 ) -> Result<HttpResponse, Problem> {
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(USERS_WRITE)?;
-    if caller.user.id == *id {
+    if caller.user_id.as_deref() == Some(id.as_str()) {
         return Err(Problem::conflict(
             "an administrator cannot delete themselves",
         ));

@@ -173,6 +173,8 @@ pub struct RawRoleRule {
     pub group: Option<String>,
     /// A managed group's name (any provider).
     pub managed_group: Option<String>,
+    /// The client acting as itself (client credentials).
+    pub client_id: Option<String>,
     pub email_domain: Option<String>,
     pub claim: Option<RawClaim>,
 }

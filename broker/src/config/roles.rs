@@ -215,6 +215,26 @@ impl Validator {
             }
             conditions.push(Condition::Group(group.clone()));
         }
+        if let Some(id) = &r.client_id {
+            let machine = clients
+                .get(id)
+                .is_some_and(|c| c.allows_grant("client_credentials") && !c.is_public());
+            if !machine {
+                return Err(self.err(
+                    key("client_id"),
+                    format!(
+                        "{id:?} is not a confidential client with the client_credentials grant"
+                    ),
+                ));
+            }
+            if r.provider.is_some() || r.group.is_some() || r.managed_group.is_some() {
+                return Err(self.err(
+                    key("client_id"),
+                    "a client acting as itself never logs in: a client_id condition cannot stand with provider, group or managed_group",
+                ));
+            }
+            conditions.push(Condition::MachineClient(id.clone()));
+        }
         if let Some(name) = &r.managed_group {
             if name.trim().is_empty() {
                 return Err(self.err(key("managed_group"), "empty group name"));
@@ -255,7 +275,7 @@ impl Validator {
         if conditions.is_empty() && r.provider.is_none() {
             return Err(self.err(
                 format!("roles.rules[{i}]"),
-                "a rule needs a condition (provider, group, managed_group, email_domain or claim); give a role to everyone with default_roles",
+                "a rule needs a condition (provider, group, managed_group, client_id, email_domain or claim); give a role to everyone with default_roles",
             ));
         }
         Ok(RoleRule {

@@ -26,8 +26,21 @@ pub async fn access_for(
         identity: identity.as_ref(),
         direct: &direct,
         managed_groups: &managed_groups,
+        machine_client: None,
     };
     Ok(roles::access(policy, &subject, client_id))
+}
+
+/// The roles and permissions of a client acting as itself (client credentials): what
+/// `client_id` rules give it, toward itself.
+pub fn machine_access(policy: &RolePolicy, client_id: &str) -> Access {
+    let subject = Subject {
+        identity: None,
+        direct: &[],
+        managed_groups: &[],
+        machine_client: Some(client_id),
+    };
+    roles::access(policy, &subject, Some(client_id))
 }
 
 /// The names of the managed groups `user_id` is a member of.
@@ -114,6 +127,7 @@ pub async fn explain_user(
                 identity,
                 direct: &direct,
                 managed_groups: &managed_groups,
+                machine_client: None,
             },
             client_id,
         )

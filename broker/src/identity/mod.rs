@@ -22,7 +22,7 @@ mod resolve;
 mod test_support;
 
 pub use access::{
-    access_for, explain_user, grant_access, grant_role, revoke_role, wants_access,
+    access_for, explain_user, grant_access, grant_role, machine_access, revoke_role, wants_access,
     with_managed_groups,
 };
 pub use lifecycle::{

@@ -140,9 +140,17 @@ fn client_credentials(
         }
     };
     let audience = audience(app, client, None, form.resource.as_deref())?;
+    // A machine's roles come from client_id rules, computed at every issuance.
+    let roles = crate::tokens::RoleClaims::for_scopes(
+        Some(&crate::identity::machine_access(
+            &app.config.roles,
+            &client.id,
+        )),
+        &scopes,
+    );
     let access = app
         .signer
-        .client_access_token(client, &scopes, &audience, app.clock.now())
+        .client_access_token(client, &scopes, &audience, roles, app.clock.now())
         .map_err(server_error("signing access token failed"))?;
     tracing::info!(client_id = %client.id, "issued client-credentials token");
     Ok(TokenResponse {

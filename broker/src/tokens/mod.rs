@@ -200,6 +200,7 @@ impl TokenSigner {
         client: &Client,
         scopes: &[String],
         audience: &str,
+        roles: RoleClaims,
         now: UnixTime,
     ) -> Result<SignedAccessToken, JwtError> {
         let claims = AccessTokenClaims {
@@ -213,7 +214,10 @@ impl TokenSigner {
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
             auth_time: None,
             gid: None,
-            person: PersonClaims::default(),
+            person: PersonClaims {
+                groups: None,
+                roles,
+            },
         };
         self.sign_access(client, claims)
     }

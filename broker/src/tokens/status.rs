@@ -579,7 +579,7 @@ mod tests {
         let web = web();
         let signed = f
             .signer
-            .client_access_token(&web, &[], "https://api.example", f.now)
+            .client_access_token(&web, &[], "https://api.example", Default::default(), f.now)
             .unwrap();
         let token = signed.token.as_str();
         assert!(
