@@ -7,7 +7,9 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::collections::BTreeSet;
-use switchboard_e2e::{ADMIN, AuthorizeRequest, BOB, Broker, Browser, TestUser, WEB_APP};
+use switchboard_e2e::{
+    ADMIN, AuthorizeRequest, BOB, Broker, Browser, TestUser, WEB_APP, free_port,
+};
 
 const ROLES: &str = r#"
 [roles]
@@ -741,4 +743,48 @@ async fn a_machine_caller_holds_what_client_id_rules_give_it() {
     let id = created.body["id"].as_str().unwrap();
     let audit = get(&broker, &format!("/audit?subject={id}"), &admin).await;
     assert_eq!(audit.body["items"][0]["actor"], "client:web-app");
+}
+
+#[tokio::test]
+async fn with_its_own_listener_the_admin_api_answers_only_there() {
+    let port = free_port();
+    let broker = Broker::setup()
+        .client(
+            WEB_APP.id,
+            "grants = [\"authorization_code\", \"refresh_token\", \"client_credentials\"]",
+        )
+        .extra(ROLES)
+        .extra(&format!("[admin]\nlisten = \"127.0.0.1:{port}\""))
+        .start()
+        .await;
+    let admin = admin_token(&broker).await;
+    // The public listener has no admin API.
+    let public = get(&broker, "/users", &admin).await;
+    public.assert_problem(404);
+
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut listed = None;
+    for _ in 0..50 {
+        match http
+            .get(format!("{base}/admin/api/v1/users"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+        {
+            Ok(res) => {
+                listed = Some(res.status());
+                break;
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    assert_eq!(listed, Some(StatusCode::OK));
+    // And the admin listener has nothing else.
+    let discovery = http
+        .get(format!("{base}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(discovery.status(), StatusCode::NOT_FOUND);
 }

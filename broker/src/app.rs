@@ -197,6 +197,7 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
 /// Binds and runs the server until it is stopped.
 pub async fn serve(app: AppState) -> std::io::Result<()> {
     let listen = app.config.listen;
+    let admin_listen = app.config.admin_listen;
     let workers = app.config.workers;
     let https = app.config.issuer_url.scheme() == "https";
     let server = HttpServer::new(move || {
@@ -205,11 +206,21 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
                 https,
                 actix_web::middleware::from_fn(hsts),
             ))
+            .wrap(actix_web::middleware::from_fn(
+                crate::admin::each_on_its_listener,
+            ))
             .wrap(actix_web::middleware::from_fn(request_context))
             .configure(|cfg| routes(&app, cfg))
     })
     .shutdown_timeout(5)
     .bind(listen)?;
+    let server = match admin_listen {
+        Some(addr) => {
+            tracing::info!(%addr, "admin API listening");
+            server.bind(addr)?
+        }
+        None => server,
+    };
     let server = match workers {
         Some(n) => server.workers(n),
         None => server,

@@ -119,6 +119,31 @@ async fn openapi_json() -> HttpResponse {
         .body(openapi())
 }
 
+/// With `[admin] listen`, the admin API answers only there and nothing else does: a
+/// request on the other listener finds no such route.
+pub async fn each_on_its_listener(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let admin_listen = req
+        .app_data::<web::Data<crate::web::AppState>>()
+        .and_then(|app| app.config.admin_listen);
+    if let Some(admin) = admin_listen {
+        let on_admin = req.app_config().local_addr().port() == admin.port();
+        let for_admin = req.path() == PREFIX || req.path().starts_with(&format!("{PREFIX}/"));
+        if on_admin != for_admin {
+            let (req, _) = req.into_parts();
+            let response = match for_admin {
+                true => Problem::new(StatusCode::NOT_FOUND, "the admin API listens elsewhere")
+                    .error_response(),
+                false => HttpResponse::NotFound().finish(),
+            };
+            return Ok(ServiceResponse::new(req, response));
+        }
+    }
+    Ok(next.call(req).await?.map_into_boxed_body())
+}
+
 /// Turns any error response that is not yet a problem (an extractor's, a too large
 /// body's, a wrong method's) into one, keeping its status.
 async fn errors_as_problems(

@@ -211,6 +211,8 @@ pub struct Config {
     pub dev_mode: bool,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
+    /// Where the admin API is served instead of `listen`; `None`: on `listen`.
+    pub admin_listen: Option<SocketAddr>,
     pub workers: Option<usize>,
     /// Proxies whose `X-Forwarded-For` is believed: addresses (as /32 or /128) and
     /// CIDR ranges.
@@ -344,6 +346,21 @@ impl Validator {
         let listen: SocketAddr = listen_text
             .parse()
             .map_err(|e| self.err("server.listen", format!("not an address:port ({e})")))?;
+        let admin_listen: Option<SocketAddr> = match raw.admin.listen.as_deref() {
+            None => None,
+            Some(text) => {
+                let addr: SocketAddr = text
+                    .parse()
+                    .map_err(|e| self.err("admin.listen", format!("not an address:port ({e})")))?;
+                if addr == listen || (addr.port() == listen.port() && addr.port() != 0) {
+                    return Err(self.err(
+                        "admin.listen",
+                        "must be another port than server.listen (or leave it out to serve the admin API there)",
+                    ));
+                }
+                Some(addr)
+            }
+        };
         let mut trusted_proxies = Vec::new();
         for (i, p) in raw.server.trusted_proxies.iter().enumerate() {
             trusted_proxies.push(
@@ -529,6 +546,7 @@ impl Validator {
             dev_mode: raw.dev_mode,
             data_dir: raw.data_dir.clone(),
             listen,
+            admin_listen,
             workers: raw.server.workers,
             trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),

@@ -31,6 +31,16 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub roles: RawRoles,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `[admin]`: where the admin API listens.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// A separate address for the admin API alone (absent: the public listener).
+    pub listen: Option<String>,
 }
 
 fn default_data_dir() -> PathBuf {
