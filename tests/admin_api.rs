@@ -788,3 +788,146 @@ async fn with_its_own_listener_the_admin_api_answers_only_there() {
         .unwrap();
     assert_eq!(discovery.status(), StatusCode::NOT_FOUND);
 }
+
+/// The schema the OpenAPI document gives for `method path` answering `status`, made
+/// self-contained (its `$ref`s point into the document's components).
+fn documented_schema(doc: &Value, method: &str, path: &str, status: u16) -> Value {
+    let content = &doc["paths"][path][method]["responses"][status.to_string()]["content"];
+    let (_, media) = content
+        .as_object()
+        .and_then(|c| c.iter().next())
+        .unwrap_or_else(|| panic!("{method} {path} documents no body for {status}"));
+    let mut schema = media["schema"].clone();
+    schema
+        .as_object_mut()
+        .expect("a schema object")
+        .insert("components".into(), doc["components"].clone());
+    schema
+}
+
+fn assert_documented(doc: &Value, method: &str, path: &str, reply: &Reply) {
+    let schema = documented_schema(doc, method, path, reply.status.as_u16());
+    let validator = jsonschema::validator_for(&schema)
+        .unwrap_or_else(|e| panic!("{method} {path}: the document's schema is invalid: {e}"));
+    let errors: Vec<String> = validator
+        .iter_errors(&reply.body)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(
+        errors.is_empty(),
+        "{method} {path} {} does not match its documented schema: {errors:?}\n{}",
+        reply.status,
+        reply.body
+    );
+}
+
+#[tokio::test]
+async fn real_answers_match_the_documents_schemas() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    let doc: Value = broker
+        .http()
+        .get(broker.url("/admin/api/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let p = |path: &str| format!("/admin/api/v1{path}");
+
+    let created = create(
+        &broker,
+        &admin,
+        json!({ "email": "eve@example.com", "username": "eve", "name": "Eve" }),
+    )
+    .await;
+    assert_documented(&doc, "post", &p("/users"), &created);
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let conflict = create(
+        &broker,
+        &admin,
+        json!({ "email": "x@example.com", "username": "eve" }),
+    )
+    .await;
+    assert_documented(&doc, "post", &p("/users"), &conflict);
+
+    assert_documented(
+        &doc,
+        "get",
+        &p("/users"),
+        &get(&broker, "/users?page_size=1", &admin).await,
+    );
+    let detail = get(&broker, &format!("/users/{id}"), &admin).await;
+    assert_documented(&doc, "get", &p("/users/{id}"), &detail);
+    assert_documented(
+        &doc,
+        "get",
+        &p("/users/{id}"),
+        &get(&broker, "/users/nobody", &admin).await,
+    );
+    let patched = call(
+        &broker,
+        Method::PATCH,
+        &format!("/users/{id}"),
+        Some(&admin),
+        Some(json!({ "name": null, "status": "active" })),
+        Some(&detail.etag()),
+    )
+    .await;
+    assert_documented(&doc, "patch", &p("/users/{id}"), &patched);
+    let stale = call(
+        &broker,
+        Method::PATCH,
+        &format!("/users/{id}"),
+        Some(&admin),
+        Some(json!({ "name": "E" })),
+        Some(&detail.etag()),
+    )
+    .await;
+    assert_documented(&doc, "patch", &p("/users/{id}"), &stale);
+    assert_documented(
+        &doc,
+        "get",
+        &p("/users/{id}/sessions"),
+        &get(&broker, &format!("/users/{}/sessions", ADMIN.id), &admin).await,
+    );
+
+    let group = call(
+        &broker,
+        Method::POST,
+        "/groups",
+        Some(&admin),
+        Some(json!({ "name": "readers" })),
+        None,
+    )
+    .await;
+    assert_documented(&doc, "post", &p("/groups"), &group);
+    let gid = group.body["id"].as_str().unwrap();
+    assert_documented(
+        &doc,
+        "get",
+        &p("/groups"),
+        &get(&broker, "/groups", &admin).await,
+    );
+    assert_documented(
+        &doc,
+        "get",
+        &p("/groups/{id}"),
+        &get(&broker, &format!("/groups/{gid}"), &admin).await,
+    );
+    assert_documented(
+        &doc,
+        "get",
+        &p("/groups/{id}/members"),
+        &get(&broker, &format!("/groups/{gid}/members"), &admin).await,
+    );
+    assert_documented(
+        &doc,
+        "get",
+        &p("/audit"),
+        &get(&broker, "/audit", &admin).await,
+    );
+    let bad_page = get(&broker, "/audit?page_size=0", &admin).await;
+    assert_documented(&doc, "get", &p("/audit"), &bad_page);
+}
