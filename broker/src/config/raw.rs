@@ -31,6 +31,28 @@ pub struct RawConfig {
     pub providers: BTreeMap<String, RawProvider>,
     #[serde(default)]
     pub roles: RawRoles,
+    #[serde(default)]
+    pub api_keys: RawApiKeys,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `[api_keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub max_lifetime: Option<String>,
+    pub max_per_user: Option<u32>,
+    pub failure_window: Option<String>,
+    pub max_failures_per_ip: Option<u32>,
+}
+
+/// `[admin]`: the admin API.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    #[serde(default)]
+    pub accept_api_keys: bool,
 }
 
 fn default_data_dir() -> PathBuf {
