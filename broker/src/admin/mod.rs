@@ -7,6 +7,7 @@
 mod audit;
 mod body;
 mod caller;
+mod keys;
 mod problem;
 mod users;
 
@@ -54,6 +55,9 @@ pub fn scope() -> Scope<
         .service(users::end_sessions)
         .service(users::grant_role)
         .service(users::revoke_role)
+        .service(keys::list_keys)
+        .service(keys::create_key)
+        .service(keys::revoke_key)
         .service(audit::query_audit)
         .service(openapi_json)
         .default_service(web::to(|| async {
@@ -81,9 +85,11 @@ fn describe(api: &mut OpenApi) {
         .title("Switchboard admin API")
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
-            "Manage people, their sessions and role grants, and read the audit trail. \
-             Authenticate with a bearer access token of this broker whose grant has the \
-             `permissions` scope and whose user's roles hold the operation's permission.",
+            "Manage people, their sessions, role grants and API keys, and read the audit \
+             trail. Authenticate with a bearer access token of this broker whose grant has \
+             the `permissions` scope and whose user's roles hold the operation's \
+             permission (or, where `[admin] accept_api_keys` is on, with an API key \
+             whose scopes hold it).",
         ))
         .build();
     let components = api.components.get_or_insert_with(Default::default);
@@ -148,6 +154,7 @@ mod tests {
             include_str!("mod.rs"),
             include_str!("users.rs"),
             include_str!("audit.rs"),
+            include_str!("keys.rs"),
         ];
         let attribute =
             regex::Regex::new(r#"(?m)^#\[(get|post|put|patch|delete)\("([^"]+)"\)\]"#).unwrap();
