@@ -197,7 +197,7 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
 /// Binds and runs the server until it is stopped.
 pub async fn serve(app: AppState) -> std::io::Result<()> {
     let listen = app.config.listen;
-    let admin_listen = app.config.admin_listen;
+    let admin_listen = app.config.admin.listen;
     let workers = app.config.workers;
     let https = app.config.issuer_url.scheme() == "https";
     let server = HttpServer::new(move || {

@@ -1,11 +1,15 @@
 //! The account page (`/account`): the identities linked to the signed-in user, linking
-//! another provider and unlinking one. Linking starts an ordinary login whose purpose
-//! is [`Purpose::Link`]; the login pages finish it by linking the identity to this
-//! session's user instead of starting a session.
+//! another provider and unlinking one, and the person's API keys. Linking starts an
+//! ordinary login whose purpose is [`Purpose::Link`]; the login pages finish it by
+//! linking the identity to this session's user instead of starting a session. A new
+//! API key's secret is in the answer to the form that made it, once: never in a URL,
+//! a cookie or the store.
 
 use crate::flow::{AccountIntent, PendingLogin, Purpose};
+use crate::identity::api_keys::{self, KeyRequestError, NewApiKey};
 use crate::identity::{self, IdentityError};
-use crate::store::{SessionRecord, UnixTime};
+use crate::secrets::SecretString;
+use crate::store::{ApiKeyRecord, SessionRecord, UnixTime};
 use crate::web::{AppState, PageError, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -19,8 +23,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account", web::get().to(show))
         .route("/account/link/{provider}", web::post().to(link))
         .route("/account/unlink/{provider}", web::post().to(unlink))
-        .route("/account/reauthenticate", web::post().to(reauthenticate));
+        .route("/account/reauthenticate", web::post().to(reauthenticate))
+        .route("/account/keys", web::post().to(create_key))
+        .route("/account/keys/{key_id}/revoke", web::post().to(revoke_key));
 }
+
+/// Key lifetimes the form offers, in days, as far as `api_keys.max_lifetime` allows.
+const LIFETIME_DAYS: [i64; 5] = [1, 7, 30, 90, 365];
+const DAY: i64 = 86_400;
 
 /// Whether a session's login is recent enough to change the account's identities.
 pub fn recent_enough(auth_time: UnixTime, now: UnixTime) -> bool {
@@ -58,12 +68,97 @@ async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse
             minijinja::context! { signed_in => false },
         ));
     };
+    render(&app, &session, StatusCode::OK, None, None).await
+}
+
+/// What the page says about the last key form: a key just made (with its secret,
+/// shown this once) or why none was.
+struct KeyOutcome {
+    name: String,
+    secret: SecretString,
+}
+
+/// `2026-05-01 12:30 UTC`.
+fn day_text(at: UnixTime) -> String {
+    let Ok(secs) = u64::try_from(at) else {
+        return at.to_string();
+    };
+    let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs);
+    let text = humantime::format_rfc3339_seconds(when).to_string();
+    match text.get(..16) {
+        Some(minutes) => format!("{} UTC", minutes.replacen('T', " ", 1)),
+        None => text,
+    }
+}
+
+fn key_view(key: &ApiKeyRecord, now: UnixTime) -> minijinja::Value {
+    let status = match (key.revoked_at, key.expires_at <= now) {
+        (Some(_), _) => "revoked",
+        (None, true) => "expired",
+        (None, false) => "active",
+    };
+    minijinja::context! {
+        id => &key.id,
+        name => &key.name,
+        scopes => key.scopes.join(", "),
+        created => day_text(key.created_at),
+        expires => day_text(key.expires_at),
+        last_used => key.last_used_at.map(day_text),
+        status,
+    }
+}
+
+/// The lifetimes the form offers (seconds, label); the longest allowed if no listed
+/// one fits.
+fn lifetime_choices(max_lifetime: i64) -> Vec<(i64, String)> {
+    let mut choices: Vec<(i64, String)> = LIFETIME_DAYS
+        .iter()
+        .filter(|d| *d * DAY <= max_lifetime)
+        .map(|d| {
+            (
+                d * DAY,
+                if *d == 1 {
+                    "1 day".into()
+                } else {
+                    format!("{d} days")
+                },
+            )
+        })
+        .collect();
+    if choices.is_empty() {
+        choices.push((max_lifetime, format!("{max_lifetime} seconds")));
+    }
+    choices
+}
+
+/// The account page for a signed-in person.
+async fn render(
+    app: &AppState,
+    session: &SessionRecord,
+    status: StatusCode,
+    created: Option<KeyOutcome>,
+    key_error: Option<String>,
+) -> Result<HttpResponse, PageError> {
     let links = app
         .store
         .list_user_identities(&session.user_id)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "listing identities failed");
+            internal()
+        })?;
+    let keys = app
+        .store
+        .list_user_api_keys(&session.user_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "listing API keys failed");
+            internal()
+        })?;
+    let access = api_keys::current_access(&app.store, &app.config.roles, &session.user_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "computing permissions failed");
             internal()
         })?;
     let name_of = |id: &str| {
@@ -89,15 +184,33 @@ async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse
         .filter(|e| !links.iter().any(|l| l.provider_id == e.id))
         .map(|e| minijinja::context! { id => &e.id, name => &e.name })
         .collect();
+    let now = app.clock.now();
+    let lifetimes: Vec<_> = lifetime_choices(app.config.api_keys.max_lifetime)
+        .into_iter()
+        .map(|(seconds, label)| minijinja::context! { seconds, label })
+        .collect();
+    let default_lifetime = lifetime_choices(app.config.api_keys.max_lifetime)
+        .iter()
+        .map(|(s, _)| *s)
+        .filter(|s| *s <= 30 * DAY)
+        .max()
+        .unwrap_or(app.config.api_keys.max_lifetime);
     Ok(app.pages.render(
         "account.html",
-        StatusCode::OK,
+        status,
         minijinja::context! {
             signed_in => true,
             linked,
             linkable,
-            csrf => csrf_token(&app, &session),
-            recent => recent_enough(session.auth_time, app.clock.now()),
+            csrf => csrf_token(app, session),
+            recent => recent_enough(session.auth_time, now),
+            keys => keys.iter().map(|k| key_view(k, now)).collect::<Vec<_>>(),
+            permissions => access.permissions,
+            lifetimes,
+            default_lifetime,
+            created_key_name => created.as_ref().map(|c| c.name.clone()),
+            created_key_secret => created.as_ref().map(|c| c.secret.expose()),
+            key_error,
         },
     ))
 }
@@ -152,6 +265,120 @@ async fn authorised_session(
         return Err(account_error(StatusCode::FORBIDDEN, SIGN_IN_AGAIN));
     }
     Ok(session)
+}
+
+/// The fields of the key form; `scope` may be sent once per checked permission.
+struct KeyForm {
+    csrf: CsrfForm,
+    name: String,
+    lifetime: Option<i64>,
+    scopes: Vec<String>,
+}
+
+impl KeyForm {
+    fn parse(body: &[u8]) -> Result<Self, PageError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
+            .map_err(|_| account_error(StatusCode::BAD_REQUEST, "The form was malformed."))?;
+        let one = |name: &str| {
+            pairs
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        };
+        Ok(KeyForm {
+            csrf: CsrfForm { csrf: one("csrf") },
+            name: one("name").unwrap_or_default(),
+            lifetime: one("expires_in").and_then(|v| v.trim().parse().ok()),
+            scopes: pairs
+                .iter()
+                .filter(|(k, _)| k == "scope")
+                .map(|(_, v)| v.clone())
+                .collect(),
+        })
+    }
+}
+
+/// POST `/account/keys`: make an API key (needs a recent sign-in, as a long-lived
+/// credential should). The answer is the account page showing the secret once.
+async fn create_key(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    body: web::Bytes,
+) -> Result<HttpResponse, PageError> {
+    let form = KeyForm::parse(&body)?;
+    let session = form_session(&req, &app, &form.csrf).await?;
+    if !recent_enough(session.auth_time, app.clock.now()) {
+        let why = "Making an API key needs a recent sign-in. Use \"Sign in again\", then make the key within five minutes.";
+        return render(
+            &app,
+            &session,
+            StatusCode::FORBIDDEN,
+            None,
+            Some(why.into()),
+        )
+        .await;
+    }
+    let Some(lifetime) = form.lifetime else {
+        let why = "Choose when the key expires.".to_string();
+        return render(&app, &session, StatusCode::BAD_REQUEST, None, Some(why)).await;
+    };
+    let actor = format!("user:{}", session.user_id);
+    let made = api_keys::create_api_key(
+        &app.store,
+        &app.config,
+        &session.user_id,
+        &NewApiKey {
+            name: &form.name,
+            scopes: &form.scopes,
+            lifetime,
+        },
+        &actor,
+        app.clock.now(),
+    )
+    .await
+    .map_err(|e| {
+        tracing::error!(error = %e, "making an API key failed");
+        internal()
+    })?;
+    match made {
+        Ok(created) => {
+            tracing::info!(user = %session.user_id, key_id = %created.key.id, "API key created on the account page");
+            let outcome = KeyOutcome {
+                name: created.key.name.clone(),
+                secret: created.secret,
+            };
+            render(&app, &session, StatusCode::OK, Some(outcome), None).await
+        }
+        Err(e) => {
+            let status = match e {
+                KeyRequestError::TooMany(_) => StatusCode::CONFLICT,
+                _ => StatusCode::BAD_REQUEST,
+            };
+            render(&app, &session, status, None, Some(e.to_string())).await
+        }
+    }
+}
+
+/// POST `/account/keys/{key_id}/revoke`: revoke one of the person's keys, at once.
+async fn revoke_key(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    path: web::Path<String>,
+    form: web::Form<CsrfForm>,
+) -> Result<HttpResponse, PageError> {
+    let session = form_session(&req, &app, &form).await?;
+    let actor = format!("user:{}", session.user_id);
+    let revoked =
+        api_keys::revoke_api_key(&app.store, &session.user_id, &path, &actor, app.clock.now())
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "revoking an API key failed");
+                internal()
+            })?;
+    if revoked {
+        tracing::info!(user = %session.user_id, key_id = %path.as_str(), "API key revoked on the account page");
+    }
+    Ok(see_other("/account"))
 }
 
 /// POST `/account/reauthenticate`: sign in again at the session's provider, forced
@@ -239,6 +466,26 @@ mod tests {
         assert!(recent_enough(1000, 1000));
         assert!(recent_enough(1000, 1000 + RECENT_LOGIN_SECS));
         assert!(!recent_enough(1000, 1001 + RECENT_LOGIN_SECS));
+    }
+
+    #[test]
+    fn times_read_as_utc_minutes() {
+        assert_eq!(day_text(1_700_000_000), "2023-11-14 22:13 UTC");
+    }
+
+    #[test]
+    fn the_key_form_offers_lifetimes_within_the_maximum() {
+        let offered: Vec<i64> = lifetime_choices(90 * DAY).iter().map(|c| c.0).collect();
+        assert_eq!(offered, [DAY, 7 * DAY, 30 * DAY, 90 * DAY]);
+        assert_eq!(lifetime_choices(3600), [(3600, "3600 seconds".to_string())]);
+    }
+
+    #[test]
+    fn the_key_form_reads_every_checked_scope() {
+        let form = KeyForm::parse(b"csrf=t&name=ci&expires_in=60&scope=a:b&scope=c:d").unwrap();
+        assert_eq!(form.scopes, ["a:b", "c:d"]);
+        assert_eq!(form.lifetime, Some(60));
+        assert_eq!(form.csrf.csrf.as_deref(), Some("t"));
     }
 
     #[test]

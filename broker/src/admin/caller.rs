@@ -4,17 +4,25 @@
 //! was given the right to act on them. A person's token holds that person's
 //! permissions toward the app; a client-credentials token holds what `client_id`
 //! role rules give the client.
+//!
+//! With `[admin] accept_api_keys = true`, a person's API key (`Authorization: Token
+//! sbk_…`, or `Bearer sbk_…`) calls with the key's scopes that the person's
+//! permissions still allow; otherwise a key is refused (401).
 
 use super::problem::{Problem, internal};
+use crate::identity::api_keys::{self, Verified};
+use crate::roles::Access;
 use crate::tokens::status::{ActiveToken, TokenStatus};
 use crate::web::AppState;
+use crate::web::client_ip::client_ip;
 use actix_web::HttpRequest;
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 
 pub const USERS_READ: &str = "admin:users:read";
 pub const USERS_WRITE: &str = "admin:users:write";
 pub const AUDIT_READ: &str = "admin:audit:read";
 pub const GROUPS_WRITE: &str = "admin:groups:write";
+pub const KEYS_WRITE: &str = "admin:keys:write";
 
 /// A person calling through an app, or a client acting as itself.
 #[derive(Debug)]
@@ -22,13 +30,16 @@ pub struct Caller {
     /// The person; `None` for a client acting as itself.
     pub user_id: Option<String>,
     actor: String,
-    permissions: crate::roles::Access,
+    permissions: Access,
 }
 
 impl Caller {
-    /// Reads and checks the bearer token of `req`.
+    /// Reads and checks the bearer token (or API key) of `req`.
     pub async fn authenticate(req: &HttpRequest, app: &AppState) -> Result<Caller, Problem> {
         let token = bearer(req)?;
+        if api_keys::is_api_key(token) {
+            return Self::with_api_key(req, app, token).await;
+        }
         let status = TokenStatus {
             store: &app.store,
             signer: &app.signer,
@@ -80,6 +91,48 @@ impl Caller {
         })
     }
 
+    /// A person calling with an API key, if the admin API accepts keys.
+    async fn with_api_key(
+        req: &HttpRequest,
+        app: &AppState,
+        secret: &str,
+    ) -> Result<Caller, Problem> {
+        if !app.config.admin.accept_api_keys {
+            return Err(Problem::unauthorized(
+                "this API does not accept API keys; use an access token",
+            ));
+        }
+        let ip = client_ip(req, &app.config.trusted_proxies);
+        let verified =
+            api_keys::verify_api_key(&app.store, &app.config, secret, ip, app.clock.now())
+                .await
+                .map_err(internal("checking an API key failed"))?;
+        match verified {
+            Verified::Live(live) => {
+                tracing::info!(key_id = %live.key.id, user = %live.user.id, "admin API called with an API key");
+                Ok(Caller {
+                    actor: format!("user:{}", live.user.id),
+                    user_id: Some(live.user.id),
+                    permissions: Access {
+                        roles: Vec::new(),
+                        permissions: live.scopes,
+                        admin: false,
+                    },
+                })
+            }
+            Verified::Inactive => Err(Problem::unauthorized(
+                "the API key is invalid, expired or revoked",
+            )),
+            Verified::Throttled => {
+                tracing::warn!(ip = ?ip, "API key verifications throttled");
+                Err(Problem::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "too many unknown API keys from this address; wait and try again",
+                ))
+            }
+        }
+    }
+
     /// Fails with 403 unless the caller's permissions allow `permission`.
     pub fn require(&self, permission: &str) -> Result<(), Problem> {
         match self.permissions.allows(permission) {
@@ -105,6 +158,12 @@ fn bearer(req: &HttpRequest) -> Result<&str, Problem> {
         .map_err(|_| Problem::unauthorized("malformed Authorization header"))?;
     match value.split_once(' ') {
         Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") && !token.is_empty() => {
+            Ok(token.trim())
+        }
+        // GitHub's scheme for personal tokens: keys only.
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("token") && api_keys::is_api_key(token.trim()) =>
+        {
             Ok(token.trim())
         }
         _ => Err(Problem::unauthorized("expected a Bearer token")),

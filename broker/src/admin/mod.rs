@@ -8,6 +8,7 @@ mod audit;
 mod body;
 mod caller;
 mod groups;
+mod keys;
 mod problem;
 mod users;
 
@@ -63,6 +64,9 @@ pub fn scope() -> Scope<
         .service(groups::list_members)
         .service(groups::add_member)
         .service(groups::remove_member)
+        .service(keys::list_keys)
+        .service(keys::create_key)
+        .service(keys::revoke_key)
         .service(audit::query_audit)
         .service(openapi_json)
         .default_service(web::to(|| async {
@@ -90,9 +94,11 @@ fn describe(api: &mut OpenApi) {
         .title("Switchboard admin API")
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
-            "Manage people, their sessions and role grants, and read the audit trail. \
-             Authenticate with a bearer access token of this broker whose grant has the \
-             `permissions` scope and whose user's roles hold the operation's permission.",
+            "Manage people, their sessions, role grants and API keys, and read the audit \
+             trail. Authenticate with a bearer access token of this broker whose grant has \
+             the `permissions` scope and whose user's roles hold the operation's \
+             permission (or, where `[admin] accept_api_keys` is on, with an API key \
+             whose scopes hold it).",
         ))
         .build();
     let components = api.components.get_or_insert_with(Default::default);
@@ -127,7 +133,7 @@ pub async fn each_on_its_listener(
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let admin_listen = req
         .app_data::<web::Data<crate::web::AppState>>()
-        .and_then(|app| app.config.admin_listen);
+        .and_then(|app| app.config.admin.listen);
     if let Some(admin) = admin_listen {
         let on_admin = req.app_config().local_addr().port() == admin.port();
         let for_admin = req.path() == PREFIX || req.path().starts_with(&format!("{PREFIX}/"));
@@ -183,6 +189,7 @@ mod tests {
             include_str!("users.rs"),
             include_str!("audit.rs"),
             include_str!("groups.rs"),
+            include_str!("keys.rs"),
         ];
         let attribute =
             regex::Regex::new(r#"(?m)^#\[(get|post|put|patch|delete)\("([^"]+)"\)\]"#).unwrap();

@@ -106,6 +106,29 @@ pub struct LoginSettings {
     pub provider_timeout: std::time::Duration,
 }
 
+/// `[api_keys]`: people's long-lived keys for programs.
+#[derive(Debug, Clone)]
+pub struct ApiKeySettings {
+    /// The longest expiry a key may be given, in seconds (every key has one).
+    pub max_lifetime: i64,
+    /// Keys one person may hold at once (revoked ones count until they expire).
+    pub max_per_user: u32,
+    /// Failed key verifications (an `sbk_` secret that is no key) one client address
+    /// may make in `failure_window` before every key it presents is refused.
+    pub max_failures_per_ip: u32,
+    pub failure_window: i64,
+}
+
+/// `[admin]`: the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminSettings {
+    /// Whether an API key (`Authorization: Token sbk_…` or `Bearer sbk_…`) may call
+    /// the admin API, with the key's permissions. Off by default.
+    pub accept_api_keys: bool,
+    /// Where the admin API is served instead of `server.listen`; `None`: there.
+    pub listen: Option<SocketAddr>,
+}
+
 /// How a client proves who it is at the token endpoint.
 #[derive(Debug, Clone)]
 pub enum ClientAuth {
@@ -211,8 +234,6 @@ pub struct Config {
     pub dev_mode: bool,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
-    /// Where the admin API is served instead of `listen`; `None`: on `listen`.
-    pub admin_listen: Option<SocketAddr>,
     pub workers: Option<usize>,
     /// Proxies whose `X-Forwarded-For` is believed: addresses (as /32 or /128) and
     /// CIDR ranges.
@@ -227,6 +248,8 @@ pub struct Config {
     pub providers: Vec<ProviderSection>,
     /// Role rules, permissions, default and admin roles.
     pub roles: crate::roles::RolePolicy,
+    pub api_keys: ApiKeySettings,
+    pub admin: AdminSettings,
 }
 
 impl Config {
@@ -538,6 +561,7 @@ impl Validator {
             return Err(self.err("providers", "configure at least one provider"));
         }
         let roles = self.roles(&raw.roles, &clients, &providers)?;
+        let api_keys = self.api_keys(&raw.api_keys)?;
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -546,7 +570,6 @@ impl Validator {
             dev_mode: raw.dev_mode,
             data_dir: raw.data_dir.clone(),
             listen,
-            admin_listen,
             workers: raw.server.workers,
             trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
@@ -558,7 +581,42 @@ impl Validator {
             clients,
             providers,
             roles,
+            api_keys,
+            admin: AdminSettings {
+                listen: admin_listen,
+                accept_api_keys: raw.admin.accept_api_keys,
+            },
         })
+    }
+
+    fn api_keys(&self, raw: &raw::RawApiKeys) -> Result<ApiKeySettings, ConfigError> {
+        let settings = ApiKeySettings {
+            max_lifetime: self.positive(
+                "api_keys.max_lifetime",
+                raw.max_lifetime.as_deref(),
+                "90d",
+            )?,
+            max_per_user: raw.max_per_user.unwrap_or(25),
+            failure_window: self.positive(
+                "api_keys.failure_window",
+                raw.failure_window.as_deref(),
+                "10m",
+            )?,
+            max_failures_per_ip: raw.max_failures_per_ip.unwrap_or(100),
+        };
+        if settings.max_lifetime > 5 * 365 * 86_400 {
+            return Err(self.err(
+                "api_keys.max_lifetime",
+                "at most 5 years: a key that never ends is a leak waiting to be found",
+            ));
+        }
+        if settings.max_per_user == 0 || settings.max_per_user > 1000 {
+            return Err(self.err("api_keys.max_per_user", "between 1 and 1000"));
+        }
+        if settings.max_failures_per_ip == 0 {
+            return Err(self.err("api_keys.max_failures_per_ip", "must be at least 1"));
+        }
+        Ok(settings)
     }
 
     fn client(

@@ -32,15 +32,29 @@ pub struct RawConfig {
     #[serde(default)]
     pub roles: RawRoles,
     #[serde(default)]
+    pub api_keys: RawApiKeys,
+    #[serde(default)]
     pub admin: RawAdmin,
 }
 
-/// `[admin]`: where the admin API listens.
+/// `[api_keys]`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApiKeys {
+    pub max_lifetime: Option<String>,
+    pub max_per_user: Option<u32>,
+    pub failure_window: Option<String>,
+    pub max_failures_per_ip: Option<u32>,
+}
+
+/// `[admin]`: the admin API.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// A separate address for the admin API alone (absent: the public listener).
     pub listen: Option<String>,
+    #[serde(default)]
+    pub accept_api_keys: bool,
 }
 
 fn default_data_dir() -> PathBuf {

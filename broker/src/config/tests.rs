@@ -593,12 +593,12 @@ fn a_rule_may_name_a_managed_group_and_no_provider_may_be_called_managed() {
 #[test]
 fn the_admin_api_listens_elsewhere_or_on_the_public_listener() {
     let c = load_text(MINIMAL).unwrap();
-    assert_eq!(c.admin_listen, None);
+    assert_eq!(c.admin.listen, None);
     let c = load_text(&format!(
         "{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:5557\"\n"
     ))
     .unwrap();
-    assert_eq!(c.admin_listen.map(|a| a.port()), Some(5557));
+    assert_eq!(c.admin.listen.map(|a| a.port()), Some(5557));
     let e = load_text(&format!(
         "{MINIMAL}\n[admin]\nlisten = \"127.0.0.1:5556\"\n"
     ))

@@ -51,7 +51,9 @@ async fn end_everything(store: &SharedStore, id: &str, now: UnixTime) -> Result<
     Ok(())
 }
 
-/// Disables a user and ends everything they hold: sessions and grants.
+/// Disables a user and ends everything they hold: sessions, grants and API keys (a
+/// disabled user's keys are refused anyway; revoking them means re-enabling the user
+/// does not bring them back).
 pub async fn disable_user(
     store: &SharedStore,
     id: &str,
@@ -62,7 +64,16 @@ pub async fn disable_user(
         return Err(IdentityError::NoSuchUser);
     }
     end_everything(store, id, now).await?;
-    audit(store, id, actor, "user_disabled", json!({}), now).await
+    let keys = store.revoke_user_api_keys(id, now).await?;
+    audit(
+        store,
+        id,
+        actor,
+        "user_disabled",
+        json!({ "api_keys_revoked": keys }),
+        now,
+    )
+    .await
 }
 
 /// Re-enables a user (their old sessions and grants stay revoked).
@@ -115,6 +126,7 @@ pub async fn update_user(
     };
     if written.status == UserStatus::Disabled && before.status == UserStatus::Active {
         end_everything(store, &written.id, now).await?;
+        store.revoke_user_api_keys(&written.id, now).await?;
     }
     let changed: Vec<&str> = [
         ("username", before.username != written.username),

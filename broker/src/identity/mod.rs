@@ -8,12 +8,14 @@
 //!   grants) must never be forgotten by a caller, and the store as the local
 //!   provider's account directory,
 //! - `access`: roles and grants, computed by [`crate::roles`] from the stored identity
-//!   and direct grants, and the audited granting and revoking of roles.
+//!   and direct grants, and the audited granting and revoking of roles,
+//! - `api_keys`: people's API keys, made, verified and revoked (audited).
 //!
 //! This module keeps the error they share and re-exports their API, so callers use
 //! `crate::identity::X` whatever file `X` lives in.
 
 mod access;
+pub mod api_keys;
 pub mod groups;
 mod lifecycle;
 mod links;

@@ -6,9 +6,11 @@
 use super::clients::{authenticate, presented_credentials};
 use crate::config::Client;
 use crate::flow::OAuthError;
+use crate::identity::api_keys::{self, LiveApiKey, Verified};
 use crate::store::{GrantRecord, UserRecord};
 use crate::tokens::status::{ActiveToken, Person, Revoked, StatusError, TokenKind, TokenStatus};
 use crate::web::AppState;
+use crate::web::client_ip::client_ip;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use serde_json::json;
@@ -88,6 +90,29 @@ pub async fn introspect(
     let Some(token) = form.token.as_deref().filter(|t| !t.is_empty()) else {
         return OAuthError::invalid_request("token is required").token_response();
     };
+    if api_keys::is_api_key(token) {
+        let ip = client_ip(&req, &app.config.trusted_proxies);
+        match status(&app)
+            .introspect_api_key(&app.config, token, ip)
+            .await
+        {
+            Ok(Verified::Live(key)) => {
+                tracing::info!(client_id = %client.id, key_id = %key.key.id, "introspected an active API key");
+                return no_store_json(api_key_body(&app, &key));
+            }
+            // A refresh token may start with `sbk_` by chance: look further.
+            Ok(Verified::Inactive) => {}
+            Ok(Verified::Throttled) => {
+                tracing::warn!(client_id = %client.id, ip = ?ip, "API key verifications throttled");
+                return OAuthError::new(
+                    "slow_down",
+                    "too many unknown API keys from this address; wait and try again",
+                )
+                .token_response();
+            }
+            Err(e) => return status_failed(e),
+        }
+    }
     let hint = TokenKind::from_hint(form.token_type_hint.as_deref());
     let active = match status(&app).introspect(client, token, hint).await {
         Ok(Some(active)) => active,
@@ -149,9 +174,27 @@ pub async fn introspect(
     no_store_json(body)
 }
 
+/// The RFC 7662 answer for a live API key: its scopes as the person's permissions
+/// allow them now, as both `scope` and `permissions`.
+fn api_key_body(app: &AppState, live: &LiveApiKey) -> serde_json::Value {
+    json!({
+        "active": true,
+        "token_type": "api_key",
+        "scope": live.scopes.join(" "),
+        "permissions": live.scopes,
+        "sub": live.user.id,
+        "username": live.user.username.clone().or(live.user.email.clone()),
+        "iss": app.config.issuer,
+        "iat": live.key.created_at,
+        "exp": live.key.expires_at,
+        "jti": live.key.id,
+    })
+}
+
 /// POST `/revoke` (RFC 7009). Only the client a token was issued to can revoke it:
 /// a refresh token ends its grant (the whole family), an access token is denied until
-/// its expiry (a person's also ends its grant). Tokens of other clients and unknown
+/// its expiry (a person's also ends its grant). An API key, issued to no client, is
+/// revoked by any client that presents its secret. Tokens of other clients and unknown
 /// tokens get the same 200 as success, so the answer tells nothing.
 pub async fn revoke(
     req: HttpRequest,
@@ -173,6 +216,9 @@ pub async fn revoke(
         }
         Ok(Revoked::AccessToken { jti, grant_id }) => {
             tracing::info!(client_id = %client.id, %jti, grant = ?grant_id, "access token revoked by the client");
+        }
+        Ok(Revoked::ApiKey { key_id, user_id }) => {
+            tracing::info!(client_id = %client.id, key_id = %key_id, user = %user_id, "API key revoked by a client holding it");
         }
         Ok(Revoked::Nothing) => {}
         Err(e) => {

@@ -12,9 +12,9 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::{
-    AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite, CodeRecord,
-    GrantRecord, GroupRecord, IdentityLink, Membership, MemoryStore, PageCursor, RedeemOutcome,
-    RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
+    ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, GrantRecord, GroupRecord, IdentityLink, Membership, MemoryStore, PageCursor,
+    RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
     SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserStatus,
 };
 
@@ -1697,6 +1697,10 @@ async fn deleting_a_user_takes_what_hangs_off_it_and_keeps_the_audit(store: Shar
         .await
         .unwrap();
     store
+        .create_api_key(&api_key("k1", "u1", "h1", NOW + HOUR))
+        .await
+        .unwrap();
+    store
         .record_audit(&AuditEvent {
             user_id: "u1".into(),
             actor: Some("cli".into()),
@@ -1715,10 +1719,151 @@ async fn deleting_a_user_takes_what_hangs_off_it_and_keeps_the_audit(store: Shar
     assert_eq!(store.get_refresh_token("t1").await.unwrap(), None);
     assert_eq!(store.get_session("s1", NOW).await.unwrap(), None);
     assert!(store.list_role_grants("u1").await.unwrap().is_empty());
+    assert_eq!(store.find_api_key("h1").await.unwrap(), None);
     assert_eq!(store.list_audit("u1").await.unwrap().len(), 1);
     // The id is free again (a new user, nothing inherited).
     store.create_user(&user("u1", None, None)).await.unwrap();
     assert!(store.list_role_grants("u1").await.unwrap().is_empty());
+}
+
+fn api_key(id: &str, user_id: &str, secret_hash: &str, expires_at: UnixTime) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: id.to_owned(),
+        user_id: user_id.to_owned(),
+        name: format!("key {id}"),
+        secret_hash: secret_hash.to_owned(),
+        scopes: vec!["admin:users:read".to_owned(), "profile:read".to_owned()],
+        created_at: NOW,
+        expires_at,
+        last_used_at: None,
+        revoked_at: None,
+        created_by: format!("user:{user_id}"),
+    }
+}
+
+async fn api_keys_are_found_by_hash_and_listed_per_user_oldest_first(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    let later = ApiKeyRecord {
+        created_at: NOW + 5,
+        ..api_key("k-a", "u1", "h-a", NOW + HOUR)
+    };
+    store.create_api_key(&later).await.unwrap();
+    store
+        .create_api_key(&api_key("k-b", "u1", "h-b", NOW + HOUR))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&api_key("k-c", "u2", "h-c", NOW + HOUR))
+        .await
+        .unwrap();
+
+    assert_eq!(store.find_api_key("h-a").await.unwrap(), Some(later));
+    assert_eq!(store.find_api_key("nope").await.unwrap(), None);
+    let ids: Vec<String> = store
+        .list_user_api_keys("u1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| k.id)
+        .collect();
+    assert_eq!(ids, ["k-b", "k-a"]);
+    assert!(store.list_user_api_keys("nobody").await.unwrap().is_empty());
+
+    // One secret hash is one key; so is one id.
+    let same_hash = api_key("k-d", "u2", "h-a", NOW + HOUR);
+    assert_eq!(
+        conflict_on(store.create_api_key(&same_hash).await),
+        "API key"
+    );
+    let same_id = api_key("k-a", "u2", "h-other", NOW + HOUR);
+    assert_eq!(conflict_on(store.create_api_key(&same_id).await), "API key");
+    // A key needs its user.
+    assert!(
+        store
+            .create_api_key(&api_key("k-e", "ghost", "h-e", NOW + HOUR))
+            .await
+            .is_err()
+    );
+}
+
+async fn revoking_an_api_key_needs_its_owner_and_the_first_revocation_stands(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for (id, owner, hash) in [("k1", "u1", "h1"), ("k2", "u1", "h2"), ("k3", "u2", "h3")] {
+        store
+            .create_api_key(&api_key(id, owner, hash, NOW + HOUR))
+            .await
+            .unwrap();
+    }
+    assert!(
+        !store.revoke_api_key("u2", "k1", NOW).await.unwrap(),
+        "not u2's key"
+    );
+    assert_eq!(
+        store.find_api_key("h1").await.unwrap().unwrap().revoked_at,
+        None
+    );
+    assert!(store.revoke_api_key("u1", "k1", NOW + 1).await.unwrap());
+    assert!(!store.revoke_api_key("u1", "k1", NOW + 2).await.unwrap());
+    assert_eq!(
+        store.find_api_key("h1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1)
+    );
+    assert!(!store.revoke_api_key("u1", "nope", NOW).await.unwrap());
+
+    assert_eq!(store.revoke_user_api_keys("u1", NOW + 3).await.unwrap(), 1);
+    assert_eq!(
+        store.find_api_key("h2").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 3)
+    );
+    assert_eq!(
+        store.find_api_key("h1").await.unwrap().unwrap().revoked_at,
+        Some(NOW + 1),
+        "an earlier revocation is kept"
+    );
+    assert_eq!(
+        store.find_api_key("h3").await.unwrap().unwrap().revoked_at,
+        None
+    );
+}
+
+async fn api_key_use_is_recorded_coarsely(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store
+        .create_api_key(&api_key("k1", "u1", "h1", NOW + HOUR))
+        .await
+        .unwrap();
+    let last_used = || async {
+        store
+            .find_api_key("h1")
+            .await
+            .unwrap()
+            .unwrap()
+            .last_used_at
+    };
+    assert!(store.touch_api_key("k1", NOW, 300).await.unwrap());
+    assert_eq!(last_used().await, Some(NOW));
+    assert!(!store.touch_api_key("k1", NOW + 299, 300).await.unwrap());
+    assert_eq!(last_used().await, Some(NOW));
+    assert!(store.touch_api_key("k1", NOW + 300, 300).await.unwrap());
+    assert_eq!(last_used().await, Some(NOW + 300));
+    assert!(!store.touch_api_key("nope", NOW, 300).await.unwrap());
+}
+
+async fn expired_api_keys_are_purged_and_live_ones_kept(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store
+        .create_api_key(&api_key("old", "u1", "h-old", NOW))
+        .await
+        .unwrap();
+    store
+        .create_api_key(&api_key("live", "u1", "h-live", NOW + 1))
+        .await
+        .unwrap();
+    assert_eq!(store.purge_expired(NOW).await.unwrap(), 1);
+    assert_eq!(store.find_api_key("h-old").await.unwrap(), None);
+    assert!(store.find_api_key("h-live").await.unwrap().is_some());
 }
 
 async fn audit_queries_filter_and_page_by_sequence(store: SharedStore) {
@@ -2128,6 +2273,10 @@ macro_rules! conformance_tests {
                 audit_queries_filter_and_page_by_sequence,
                 a_users_live_sessions_are_listed_oldest_first,
                 groups_have_unique_names_members_and_checked_renames,
+                api_keys_are_found_by_hash_and_listed_per_user_oldest_first,
+                revoking_an_api_key_needs_its_owner_and_the_first_revocation_stands,
+                api_key_use_is_recorded_coarsely,
+                expired_api_keys_are_purged_and_live_ones_kept,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [

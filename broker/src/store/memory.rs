@@ -12,12 +12,12 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore, IdentityLink, KeyStore,
-    LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
-    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
-    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
-    UserStatus, UserStore,
+    ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
+    IdentityLink, KeyStore, LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome,
+    RefreshTokenRecord, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome,
+    SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore,
+    UnixTime, UserFilter, UserRecord, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -48,6 +48,8 @@ struct State {
     groups: HashMap<String, GroupRecord>,
     /// `(group_id, user_id)` memberships.
     members: HashSet<(String, String)>,
+    /// API keys by id; `secret_hash` is kept unique by `create_api_key`.
+    api_keys: HashMap<String, ApiKeyRecord>,
 }
 
 #[derive(Debug)]
@@ -262,6 +264,7 @@ impl UserStore for MemoryStore {
         state.role_grants.retain(|_, g| g.user_id != id);
         state.members.retain(|(_, user)| user != id);
         state.sessions.retain(|_, s| s.user_id != id);
+        state.api_keys.retain(|_, k| k.user_id != id);
         let gone: HashSet<String> = state
             .grants
             .values()
@@ -1008,6 +1011,81 @@ fn purge<K, V>(map: &mut HashMap<K, V>, expired: impl Fn(&V) -> bool) -> u64 {
 }
 
 #[async_trait]
+impl ApiKeyStore for MemoryStore {
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if !state.users.contains_key(&key.user_id) {
+            return Err(missing("user"));
+        }
+        let taken = state.api_keys.contains_key(&key.id)
+            || state
+                .api_keys
+                .values()
+                .any(|k| k.secret_hash == key.secret_hash);
+        if taken {
+            return Err(StoreError::Conflict { what: "API key" });
+        }
+        state.api_keys.insert(key.id.clone(), key.clone());
+        Ok(())
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        Ok(self
+            .lock()?
+            .api_keys
+            .values()
+            .find(|k| k.secret_hash == secret_hash)
+            .cloned())
+    }
+
+    async fn list_user_api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        let mut keys: Vec<ApiKeyRecord> = self
+            .lock()?
+            .api_keys
+            .values()
+            .filter(|k| k.user_id == user_id)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| (a.created_at, &a.id).cmp(&(b.created_at, &b.id)));
+        Ok(keys)
+    }
+
+    async fn revoke_api_key(&self, user_id: &str, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.api_keys.get_mut(id) {
+            Some(key) if key.user_id == user_id && key.revoked_at.is_none() => {
+                key.revoked_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn revoke_user_api_keys(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut revoked = 0;
+        for key in state.api_keys.values_mut() {
+            if key.user_id == user_id && key.revoked_at.is_none() {
+                key.revoked_at = Some(now);
+                revoked += 1;
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn touch_api_key(&self, id: &str, now: UnixTime, coarseness: i64) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.api_keys.get_mut(id) {
+            Some(key) if key.last_used_at.is_none_or(|at| at <= now - coarseness) => {
+                key.last_used_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
 impl Maintenance for MemoryStore {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {
         let mut state = self.lock()?;
@@ -1033,6 +1111,7 @@ impl Maintenance for MemoryStore {
         removed += purge(&mut state.denied_access_tokens, |expires_at| {
             *expires_at <= now
         });
+        removed += purge(&mut state.api_keys, |k| k.expires_at <= now);
         Ok(removed)
     }
 }

@@ -232,7 +232,8 @@ pub trait UserStore: Send + Sync {
         expected_revision: i64,
     ) -> StoreResult<CheckedWrite>;
     /// Deletes a user and everything that hangs off it: identity links, grants (with
-    /// their codes and refresh tokens), sessions and role grants. Audit events stay.
+    /// their codes and refresh tokens), sessions, role grants and API keys. Audit
+    /// events stay.
     /// Returns false if no such user.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     /// Replaces profile fields, groups, `updated_at` and `last_login_at` of an existing
@@ -586,11 +587,51 @@ pub trait ThrottleStore: Send + Sync {
     async fn clear(&self, key: &str) -> StoreResult<()>;
 }
 
+/// An API key as stored: never the secret, only its SHA-256 hash.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// Not a secret: how the owner, the admin API and the audit trail name the key.
+    pub id: String,
+    pub user_id: String,
+    pub name: String,
+    /// SHA-256 hex of the whole secret (`sbk_…`); unique.
+    pub secret_hash: SecretHash,
+    /// The permissions the key was created with, sorted.
+    pub scopes: Vec<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// Coarse: see [`ApiKeyStore::touch_api_key`].
+    pub last_used_at: Option<UnixTime>,
+    pub revoked_at: Option<UnixTime>,
+    /// The audit actor who created it (`user:ID`, `cli`).
+    pub created_by: String,
+}
+
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key; `Conflict` if its id or secret hash is taken. Fails if the
+    /// user does not exist.
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// The key whose secret hashes to `secret_hash`, whatever its state, until
+    /// `purge_expired` removes it after its expiry.
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>>;
+    /// A user's keys (revoked and expired ones included until purged), oldest first.
+    async fn list_user_api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRecord>>;
+    /// Revokes the key `id` of `user_id`; false if there is no such key of that user
+    /// or it was revoked already (the first revocation stands).
+    async fn revoke_api_key(&self, user_id: &str, id: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Revokes every live key of a user; returns how many were newly revoked.
+    async fn revoke_user_api_keys(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
+    /// Records a use at `now` unless one was recorded less than `coarseness` seconds
+    /// before (so a busy key is not a write per request). True if it wrote.
+    async fn touch_api_key(&self, id: &str, now: UnixTime, coarseness: i64) -> StoreResult<bool>;
+}
+
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
-    /// keys, throttle windows and access-token denials (`expires_at <= now`). Returns
-    /// the number of rows removed.
+    /// keys, throttle windows, access-token denials and API keys (`expires_at <= now`).
+    /// Returns the number of rows removed.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
 
@@ -606,6 +647,7 @@ pub trait Store:
     + SessionStore
     + KeyStore
     + ThrottleStore
+    + ApiKeyStore
     + Maintenance
     + std::fmt::Debug
 {
@@ -622,6 +664,7 @@ impl<T> Store for T where
         + SessionStore
         + KeyStore
         + ThrottleStore
+        + ApiKeyStore
         + Maintenance
         + std::fmt::Debug
 {

@@ -20,12 +20,12 @@ use sqlx::sqlite::{
 use sqlx::{Decode, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
 
 use super::{
-    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore, IdentityLink, KeyStore,
-    LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
-    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
-    SigningKeyRecord, StoreError, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
-    UserStatus, UserStore,
+    ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
+    IdentityLink, KeyStore, LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome,
+    RefreshTokenRecord, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome,
+    SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore,
+    UnixTime, UserFilter, UserRecord, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -145,6 +145,11 @@ fn migrator() -> Migrator {
             8,
             "managed groups",
             include_str!("../../migrations/sqlite/0008_managed_groups.sql"),
+        ),
+        migration(
+            9,
+            "api keys",
+            include_str!("../../migrations/sqlite/0009_api_keys.sql"),
         ),
     ])
 }
@@ -604,8 +609,8 @@ impl UserStore for SqliteStore {
     }
 
     async fn delete_user(&self, id: &str) -> StoreResult<bool> {
-        // Foreign keys cascade to links, grants (codes, refresh tokens), sessions and
-        // role grants; audit events have no key to users and stay.
+        // Foreign keys cascade to links, grants (codes, refresh tokens), sessions, role
+        // grants and API keys; audit events have no key to users and stay.
         let done = sqlx::query("DELETE FROM users WHERE id = ?1")
             .bind(id)
             .execute(&self.pool)
@@ -1719,9 +1724,127 @@ impl ThrottleStore for SqliteStore {
     }
 }
 
+macro_rules! api_key_columns {
+    () => {
+        "id, user_id, name, secret_hash, scopes_json, created_at, expires_at, \
+         last_used_at, revoked_at, created_by"
+    };
+}
+
+fn api_key_from_row(row: &SqliteRow) -> StoreResult<ApiKeyRecord> {
+    let c = Columns::new(row, "API key");
+    Ok(ApiKeyRecord {
+        id: c.get("id")?,
+        user_id: c.get("user_id")?,
+        name: c.get("name")?,
+        secret_hash: c.get("secret_hash")?,
+        scopes: c.json("scopes_json")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        last_used_at: c.get("last_used_at")?,
+        revoked_at: c.get("revoked_at")?,
+        created_by: c.get("created_by")?,
+    })
+}
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn create_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO api_keys (",
+            api_key_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .bind(&key.id)
+        .bind(&key.user_id)
+        .bind(&key.name)
+        .bind(&key.secret_hash)
+        .bind(to_json(&key.scopes, "API key scopes")?)
+        .bind(key.created_at)
+        .bind(key.expires_at)
+        .bind(key.last_used_at)
+        .bind(key.revoked_at)
+        .bind(&key.created_by)
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("API key"))?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, secret_hash: &str) -> StoreResult<Option<ApiKeyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE secret_hash = ?1"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(api_key_from_row)
+        .transpose()
+    }
+
+    async fn list_user_api_keys(&self, user_id: &str) -> StoreResult<Vec<ApiKeyRecord>> {
+        sqlx::query(concat!(
+            "SELECT ",
+            api_key_columns!(),
+            " FROM api_keys WHERE user_id = ?1 ORDER BY created_at, id"
+        ))
+        .bind(user_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(api_key_from_row)
+        .collect()
+    }
+
+    async fn revoke_api_key(&self, user_id: &str, id: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ?3 \
+             WHERE id = ?1 AND user_id = ?2 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_user_api_keys(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn touch_api_key(&self, id: &str, now: UnixTime, coarseness: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE api_keys SET last_used_at = ?2 \
+             WHERE id = ?1 AND (last_used_at IS NULL OR last_used_at <= ?2 - ?3)",
+        )
+        .bind(id)
+        .bind(now)
+        .bind(coarseness)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (cascaded deletes are not counted by SQLite).
-const PURGES: [&str; 8] = [
+const PURGES: [&str; 9] = [
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM codes WHERE expires_at <= ?1 \
@@ -1732,6 +1855,7 @@ const PURGES: [&str; 8] = [
     "DELETE FROM signing_keys WHERE expires_at <= ?1",
     "DELETE FROM throttle_windows WHERE expires_at <= ?1",
     "DELETE FROM denied_access_tokens WHERE expires_at <= ?1",
+    "DELETE FROM api_keys WHERE expires_at <= ?1",
 ];
 
 #[async_trait]

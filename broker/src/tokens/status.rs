@@ -10,6 +10,9 @@
 //! - Only the client a refresh token was issued to may introspect or revoke it. An
 //!   access token may be revoked by its own client only, and introspected by the
 //!   clients its `introspection` policy admits.
+//! - An API key (`sbk_…`, see [`crate::identity::api_keys`]) is issued to no client:
+//!   apps verify keys by introspection, so any confidential client may introspect
+//!   one, and whoever presents a key's whole secret may revoke it.
 //!
 //! Every answer is read from the store when asked, nothing is cached, so a revocation
 //! holds on every replica at once.
@@ -17,11 +20,14 @@
 use super::jwt::JwtError;
 use super::keyring::KeyringError;
 use super::{AccessTokenClaims, TokenSigner};
-use crate::config::{Client, IntrospectionPolicy};
+use crate::config::{Client, Config, IntrospectionPolicy};
+use crate::identity::IdentityError;
+use crate::identity::api_keys::{self, Verified};
 use crate::secrets;
 use crate::store::{
     GrantRecord, RefreshTokenRecord, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
+use std::net::IpAddr;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -30,6 +36,9 @@ pub enum StatusError {
     /// The signing keys could not be read to verify an access token.
     #[error("reading the signing keys failed: {0}")]
     Keys(#[source] KeyringError),
+    /// Checking or revoking an API key failed.
+    #[error("API key: {0}")]
+    ApiKey(#[from] IdentityError),
 }
 
 /// The two kinds of token a client can present.
@@ -111,6 +120,8 @@ pub enum Revoked {
         jti: String,
         grant_id: Option<String>,
     },
+    /// An API key, at once: every later use of it is refused.
+    ApiKey { key_id: String, user_id: String },
     /// Unknown, or another client's: nothing changed (the answer is the same 200).
     Nothing,
 }
@@ -184,15 +195,40 @@ impl TokenStatus<'_> {
         }
     }
 
+    /// What introspection tells any confidential client about the API key `secret`
+    /// presented from `ip` (see [`api_keys::verify_api_key`]: throttled per address,
+    /// live or not, and what it holds now).
+    pub async fn introspect_api_key(
+        &self,
+        config: &Config,
+        secret: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<Verified, StatusError> {
+        Ok(api_keys::verify_api_key(self.store, config, secret, ip, self.now).await?)
+    }
+
     /// Revokes `token` if it was issued to `client`. A refresh token (current or
     /// already rotated) ends its grant. An access token is denied by `jti` until its
-    /// expiry, and a person's access token also ends its grant.
+    /// expiry, and a person's access token also ends its grant. An API key is revoked
+    /// by any client that presents its secret (audited as that client's doing).
     pub async fn revoke(
         &self,
         client: &Client,
         token: &str,
         hint: Option<TokenKind>,
     ) -> Result<Revoked, StatusError> {
+        if api_keys::is_api_key(token) {
+            let actor = format!("client:{}", client.id);
+            if let Some(key) =
+                api_keys::revoke_by_secret(self.store, token, &actor, self.now).await?
+            {
+                return Ok(Revoked::ApiKey {
+                    key_id: key.id,
+                    user_id: key.user_id,
+                });
+            }
+        }
+        // Not a key (a refresh token may start with `sbk_` by chance): look further.
         match self.find(token, hint).await? {
             Some(Found::Refresh { grant, .. }) if grant.client_id == client.id => {
                 self.store.revoke_grant(&grant.id, self.now).await?;
