@@ -931,3 +931,44 @@ async fn real_answers_match_the_documents_schemas() {
     let bad_page = get(&broker, "/audit?page_size=0", &admin).await;
     assert_documented(&doc, "get", &p("/audit"), &bad_page);
 }
+
+#[tokio::test]
+async fn the_cli_manages_the_same_groups_and_is_audited_as_cli() {
+    let broker = broker().await;
+    let admin = admin_token(&broker).await;
+    token(&broker, &BOB, "openid").await;
+    let config = broker.config_path().to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["group"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        let out = broker.cli(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, id, err) = run(&["add", "night-shift", "--description", "on call"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["add", "NIGHT-SHIFT"]);
+    assert!(!ok && err.contains("group name"), "{err}");
+    let (ok, _, err) = run(&["add-member", &id, BOB.id]);
+    assert!(ok, "{err}");
+    let (_, members, _) = run(&["members", &id]);
+    assert!(members.starts_with(BOB.id), "{members}");
+    let (_, listed, _) = run(&["list"]);
+    assert!(listed.contains("night-shift"), "{listed}");
+
+    let seen = get(&broker, &format!("/groups/{id}/members"), &admin).await;
+    assert_eq!(seen.body["items"][0]["id"], BOB.id);
+    let audit = get(&broker, &format!("/audit?subject={}", BOB.id), &admin).await;
+    assert_eq!(audit.body["items"][0]["actor"], "cli");
+
+    let (ok, _, _) = run(&["remove-member", &id, BOB.id]);
+    assert!(ok);
+    let (ok, _, err) = run(&["delete", &id]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(&["delete", &id]);
+    assert!(!ok && err.contains("no such group"), "{err}");
+}

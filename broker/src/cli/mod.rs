@@ -55,6 +55,13 @@ pub enum Command {
         #[command(subcommand)]
         action: UserAction,
     },
+    /// Manage the groups the broker holds (managed groups).
+    Group {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: GroupAction,
+    },
     /// Role rules: see why a user holds which role.
     Roles {
         #[command(flatten)]
@@ -90,6 +97,42 @@ pub enum RolesAction {
         /// Only as a login through this provider (default: each linked provider).
         #[arg(long)]
         provider: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupAction {
+    /// Create a managed group; prints its id.
+    Add {
+        name: String,
+        #[arg(long)]
+        description: Option<String>,
+    },
+    /// List managed groups.
+    List,
+    /// Delete a managed group (its members lose it at their next token).
+    Delete {
+        #[arg(allow_hyphen_values = true)]
+        id: String,
+    },
+    /// Add a user to a group.
+    AddMember {
+        #[arg(allow_hyphen_values = true)]
+        group: String,
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+    },
+    /// Remove a user from a group.
+    RemoveMember {
+        #[arg(allow_hyphen_values = true)]
+        group: String,
+        #[arg(allow_hyphen_values = true)]
+        user: String,
+    },
+    /// List a group's members.
+    Members {
+        #[arg(allow_hyphen_values = true)]
+        group: String,
     },
 }
 
@@ -252,6 +295,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             Ok(())
         }
         Command::User { config, action } => user(config::load(&config.path)?, action).await,
+        Command::Group { config, action } => group(config::load(&config.path)?, action).await,
         Command::Roles {
             config,
             action:
@@ -294,6 +338,84 @@ async fn explain(
         out.push_str(&format!("user: {user_id}\n{e}"));
     }
     println!("{out}");
+    Ok(())
+}
+
+async fn group(config: Config, action: GroupAction) -> Result<(), CliError> {
+    use crate::identity::groups;
+    let store = app::open_store(&config).await?;
+    match action {
+        GroupAction::Add { name, description } => {
+            let g =
+                groups::create_group(&store, &name, description.as_deref(), "cli", now()).await?;
+            println!("{}", g.id);
+        }
+        GroupAction::List => {
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_groups_page(after.as_ref(), 200)
+                    .await
+                    .map_err(app::StartError::from)?;
+                for g in &page {
+                    println!("{}\t{}", g.id, g.name);
+                }
+                match page.last() {
+                    Some(last) if page.len() == 200 => {
+                        after = Some(crate::store::PageCursor {
+                            created_at: last.created_at,
+                            id: last.id.clone(),
+                        });
+                    }
+                    _ => break,
+                }
+            }
+        }
+        GroupAction::Delete { id } => groups::delete_group(&store, &id, "cli", now()).await?,
+        GroupAction::AddMember { group, user } => {
+            if !groups::add_member(&store, &group, &user, "cli", now()).await? {
+                println!("{user} already is a member");
+            }
+        }
+        GroupAction::RemoveMember { group, user } => {
+            if !groups::remove_member(&store, &group, &user, "cli", now()).await? {
+                println!("{user} was not a member");
+            }
+        }
+        GroupAction::Members { group } => {
+            if store
+                .get_group(&group)
+                .await
+                .map_err(app::StartError::from)?
+                .is_none()
+            {
+                return Err(identity::IdentityError::NoSuchGroup.into());
+            }
+            let filter = crate::store::UserFilter {
+                group: Some(group),
+                ..Default::default()
+            };
+            let mut after = None;
+            loop {
+                let page = store
+                    .list_users_page(&filter, after.as_ref(), 200)
+                    .await
+                    .map_err(app::StartError::from)?;
+                for u in &page {
+                    println!("{}\t{}", u.id, u.email.as_deref().unwrap_or("-"));
+                }
+                match page.last() {
+                    Some(last) if page.len() == 200 => {
+                        after = Some(crate::store::PageCursor {
+                            created_at: last.created_at,
+                            id: last.id.clone(),
+                        });
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
     Ok(())
 }
 
