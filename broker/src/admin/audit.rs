@@ -9,9 +9,6 @@ use actix_web::{HttpRequest, HttpResponse, get, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-const DEFAULT_PAGE_SIZE: u32 = 25;
-const MAX_PAGE_SIZE: u32 = 200;
-
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -78,13 +75,7 @@ pub async fn query_audit(
         .await?
         .require(AUDIT_READ)?;
     let query = query.into_inner();
-    let page_size = query.page_size.unwrap_or(DEFAULT_PAGE_SIZE);
-    if !(1..=MAX_PAGE_SIZE).contains(&page_size) {
-        return Err(Problem::invalid_field(
-            "page_size",
-            format!("between 1 and {MAX_PAGE_SIZE}"),
-        ));
-    }
+    let size = super::paging::page_size(query.page_size)?;
     let after = match &query.cursor {
         None => None,
         Some(c) => Some(
@@ -101,17 +92,12 @@ pub async fn query_audit(
         since: query.since,
         until: query.until,
     };
-    let mut events = app
+    let events = app
         .store
-        .query_audit(&filter, after, page_size + 1)
+        .query_audit(&filter, after, size + 1)
         .await
         .map_err(internal("querying the audit trail failed"))?;
-    let more = events.len() > page_size as usize;
-    events.truncate(page_size as usize);
-    let next_cursor = match more {
-        true => events.last().map(|(seq, _)| seq.to_string()),
-        false => None,
-    };
+    let (events, next_cursor) = super::paging::split(events, size, |(seq, _)| seq.to_string());
     let items = events
         .into_iter()
         .map(|(seq, e)| AuditEventView {

@@ -3,15 +3,14 @@
 
 use super::body::{self, present};
 use super::caller::{Caller, GROUPS_WRITE, USERS_READ};
+use super::paging;
 use super::problem::{Problem, internal};
-use super::users::{UserPage, UserView, identity_problem, page_cursor, page_size};
+use super::users::{UserPage, UserView, identity_problem};
 use crate::identity::groups;
 use crate::store::{GroupRecord, PageCursor, UserFilter};
 use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -127,21 +126,15 @@ pub async fn list_groups(
     Caller::authenticate(&req, &app)
         .await?
         .require(USERS_READ)?;
-    let size = page_size(query.page_size)?;
-    let after = query.cursor.as_deref().map(page_cursor).transpose()?;
-    let mut groups = app
+    let size = paging::page_size(query.page_size)?;
+    let after = query.cursor.as_deref().map(paging::decode).transpose()?;
+    let groups = app
         .store
         .list_groups_page(after.as_ref(), size + 1)
         .await
         .map_err(internal("listing groups failed"))?;
-    let more = groups.len() > size as usize;
-    groups.truncate(size as usize);
-    let next_cursor = match more {
-        true => groups
-            .last()
-            .map(|g| URL_SAFE_NO_PAD.encode(format!("{}:{}", g.created_at, g.id))),
-        false => None,
-    };
+    let (groups, next_cursor) =
+        paging::split(groups, size, |g| paging::encode(g.created_at, &g.id));
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(GroupPage {
@@ -318,25 +311,18 @@ pub async fn list_members(
         .await?
         .require(USERS_READ)?;
     load_group(&app, &id).await?;
-    let size = page_size(query.page_size)?;
-    let after: Option<PageCursor> = query.cursor.as_deref().map(page_cursor).transpose()?;
+    let size = paging::page_size(query.page_size)?;
+    let after: Option<PageCursor> = query.cursor.as_deref().map(paging::decode).transpose()?;
     let filter = UserFilter {
         group: Some(id.into_inner()),
         ..UserFilter::default()
     };
-    let mut users = app
+    let users = app
         .store
         .list_users_page(&filter, after.as_ref(), size + 1)
         .await
         .map_err(internal("listing members failed"))?;
-    let more = users.len() > size as usize;
-    users.truncate(size as usize);
-    let next_cursor = match more {
-        true => users
-            .last()
-            .map(|u| URL_SAFE_NO_PAD.encode(format!("{}:{}", u.created_at, u.id))),
-        false => None,
-    };
+    let (users, next_cursor) = paging::split(users, size, |u| paging::encode(u.created_at, &u.id));
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(UserPage {

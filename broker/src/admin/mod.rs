@@ -9,6 +9,7 @@ mod body;
 mod caller;
 mod groups;
 mod keys;
+mod paging;
 mod problem;
 mod users;
 

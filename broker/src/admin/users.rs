@@ -5,19 +5,16 @@
 
 use super::body::{self, present};
 use super::caller::{Caller, USERS_READ, USERS_WRITE};
+use super::paging;
 use super::problem::{Problem, internal};
 use crate::identity::{self, IdentityError, NewLocalUser};
-use crate::store::{PageCursor, SessionRecord, UserFilter, UserRecord, UserStatus};
+use crate::store::{SessionRecord, UserFilter, UserRecord, UserStatus};
 use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-const DEFAULT_PAGE_SIZE: u32 = 25;
-const MAX_PAGE_SIZE: u32 = 200;
 const MIN_PASSWORD_LEN: usize = 8;
 const MAX_PASSWORD_LEN: usize = 1024;
 
@@ -246,36 +243,6 @@ pub fn expected_revision(req: &HttpRequest) -> Result<i64, Problem> {
         })
 }
 
-fn encode_cursor(user: &UserRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", user.created_at, user.id))
-}
-
-/// A page size as asked: 1 to 200, 25 when not given.
-pub fn page_size(asked: Option<u32>) -> Result<u32, Problem> {
-    let size = asked.unwrap_or(DEFAULT_PAGE_SIZE);
-    match (1..=MAX_PAGE_SIZE).contains(&size) {
-        true => Ok(size),
-        false => Err(Problem::invalid_field(
-            "page_size",
-            format!("between 1 and {MAX_PAGE_SIZE}"),
-        )),
-    }
-}
-
-/// The cursor a page's `next_cursor` gave.
-pub fn page_cursor(text: &str) -> Result<PageCursor, Problem> {
-    decode_cursor(text).ok_or_else(|| Problem::invalid_field("cursor", "not a cursor of this API"))
-}
-
-fn decode_cursor(text: &str) -> Option<PageCursor> {
-    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(text).ok()?).ok()?;
-    let (created_at, id) = raw.split_once(':')?;
-    Some(PageCursor {
-        created_at: created_at.parse().ok()?,
-        id: id.to_string(),
-    })
-}
-
 fn parse_status(field: &str, value: &str) -> Result<UserStatus, Problem> {
     UserStatus::parse(value)
         .ok_or_else(|| Problem::invalid_field(field, "use \"active\" or \"disabled\""))
@@ -359,8 +326,8 @@ pub async fn list_users(
         .await?
         .require(USERS_READ)?;
     let query = query.into_inner();
-    let page_size = page_size(query.page_size)?;
-    let after = query.cursor.as_deref().map(page_cursor).transpose()?;
+    let size = paging::page_size(query.page_size)?;
+    let after = query.cursor.as_deref().map(paging::decode).transpose()?;
     let filter = UserFilter {
         email: query.email,
         username: query.username,
@@ -371,18 +338,12 @@ pub async fn list_users(
         provider: query.provider,
         group: query.group,
     };
-    // One more than asked tells whether there is a next page.
-    let mut users = app
+    let users = app
         .store
-        .list_users_page(&filter, after.as_ref(), page_size + 1)
+        .list_users_page(&filter, after.as_ref(), size + 1)
         .await
         .map_err(internal("listing users failed"))?;
-    let more = users.len() > page_size as usize;
-    users.truncate(page_size as usize);
-    let next_cursor = match more {
-        true => users.last().map(encode_cursor),
-        false => None,
-    };
+    let (users, next_cursor) = paging::split(users, size, |u| paging::encode(u.created_at, &u.id));
     Ok(HttpResponse::Ok()
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .json(UserPage {
@@ -807,31 +768,6 @@ pub async fn revoke_role(
 mod tests {
     use super::*;
     use actix_web::test::TestRequest;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        let u = UserRecord {
-            id: "u-1".into(),
-            username: None,
-            email: None,
-            email_verified: false,
-            name: None,
-            given_name: None,
-            family_name: None,
-            picture: None,
-            groups: vec![],
-            status: UserStatus::Active,
-            password_hash: None,
-            created_at: 1_700_000_000,
-            updated_at: 1_700_000_000,
-            last_login_at: None,
-            revision: 1,
-        };
-        let c = decode_cursor(&encode_cursor(&u)).unwrap();
-        assert_eq!((c.created_at, c.id.as_str()), (1_700_000_000, "u-1"));
-        assert!(decode_cursor("not base64!").is_none());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:y")).is_none());
-    }
 
     #[test]
     fn if_match_is_required_and_must_name_a_revision() {

@@ -7,7 +7,7 @@ use super::IdentityError;
 use super::links::{identity_of_link, linked_identity};
 use crate::config::Config;
 use crate::roles::{self, Access, Explanation, RolePolicy, Subject};
-use crate::store::{AuditEvent, GrantRecord, RoleGrantRecord, SharedStore, UnixTime, UserRecord};
+use crate::store::{GrantRecord, RoleGrantRecord, SharedStore, UnixTime, UserRecord};
 use switchboard_plugin_api::Identity;
 
 /// The roles and permissions a user holds toward `client_id` when logged in through
@@ -211,16 +211,8 @@ async fn audit_role(
     actor: &str,
     now: UnixTime,
 ) -> Result<(), IdentityError> {
-    store
-        .record_audit(&AuditEvent {
-            user_id: change.user_id.to_string(),
-            actor: Some(actor.to_string()),
-            kind: kind.to_string(),
-            detail: serde_json::json!({ "role": change.role, "client": change.client_id }),
-            at: now,
-        })
-        .await?;
-    Ok(())
+    let detail = serde_json::json!({ "role": change.role, "client": change.client_id });
+    super::audit(store, change.user_id, actor, kind, detail, now).await
 }
 
 /// Removes a direct grant; returns false if there was none.

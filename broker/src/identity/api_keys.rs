@@ -21,9 +21,7 @@ use super::IdentityError;
 use crate::config::{ApiKeySettings, Config};
 use crate::roles::{Access, Permission, RolePolicy};
 use crate::secrets::{self, SecretString};
-use crate::store::{
-    ApiKeyRecord, AuditEvent, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
-};
+use crate::store::{ApiKeyRecord, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
@@ -172,21 +170,13 @@ async fn audit(
     kind: &str,
     now: UnixTime,
 ) -> Result<(), IdentityError> {
-    store
-        .record_audit(&AuditEvent {
-            user_id: key.user_id.clone(),
-            actor: Some(actor.to_string()),
-            kind: kind.to_string(),
-            detail: json!({
-                "key_id": key.id,
-                "name": key.name,
-                "scopes": key.scopes,
-                "expires_at": key.expires_at,
-            }),
-            at: now,
-        })
-        .await?;
-    Ok(())
+    let detail = json!({
+        "key_id": key.id,
+        "name": key.name,
+        "scopes": key.scopes,
+        "expires_at": key.expires_at,
+    });
+    super::audit(store, &key.user_id, actor, kind, detail, now).await
 }
 
 /// Makes a key for an active user, whose scopes must be permissions the user holds

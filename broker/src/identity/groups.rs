@@ -2,11 +2,9 @@
 //! changing members, each checked and audited with its actor, for the admin API and
 //! the command line alike.
 
-use super::IdentityError;
+use super::{IdentityError, audit};
 use crate::secrets;
-use crate::store::{
-    AuditEvent, CheckedGroupWrite, GroupRecord, Membership, SharedStore, StoreError, UnixTime,
-};
+use crate::store::{CheckedGroupWrite, GroupRecord, Membership, SharedStore, StoreError, UnixTime};
 use serde_json::json;
 
 /// How long a group name may be.
@@ -24,26 +22,6 @@ pub fn check_group_name(name: &str) -> Result<(), String> {
     if name.contains('/') || name.chars().any(char::is_control) {
         return Err("a group name has no '/' and no control characters".into());
     }
-    Ok(())
-}
-
-async fn audit(
-    store: &SharedStore,
-    subject: String,
-    actor: &str,
-    kind: &str,
-    detail: serde_json::Value,
-    now: UnixTime,
-) -> Result<(), IdentityError> {
-    store
-        .record_audit(&AuditEvent {
-            user_id: subject,
-            actor: Some(actor.to_string()),
-            kind: kind.to_string(),
-            detail,
-            at: now,
-        })
-        .await?;
     Ok(())
 }
 
@@ -76,7 +54,7 @@ pub async fn create_group(
     let detail = json!({ "name": group.name });
     audit(
         store,
-        group_subject(&group.id),
+        &group_subject(&group.id),
         actor,
         "group_created",
         detail,
@@ -105,7 +83,7 @@ pub async fn update_group(
     let detail = json!({ "name": written.name });
     audit(
         store,
-        group_subject(&written.id),
+        &group_subject(&written.id),
         actor,
         "group_updated",
         detail,
@@ -132,7 +110,7 @@ pub async fn delete_group(
     let detail = json!({ "name": group.name });
     audit(
         store,
-        group_subject(id),
+        &group_subject(id),
         actor,
         "group_deleted",
         detail,
@@ -155,15 +133,7 @@ pub async fn add_member(
         Membership::AlreadyMember => Ok(false),
         Membership::Added => {
             let detail = json!({ "group": group_id });
-            audit(
-                store,
-                user_id.to_string(),
-                actor,
-                "group_member_added",
-                detail,
-                now,
-            )
-            .await?;
+            audit(store, user_id, actor, "group_member_added", detail, now).await?;
             Ok(true)
         }
     }
@@ -184,15 +154,7 @@ pub async fn remove_member(
         return Ok(false);
     }
     let detail = json!({ "group": group_id });
-    audit(
-        store,
-        user_id.to_string(),
-        actor,
-        "group_member_removed",
-        detail,
-        now,
-    )
-    .await?;
+    audit(store, user_id, actor, "group_member_removed", detail, now).await?;
     Ok(true)
 }
 

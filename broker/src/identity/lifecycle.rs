@@ -4,11 +4,9 @@
 //! directory. Refreshing a user from their provider is in `identity::resolve`, since it
 //! applies a login's profile rules.
 
-use super::IdentityError;
+use super::{IdentityError, audit};
 use crate::secrets;
-use crate::store::{
-    AuditEvent, CheckedWrite, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
-};
+use crate::store::{CheckedWrite, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use async_trait::async_trait;
 use serde_json::json;
 use switchboard_local::{AccountDirectory, LocalAccount};
@@ -21,27 +19,6 @@ fn taken(what: &str) -> IdentityError {
         "email" => "this email",
         _ => "this username or email",
     })
-}
-
-/// Records what `actor` did to a user.
-async fn audit(
-    store: &SharedStore,
-    user_id: &str,
-    actor: &str,
-    kind: &str,
-    detail: serde_json::Value,
-    now: UnixTime,
-) -> Result<(), IdentityError> {
-    store
-        .record_audit(&AuditEvent {
-            user_id: user_id.to_string(),
-            actor: Some(actor.to_string()),
-            kind: kind.to_string(),
-            detail,
-            at: now,
-        })
-        .await?;
-    Ok(())
 }
 
 /// Ends every session and grant of a user.

@@ -38,6 +38,27 @@ use crate::secrets;
 use crate::store::StoreError;
 use switchboard_plugin_api::ProviderError;
 
+/// Records what `actor` did to `subject` (a user id, or `group:ID`).
+async fn audit(
+    store: &crate::store::SharedStore,
+    subject: &str,
+    actor: &str,
+    kind: &str,
+    detail: serde_json::Value,
+    now: crate::store::UnixTime,
+) -> Result<(), IdentityError> {
+    store
+        .record_audit(&crate::store::AuditEvent {
+            user_id: subject.to_string(),
+            actor: Some(actor.to_string()),
+            kind: kind.to_string(),
+            detail,
+            at: now,
+        })
+        .await?;
+    Ok(())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error(transparent)]
