@@ -620,6 +620,13 @@ async fn a_managed_group_gives_its_role_until_the_membership_ends() {
         "{c}"
     );
 
+    let info = broker.userinfo(&bobs).await;
+    assert!(info.body.contains("managed/Approvers"), "{}", info.body);
+    let without = broker
+        .userinfo(&token(&broker, &BOB, "openid profile").await)
+        .await;
+    assert!(!without.body.contains("managed/"), "{}", without.body);
+
     // A stale rename is refused; a fresh one keeps the rule working (names match
     // case-insensitively, and the rule names the group's current name).
     let tag = get(&broker, &format!("/groups/{group}"), &admin)

@@ -57,11 +57,16 @@ async fn managed_group_names(
 }
 
 /// The user as tokens and userinfo show them: their upstream groups (namespaced by
-/// provider at login) and their managed groups as `managed/<name>`.
+/// provider at login) and, when `scopes` ask for `groups`, their managed groups as
+/// `managed/<name>` (read from the store only then).
 pub async fn with_managed_groups(
     store: &SharedStore,
     mut user: UserRecord,
+    scopes: &[String],
 ) -> Result<UserRecord, IdentityError> {
+    if !scopes.iter().any(|s| s == "groups") {
+        return Ok(user);
+    }
     for name in managed_group_names(store, &user.id).await? {
         user.groups
             .push(format!("{}/{name}", roles::MANAGED_GROUP_NAMESPACE));

@@ -450,16 +450,9 @@ async fn issue(
     let roles = crate::identity::grant_access(&app.store, &app.config.roles, grant)
         .await
         .map_err(server_error("computing roles failed"))?;
-    let with_groups;
-    let user = match grant.scopes.iter().any(|s| s == "groups") {
-        true => {
-            with_groups = crate::identity::with_managed_groups(&app.store, user.clone())
-                .await
-                .map_err(server_error("reading managed groups failed"))?;
-            &with_groups
-        }
-        false => user,
-    };
+    let user = &crate::identity::with_managed_groups(&app.store, user.clone(), &grant.scopes)
+        .await
+        .map_err(server_error("reading managed groups failed"))?;
     let person = PersonClaims::for_scopes(user, roles.as_ref(), &grant.scopes);
     let role_claims = person.roles.clone();
     let access = app

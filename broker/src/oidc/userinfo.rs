@@ -118,13 +118,13 @@ async fn lookup(app: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(invalid_token("the user is disabled"));
     };
-    let user = crate::identity::with_managed_groups(&app.store, user)
+    let scopes: Vec<String> = claims.scope.split(' ').map(str::to_string).collect();
+    let user = crate::identity::with_managed_groups(&app.store, user, &scopes)
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "reading managed groups failed");
             OAuthError::server_error()
         })?;
-    let scopes: Vec<String> = claims.scope.split(' ').map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(OAuthError::new(
             "insufficient_scope",
