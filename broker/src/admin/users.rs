@@ -506,7 +506,11 @@ pub async fn update_user(
     caller.require(USERS_WRITE)?;
     let changes: UpdateUser = body::parse(&req, &raw)?;
     let expected = expected_revision(&req)?;
-    let mut user = load_user(&app, &id).await?;
+    let before = load_user(&app, &id).await?;
+    if before.revision != expected {
+        return Err(identity_problem(IdentityError::Stale));
+    }
+    let mut user = before.clone();
     if let Some(username) = changes.username {
         check_text("username", username.as_deref(), 128)?;
         user.username = username;
@@ -544,7 +548,7 @@ pub async fn update_user(
     }
     let now = app.clock.now();
     user.updated_at = now;
-    let written = identity::update_user(&app.store, &user, expected, &caller.actor(), now)
+    let written = identity::update_user(&app.store, &before, &user, &caller.actor(), now)
         .await
         .map_err(identity_problem)?;
     Ok(with_etag(

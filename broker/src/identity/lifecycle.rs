@@ -81,20 +81,16 @@ pub async fn set_password(
     audit(store, id, actor, "password_set", json!({}), now).await
 }
 
-/// Writes an edited user if nobody changed it since `expected_revision`; a user
+/// Writes `edited` if the stored user is still `before` (its revision); a user
 /// disabled by the edit loses every session and grant. Returns the user as stored.
 pub async fn update_user(
     store: &SharedStore,
+    before: &UserRecord,
     edited: &UserRecord,
-    expected_revision: i64,
     actor: &str,
     now: UnixTime,
 ) -> Result<UserRecord, IdentityError> {
-    let before = store
-        .get_user(&edited.id)
-        .await?
-        .ok_or(IdentityError::NoSuchUser)?;
-    let written = match store.update_user_checked(edited, expected_revision).await {
+    let written = match store.update_user_checked(edited, before.revision).await {
         Ok(CheckedWrite::Written(user)) => *user,
         Ok(CheckedWrite::Stale) => return Err(IdentityError::Stale),
         Ok(CheckedWrite::NoSuchUser) => return Err(IdentityError::NoSuchUser),
