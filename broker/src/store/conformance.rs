@@ -13,9 +13,11 @@ use tokio::sync::Barrier;
 
 use super::{
     ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, GrantRecord, GroupRecord, IdentityLink, Membership, MemoryStore, PageCursor,
-    RedeemOutcome, RefreshTokenRecord, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
-    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserStatus,
+    CodeRecord, GrantRecord, GroupRecord, HeldResourceRole, Holder, IdentityLink, Membership,
+    MemoryStore, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome,
+    SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter,
+    UserRecord, UserResource, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -2056,6 +2058,316 @@ async fn groups_have_unique_names_members_and_checked_renames(store: SharedStore
     assert!(store.list_user_groups("u1").await.unwrap().is_empty());
 }
 
+// ---- resource grants ----
+
+fn list(id: &str) -> ResourceRef {
+    ResourceRef {
+        resource_type: "list".to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+fn resource_grant(resource: ResourceRef, holder: Holder, role: &str) -> ResourceGrantRecord {
+    ResourceGrantRecord {
+        resource,
+        holder,
+        role: role.to_owned(),
+        granted_at: NOW,
+        granted_by: "admin".to_owned(),
+    }
+}
+
+async fn seed_group(store: &SharedStore, id: &str, name: &str) {
+    store
+        .create_group(&GroupRecord {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            description: None,
+            created_at: NOW,
+            updated_at: NOW,
+            revision: 1,
+        })
+        .await
+        .unwrap();
+}
+
+async fn resource_grants_are_kept_once_and_need_their_holder(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    seed_group(&store, "g1", "editors").await;
+    let grant = resource_grant(list("42"), Holder::User("u1".into()), "viewer");
+    assert_eq!(
+        store.grant_resource_role(&grant).await.unwrap(),
+        ResourceGrantWrite::Added
+    );
+    assert_eq!(
+        store.grant_resource_role(&grant).await.unwrap(),
+        ResourceGrantWrite::AlreadyGranted
+    );
+    for holder in [Holder::User("ghost".into()), Holder::Group("ghost".into())] {
+        assert_eq!(
+            store
+                .grant_resource_role(&resource_grant(list("42"), holder, "viewer"))
+                .await
+                .unwrap(),
+            ResourceGrantWrite::NoSuchHolder
+        );
+    }
+    // A user id that happens to be a group id does not make a group grant.
+    assert_eq!(
+        store
+            .grant_resource_role(&resource_grant(list("42"), Holder::User("g1".into()), "x"))
+            .await
+            .unwrap(),
+        ResourceGrantWrite::NoSuchHolder
+    );
+    let listed = store
+        .list_resource_grants(&list("42"), None, 10)
+        .await
+        .unwrap();
+    assert_eq!(listed, [grant.clone()]);
+    assert!(
+        store
+            .revoke_resource_role(&list("42"), &Holder::User("u1".into()), "viewer")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .revoke_resource_role(&list("42"), &Holder::User("u1".into()), "viewer")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .list_resource_grants(&list("42"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn resource_roles_come_from_the_user_and_their_groups_now(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    seed_group(&store, "g1", "editors").await;
+    store.add_member("g1", "u1", NOW).await.unwrap();
+    for grant in [
+        resource_grant(list("42"), Holder::User("u1".into()), "viewer"),
+        resource_grant(list("42"), Holder::Group("g1".into()), "editor"),
+        resource_grant(list("42"), Holder::User("u2".into()), "owner"),
+        // The same type and id elsewhere, and another type with the same id.
+        resource_grant(list("43"), Holder::User("u1".into()), "owner"),
+        resource_grant(
+            ResourceRef {
+                resource_type: "board".into(),
+                id: "42".into(),
+            },
+            Holder::User("u1".into()),
+            "owner",
+        ),
+    ] {
+        store.grant_resource_role(&grant).await.unwrap();
+    }
+    assert_eq!(
+        store.user_resource_roles("u1", &list("42")).await.unwrap(),
+        [
+            HeldResourceRole {
+                role: "editor".into(),
+                via_group: Some("editors".into()),
+            },
+            HeldResourceRole {
+                role: "viewer".into(),
+                via_group: None,
+            },
+        ]
+    );
+    // Membership ends: so does what came through it.
+    store.remove_member("g1", "u1").await.unwrap();
+    assert_eq!(
+        store.user_resource_roles("u1", &list("42")).await.unwrap(),
+        [HeldResourceRole {
+            role: "viewer".into(),
+            via_group: None,
+        }]
+    );
+    assert!(
+        store
+            .user_resource_roles("nobody", &list("42"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn deleting_a_user_or_group_takes_its_resource_grants(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    seed_group(&store, "g1", "editors").await;
+    store.add_member("g1", "u2", NOW).await.unwrap();
+    store
+        .grant_resource_role(&resource_grant(list("1"), Holder::User("u1".into()), "a"))
+        .await
+        .unwrap();
+    store
+        .grant_resource_role(&resource_grant(list("1"), Holder::Group("g1".into()), "b"))
+        .await
+        .unwrap();
+    store.delete_user("u1").await.unwrap();
+    assert_eq!(
+        store
+            .list_resource_grants(&list("1"), None, 10)
+            .await
+            .unwrap()
+            .iter()
+            .map(|g| g.holder.clone())
+            .collect::<Vec<_>>(),
+        [Holder::Group("g1".into())]
+    );
+    store.delete_group("g1").await.unwrap();
+    assert!(
+        store
+            .list_resource_grants(&list("1"), None, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // A user re-created with the old id does not inherit anything.
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    assert!(
+        store
+            .user_resource_roles("u1", &list("1"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn resource_grants_page_groups_first_then_users_by_id_and_role(store: SharedStore) {
+    for id in ["u1", "u2"] {
+        store.create_user(&user(id, None, None)).await.unwrap();
+    }
+    seed_group(&store, "g2", "two").await;
+    seed_group(&store, "g1", "one").await;
+    let holders_roles = [
+        (Holder::User("u2".into()), "a"),
+        (Holder::User("u1".into()), "b"),
+        (Holder::User("u1".into()), "a"),
+        (Holder::Group("g2".into()), "a"),
+        (Holder::Group("g1".into()), "z"),
+    ];
+    for (holder, role) in holders_roles.clone() {
+        store
+            .grant_resource_role(&resource_grant(list("7"), holder, role))
+            .await
+            .unwrap();
+    }
+    let mut walked = Vec::new();
+    let mut after: Option<ResourceGrantCursor> = None;
+    loop {
+        let page = store
+            .list_resource_grants(&list("7"), after.as_ref(), 2)
+            .await
+            .unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(ResourceGrantCursor {
+            holder: last.holder.clone(),
+            role: last.role.clone(),
+        });
+        walked.extend(page.into_iter().map(|g| (g.holder, g.role)));
+    }
+    let expected: Vec<(Holder, String)> = [
+        (Holder::Group("g1".into()), "z"),
+        (Holder::Group("g2".into()), "a"),
+        (Holder::User("u1".into()), "a"),
+        (Holder::User("u1".into()), "b"),
+        (Holder::User("u2".into()), "a"),
+    ]
+    .into_iter()
+    .map(|(h, r)| (h, r.to_owned()))
+    .collect();
+    assert_eq!(walked, expected);
+}
+
+async fn a_users_resources_page_by_id_with_every_role_held(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    seed_group(&store, "g1", "editors").await;
+    store.add_member("g1", "u1", NOW).await.unwrap();
+    for (id, holder, role) in [
+        ("b", Holder::User("u1".into()), "viewer"),
+        ("b", Holder::Group("g1".into()), "editor"),
+        // Held twice (directly and through the group): listed once.
+        ("b", Holder::Group("g1".into()), "viewer"),
+        ("a", Holder::Group("g1".into()), "editor"),
+        ("c", Holder::User("u1".into()), "owner"),
+        ("d", Holder::User("u1".into()), "owner"),
+    ] {
+        store
+            .grant_resource_role(&resource_grant(list(id), holder, role))
+            .await
+            .unwrap();
+    }
+    store
+        .grant_resource_role(&resource_grant(
+            ResourceRef {
+                resource_type: "board".into(),
+                id: "a0".into(),
+            },
+            Holder::User("u1".into()),
+            "owner",
+        ))
+        .await
+        .unwrap();
+    let first = store
+        .list_user_resources("u1", "list", None, 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        first,
+        [
+            UserResource {
+                id: "a".into(),
+                roles: vec!["editor".into()],
+            },
+            UserResource {
+                id: "b".into(),
+                roles: vec!["editor".into(), "viewer".into()],
+            },
+        ]
+    );
+    let rest = store
+        .list_user_resources("u1", "list", Some("b"), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        rest.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["c", "d"]
+    );
+    assert_eq!(
+        store
+            .list_user_resources("u1", "board", None, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+async fn concurrent_grants_of_one_resource_role_have_one_winner(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let outcomes = race(&store, |store, _| async move {
+        store
+            .grant_resource_role(&resource_grant(list("9"), Holder::User("u1".into()), "r"))
+            .await
+            .unwrap()
+    })
+    .await;
+    let added = outcomes
+        .iter()
+        .filter(|o| **o == ResourceGrantWrite::Added)
+        .count();
+    assert_eq!(added, 1, "{outcomes:?}");
+}
+
 // ---- races: one winner, whatever the interleaving ----
 
 /// Runs `op` in `RACERS` tasks released together and returns their results.
@@ -2277,6 +2589,11 @@ macro_rules! conformance_tests {
                 revoking_an_api_key_needs_its_owner_and_the_first_revocation_stands,
                 api_key_use_is_recorded_coarsely,
                 expired_api_keys_are_purged_and_live_ones_kept,
+                resource_grants_are_kept_once_and_need_their_holder,
+                resource_roles_come_from_the_user_and_their_groups_now,
+                deleting_a_user_or_group_takes_its_resource_grants,
+                resource_grants_page_groups_first_then_users_by_id_and_role,
+                a_users_resources_page_by_id_with_every_role_held,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -2286,6 +2603,7 @@ macro_rules! conformance_tests {
                 concurrent_takes_of_one_auth_request_have_one_winner,
                 concurrent_key_inserts_for_one_epoch_have_one_winner,
                 concurrent_denials_of_one_access_token_have_one_winner,
+                concurrent_grants_of_one_resource_role_have_one_winner,
             ]);
         }
     };

@@ -14,10 +14,12 @@ use async_trait::async_trait;
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    IdentityLink, KeyStore, LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome,
-    RefreshTokenRecord, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome,
-    SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore,
-    UnixTime, UserFilter, UserRecord, UserStatus, UserStore,
+    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
+    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
+    UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -50,6 +52,8 @@ struct State {
     members: HashSet<(String, String)>,
     /// API keys by id; `secret_hash` is kept unique by `create_api_key`.
     api_keys: HashMap<String, ApiKeyRecord>,
+    /// Resource grants, keyed by `(resource, holder, role)`.
+    resource_grants: HashMap<(ResourceRef, Holder, String), ResourceGrantRecord>,
 }
 
 #[derive(Debug)]
@@ -265,6 +269,9 @@ impl UserStore for MemoryStore {
         state.members.retain(|(_, user)| user != id);
         state.sessions.retain(|_, s| s.user_id != id);
         state.api_keys.retain(|_, k| k.user_id != id);
+        state
+            .resource_grants
+            .retain(|(_, holder, _), _| *holder != Holder::User(id.to_owned()));
         let gone: HashSet<String> = state
             .grants
             .values()
@@ -483,6 +490,9 @@ impl GroupStore for MemoryStore {
     async fn delete_group(&self, id: &str) -> StoreResult<bool> {
         let mut state = self.lock()?;
         state.members.retain(|(group, _)| group != id);
+        state
+            .resource_grants
+            .retain(|(_, holder, _), _| *holder != Holder::Group(id.to_owned()));
         Ok(state.groups.remove(id).is_some())
     }
 
@@ -1082,6 +1092,133 @@ impl ApiKeyStore for MemoryStore {
             }
             _ => Ok(false),
         }
+    }
+}
+
+impl State {
+    /// Every role the user holds on resources of `resource_type`: their own grants and
+    /// those of the managed groups they are a member of now.
+    fn held_resource_roles<'a>(
+        &'a self,
+        user_id: &'a str,
+        resource_type: &'a str,
+    ) -> impl Iterator<Item = (&'a ResourceGrantRecord, Option<&'a str>)> + 'a {
+        self.resource_grants
+            .values()
+            .filter(move |g| g.resource.resource_type == resource_type)
+            .filter_map(move |g| match &g.holder {
+                Holder::User(id) if id == user_id => Some((g, None)),
+                Holder::Group(group_id)
+                    if self
+                        .members
+                        .contains(&(group_id.clone(), user_id.to_owned())) =>
+                {
+                    let name = self.groups.get(group_id).map(|group| group.name.as_str());
+                    name.map(|name| (g, Some(name)))
+                }
+                _ => None,
+            })
+    }
+}
+
+#[async_trait]
+impl ResourceGrantStore for MemoryStore {
+    async fn grant_resource_role(
+        &self,
+        grant: &ResourceGrantRecord,
+    ) -> StoreResult<ResourceGrantWrite> {
+        let mut state = self.lock()?;
+        let holder_exists = match &grant.holder {
+            Holder::User(id) => state.users.contains_key(id),
+            Holder::Group(id) => state.groups.contains_key(id),
+        };
+        if !holder_exists {
+            return Ok(ResourceGrantWrite::NoSuchHolder);
+        }
+        let key = (
+            grant.resource.clone(),
+            grant.holder.clone(),
+            grant.role.clone(),
+        );
+        if state.resource_grants.contains_key(&key) {
+            return Ok(ResourceGrantWrite::AlreadyGranted);
+        }
+        state.resource_grants.insert(key, grant.clone());
+        Ok(ResourceGrantWrite::Added)
+    }
+
+    async fn revoke_resource_role(
+        &self,
+        resource: &ResourceRef,
+        holder: &Holder,
+        role: &str,
+    ) -> StoreResult<bool> {
+        let key = (resource.clone(), holder.clone(), role.to_owned());
+        Ok(self.lock()?.resource_grants.remove(&key).is_some())
+    }
+
+    async fn list_resource_grants(
+        &self,
+        resource: &ResourceRef,
+        after: Option<&ResourceGrantCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ResourceGrantRecord>> {
+        let state = self.lock()?;
+        // `Holder` orders groups before users, each by id: the order the API pages in.
+        let mut grants: Vec<&ResourceGrantRecord> = state
+            .resource_grants
+            .values()
+            .filter(|g| g.resource == *resource)
+            .filter(|g| after.is_none_or(|c| (&g.holder, &g.role) > (&c.holder, &c.role)))
+            .collect();
+        grants.sort_by(|a, b| (&a.holder, &a.role).cmp(&(&b.holder, &b.role)));
+        Ok(grants.into_iter().take(limit as usize).cloned().collect())
+    }
+
+    async fn user_resource_roles(
+        &self,
+        user_id: &str,
+        resource: &ResourceRef,
+    ) -> StoreResult<Vec<HeldResourceRole>> {
+        let state = self.lock()?;
+        let mut held: Vec<HeldResourceRole> = state
+            .held_resource_roles(user_id, &resource.resource_type)
+            .filter(|(g, _)| g.resource.id == resource.id)
+            .map(|(g, via_group)| HeldResourceRole {
+                role: g.role.clone(),
+                via_group: via_group.map(str::to_owned),
+            })
+            .collect();
+        held.sort();
+        Ok(held)
+    }
+
+    async fn list_user_resources(
+        &self,
+        user_id: &str,
+        resource_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserResource>> {
+        let state = self.lock()?;
+        let mut by_id: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+            std::collections::BTreeMap::new();
+        for (grant, _) in state.held_resource_roles(user_id, resource_type) {
+            if after.is_none_or(|after| grant.resource.id.as_str() > after) {
+                by_id
+                    .entry(grant.resource.id.as_str())
+                    .or_default()
+                    .insert(grant.role.as_str());
+            }
+        }
+        Ok(by_id
+            .into_iter()
+            .take(limit as usize)
+            .map(|(id, roles)| UserResource {
+                id: id.to_owned(),
+                roles: roles.into_iter().map(str::to_owned).collect(),
+            })
+            .collect())
     }
 }
 

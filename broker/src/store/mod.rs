@@ -173,7 +173,7 @@ pub trait GroupStore: Send + Sync {
         group: &GroupRecord,
         expected_revision: i64,
     ) -> StoreResult<CheckedGroupWrite>;
-    /// Deletes a group and its memberships; false if no such group.
+    /// Deletes a group, its memberships and its resource grants; false if no such group.
     async fn delete_group(&self, id: &str) -> StoreResult<bool>;
     async fn add_member(
         &self,
@@ -232,9 +232,8 @@ pub trait UserStore: Send + Sync {
         expected_revision: i64,
     ) -> StoreResult<CheckedWrite>;
     /// Deletes a user and everything that hangs off it: identity links, grants (with
-    /// their codes and refresh tokens), sessions, role grants and API keys. Audit
-    /// events stay.
-    /// Returns false if no such user.
+    /// their codes and refresh tokens), sessions, role grants, resource grants and API
+    /// keys. Audit events stay. Returns false if no such user.
     async fn delete_user(&self, id: &str) -> StoreResult<bool>;
     /// Replaces profile fields, groups, `updated_at` and `last_login_at` of an existing
     /// user (not status or password). Returns false if no such user; `Conflict` as
@@ -627,6 +626,125 @@ pub trait ApiKeyStore: Send + Sync {
     async fn touch_api_key(&self, id: &str, now: UnixTime, coarseness: i64) -> StoreResult<bool>;
 }
 
+/// One instance of something an app owns (`list` `42`), which resource grants are on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ResourceRef {
+    /// The kind of thing, as the app names it (`list`).
+    pub resource_type: String,
+    pub id: String,
+}
+
+/// Who holds a resource grant: a user, or every member of a managed group.
+/// Ordered groups first, then users, each by id (the order listings page in; the
+/// variants' order is that order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Holder {
+    Group(String),
+    User(String),
+}
+
+impl Holder {
+    /// `user` or `group`: how the API and the audit name the kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Holder::User(_) => "user",
+            Holder::Group(_) => "group",
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        match self {
+            Holder::User(id) | Holder::Group(id) => id,
+        }
+    }
+}
+
+/// A role held on one resource. Never put in tokens (there can be millions): apps ask
+/// `/access/v1/check`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGrantRecord {
+    pub resource: ResourceRef,
+    pub holder: Holder,
+    pub role: String,
+    pub granted_at: UnixTime,
+    /// The audit actor who granted it.
+    pub granted_by: String,
+}
+
+/// What granting a resource role did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResourceGrantWrite {
+    Added,
+    AlreadyGranted,
+    /// The user or group does not exist: nothing was written.
+    NoSuchHolder,
+}
+
+/// A role a user holds on a resource, and how.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct HeldResourceRole {
+    pub role: String,
+    /// The managed group (by name) it comes through; `None` for a grant to the user.
+    pub via_group: Option<String>,
+}
+
+/// One resource of a user's, with the roles held on it (directly or through groups).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserResource {
+    pub id: String,
+    /// Sorted, without duplicates.
+    pub roles: Vec<String>,
+}
+
+/// Where a page of a resource's grants starts: after this holder's grant of this role
+/// (holders ordered groups first, then users, each by id).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceGrantCursor {
+    pub holder: Holder,
+    pub role: String,
+}
+
+#[async_trait]
+pub trait ResourceGrantStore: Send + Sync {
+    /// Records a grant unless the holder already has that role on that resource.
+    async fn grant_resource_role(
+        &self,
+        grant: &ResourceGrantRecord,
+    ) -> StoreResult<ResourceGrantWrite>;
+    /// Removes a grant; false if there was none.
+    async fn revoke_resource_role(
+        &self,
+        resource: &ResourceRef,
+        holder: &Holder,
+        role: &str,
+    ) -> StoreResult<bool>;
+    /// At most `limit` grants on one resource after `after`: groups first, then users,
+    /// each by holder id, then role.
+    async fn list_resource_grants(
+        &self,
+        resource: &ResourceRef,
+        after: Option<&ResourceGrantCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ResourceGrantRecord>>;
+    /// The roles a user holds on one resource: granted to them, or to a managed group
+    /// they are a member of now. Sorted. An index lookup, never a scan: this answers
+    /// every access check.
+    async fn user_resource_roles(
+        &self,
+        user_id: &str,
+        resource: &ResourceRef,
+    ) -> StoreResult<Vec<HeldResourceRole>>;
+    /// At most `limit` resources of one type a user holds a role on (directly or
+    /// through groups), by id after `after`, each with its roles.
+    async fn list_user_resources(
+        &self,
+        user_id: &str,
+        resource_type: &str,
+        after: Option<&str>,
+        limit: u32,
+    ) -> StoreResult<Vec<UserResource>>;
+}
+
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
@@ -648,6 +766,7 @@ pub trait Store:
     + KeyStore
     + ThrottleStore
     + ApiKeyStore
+    + ResourceGrantStore
     + Maintenance
     + std::fmt::Debug
 {
@@ -665,6 +784,7 @@ impl<T> Store for T where
         + KeyStore
         + ThrottleStore
         + ApiKeyStore
+        + ResourceGrantStore
         + Maintenance
         + std::fmt::Debug
 {
