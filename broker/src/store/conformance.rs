@@ -2124,7 +2124,7 @@ async fn resource_grants_are_kept_once_and_need_their_holder(store: SharedStore)
         .list_resource_grants(&list("42"), None, 10)
         .await
         .unwrap();
-    assert_eq!(listed, [grant.clone()]);
+    assert_eq!(listed, [grant]);
     assert!(
         store
             .revoke_resource_role(&list("42"), &Holder::User("u1".into()), "viewer")
