@@ -179,6 +179,7 @@ fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
     crate::login::routes(cfg);
     crate::account::routes(cfg);
     cfg.service(crate::admin::scope());
+    crate::access::routes(cfg);
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
 }

@@ -1,6 +1,7 @@
 //! Switchboard: an identity federation broker. Apps speak OpenID Connect to one issuer;
 //! the broker speaks to many upstream identity providers through one trait API.
 
+pub mod access;
 pub mod account;
 pub mod admin;
 pub mod app;

@@ -155,12 +155,13 @@ async fn render(
             tracing::error!(error = %e, "listing API keys failed");
             internal()
         })?;
-    let access = api_keys::current_access(&app.store, &app.config.roles, &session.user_id)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "computing permissions failed");
-            internal()
-        })?;
+    let access =
+        crate::identity::current_access(&app.store, &app.config.roles, &session.user_id, None)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "computing permissions failed");
+                internal()
+            })?;
     let name_of = |id: &str| {
         app.providers
             .get(id)

@@ -23,6 +23,8 @@ pub const USERS_WRITE: &str = "admin:users:write";
 pub const AUDIT_READ: &str = "admin:audit:read";
 pub const GROUPS_WRITE: &str = "admin:groups:write";
 pub const KEYS_WRITE: &str = "admin:keys:write";
+pub const RESOURCES_READ: &str = "admin:resources:read";
+pub const RESOURCES_WRITE: &str = "admin:resources:write";
 
 /// A person calling through an app, or a client acting as itself.
 #[derive(Debug)]

@@ -11,9 +11,11 @@ mod groups;
 mod keys;
 mod paging;
 mod problem;
+pub mod resources;
 mod users;
 
-pub use problem::Problem;
+pub use problem::{Problem, internal};
+pub use users::identity_problem;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -68,6 +70,10 @@ pub fn scope() -> Scope<
         .service(keys::list_keys)
         .service(keys::create_key)
         .service(keys::revoke_key)
+        .service(resources::list_resource_grants)
+        .service(resources::grant_resource_role)
+        .service(resources::revoke_resource_role)
+        .service(resources::list_user_resources)
         .service(audit::query_audit)
         .service(openapi_json)
         .default_service(web::to(|| async {
@@ -95,8 +101,8 @@ fn describe(api: &mut OpenApi) {
         .title("Switchboard admin API")
         .version(env!("CARGO_PKG_VERSION"))
         .description(Some(
-            "Manage people, their sessions, role grants and API keys, and read the audit \
-             trail. Authenticate with a bearer access token of this broker whose grant has \
+            "Manage people, their sessions, role grants, roles on resources and API keys, \
+             and read the audit trail. Authenticate with a bearer access token of this broker whose grant has \
              the `permissions` scope and whose user's roles hold the operation's \
              permission (or, where `[admin] accept_api_keys` is on, with an API key \
              whose scopes hold it).",
@@ -191,6 +197,7 @@ mod tests {
             include_str!("audit.rs"),
             include_str!("groups.rs"),
             include_str!("keys.rs"),
+            include_str!("resources.rs"),
         ];
         let attribute =
             regex::Regex::new(r#"(?m)^#\[(get|post|put|patch|delete)\("([^"]+)"\)\]"#).unwrap();

@@ -205,6 +205,7 @@ pub fn identity_problem(e: IdentityError) -> Problem {
             "the user was changed since it was read; read it again",
         ),
         IdentityError::BadRoleGrant(why) => Problem::invalid_field("role", why),
+        IdentityError::BadInput { field, why } => Problem::invalid_field(field, why),
         other => internal("an admin operation failed")(other),
     }
 }

@@ -31,6 +31,22 @@ pub async fn access_for(
     Ok(roles::access(policy, &subject, client_id))
 }
 
+/// The permissions a user holds now toward `client_id` (or no client in particular),
+/// outside any login: through the provider of their most recent login.
+pub async fn current_access(
+    store: &SharedStore,
+    policy: &RolePolicy,
+    user_id: &str,
+    client_id: Option<&str>,
+) -> Result<Access, IdentityError> {
+    let links = store.list_user_identities(user_id).await?;
+    let provider = links
+        .iter()
+        .max_by_key(|l| l.updated_at)
+        .map_or("", |l| l.provider_id.as_str());
+    access_for(store, policy, user_id, provider, client_id).await
+}
+
 /// The roles and permissions of a client acting as itself (client credentials): what
 /// `client_id` rules give it, toward itself.
 pub fn machine_access(policy: &RolePolicy, client_id: &str) -> Access {

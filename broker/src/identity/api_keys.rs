@@ -19,7 +19,7 @@
 
 use super::IdentityError;
 use crate::config::{ApiKeySettings, Config};
-use crate::roles::{Access, Permission, RolePolicy};
+use crate::roles::{Access, Permission};
 use crate::secrets::{self, SecretString};
 use crate::store::{ApiKeyRecord, SharedStore, StoreError, UnixTime, UserRecord, UserStatus};
 use serde_json::json;
@@ -86,21 +86,6 @@ pub enum Verified {
     Inactive,
     /// The presenting address failed too often: nothing from it is checked for now.
     Throttled,
-}
-
-/// The permissions a user holds now, as the admin API's user view computes them:
-/// through the provider of their most recent login, for no client in particular.
-pub async fn current_access(
-    store: &SharedStore,
-    policy: &RolePolicy,
-    user_id: &str,
-) -> Result<Access, IdentityError> {
-    let links = store.list_user_identities(user_id).await?;
-    let provider = links
-        .iter()
-        .max_by_key(|l| l.updated_at)
-        .map_or("", |l| l.provider_id.as_str());
-    super::access_for(store, policy, user_id, provider, None).await
 }
 
 /// What the key scopes `wanted` hold under `access`: a scope the person's
@@ -196,7 +181,7 @@ pub async fn create_api_key(
     if user.status != UserStatus::Active {
         return Err(IdentityError::Disabled);
     }
-    let access = current_access(store, &config.roles, user_id).await?;
+    let access = super::current_access(store, &config.roles, user_id, None).await?;
     let scopes = match check_request(new, &config.api_keys, &access) {
         Ok(scopes) => scopes,
         Err(e) => return Ok(Err(e)),
@@ -328,7 +313,7 @@ pub async fn verify_api_key(
     else {
         return Ok(Verified::Inactive);
     };
-    let access = current_access(store, &config.roles, &user.id).await?;
+    let access = super::current_access(store, &config.roles, &user.id, None).await?;
     let scopes = effective_scopes(&key.scopes, &access);
     // Read first: the store's conditional write would still take the write lock.
     if key

@@ -161,7 +161,7 @@ pub async fn remove_member(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{MemoryStore, UserRecord, UserStatus};
+    use crate::store::MemoryStore;
     use std::sync::Arc;
 
     #[test]
@@ -176,23 +176,7 @@ mod tests {
     async fn every_change_is_audited_with_its_actor() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         store
-            .create_user(&UserRecord {
-                id: "u1".into(),
-                username: None,
-                email: None,
-                email_verified: false,
-                name: None,
-                given_name: None,
-                family_name: None,
-                picture: None,
-                groups: vec![],
-                status: UserStatus::Active,
-                password_hash: None,
-                created_at: 1,
-                updated_at: 1,
-                last_login_at: None,
-                revision: 1,
-            })
+            .create_user(&crate::identity::test_support::user("u1"))
             .await
             .unwrap();
         let g = create_group(&store, "ops", None, "cli", 1).await.unwrap();

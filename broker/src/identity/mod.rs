@@ -9,7 +9,8 @@
 //!   provider's account directory,
 //! - `access`: roles and grants, computed by [`crate::roles`] from the stored identity
 //!   and direct grants, and the audited granting and revoking of roles,
-//! - `api_keys`: people's API keys, made, verified and revoked (audited).
+//! - `api_keys`: people's API keys, made, verified and revoked (audited),
+//! - `resources`: roles held on one resource, granted (audited) and decided on.
 //!
 //! This module keeps the error they share and re-exports their API, so callers use
 //! `crate::identity::X` whatever file `X` lives in.
@@ -20,12 +21,13 @@ pub mod groups;
 mod lifecycle;
 mod links;
 mod resolve;
+pub mod resources;
 #[cfg(test)]
 mod test_support;
 
 pub use access::{
-    access_for, explain_user, grant_access, grant_role, machine_access, revoke_role, wants_access,
-    with_managed_groups,
+    access_for, current_access, explain_user, grant_access, grant_role, machine_access,
+    revoke_role, wants_access, with_managed_groups,
 };
 pub use lifecycle::{
     NewLocalUser, StoreDirectory, add_local_user, delete_user, disable_user, enable_user,
@@ -89,6 +91,9 @@ pub enum IdentityError {
     NotLinked(String),
     #[error("registration through provider {0} is closed and this person has no account")]
     RegistrationClosed(String),
+    /// A request field that names nothing valid (the admin API reports the field).
+    #[error("{field}: {why}")]
+    BadInput { field: &'static str, why: String },
     #[error("role grant refused: {0}")]
     BadRoleGrant(String),
     #[error("this identity belongs to another account")]

@@ -61,3 +61,24 @@ impl switchboard_plugin_api::RefreshIdentity for Scripted {
         self.0.lock().unwrap().clone()
     }
 }
+
+/// An active user with only an id.
+pub(super) fn user(id: &str) -> crate::store::UserRecord {
+    crate::store::UserRecord {
+        id: id.into(),
+        username: None,
+        email: None,
+        email_verified: false,
+        name: None,
+        given_name: None,
+        family_name: None,
+        picture: None,
+        groups: vec![],
+        status: crate::store::UserStatus::Active,
+        password_hash: None,
+        created_at: 1,
+        updated_at: 1,
+        last_login_at: None,
+        revision: 1,
+    }
+}
