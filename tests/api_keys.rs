@@ -523,6 +523,26 @@ async fn unknown_keys_from_one_address_are_throttled() {
     )
     .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    // Both say how long to wait: the failure window.
+    let introspection = broker
+        .http()
+        .post(broker.url("/introspect"))
+        .basic_auth(SECOND_APP.id, SECOND_APP.secret)
+        .form(&[("token", secret.as_str())])
+        .send()
+        .await
+        .unwrap();
+    let admin_api = broker
+        .http()
+        .get(broker.url("/admin/api/v1/users"))
+        .header("authorization", format!("Token {secret}"))
+        .send()
+        .await
+        .unwrap();
+    for res in [introspection, admin_api] {
+        assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(res.headers()["retry-after"], "60");
+    }
     // Access tokens are not keys: they are not throttled.
     let token = sign_in(&broker, &browser, &BOB, "openid").await;
     let (status, body) = introspect(&broker, &WEB_APP, &token).await;
@@ -531,4 +551,105 @@ async fn unknown_keys_from_one_address_are_throttled() {
         (StatusCode::OK, &json!(true)),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn the_cli_makes_lists_and_revokes_keys_with_the_same_rules() {
+    let broker = setup().start().await;
+    let browser = Browser::new(&broker);
+    sign_in(&broker, &browser, &BOB, "openid").await;
+    let config = broker.config_path().to_str().unwrap().to_string();
+    let run = |args: &[&str]| {
+        let mut all = vec!["key"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        let out = broker.cli(&all);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (ok, out, err) = run(&[
+        "create",
+        BOB.id,
+        "--name",
+        "deploy",
+        "--scope",
+        "reports:read",
+        "--expires-in",
+        "1h",
+    ]);
+    assert!(ok, "{err}");
+    let mut lines = out.lines();
+    let (id, secret) = (lines.next().unwrap(), lines.next().unwrap());
+    assert!(secret.starts_with("sbk_"), "{out}");
+    let active = introspected(&broker, secret).await;
+    assert_eq!(
+        (active["active"].as_bool(), active["scope"].as_str()),
+        (Some(true), Some("reports:read")),
+        "{active}"
+    );
+
+    // The same rules as the account page and the admin API.
+    let (ok, _, err) = run(&[
+        "create",
+        BOB.id,
+        "--name",
+        "x",
+        "--scope",
+        "admin:*",
+        "--expires-in",
+        "1h",
+    ]);
+    assert!(
+        !ok && err.contains("admin:*"),
+        "a scope Bob does not hold: {err}"
+    );
+    let (ok, _, err) = run(&[
+        "create",
+        BOB.id,
+        "--name",
+        "x",
+        "--scope",
+        "reports:read",
+        "--expires-in",
+        "999d",
+    ]);
+    assert!(!ok && err.contains("expiry"), "{err}");
+    let (ok, _, err) = run(&[
+        "create",
+        BOB.id,
+        "--name",
+        "x",
+        "--scope",
+        "reports:read",
+        "--expires-in",
+        "soon",
+    ]);
+    assert!(!ok && err.contains("soon"), "{err}");
+    let (ok, _, err) = run(&[
+        "create",
+        "ghost",
+        "--name",
+        "x",
+        "--scope",
+        "reports:read",
+        "--expires-in",
+        "1h",
+    ]);
+    assert!(!ok && err.contains("no such user"), "{err}");
+
+    let (_, listed, _) = run(&["list", BOB.id]);
+    assert!(
+        listed.starts_with(&format!("{id}\tactive\t")) && listed.ends_with("deploy\treports:read"),
+        "{listed}"
+    );
+    let (ok, _, err) = run(&["revoke", BOB.id, id]);
+    assert!(ok, "{err}");
+    assert_eq!(introspected(&broker, secret).await, inactive());
+    let (ok, _, err) = run(&["revoke", BOB.id, id]);
+    assert!(!ok && err.contains("no live key"), "{err}");
+    let (_, listed, _) = run(&["list", BOB.id]);
+    assert!(listed.contains("\trevoked\t"), "{listed}");
 }

@@ -16,7 +16,7 @@ use crate::tokens::status::{ActiveToken, TokenStatus};
 use crate::web::AppState;
 use crate::web::client_ip::client_ip;
 use actix_web::HttpRequest;
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 
 pub const USERS_READ: &str = "admin:users:read";
 pub const USERS_WRITE: &str = "admin:users:write";
@@ -127,9 +127,9 @@ impl Caller {
             )),
             Verified::Throttled => {
                 tracing::warn!(ip = ?ip, "API key verifications throttled");
-                Err(Problem::new(
-                    StatusCode::TOO_MANY_REQUESTS,
+                Err(Problem::too_many(
                     "too many unknown API keys from this address; wait and try again",
+                    app.config.api_keys.failure_window,
                 ))
             }
         }

@@ -25,6 +25,9 @@ pub struct Problem {
     /// RFC 6750 challenge to send with a 401 or 403.
     #[serde(skip)]
     pub challenge: Option<String>,
+    /// Seconds a refused caller should wait (`Retry-After`, with a 429).
+    #[serde(skip)]
+    pub retry_after: Option<i64>,
 }
 
 impl Problem {
@@ -36,6 +39,15 @@ impl Problem {
             detail: Some(detail.into()),
             field: None,
             challenge: None,
+            retry_after: None,
+        }
+    }
+
+    /// A 429: too many attempts; try again after `seconds`.
+    pub fn too_many(detail: impl Into<String>, seconds: i64) -> Self {
+        Problem {
+            retry_after: Some(seconds),
+            ..Problem::new(StatusCode::TOO_MANY_REQUESTS, detail)
         }
     }
 
@@ -125,6 +137,9 @@ impl ResponseError for Problem {
             && let Ok(value) = HeaderValue::from_str(challenge)
         {
             response.insert_header((header::WWW_AUTHENTICATE, value));
+        }
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, seconds.max(1)));
         }
         response.json(self)
     }

@@ -10,6 +10,9 @@ use url::Url;
 pub struct OAuthError {
     pub error: &'static str,
     pub error_description: String,
+    /// Seconds to wait before trying again (`Retry-After`, with `slow_down`).
+    #[serde(skip)]
+    pub retry_after: Option<i64>,
 }
 
 impl OAuthError {
@@ -17,6 +20,15 @@ impl OAuthError {
         OAuthError {
             error,
             error_description: description.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same error, telling the client how long to wait.
+    pub fn retry_after(self, seconds: i64) -> Self {
+        OAuthError {
+            retry_after: Some(seconds.max(1)),
+            ..self
         }
     }
 
@@ -50,6 +62,9 @@ impl OAuthError {
             .insert_header(("Pragma", "no-cache"));
         if status == StatusCode::UNAUTHORIZED {
             res.insert_header(("WWW-Authenticate", "Basic realm=\"switchboard\""));
+        }
+        if let Some(seconds) = self.retry_after {
+            res.insert_header(("Retry-After", seconds));
         }
         res.json(self)
     }

@@ -108,6 +108,7 @@ pub async fn introspect(
                     "slow_down",
                     "too many unknown API keys from this address; wait and try again",
                 )
+                .retry_after(app.config.api_keys.failure_window)
                 .token_response();
             }
             Err(e) => return status_failed(e),
