@@ -552,17 +552,21 @@ async fn every_readme_command_line_runs_as_written() {
     );
     let dir = tempfile::tempdir().expect("a temporary directory");
     copy_dir(&workspace_root().join("config"), &dir.path().join("config"));
-    let mut user_id: Option<String> = None;
+    // USER_ID, GROUP_ID and KEY_ID: what `user add`, `group add` and `key create`
+    // printed first.
+    let mut printed: std::collections::HashMap<&str, String> = Default::default();
     let mut ran = 0;
     for line in lines {
         let words = shell_words(&line);
         let args: Vec<String> = words[1..]
             .iter()
-            .map(|w| match (w.as_str(), &user_id) {
-                ("USER_ID", Some(id)) => id.clone(),
-                ("USER_ID", None) => {
-                    panic!("README: `{line}` uses USER_ID before a `broker user add`")
-                }
+            .map(|w| match w.as_str() {
+                placeholder @ ("USER_ID" | "GROUP_ID" | "KEY_ID") => printed
+                    .get(placeholder)
+                    .unwrap_or_else(|| {
+                        panic!("README: `{line}` uses {placeholder} before a command prints it")
+                    })
+                    .clone(),
                 _ => w.clone(),
             })
             .collect();
@@ -609,10 +613,17 @@ async fn every_readme_command_line_runs_as_written() {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        if matches!(words.as_slice(), ["user", "add", ..]) {
-            let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let placeholder = match words.as_slice() {
+            ["user", "add", ..] => Some("USER_ID"),
+            ["group", "add", ..] => Some("GROUP_ID"),
+            ["key", "create", ..] => Some("KEY_ID"),
+            _ => None,
+        };
+        if let Some(placeholder) = placeholder {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let id = stdout.lines().next().unwrap_or_default().trim().to_string();
             assert!(!id.is_empty(), "`{}` printed the new id", command.line);
-            user_id = Some(id);
+            printed.insert(placeholder, id);
         }
         ran += 1;
     }

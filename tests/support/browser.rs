@@ -174,6 +174,12 @@ pub struct Browser {
 
 impl Browser {
     pub fn new(broker: &Broker) -> Self {
+        Self::at(broker.issuer(), broker.url("/"))
+    }
+
+    /// A browser for a broker this harness did not start: its issuer, and where it
+    /// listens.
+    pub fn at(issuer: &str, base: Url) -> Self {
         let jar = Arc::new(Jar::default());
         let http = reqwest::Client::builder()
             .cookie_provider(jar.clone())
@@ -184,8 +190,8 @@ impl Browser {
         Browser {
             http,
             jar,
-            issuer: broker.issuer().to_string(),
-            base: broker.url("/"),
+            issuer: issuer.to_string(),
+            base,
         }
     }
 

@@ -194,6 +194,11 @@ impl AuthorizeRequest {
     /// The request URL: the defaults, with every parameter the test set replacing
     /// the default of the same name (never repeating it).
     pub fn url(&self, broker: &Broker) -> Url {
+        self.url_at(&broker.url("/"))
+    }
+
+    /// The request URL at a broker listening at `base`.
+    pub fn url_at(&self, base: &Url) -> Url {
         let mut pairs: Vec<(&str, &str)> = vec![
             ("response_type", "code"),
             ("client_id", self.client.id),
@@ -211,7 +216,7 @@ impl AuthorizeRequest {
                 None => pairs.push((name, value)),
             }
         }
-        let mut url = broker.url("/authorize");
+        let mut url = base.join("authorize").expect("a URL under the broker");
         url.query_pairs_mut().extend_pairs(pairs);
         url
     }
