@@ -148,6 +148,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         discovery: Arc::new(discovery),
         oauth_metadata: Arc::new(oauth_metadata),
         http,
+        metrics: Arc::new(crate::metrics::Metrics::new()),
     })
 }
 
@@ -180,8 +181,22 @@ fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
     crate::account::routes(cfg);
     cfg.service(crate::admin::scope());
     crate::access::routes(cfg);
-    cfg.route("/healthz", web::get().to(healthz))
+    cfg.route("/metrics", web::get().to(metrics))
+        .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz));
+}
+
+async fn metrics(app: web::Data<AppState>) -> HttpResponse {
+    match app.metrics.render() {
+        Ok(text) => HttpResponse::Ok()
+            .content_type(crate::metrics::CONTENT_TYPE)
+            .insert_header(("Cache-Control", "no-store"))
+            .body(text),
+        Err(e) => {
+            tracing::error!(error = %e, "rendering the metrics failed");
+            HttpResponse::InternalServerError().finish()
+        }
+    }
 }
 
 async fn healthz() -> &'static str {

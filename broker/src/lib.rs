@@ -11,6 +11,7 @@ pub mod config;
 pub mod flow;
 pub mod identity;
 pub mod login;
+pub mod metrics;
 pub mod oidc;
 pub mod providers;
 pub mod roles;

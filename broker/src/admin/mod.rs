@@ -132,8 +132,8 @@ async fn openapi_json() -> HttpResponse {
         .body(openapi())
 }
 
-/// With `[admin] listen`, the admin API answers only there and nothing else does: a
-/// request on the other listener finds no such route.
+/// With `[admin] listen`, the admin API and `/metrics` answer only there and nothing
+/// else does: a request on the other listener finds no such route.
 pub async fn each_on_its_listener(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
@@ -143,7 +143,9 @@ pub async fn each_on_its_listener(
         .and_then(|app| app.config.admin.listen);
     if let Some(admin) = admin_listen {
         let on_admin = req.app_config().local_addr().port() == admin.port();
-        let for_admin = req.path() == PREFIX || req.path().starts_with(&format!("{PREFIX}/"));
+        let for_admin = req.path() == PREFIX
+            || req.path().starts_with(&format!("{PREFIX}/"))
+            || req.path() == "/metrics";
         if on_admin != for_admin {
             let (req, _) = req.into_parts();
             let response = match for_admin {

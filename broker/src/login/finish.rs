@@ -4,6 +4,7 @@
 
 use crate::flow::{AccountIntent, AuthorizationRequest, PendingLogin, Purpose, issue_code};
 use crate::identity::{IdentityError, link_to_user, resolve_login};
+use crate::metrics::LoginOutcome;
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::sessions;
@@ -48,6 +49,7 @@ async fn resolve_user(
         Ok(u) => Ok(u),
         Err(IdentityError::Disabled) => {
             tracing::info!(provider = %entry.id, "login of a disabled user refused");
+            app.metrics.login(&entry.id, LoginOutcome::Disabled);
             Err(PageError::sign_in(
                 StatusCode::FORBIDDEN,
                 "This account is disabled.",
@@ -55,6 +57,8 @@ async fn resolve_user(
         }
         Err(IdentityError::RegistrationClosed(provider)) => {
             tracing::info!(%provider, "login refused: no account and registration closed");
+            app.metrics
+                .login(&entry.id, LoginOutcome::RegistrationClosed);
             Err(PageError::sign_in(
                 StatusCode::FORBIDDEN,
                 closed_message(entry),
@@ -121,6 +125,7 @@ async fn sign_in(
     let (cookie_value, session) =
         replace_session(req, app, &user.id, entry, auth_time, now).await?;
     tracing::info!(provider = %entry.id, user = %user.id, "login succeeded");
+    app.metrics.login(&entry.id, LoginOutcome::Success);
     let hash = session.id_hash.clone();
     let mut res = match issue_code(app, request, &session, &hash).await {
         Ok(res) => res,

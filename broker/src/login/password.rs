@@ -3,6 +3,7 @@
 
 use super::{finish, provider, throttle};
 use crate::flow::PendingLogin;
+use crate::metrics::LoginOutcome;
 use crate::providers::ProviderEntry;
 use crate::sessions;
 use crate::web::client_ip::client_ip;
@@ -85,6 +86,7 @@ pub(super) async fn submit(
         Ok(true) => {}
         Ok(false) => {
             tracing::warn!(provider = %entry.id, "password login throttled");
+            app.metrics.login(&entry.id, LoginOutcome::Throttled);
             return again(THROTTLED, StatusCode::TOO_MANY_REQUESTS);
         }
         Err(e) => {
@@ -104,16 +106,20 @@ pub(super) async fn submit(
         Ok(identity) => identity,
         Err(ProviderError::InvalidCredentials) => {
             tracing::info!(provider = %entry.id, "password login failed: invalid credentials");
+            app.metrics
+                .login(&entry.id, LoginOutcome::InvalidCredentials);
             count_failure().await;
             return again(BAD_CREDENTIALS, StatusCode::UNAUTHORIZED);
         }
         Err(ProviderError::Denied { reason }) => {
             tracing::info!(provider = %entry.id, %reason, "password login denied");
+            app.metrics.login(&entry.id, LoginOutcome::Failed);
             count_failure().await;
             return again(&reason, StatusCode::FORBIDDEN);
         }
         Err(e) => {
             tracing::error!(provider = %entry.id, error = %e, "password provider failed");
+            app.metrics.login(&entry.id, LoginOutcome::Failed);
             return again(UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE);
         }
     };

@@ -9,6 +9,7 @@
 
 use super::{finish, provider};
 use crate::flow::{EXPIRED, FlowError, OAuthError, PendingLogin, admit_start};
+use crate::metrics::LoginOutcome;
 use crate::providers::ProviderEntry;
 use crate::secrets;
 use crate::store::AuthRequestRecord;
@@ -113,6 +114,11 @@ fn provider_failure(
     e: ProviderError,
     p: &PendingLogin,
 ) -> PageError {
+    let outcome = match &e {
+        ProviderError::InvalidCredentials => LoginOutcome::InvalidCredentials,
+        _ => LoginOutcome::Failed,
+    };
+    app.metrics.login(&entry.id, outcome);
     let (status, title, message, oauth) = match &e {
         ProviderError::Denied { reason } => {
             tracing::info!(provider = %entry.id, %reason, "upstream login denied");

@@ -46,13 +46,20 @@ pub async fn token(
     app: web::Data<AppState>,
     form: web::Form<TokenForm>,
 ) -> HttpResponse {
-    match exchange(&req, &app, form.into_inner()).await {
-        Ok(body) => HttpResponse::Ok()
-            .insert_header(("Cache-Control", "no-store"))
-            .insert_header(("Pragma", "no-cache"))
-            .json(body),
+    let form = form.into_inner();
+    let grant_type = form.grant_type.clone();
+    match exchange(&req, &app, form).await {
+        Ok(body) => {
+            app.metrics.token_request(grant_type.as_deref(), Ok(()));
+            HttpResponse::Ok()
+                .insert_header(("Cache-Control", "no-store"))
+                .insert_header(("Pragma", "no-cache"))
+                .json(body)
+        }
         Err(e) => {
             tracing::info!(error = e.error, description = %e.error_description, "token request refused");
+            app.metrics
+                .token_request(grant_type.as_deref(), Err(e.error));
             e.token_response()
         }
     }

@@ -1,5 +1,5 @@
 //! Middleware around every request: a request id in the span and the response,
-//! security headers, a page error rendered as the page (with that request id), and
+//! its count and latency in the metrics, security headers, a page error rendered as the page (with that request id), and
 //! HSTS when the issuer is https.
 
 use super::AppState;
@@ -41,9 +41,18 @@ pub async fn request_context(
                 ),
             );
         }
+        let elapsed = started.elapsed();
+        if let Some(app) = res.request().app_data::<web::Data<AppState>>() {
+            app.metrics.observe_request(
+                res.request().method().as_str(),
+                res.request().match_pattern().as_deref(),
+                res.status().as_u16(),
+                elapsed,
+            );
+        }
         tracing::info!(
             status = res.status().as_u16(),
-            elapsed_ms = started.elapsed().as_millis() as u64,
+            elapsed_ms = elapsed.as_millis() as u64,
             "served"
         );
         Ok(res)

@@ -40,6 +40,7 @@ pub struct AppState {
     pub oauth_metadata: Arc<String>,
     /// Outbound HTTP (back-channel logout): timeouts on, redirects off.
     pub http: reqwest::Client,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// A 303 to a page of ours; never cached.
