@@ -3,7 +3,7 @@
 
 use super::body::{self, present};
 use super::caller::{Caller, GROUPS_WRITE, USERS_READ};
-use super::paging;
+use super::paging::{self, Paging};
 use super::problem::{Problem, internal};
 use super::users::{UserPage, UserView, identity_problem};
 use crate::identity::groups;
@@ -12,7 +12,7 @@ use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct GroupView {
@@ -45,16 +45,6 @@ impl From<&GroupRecord> for GroupView {
 pub struct GroupPage {
     pub items: Vec<GroupView>,
     pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct Paging {
-    /// 1 to 200, default 25.
-    pub page_size: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

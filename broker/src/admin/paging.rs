@@ -5,9 +5,22 @@ use super::problem::Problem;
 use crate::store::PageCursor;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 const DEFAULT_PAGE_SIZE: u32 = 25;
 const MAX_PAGE_SIZE: u32 = 200;
+
+/// The query of a plain paged list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    /// 1 to 200, default 25.
+    pub page_size: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
 
 /// A page size as asked: 1 to 200, 25 when not given.
 pub fn page_size(asked: Option<u32>) -> Result<u32, Problem> {

@@ -3,7 +3,7 @@
 //! `identity::resources`.
 
 use super::caller::{Caller, RESOURCES_READ, RESOURCES_WRITE};
-use super::paging;
+use super::paging::{self, Paging};
 use super::problem::{Problem, internal};
 use super::users::identity_problem;
 use crate::identity::resources;
@@ -65,16 +65,6 @@ pub struct UserResourcePage {
     /// By resource id.
     pub items: Vec<UserResourceView>,
     pub next_cursor: Option<String>,
-}
-
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct Paging {
-    /// 1 to 200, default 25.
-    pub page_size: Option<u32>,
-    /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

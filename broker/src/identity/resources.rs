@@ -211,7 +211,7 @@ impl Denial {
 }
 
 /// Whether `asker` may do `permission` to `resource`. A disabled user may do nothing;
-/// a global permission wins over resource roles (it is the broader reason).
+/// a role held on the resource answers before the person's global roles are read.
 pub async fn decide(
     store: &SharedStore,
     policy: &RolePolicy,
@@ -227,25 +227,29 @@ pub async fn decide(
     if user.status != UserStatus::Active {
         return Ok(Decision::Denied(Denial::UserDisabled));
     }
+    // The resource's own grants first: one index lookup, where the global roles take
+    // several reads.
+    let held = store.user_resource_roles(&user.id, resource).await?;
+    // Sorted: a direct grant (no group) comes before a group's for the same role.
+    if let Some(held) = held
+        .into_iter()
+        .find(|held| role_allows(policy, &held.role, permission))
+    {
+        return Ok(Decision::ResourceRole(held));
+    }
     let global = match asker.provider_id {
         Some(provider) => {
             super::access_for(store, policy, &user.id, provider, asker.client_id).await?
         }
         None => super::current_access(store, policy, &user.id, asker.client_id).await?,
     };
-    if let Some(role) = global
+    Ok(global
         .roles
         .iter()
         .find(|role| role_allows(policy, role, permission))
-    {
-        return Ok(Decision::GlobalRole { role: role.clone() });
-    }
-    let held = store.user_resource_roles(&user.id, resource).await?;
-    // Sorted: a direct grant (no group) comes before a group's for the same role.
-    Ok(held
-        .into_iter()
-        .find(|held| role_allows(policy, &held.role, permission))
-        .map_or(Decision::Denied(Denial::NoGrant), Decision::ResourceRole))
+        .map_or(Decision::Denied(Denial::NoGrant), |role| {
+            Decision::GlobalRole { role: role.clone() }
+        }))
 }
 
 fn role_allows(policy: &RolePolicy, role: &str, permission: &str) -> bool {
