@@ -21,6 +21,8 @@
 //                                                  document whose issuer is the Microsoft-style
 //                                                  template <origin>/{tenantid}/v2.0
 //   --exit-with-stdin         [OP_EXIT_WITH_STDIN=1] exit when stdin closes (test harnesses)
+//   --client-credentials      [OP_CLIENT_CREDENTIALS=1] the client may also use the
+//                                                  client_credentials grant (scripts/bench)
 //
 // Every account exists (devInteractions: any login, any password) unless listed as null.
 // Claims: sub = login, email = <login>@example.com, email_verified = true,
@@ -48,6 +50,7 @@ const { values: args } = parseArgs({
     'always-refresh': { type: 'boolean' },
     'common-path': { type: 'string' },
     'exit-with-stdin': { type: 'boolean' },
+    'client-credentials': { type: 'boolean' },
   },
   strict: true,
 });
@@ -58,6 +61,7 @@ const issuerPath = trimSlash(args['issuer-path'] ?? env.OP_ISSUER_PATH ?? '');
 const commonPath = trimSlash(args['common-path'] ?? env.OP_COMMON_PATH ?? '');
 const conform = args['conform-id-token-claims'] ?? env.OP_CONFORM === '1';
 const alwaysRefresh = args['always-refresh'] ?? env.OP_ALWAYS_REFRESH === '1';
+const clientCredentials = args['client-credentials'] ?? env.OP_CLIENT_CREDENTIALS === '1';
 const redirectUris = args['redirect-uri']
   ?? (env.OP_REDIRECT_URIS ? env.OP_REDIRECT_URIS.split(/\s+/).filter(Boolean) : []);
 
@@ -81,7 +85,8 @@ const clients = parseJson('clients-json', args['clients-json'] ?? env.OP_CLIENTS
   client_id: args['client-id'] ?? env.OP_CLIENT_ID ?? 'switchboard',
   client_secret: args['client-secret'] ?? env.OP_CLIENT_SECRET ?? 'switchboard-secret',
   redirect_uris: redirectUris,
-  grant_types: ['authorization_code', 'refresh_token'],
+  grant_types: ['authorization_code', 'refresh_token',
+    ...(clientCredentials ? ['client_credentials'] : [])],
   response_types: ['code'],
   token_endpoint_auth_method: args['token-auth'] ?? env.OP_TOKEN_AUTH ?? 'client_secret_basic',
 }];
@@ -159,6 +164,7 @@ server.listen(port, '127.0.0.1', () => {
     features: {
       devInteractions: { enabled: true },
       revocation: { enabled: true },
+      clientCredentials: { enabled: clientCredentials },
     },
     cookies: { keys: [crypto.randomBytes(32).toString('hex')] },
   });
