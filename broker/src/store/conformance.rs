@@ -157,6 +157,31 @@ async fn postgres() -> Option<Fixture> {
     })
 }
 
+/// Replicas starting together all open (create, migrate) one new schema: the loser of
+/// the race to create it, and the ones waiting for the migration, must not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stores_opening_one_new_schema_at_once_all_succeed() {
+    let Some(first) = postgres().await else {
+        return;
+    };
+    let url = test_postgres_url();
+    let schema = fresh_schema_name();
+    let _guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let opened = race(&first.store, |_, _| {
+        let options = PostgresOptions {
+            url: url.clone(),
+            schema: schema.clone(),
+            max_connections: 2,
+        };
+        async move { PostgresStore::connect(&options).await.map(|_| ()) }
+    })
+    .await;
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
+}
+
 fn user(id: &str, username: Option<&str>, email: Option<&str>) -> UserRecord {
     UserRecord {
         id: id.to_owned(),
@@ -2685,6 +2710,59 @@ async fn concurrent_key_inserts_for_one_epoch_have_one_winner(store: SharedStore
     assert_eq!(&keys[0].kid, winners[0], "the stored key is the winner's");
 }
 
+/// A reader following the audit by sequence number while events are recorded
+/// concurrently never pages past one that commits late: numbers become visible in
+/// order.
+async fn audit_readers_never_page_past_an_event_recorded_concurrently(store: SharedStore) {
+    const PER_RACER: usize = 20;
+    let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, writers_done) = (store.clone(), writers_done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                // Read after the writers are done too, until a page comes back empty:
+                // whatever was skipped then is skipped for good.
+                let done = writers_done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = store
+                    .query_audit(&AuditFilter::default(), after, 7)
+                    .await
+                    .unwrap();
+                match page.last() {
+                    Some((seq, _)) => after = Some(*seq),
+                    None if done => break,
+                    None => tokio::task::yield_now().await,
+                }
+                seen.extend(page.into_iter().map(|(_, e)| e.kind));
+            }
+            seen
+        })
+    };
+    race(&store, |s, i| async move {
+        for n in 0..PER_RACER {
+            s.record_audit(&AuditEvent {
+                user_id: format!("u{i}"),
+                actor: None,
+                kind: format!("e{i}-{n}"),
+                detail: json!({}),
+                at: NOW,
+            })
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (RACERS * PER_RACER, RACERS * PER_RACER),
+        "the reader saw every event once"
+    );
+}
+
 async fn concurrent_denials_of_one_access_token_have_one_winner(store: SharedStore) {
     let denied = race(&store, |s, i| async move {
         s.deny_access_token("j1", NOW + 600, NOW + i as i64)
@@ -2769,6 +2847,7 @@ macro_rules! conformance_tests {
                 concurrent_key_inserts_for_one_epoch_have_one_winner,
                 concurrent_denials_of_one_access_token_have_one_winner,
                 concurrent_grants_of_one_resource_role_have_one_winner,
+                audit_readers_never_page_past_an_event_recorded_concurrently,
             ]);
         }
     };
