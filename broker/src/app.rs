@@ -7,7 +7,7 @@ use crate::identity::StoreDirectory;
 use crate::providers::{ProviderKind, ProviderRegistry, Subjects};
 use crate::secrets::{MasterKey, SecretsError};
 use crate::sessions::CookiePolicy;
-use crate::store::{SharedStore, SqliteStore};
+use crate::store::{PostgresOptions, PostgresStore, SharedStore, SqliteStore};
 use crate::tokens::TokenSigner;
 use crate::tokens::keyring::{Keyring, RotationPolicy};
 use crate::web::middleware::{hsts, request_context};
@@ -50,6 +50,20 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
                 })?;
             }
             Ok(Arc::new(SqliteStore::open(path).await?))
+        }
+        StoreSettings::Postgres {
+            url,
+            schema,
+            max_connections,
+        } => {
+            // The URL is a secret: only the schema is logged.
+            tracing::info!(schema = %schema, "opening the PostgreSQL store");
+            let options = PostgresOptions {
+                url: url.expose().to_owned(),
+                schema: schema.clone(),
+                max_connections: *max_connections,
+            };
+            Ok(Arc::new(PostgresStore::connect(&options).await?))
         }
     }
 }

@@ -75,6 +75,7 @@ pub struct Setup {
     client_lines: Vec<(String, String)>,
     extra: Vec<String>,
     port: Option<u16>,
+    issuer: Option<String>,
 }
 
 impl Setup {
@@ -108,6 +109,13 @@ impl Setup {
     /// it starts; pick it with [`free_port`]).
     pub fn port(mut self, port: u16) -> Self {
         self.port = Some(port);
+        self
+    }
+
+    /// Answers as `issuer` instead of its own address: replicas behind one load
+    /// balancer share one issuer. Requests still go to the broker's own listener.
+    pub fn issuer(mut self, issuer: &str) -> Self {
+        self.issuer = Some(issuer.to_string());
         self
     }
 
@@ -201,9 +209,10 @@ impl Broker {
 
     fn new(dir: TempDir, port: u16, setup: &Setup) -> Broker {
         let base = format!("http://127.0.0.1:{port}");
-        let issuer = match setup.https_issuer {
-            true => format!("https://127.0.0.1:{port}"),
-            false => base.clone(),
+        let issuer = match (&setup.issuer, setup.https_issuer) {
+            (Some(issuer), _) => issuer.clone(),
+            (None, true) => format!("https://127.0.0.1:{port}"),
+            (None, false) => base.clone(),
         };
         let config_path = dir.path().join("broker.toml");
         let log_path = dir.path().join("broker.log");
@@ -292,6 +301,11 @@ impl Broker {
     /// Kills the process (as a crash would); the data directory stays.
     pub fn stop(&mut self) {
         self.kill();
+    }
+
+    /// The process id while it runs, to signal it from a test that shares the broker.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Starts the broker again on the same port, data directory and config.

@@ -212,8 +212,19 @@ pub struct ProviderSection {
 
 #[derive(Debug, Clone)]
 pub enum StoreSettings {
-    Sqlite { path: PathBuf },
+    Sqlite {
+        path: PathBuf,
+    },
+    /// Shared by several replicas. The URL may hold a password: it is a secret.
+    Postgres {
+        url: SecretString,
+        schema: String,
+        max_connections: u32,
+    },
 }
+
+/// The PostgreSQL pool's size when `store.max_connections` is not set.
+pub const DEFAULT_POSTGRES_CONNECTIONS: u32 = 10;
 
 #[derive(Debug, Clone)]
 pub enum MasterKeySource {
@@ -305,6 +316,75 @@ struct Validator {
 }
 
 impl Validator {
+    /// `[store]`: which backend, and its keys (another backend's keys are an error, so
+    /// a half-edited section does not silently run on the wrong store).
+    fn store(&self, raw: &RawConfig) -> Result<StoreSettings, ConfigError> {
+        let s = &raw.store;
+        let has_postgres_keys = s.url.is_some()
+            || s.url_file.is_some()
+            || s.url_env.is_some()
+            || s.schema.is_some()
+            || s.max_connections.is_some();
+        match s.backend.as_deref().unwrap_or("sqlite") {
+            "sqlite" => {
+                if has_postgres_keys {
+                    return Err(self.err(
+                        "store",
+                        "url, url_file, url_env, schema and max_connections are for backend = \"postgres\"",
+                    ));
+                }
+                Ok(StoreSettings::Sqlite {
+                    path: s
+                        .path
+                        .clone()
+                        .unwrap_or_else(|| raw.data_dir.join("switchboard.db")),
+                })
+            }
+            "postgres" => {
+                if s.path.is_some() {
+                    return Err(self.err(
+                        "store.path",
+                        "is for backend = \"sqlite\"; PostgreSQL is reached by url, url_file or url_env",
+                    ));
+                }
+                // The errors name the key, never the URL itself.
+                let url = resolve_secret(
+                    "store.url",
+                    s.url.as_deref(),
+                    s.url_file.as_deref(),
+                    s.url_env.as_deref(),
+                )
+                .map_err(|m| self.err("store.url", m))?
+                .ok_or_else(|| {
+                    self.err(
+                        "store.url",
+                        "backend = \"postgres\" needs one of url, url_file, url_env",
+                    )
+                })?;
+                let schema = s.schema.clone().unwrap_or_else(|| "public".to_owned());
+                if !crate::store::valid_schema_name(&schema) {
+                    return Err(self.err(
+                        "store.schema",
+                        "must be a lowercase identifier (a-z, 0-9, _; not starting with a digit or pg_), at most 63 bytes",
+                    ));
+                }
+                let max_connections = s.max_connections.unwrap_or(DEFAULT_POSTGRES_CONNECTIONS);
+                if max_connections == 0 {
+                    return Err(self.err("store.max_connections", "must be at least 1"));
+                }
+                Ok(StoreSettings::Postgres {
+                    url,
+                    schema,
+                    max_connections,
+                })
+            }
+            other => Err(self.err(
+                "store.backend",
+                format!("unknown backend {other:?}; use \"sqlite\" or \"postgres\""),
+            )),
+        }
+    }
+
     fn err(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
         ConfigError::Invalid {
             file: self.file.clone(),
@@ -392,21 +472,7 @@ impl Validator {
             );
         }
 
-        let store = match raw.store.backend.as_deref().unwrap_or("sqlite") {
-            "sqlite" => StoreSettings::Sqlite {
-                path: raw
-                    .store
-                    .path
-                    .clone()
-                    .unwrap_or_else(|| raw.data_dir.join("switchboard.db")),
-            },
-            other => {
-                return Err(self.err(
-                    "store.backend",
-                    format!("unknown backend {other:?}; use \"sqlite\""),
-                ));
-            }
-        };
+        let store = self.store(&raw)?;
 
         let s = &raw.secrets;
         let master_key = match (&s.master_key, &s.master_key_file, &s.master_key_env) {

@@ -75,7 +75,16 @@ pub struct RawServer {
 #[serde(deny_unknown_fields)]
 pub struct RawStore {
     pub backend: Option<String>,
+    /// SQLite: the database file.
     pub path: Option<PathBuf>,
+    /// PostgreSQL: the connection URL (a secret), in exactly one of three forms.
+    pub url: Option<String>,
+    pub url_file: Option<PathBuf>,
+    pub url_env: Option<String>,
+    /// PostgreSQL: the schema the tables live in.
+    pub schema: Option<String>,
+    /// PostgreSQL: the pool's size.
+    pub max_connections: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]

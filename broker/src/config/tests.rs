@@ -226,6 +226,10 @@ fn every_shipped_example_config_loads() {
                     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
                 );
                 jail.set_env("EXAMPLE_APP_SECRET", "example-secret-from-env");
+                jail.set_env(
+                    "SWITCHBOARD_DATABASE_URL",
+                    "postgres://switchboard:from-env@db.internal/switchboard",
+                );
                 load_with_env(&path, Env::prefixed("SWITCHBOARD_TEST_UNSET_").split("__"))
                     .map_err(|e| e.to_string())?;
                 Ok(())
@@ -609,4 +613,112 @@ fn the_admin_api_listens_elsewhere_or_on_the_public_listener() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("admin.listen"), "{e}");
+}
+
+#[test]
+fn the_store_is_sqlite_under_the_data_dir_by_default() {
+    let c = load_text(MINIMAL).unwrap();
+    match c.store {
+        StoreSettings::Sqlite { path } => assert!(path.ends_with("switchboard.db"), "{path:?}"),
+        other => panic!("expected SQLite, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_postgres_store_takes_its_url_from_a_file_with_schema_and_pool_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let url_file = dir.path().join("database-url");
+    std::fs::write(
+        &url_file,
+        "postgres://app:hunter2@db.internal/switchboard\n",
+    )
+    .unwrap();
+    let c = load_text(&format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl_file = \"{}\"\nschema = \"switchboard\"\nmax_connections = 20\n",
+        url_file.display()
+    ))
+    .unwrap();
+    match &c.store {
+        StoreSettings::Postgres {
+            url,
+            schema,
+            max_connections,
+        } => {
+            assert_eq!(
+                url.expose(),
+                "postgres://app:hunter2@db.internal/switchboard"
+            );
+            assert_eq!(schema, "switchboard");
+            assert_eq!(*max_connections, 20);
+        }
+        other => panic!("expected PostgreSQL, got {other:?}"),
+    }
+    assert!(
+        !format!("{c:?}").contains("hunter2"),
+        "the URL is a secret: the config never prints it"
+    );
+}
+
+#[test]
+fn a_postgres_store_defaults_to_the_public_schema() {
+    let c = load_text(&format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://db/switchboard\"\n"
+    ))
+    .unwrap();
+    match c.store {
+        StoreSettings::Postgres {
+            schema,
+            max_connections,
+            ..
+        } => {
+            assert_eq!(schema, "public");
+            assert_eq!(max_connections, DEFAULT_POSTGRES_CONNECTIONS);
+        }
+        other => panic!("expected PostgreSQL, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_postgres_store_needs_exactly_one_url_form() {
+    let postgres = |keys: &str| format!("{MINIMAL}\n[store]\nbackend = \"postgres\"\n{keys}");
+    let none = error_of(&postgres(""));
+    assert!(
+        none.contains("store.url") && none.contains("needs one of"),
+        "{none}"
+    );
+    let both = error_of(&postgres(
+        "url = \"postgres://app:hunter2@db/x\"\nurl_file = \"/run/secrets/db\"\n",
+    ));
+    assert!(both.contains("only one of"), "{both}");
+    assert!(
+        !both.contains("hunter2"),
+        "the URL is never repeated: {both}"
+    );
+    let unset = error_of(&postgres("url_env = \"SWITCHBOARD_TEST_SURELY_UNSET\"\n"));
+    assert!(unset.contains("unset or empty"), "{unset}");
+    let missing_file = error_of(&postgres("url_file = \"/nonexistent/db-url\"\n"));
+    assert!(missing_file.contains("store.url_file"), "{missing_file}");
+}
+
+#[test]
+fn store_keys_of_the_other_backend_and_unknown_backends_are_refused() {
+    let e = error_of(&format!("{MINIMAL}\n[store]\nbackend = \"mysql\"\n"));
+    assert!(
+        e.contains("store.backend") && e.contains("\"postgres\""),
+        "{e}"
+    );
+    let e = error_of(&format!("{MINIMAL}\n[store]\nurl = \"postgres://db/x\"\n"));
+    assert!(e.contains("store") && e.contains("for backend"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\npath = \"x.db\"\n"
+    ));
+    assert!(e.contains("store.path"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\nschema = \"Bad-Name\"\n"
+    ));
+    assert!(e.contains("store.schema"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[store]\nbackend = \"postgres\"\nurl = \"postgres://db/x\"\nmax_connections = 0\n"
+    ));
+    assert!(e.contains("store.max_connections"), "{e}");
 }

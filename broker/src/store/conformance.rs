@@ -1,6 +1,8 @@
 //! The behaviour every backend must show, run against each of them: `MemoryStore`,
-//! `SqliteStore` in memory, and `SqliteStore` on a WAL file (several connections, which
-//! is where the one-time operations really race).
+//! `SqliteStore` in memory, `SqliteStore` on a WAL file (several connections, which
+//! is where the one-time operations really race), and `PostgresStore` in a fresh schema
+//! of the server at `SWITCHBOARD_TEST_POSTGRES_URL` (skipped when it is unreachable,
+//! unless `SWITCHBOARD_REQUIRE_PEERS=1`).
 
 // A failed step should fail the test loudly.
 #![allow(clippy::unwrap_used)]
@@ -14,10 +16,10 @@ use tokio::sync::Barrier;
 use super::{
     ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
     CodeRecord, GrantRecord, GroupRecord, HeldResourceRole, Holder, IdentityLink, Membership,
-    MemoryStore, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
-    ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome,
-    SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter,
-    UserRecord, UserResource, UserStatus,
+    MemoryStore, PageCursor, PostgresOptions, PostgresStore, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord,
+    RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
+    UserFilter, UserRecord, UserResource, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -28,31 +30,156 @@ const RACERS: usize = 16;
 struct Fixture {
     store: SharedStore,
     _dir: Option<TempDir>,
+    _schema: Option<SchemaGuard>,
 }
 
-async fn memory() -> Fixture {
-    Fixture {
+/// `None`: the backend is not available here and the test is skipped.
+async fn memory() -> Option<Fixture> {
+    Some(Fixture {
         store: Arc::new(MemoryStore::new()),
         _dir: None,
-    }
+        _schema: None,
+    })
 }
 
-async fn sqlite_in_memory() -> Fixture {
-    Fixture {
+async fn sqlite_in_memory() -> Option<Fixture> {
+    Some(Fixture {
         store: Arc::new(SqliteStore::open_in_memory().await.unwrap()),
         _dir: None,
-    }
+        _schema: None,
+    })
 }
 
-async fn sqlite_file() -> Fixture {
+async fn sqlite_file() -> Option<Fixture> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("switchboard.db"))
         .await
         .unwrap();
-    Fixture {
+    Some(Fixture {
         store: Arc::new(store),
         _dir: Some(dir),
+        _schema: None,
+    })
+}
+
+const DEFAULT_TEST_POSTGRES_URL: &str = "postgres://root@127.0.0.1:5432/test";
+
+fn test_postgres_url() -> String {
+    std::env::var("SWITCHBOARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| DEFAULT_TEST_POSTGRES_URL.to_owned())
+}
+
+/// A schema no other test (of this or another process) uses.
+fn fresh_schema_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("sb_test_{}_{nanos}_{n}", std::process::id())
+}
+
+/// Drops the test's schema when the test ends, passed or failed. A drop cannot await,
+/// so it runs on a thread of its own with its own runtime (the test's runtime may be
+/// unwinding); a lock a failed test left behind makes it give up, not hang.
+struct SchemaGuard {
+    url: String,
+    schema: String,
+}
+
+impl Drop for SchemaGuard {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let schema = self.schema.clone();
+        let dropped = std::thread::spawn(move || {
+            use sqlx::Connection;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let mut conn = sqlx::PgConnection::connect(&url).await?;
+                sqlx::query("SET lock_timeout = '5s'")
+                    .execute(&mut conn)
+                    .await?;
+                // The name is ours (fresh_schema_name): safe to splice.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await?;
+                conn.close().await
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!(
+                "could not drop the test schema {}: {dropped:?}",
+                self.schema
+            );
+        }
     }
+}
+
+/// A `PostgresStore` in a schema of its own. Skips (`None`) with a message when the
+/// server does not answer, unless `SWITCHBOARD_REQUIRE_PEERS=1`, where that fails.
+async fn postgres() -> Option<Fixture> {
+    use sqlx::Connection;
+    let url = test_postgres_url();
+    // Only an unreachable server skips: any failure after this is the backend's.
+    match sqlx::PgConnection::connect(&url).await {
+        Ok(conn) => conn.close().await.unwrap(),
+        Err(e) if std::env::var("SWITCHBOARD_REQUIRE_PEERS").as_deref() == Ok("1") => {
+            panic!("PostgreSQL (SWITCHBOARD_TEST_POSTGRES_URL) is required: {e}")
+        }
+        Err(e) => {
+            eprintln!(
+                "skipped: PostgreSQL (SWITCHBOARD_TEST_POSTGRES_URL, default \
+                 {DEFAULT_TEST_POSTGRES_URL}) is unreachable: {e}"
+            );
+            return None;
+        }
+    }
+    let schema = fresh_schema_name();
+    let options = PostgresOptions {
+        url: url.clone(),
+        schema: schema.clone(),
+        max_connections: 8,
+    };
+    // Made before the schema is, so a half-made one is dropped too.
+    let guard = SchemaGuard { url, schema };
+    let store = PostgresStore::connect(&options).await.unwrap();
+    Some(Fixture {
+        store: Arc::new(store),
+        _dir: None,
+        _schema: Some(guard),
+    })
+}
+
+/// Replicas starting together all open (create, migrate) one new schema: the loser of
+/// the race to create it, and the ones waiting for the migration, must not fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_stores_opening_one_new_schema_at_once_all_succeed() {
+    let Some(first) = postgres().await else {
+        return;
+    };
+    let url = test_postgres_url();
+    let schema = fresh_schema_name();
+    let _guard = SchemaGuard {
+        url: url.clone(),
+        schema: schema.clone(),
+    };
+    let opened = race(&first.store, |_, _| {
+        let options = PostgresOptions {
+            url: url.clone(),
+            schema: schema.clone(),
+            max_connections: 2,
+        };
+        async move { PostgresStore::connect(&options).await.map(|_| ()) }
+    })
+    .await;
+    assert!(opened.iter().all(Result::is_ok), "{opened:?}");
 }
 
 fn user(id: &str, username: Option<&str>, email: Option<&str>) -> UserRecord {
@@ -338,6 +465,68 @@ async fn a_verified_email_wins_over_a_username(store: SharedStore) {
             .id,
         "bob"
     );
+}
+
+/// SQLite's NOCASE folds A–Z and nothing else, and text orders as bytes (as Rust
+/// strings do), whatever a server's locale would say.
+async fn case_folds_in_ascii_only_and_text_orders_as_bytes(store: SharedStore) {
+    store
+        .create_user(&verified(user("u1", Some("Émile"), Some("Ève@x.io"))))
+        .await
+        .unwrap();
+    store
+        .create_user(&verified(user("u2", Some("émile"), Some("ève@x.io"))))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_user_by_login("ÉMILE").await.unwrap().unwrap().id,
+        "u1"
+    );
+    assert_eq!(
+        store.find_user_by_login("éMILE").await.unwrap().unwrap().id,
+        "u2"
+    );
+    assert_eq!(
+        store
+            .find_user_by_login("ève@X.IO")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
+        "u2"
+    );
+    assert_eq!(store.find_user_by_login("eve@x.io").await.unwrap(), None);
+    assert_eq!(
+        conflict_on(store.create_user(&user("u3", Some("ÉMILE"), None)).await),
+        "username"
+    );
+
+    for id in ["b", "é", "B", "a", "_", "Z"] {
+        let mut u = user(id, None, None);
+        u.created_at = NOW + 1;
+        store.create_user(&u).await.unwrap();
+    }
+    let ids: Vec<String> = store
+        .list_users()
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|u| u.created_at == NOW + 1)
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(ids, ["B", "Z", "_", "a", "b", "é"]);
+    let after = PageCursor {
+        created_at: NOW + 1,
+        id: "Z".to_owned(),
+    };
+    let page: Vec<String> = store
+        .list_users_page(&UserFilter::default(), Some(&after), 2)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| u.id)
+        .collect();
+    assert_eq!(page, ["_", "a"]);
 }
 
 async fn users_without_username_or_email_do_not_collide(store: SharedStore) {
@@ -2521,6 +2710,59 @@ async fn concurrent_key_inserts_for_one_epoch_have_one_winner(store: SharedStore
     assert_eq!(&keys[0].kid, winners[0], "the stored key is the winner's");
 }
 
+/// A reader following the audit by sequence number while events are recorded
+/// concurrently never pages past one that commits late: numbers become visible in
+/// order.
+async fn audit_readers_never_page_past_an_event_recorded_concurrently(store: SharedStore) {
+    const PER_RACER: usize = 20;
+    let writers_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (store, writers_done) = (store.clone(), writers_done.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = None;
+            loop {
+                // Read after the writers are done too, until a page comes back empty:
+                // whatever was skipped then is skipped for good.
+                let done = writers_done.load(std::sync::atomic::Ordering::SeqCst);
+                let page = store
+                    .query_audit(&AuditFilter::default(), after, 7)
+                    .await
+                    .unwrap();
+                match page.last() {
+                    Some((seq, _)) => after = Some(*seq),
+                    None if done => break,
+                    None => tokio::task::yield_now().await,
+                }
+                seen.extend(page.into_iter().map(|(_, e)| e.kind));
+            }
+            seen
+        })
+    };
+    race(&store, |s, i| async move {
+        for n in 0..PER_RACER {
+            s.record_audit(&AuditEvent {
+                user_id: format!("u{i}"),
+                actor: None,
+                kind: format!("e{i}-{n}"),
+                detail: json!({}),
+                at: NOW,
+            })
+            .await
+            .unwrap();
+        }
+    })
+    .await;
+    writers_done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = reader.await.unwrap();
+    let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+    assert_eq!(
+        (seen.len(), distinct.len()),
+        (RACERS * PER_RACER, RACERS * PER_RACER),
+        "the reader saw every event once"
+    );
+}
+
 async fn concurrent_denials_of_one_access_token_have_one_winner(store: SharedStore) {
     let denied = race(&store, |s, i| async move {
         s.deny_access_token("j1", NOW + 600, NOW + i as i64)
@@ -2544,6 +2786,7 @@ macro_rules! conformance_tests {
                 login_lookup_sees_only_verified_emails,
                 a_verified_email_wins_over_a_username,
                 users_without_username_or_email_do_not_collide,
+                case_folds_in_ascii_only_and_text_orders_as_bytes,
                 users_are_listed_by_creation_then_id,
                 profile_update_keeps_status_password_and_creation,
                 status_and_password_changes_persist,
@@ -2604,6 +2847,7 @@ macro_rules! conformance_tests {
                 concurrent_key_inserts_for_one_epoch_have_one_winner,
                 concurrent_denials_of_one_access_token_have_one_winner,
                 concurrent_grants_of_one_resource_role_have_one_winner,
+                audit_readers_never_page_past_an_event_recorded_concurrently,
             ]);
         }
     };
@@ -2611,7 +2855,9 @@ macro_rules! conformance_tests {
         $(
             #[$test]
             async fn $case() {
-                let fixture = super::$fixture().await;
+                let Some(fixture) = super::$fixture().await else {
+                    return;
+                };
                 super::$case(fixture.store.clone()).await;
             }
         )*
@@ -2621,3 +2867,4 @@ macro_rules! conformance_tests {
 conformance_tests!(memory, memory);
 conformance_tests!(sqlite, sqlite_in_memory);
 conformance_tests!(sqlite_file, sqlite_file);
+conformance_tests!(postgres, postgres);

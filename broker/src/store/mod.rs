@@ -7,6 +7,7 @@
 //! keys and upstream tokens arrive sealed by `secrets`.
 
 mod memory;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
@@ -17,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 pub use memory::MemoryStore;
+pub use postgres::{PostgresOptions, PostgresStore, valid_schema_name};
 pub use sqlite::SqliteStore;
 
 /// Seconds since the Unix epoch. Every time in the store is one of these.
