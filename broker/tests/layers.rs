@@ -13,13 +13,14 @@ use std::path::Path;
 const FLOORS: &[(&[&str], bool)] = &[
     (&["main", "cli"], false),
     (&["app"], false),
+    (&["access"], false),
     (&["oidc", "login", "account", "admin"], true),
     (&["flow"], false),
     (&["web"], false),
     (&["identity", "sessions", "tokens", "providers"], false),
     (&["config"], false),
     (&["roles"], false),
-    (&["store", "secrets", "clock"], false),
+    (&["store", "secrets", "clock", "metrics"], false),
 ];
 
 type Graph = BTreeMap<String, BTreeSet<String>>;

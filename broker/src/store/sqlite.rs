@@ -1865,7 +1865,6 @@ const PURGES: [&str; 9] = [
     "DELETE FROM api_keys WHERE expires_at <= ?1",
 ];
 
-/// The table of a holder's grants, its holder column, and how to see the holder exists.
 /// The roles one user holds on one resource, directly or through a group: this answers
 /// every access check, so both halves are primary-key lookups (a test reads the plan).
 const USER_RESOURCE_ROLES: &str = "SELECT role, NULL AS via_group FROM user_resource_grants \
