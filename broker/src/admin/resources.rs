@@ -93,6 +93,18 @@ fn holder(kind: &str, id: String) -> Result<Holder, Problem> {
     }
 }
 
+/// The resource, holder and role a grant route's path names, each checked.
+fn grant_target(
+    path: web::Path<(String, String, String, String, String)>,
+) -> Result<(ResourceRef, Holder, String), Problem> {
+    let (resource_type, id, holder_kind, holder_id, role) = path.into_inner();
+    Ok((
+        resource(resource_type, id)?,
+        holder(&holder_kind, holder_id)?,
+        role,
+    ))
+}
+
 fn resource(resource_type: String, id: String) -> Result<ResourceRef, Problem> {
     let resource = ResourceRef { resource_type, id };
     resources::check_resource(&resource).map_err(identity_problem)?;
@@ -178,9 +190,7 @@ pub async fn grant_resource_role(
 ) -> Result<HttpResponse, Problem> {
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(RESOURCES_WRITE)?;
-    let (resource_type, id, holder_kind, holder_id, role) = path.into_inner();
-    let resource = resource(resource_type, id)?;
-    let holder = holder(&holder_kind, holder_id)?;
+    let (resource, holder, role) = grant_target(path)?;
     let new = resources::grant_resource_role(
         &app.store,
         &app.config.roles,
@@ -223,9 +233,7 @@ pub async fn revoke_resource_role(
 ) -> Result<HttpResponse, Problem> {
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(RESOURCES_WRITE)?;
-    let (resource_type, id, holder_kind, holder_id, role) = path.into_inner();
-    let resource = resource(resource_type, id)?;
-    let holder = holder(&holder_kind, holder_id)?;
+    let (resource, holder, role) = grant_target(path)?;
     resources::revoke_resource_role(
         &app.store,
         &resource,
