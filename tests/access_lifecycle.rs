@@ -557,3 +557,30 @@ async fn discovery_lists_the_logout_revocation_and_introspection_endpoints() {
     let grants = doc["grant_types_supported"].as_array().unwrap();
     assert!(grants.contains(&serde_json::json!("client_credentials")));
 }
+
+/// What a broker learnt about a live token is kept for `status_cache_lifetime`: a
+/// change its own writes make ends the token at once, but one it cannot hear of — the
+/// CLI disabling the user in the same SQLite file — shows only when that lifetime is
+/// out. The README states this bound; here it is 2 s.
+#[tokio::test]
+async fn a_change_the_broker_cannot_hear_of_shows_within_the_status_cache_lifetime() {
+    const LIFETIME: Duration = Duration::from_secs(2);
+    let broker = Broker::setup()
+        .tokens("status_cache_lifetime = \"2s\"")
+        .start()
+        .await;
+    let tokens = broker.sign_in(&Browser::new(&broker), &WEB_APP, &ADMIN).await;
+    let access = tokens.access_token();
+    assert_eq!(broker.userinfo(access).await.status, StatusCode::OK);
+
+    broker.user_command(&["disable", ADMIN.id], "");
+    let disabled = Instant::now();
+    while broker.userinfo(access).await.status == StatusCode::OK {
+        assert!(
+            disabled.elapsed() < LIFETIME + Duration::from_secs(1),
+            "the disabled user's token still works after the cache's lifetime"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(broker.introspect(&WEB_APP, access).await["active"], false);
+}

@@ -1,6 +1,7 @@
 //! Two broker replicas on one PostgreSQL schema behind one issuer URL, as behind a
 //! load balancer: a login begun on one finishes on the other, a refresh on one sees a
-//! rotation on the other, a key made by one is published by both, and killing one
+//! rotation on the other, a key made by one is published by both, a revocation on one
+//! stops the token on the other at once although both cache it, and killing one
 //! (`kill -9`) under a stream of logins and refreshes loses nothing that was answered.
 //!
 //! The server is `SWITCHBOARD_TEST_POSTGRES_URL` (default
@@ -197,6 +198,41 @@ async fn a_refresh_on_one_replica_sees_a_rotation_on_the_other() {
     a.refresh(&WEB_APP, &t1).await.assert_error("invalid_grant");
     b.refresh(&WEB_APP, &t3).await.assert_error("invalid_grant");
     a.refresh(&WEB_APP, &t0).await.assert_error("invalid_grant");
+}
+
+/// Each replica keeps what it learnt about a live token for a minute here, yet a
+/// revocation on A stops the token on B within moments: B hears of it (LISTEN/NOTIFY)
+/// instead of waiting out its cache.
+#[tokio::test]
+async fn a_revocation_on_one_replica_stops_the_token_on_the_other_at_once() {
+    const NOTICE: Duration = Duration::from_secs(3);
+    let Some(db) = Database::fresh().await else {
+        return;
+    };
+    let (a, b) = two_replicas(&db, |s| s.tokens("status_cache_lifetime = \"60s\"")).await;
+    let tokens = a.sign_in(&Browser::new(&a), &WEB_APP, &ADMIN).await;
+    let access = tokens.access_token();
+    // B learns the token is live, and keeps that.
+    for _ in 0..2 {
+        assert_eq!(b.introspect(&WEB_APP, access).await["active"], true);
+        assert_eq!(b.userinfo(access).await.status, StatusCode::OK);
+    }
+
+    a.revoke(&WEB_APP, access).await;
+    let revoked = Instant::now();
+    loop {
+        let active = b.introspect(&WEB_APP, access).await["active"] == true;
+        if !active {
+            break;
+        }
+        assert!(
+            revoked.elapsed() < NOTICE,
+            "B still calls the token active {NOTICE:?} after A revoked it"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(b.userinfo(access).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.userinfo(access).await.status, StatusCode::UNAUTHORIZED);
 }
 
 fn kid(token: &str) -> String {

@@ -7,9 +7,12 @@ use crate::identity::StoreDirectory;
 use crate::providers::{ProviderKind, ProviderRegistry, Subjects};
 use crate::secrets::{MasterKey, SecretsError};
 use crate::sessions::CookiePolicy;
-use crate::store::{PostgresOptions, PostgresStore, SharedStore, SqliteStore};
+use crate::store::{
+    ChangeEpoch, PostgresOptions, PostgresStore, SharedStore, SqliteStore, WatchedStore,
+};
 use crate::tokens::TokenSigner;
 use crate::tokens::keyring::{Keyring, RotationPolicy};
+use crate::tokens::live::LiveTokenCache;
 use crate::web::middleware::{hsts, request_context};
 use crate::web::{AppState, Pages};
 use actix_web::{App, HttpResponse, HttpServer, web};
@@ -84,7 +87,8 @@ pub fn load_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
 
 pub async fn build(config: Config) -> Result<AppState, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
-    let store = open_store(&config).await?;
+    let epoch = Arc::new(ChangeEpoch::default());
+    let store: SharedStore = Arc::new(WatchedStore::new(open_store(&config).await?, epoch.clone()));
     let master = Arc::new(load_master_key(&config)?);
     let mut algs: BTreeSet<_> = config.clients.values().map(|c| c.id_token_alg).collect();
     algs.insert(config.tokens.default_alg);
@@ -143,6 +147,11 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .use_preconfigured_tls(tls)
         .build()?;
+    let live_tokens = Arc::new(LiveTokenCache::new(
+        epoch,
+        config.tokens.status_cache_lifetime,
+        LIVE_TOKENS_KEPT,
+    ));
     Ok(AppState {
         cookies: CookiePolicy {
             insecure_loopback: config.is_loopback_http(),
@@ -163,7 +172,19 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         oauth_metadata: Arc::new(oauth_metadata),
         http,
         metrics: Arc::new(crate::metrics::Metrics::new()),
+        live_tokens,
     })
+}
+
+/// How many live access tokens are kept in memory (a few KiB each).
+const LIVE_TOKENS_KEPT: u64 = 20_000;
+
+/// Hears the other replicas' changes for as long as the server runs.
+pub fn spawn_change_follower(app: &AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(WatchedStore::follow(
+        app.store.clone(),
+        app.live_tokens.change_epoch().clone(),
+    ))
 }
 
 /// Deletes expired rows every few minutes.

@@ -470,6 +470,33 @@ impl Broker {
         UserinfoReply::read(res).await
     }
 
+    /// POST `/introspect` as `client` (HTTP Basic): the answer's JSON.
+    pub async fn introspect(&self, client: &TestClient, token: &str) -> serde_json::Value {
+        let res = self
+            .http
+            .post(self.url("/introspect"))
+            .basic_auth(client.id, client.secret)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("POST /introspect");
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "introspection answered");
+        res.json().await.expect("introspection JSON")
+    }
+
+    /// POST `/revoke` as `client` (HTTP Basic); RFC 7009 answers 200 in every case.
+    pub async fn revoke(&self, client: &TestClient, token: &str) {
+        let res = self
+            .http
+            .post(self.url("/revoke"))
+            .basic_auth(client.id, client.secret)
+            .form(&[("token", token)])
+            .send()
+            .await
+            .expect("POST /revoke");
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "revocation answered");
+    }
+
     /// Opens `request` in `browser`, submits the password form with `login` and
     /// `password`, and redeems the code: the tokens of one fresh password login.
     pub async fn sign_in_with_password(

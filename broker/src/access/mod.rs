@@ -12,7 +12,7 @@ use crate::admin::{Problem, identity_problem, internal};
 use crate::identity::resources::{self, Asker, Decision};
 use crate::oidc::clients::{authenticate, presented_credentials};
 use crate::store::ResourceRef;
-use crate::tokens::status::{ActiveToken, TokenStatus};
+use crate::tokens::status::ActiveToken;
 use crate::web::AppState;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -78,40 +78,36 @@ impl Caller {
             .filter(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.is_empty())
             .map(|(_, token)| token.trim())
             .ok_or_else(|| Problem::unauthorized("expected a Bearer token or HTTP Basic"))?;
-        let status = TokenStatus {
-            store: &app.store,
-            signer: &app.signer,
-            now: app.clock.now(),
-        };
-        let active = status
+        let active = app
+            .token_status()
             .live_access_token(token)
             .await
             .map_err(internal("checking an access API token failed"))?;
-        match active {
-            Some(ActiveToken::Access {
-                person: Some(person),
-                ..
-            }) => Ok(Caller::Person {
-                user_id: person.user.id,
-                client_id: person.grant.client_id,
-                provider_id: person.grant.provider_id,
+        let Some(ActiveToken::Access(live)) = active else {
+            return Err(Problem::unauthorized(
+                "the access token is invalid, expired or revoked",
+            ));
+        };
+        match &live.person {
+            Some(person) => Ok(Caller::Person {
+                user_id: person.user.id.clone(),
+                client_id: person.grant.client_id.clone(),
+                provider_id: person.grant.provider_id.clone(),
             }),
-            Some(ActiveToken::Access { claims, .. }) => {
+            None => {
+                let client_id = &live.claims.client_id;
                 let confidential = app
                     .config
                     .clients
-                    .get(&claims.client_id)
+                    .get(client_id)
                     .is_some_and(|c| !c.is_public());
                 match confidential {
                     true => Ok(Caller::Client {
-                        client_id: claims.client_id,
+                        client_id: client_id.clone(),
                     }),
                     false => Err(Problem::unauthorized("the client is no longer configured")),
                 }
             }
-            _ => Err(Problem::unauthorized(
-                "the access token is invalid, expired or revoked",
-            )),
         }
     }
 

@@ -12,7 +12,7 @@
 use super::problem::{Problem, internal};
 use crate::identity::api_keys::{self, Verified};
 use crate::roles::Access;
-use crate::tokens::status::{ActiveToken, TokenStatus};
+use crate::tokens::status::ActiveToken;
 use crate::web::AppState;
 use crate::web::client_ip::client_ip;
 use actix_web::HttpRequest;
@@ -42,20 +42,17 @@ impl Caller {
         if api_keys::is_api_key(token) {
             return Self::with_api_key(req, app, token).await;
         }
-        let status = TokenStatus {
-            store: &app.store,
-            signer: &app.signer,
-            now: app.clock.now(),
-        };
-        let active = status
+        let active = app
+            .token_status()
             .live_access_token(token)
             .await
             .map_err(internal("checking an admin API token failed"))?;
-        let Some(ActiveToken::Access { claims, person }) = active else {
+        let Some(ActiveToken::Access(live)) = active else {
             return Err(Problem::unauthorized(
                 "the access token is invalid, expired or revoked",
             ));
         };
+        let (claims, person) = (&live.claims, &live.person);
         if !claims.scope.split(' ').any(|s| s == "permissions") {
             return Err(Problem::forbidden(
                 "the token was not granted the permissions scope".to_string(),
@@ -88,7 +85,7 @@ impl Caller {
         .map_err(internal("computing the caller's permissions failed"))?;
         Ok(Caller {
             actor: format!("user:{}", person.user.id),
-            user_id: Some(person.user.id),
+            user_id: Some(person.user.id.clone()),
             permissions,
         })
     }

@@ -608,6 +608,7 @@ async fn serve(config: Config) -> Result<(), CliError> {
     tracing::info!(issuer = %app.config.issuer, listen = %app.config.listen, "Switchboard starting");
     app.keyring.spawn_maintenance();
     app::spawn_garbage_collection(&app);
+    app::spawn_change_follower(&app);
     app::serve(app).await?;
     Ok(())
 }

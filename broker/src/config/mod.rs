@@ -88,6 +88,8 @@ pub struct TokenSettings {
     pub default_alg: SigningAlg,
     pub lifetimes: Lifetimes,
     pub refresh_reuse_grace: i64,
+    /// How long what was learnt about a live access token is kept (0: not at all).
+    pub status_cache_lifetime: i64,
     pub code_lifetime: i64,
     pub key_rotation_period: i64,
     pub jwks_cache_lifetime: i64,
@@ -532,6 +534,11 @@ impl Validator {
                 t.refresh_reuse_grace.as_deref(),
                 "10s",
             )?,
+            status_cache_lifetime: self.duration(
+                "tokens.status_cache_lifetime",
+                t.status_cache_lifetime.as_deref(),
+                "5s",
+            )?,
             code_lifetime: self.positive(
                 "tokens.code_lifetime",
                 t.code_lifetime.as_deref(),
@@ -552,6 +559,12 @@ impl Validator {
             return Err(self.err(
                 "tokens.refresh_reuse_grace",
                 "at most 60s: a longer grace defeats reuse detection",
+            ));
+        }
+        if tokens.status_cache_lifetime > 300 {
+            return Err(self.err(
+                "tokens.status_cache_lifetime",
+                "at most 5m: a revocation another replica misses shows only after this long",
             ));
         }
         if 2 * tokens.jwks_cache_lifetime >= tokens.key_rotation_period {

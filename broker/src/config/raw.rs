@@ -104,6 +104,7 @@ pub struct RawTokens {
     pub refresh_token_idle_lifetime: Option<String>,
     pub refresh_token_absolute_lifetime: Option<String>,
     pub refresh_reuse_grace: Option<String>,
+    pub status_cache_lifetime: Option<String>,
     pub code_lifetime: Option<String>,
     pub key_rotation_period: Option<String>,
     pub jwks_cache_lifetime: Option<String>,

@@ -7,8 +7,8 @@ use super::clients::{authenticate, presented_credentials};
 use crate::config::Client;
 use crate::flow::OAuthError;
 use crate::identity::api_keys::{self, LiveApiKey, Verified};
-use crate::store::{GrantRecord, UserRecord};
-use crate::tokens::status::{ActiveToken, Person, Revoked, StatusError, TokenKind, TokenStatus};
+use crate::store::UserRecord;
+use crate::tokens::status::{ActiveToken, Person, Revoked, StatusError, TokenKind};
 use crate::web::AppState;
 use crate::web::client_ip::client_ip;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -21,14 +21,6 @@ pub struct TokenForm {
     token_type_hint: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
-}
-
-fn status(app: &AppState) -> TokenStatus<'_> {
-    TokenStatus {
-        store: &app.store,
-        signer: &app.signer,
-        now: app.clock.now(),
-    }
 }
 
 fn status_failed(e: StatusError) -> HttpResponse {
@@ -49,21 +41,31 @@ async fn authenticated<'a>(
     authenticate(&app.config, &creds)
 }
 
-/// Adds the roles and permissions the grant's scopes ask for, recomputed now.
-async fn add_roles(app: &AppState, grant: &GrantRecord, body: &mut serde_json::Value) {
-    match crate::identity::grant_access(&app.store, &app.config.roles, grant).await {
-        Ok(Some(access)) => {
-            let has = |s: &str| grant.scopes.iter().any(|g| g == s);
-            if has("roles") {
-                body["roles"] = json!(access.roles);
-            }
-            if has("permissions") {
-                body["permissions"] = json!(access.permissions);
-            }
-        }
-        Ok(None) => {}
-        Err(e) => tracing::warn!(error = %e, "computing roles for introspection failed"),
+/// Adds the person's username, and the groups, roles and permissions the grant's
+/// scopes ask for.
+fn add_person(person: &Person, body: &mut serde_json::Value) {
+    let Person {
+        grant,
+        user,
+        access,
+    } = person;
+    let has = |s: &str| grant.scopes.iter().any(|g| g == s);
+    body["username"] = json!(username(user));
+    if has("groups") {
+        body["groups"] = json!(user.groups);
     }
+    if let Some(access) = access {
+        if has("roles") {
+            body["roles"] = json!(access.roles);
+        }
+        if has("permissions") {
+            body["permissions"] = json!(access.permissions);
+        }
+    }
+}
+
+fn username(user: &UserRecord) -> Option<&String> {
+    user.username.as_ref().or(user.email.as_ref())
 }
 
 fn no_store_json(body: serde_json::Value) -> HttpResponse {
@@ -92,7 +94,8 @@ pub async fn introspect(
     };
     if api_keys::is_api_key(token) {
         let ip = client_ip(&req, &app.config.trusted_proxies);
-        match status(&app)
+        match app
+            .token_status()
             .introspect_api_key(&app.config, token, ip)
             .await
         {
@@ -115,19 +118,14 @@ pub async fn introspect(
         }
     }
     let hint = TokenKind::from_hint(form.token_type_hint.as_deref());
-    let active = match status(&app).introspect(client, token, hint).await {
+    let active = match app.token_status().introspect(client, token, hint).await {
         Ok(Some(active)) => active,
         Ok(None) => return no_store_json(json!({ "active": false })),
         Err(e) => return status_failed(e),
     };
-    let groups_of = |u: &UserRecord, scopes: &[String]| {
-        scopes
-            .iter()
-            .any(|s| s == "groups")
-            .then(|| u.groups.clone())
-    };
     let body = match active {
-        ActiveToken::Access { claims, person } => {
+        ActiveToken::Access(live) => {
+            let claims = &live.claims;
             let mut body = json!({
                 "active": true,
                 "token_type": "Bearer",
@@ -140,34 +138,23 @@ pub async fn introspect(
                 "iat": claims.iat,
                 "jti": claims.jti,
             });
-            if let Some(Person { grant, user }) = person {
-                body["username"] = json!(user.username.clone().or(user.email.clone()));
-                if let Some(groups) = groups_of(&user, &grant.scopes) {
-                    body["groups"] = json!(groups);
-                }
-                add_roles(&app, &grant, &mut body).await;
+            if let Some(person) = &live.person {
+                add_person(person, &mut body);
             }
             body
         }
-        ActiveToken::Refresh {
-            token,
-            person: Person { grant, user },
-        } => {
+        ActiveToken::Refresh { token, person } => {
             let mut body = json!({
                 "active": true,
                 "token_type": "refresh_token",
-                "scope": grant.scopes.join(" "),
-                "client_id": grant.client_id,
-                "sub": user.id,
+                "scope": person.grant.scopes.join(" "),
+                "client_id": person.grant.client_id,
+                "sub": person.user.id,
                 "iss": app.config.issuer,
                 "iat": token.created_at,
                 "exp": token.expires_at,
-                "username": user.username.clone().or(user.email.clone()),
             });
-            if let Some(groups) = groups_of(&user, &grant.scopes) {
-                body["groups"] = json!(groups);
-            }
-            add_roles(&app, &grant, &mut body).await;
+            add_person(&person, &mut body);
             body
         }
     };
@@ -211,7 +198,7 @@ pub async fn revoke(
         return OAuthError::invalid_request("token is required").token_response();
     };
     let hint = TokenKind::from_hint(form.token_type_hint.as_deref());
-    match status(&app).revoke(client, token, hint).await {
+    match app.token_status().revoke(client, token, hint).await {
         Ok(Revoked::Grant { grant_id }) => {
             tracing::info!(client_id = %client.id, grant = %grant_id, "grant revoked by the client");
         }

@@ -1,8 +1,9 @@
 //! `/userinfo` (GET and POST): only our access tokens that were not revoked, only for
-//! live grants of active users; errors per RFC 6750.
+//! live grants of active users (as `tokens::status` decides, and keeps for a few
+//! seconds); errors per RFC 6750.
 
 use crate::flow::OAuthError;
-use crate::store::UserStatus;
+use crate::tokens::status::ActiveToken;
 use crate::tokens::{ProfileClaims, RoleClaims};
 use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -80,66 +81,32 @@ async fn respond(app: &AppState, token: Result<Option<String>, OAuthError>) -> H
 }
 
 async fn lookup(app: &AppState, token: &str) -> Result<Userinfo, OAuthError> {
-    let claims = app
-        .signer
-        .verify_access_token(token)
-        .await
-        .map_err(|e| invalid_token(&e.to_string()))?;
-    // Read at every call, never cached: a revocation holds at once, on every replica.
-    let denied = app
-        .store
-        .access_token_denied(&claims.jti)
+    let active = app
+        .token_status()
+        .live_access_token(token)
         .await
         .map_err(|e| {
-            tracing::error!(error = %e, "reading access-token denials failed");
+            tracing::error!(error = %e, "checking an access token failed");
             OAuthError::server_error()
         })?;
-    if denied {
-        return Err(invalid_token("the token was revoked"));
-    }
-    let now = app.clock.now();
-    let Some(grant_id) = &claims.gid else {
+    let Some(ActiveToken::Access(live)) = active else {
+        return Err(invalid_token(
+            "the access token is invalid, expired or revoked",
+        ));
+    };
+    let Some(person) = &live.person else {
         return Err(invalid_token("the token does not belong to a person"));
     };
-    let grant = app
-        .store
-        .get_grant(grant_id)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    let grant = match grant {
-        Some(g) if g.revoked_at.is_none() && g.expires_at > now && g.user_id == claims.sub => g,
-        _ => return Err(invalid_token("the token was revoked")),
-    };
-    let user = app
-        .store
-        .get_user(&claims.sub)
-        .await
-        .map_err(|_| OAuthError::server_error())?;
-    let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
-        return Err(invalid_token("the user is disabled"));
-    };
-    let scopes: Vec<String> = claims.scope.split(' ').map(str::to_string).collect();
-    let user = crate::identity::with_managed_groups(&app.store, user, &scopes)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "reading managed groups failed");
-            OAuthError::server_error()
-        })?;
+    let scopes: Vec<String> = live.claims.scope.split(' ').map(str::to_string).collect();
     if !scopes.iter().any(|s| s == "openid") {
         return Err(OAuthError::new(
             "insufficient_scope",
             "the openid scope is required",
         ));
     }
-    let access = crate::identity::grant_access(&app.store, &app.config.roles, &grant)
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "computing roles failed");
-            OAuthError::server_error()
-        })?;
     Ok(Userinfo {
-        profile: ProfileClaims::for_scopes(&user, &scopes),
-        roles: RoleClaims::for_scopes(access.as_ref(), &scopes),
-        sub: user.id,
+        profile: ProfileClaims::for_scopes(&person.user, &scopes),
+        roles: RoleClaims::for_scopes(person.access.as_ref(), &scopes),
+        sub: person.user.id.clone(),
     })
 }

@@ -1222,6 +1222,9 @@ impl ResourceGrantStore for MemoryStore {
     }
 }
 
+/// One process per store: nobody to tell.
+impl super::ChangeFeed for MemoryStore {}
+
 #[async_trait]
 impl Maintenance for MemoryStore {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {

@@ -6,6 +6,7 @@
 //! the clear: codes, session ids and refresh tokens arrive as SHA-256 hashes, private
 //! keys and upstream tokens arrive sealed by `secrets`.
 
+pub mod changes;
 mod memory;
 mod postgres;
 mod sqlite;
@@ -17,6 +18,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
+pub use changes::{ChangeEpoch, ChangeFeed, WatchedStore};
 pub use memory::MemoryStore;
 pub use postgres::{PostgresOptions, PostgresStore, valid_schema_name};
 pub use sqlite::SqliteStore;
@@ -770,6 +772,7 @@ pub trait Store:
     + ApiKeyStore
     + ResourceGrantStore
     + Maintenance
+    + ChangeFeed
     + std::fmt::Debug
 {
 }
@@ -788,6 +791,7 @@ impl<T> Store for T where
         + ApiKeyStore
         + ResourceGrantStore
         + Maintenance
+        + ChangeFeed
         + std::fmt::Debug
 {
 }

@@ -138,6 +138,13 @@ impl PostgresStore {
         })
     }
 
+    /// The `NOTIFY` channel of this schema's replicas: named by a hash of the schema,
+    /// since a channel name, like any identifier, has at most 63 bytes.
+    fn change_channel(&self) -> String {
+        let hash = crate::secrets::sha256_hex(self.schema.as_bytes());
+        format!("switchboard_changes_{}", &hash[..24])
+    }
+
     /// Closes the pool's connections (tests drop their schema after this).
     pub async fn close(&self) {
         self.pool.close().await;
@@ -2072,6 +2079,43 @@ impl ResourceGrantStore for PostgresStore {
             }
         }
         Ok(out)
+    }
+}
+
+/// Replicas tell each other through `NOTIFY` on one channel per schema, so stores in
+/// other schemas of the database (other brokers, test runs) never hear them.
+#[async_trait]
+impl super::ChangeFeed for PostgresStore {
+    async fn announce_change(&self) -> StoreResult<()> {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(self.change_channel())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn follow_changes(&self, changed: &(dyn Fn() + Send + Sync)) -> StoreResult<()> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(backend)?;
+        listener
+            .listen(&self.change_channel())
+            .await
+            .map_err(backend)?;
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(_)) => changed(),
+                // The connection was lost (it reconnects on the next call): whatever was
+                // announced meanwhile is lost with it.
+                Ok(None) => changed(),
+                Err(e) => {
+                    changed();
+                    tracing::warn!(error = %e, "listening for other replicas' changes failed; retrying");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 

@@ -2079,6 +2079,9 @@ impl ResourceGrantStore for SqliteStore {
     }
 }
 
+/// One process per store: nobody to tell.
+impl super::ChangeFeed for SqliteStore {}
+
 #[async_trait]
 impl Maintenance for SqliteStore {
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64> {

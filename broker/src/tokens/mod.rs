@@ -3,6 +3,7 @@
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
+pub mod live;
 pub mod status;
 
 use crate::config::{Client, SigningAlg};

@@ -14,20 +14,25 @@
 //!   apps verify keys by introspection, so any confidential client may introspect
 //!   one, and whoever presents a key's whole secret may revoke it.
 //!
-//! Every answer is read from the store when asked, nothing is cached, so a revocation
-//! holds on every replica at once.
+//! What is learnt about a live access token is kept for a few seconds (see
+//! [`super::live`]): a revocation on this process holds at once, on other replicas as
+//! soon as the store's change feed tells them, and at worst after the cache's lifetime.
+//! Refresh tokens and API keys are read from the store every time.
 
 use super::jwt::JwtError;
 use super::keyring::KeyringError;
+use super::live::{LiveAccess, LiveTokenCache};
 use super::{AccessTokenClaims, TokenSigner};
 use crate::config::{Client, Config, IntrospectionPolicy};
 use crate::identity::IdentityError;
 use crate::identity::api_keys::{self, Verified};
+use crate::roles::{Access, RolePolicy};
 use crate::secrets;
 use crate::store::{
     GrantRecord, RefreshTokenRecord, SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
 use std::net::IpAddr;
+use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
@@ -39,6 +44,9 @@ pub enum StatusError {
     /// Checking or revoking an API key failed.
     #[error("API key: {0}")]
     ApiKey(#[from] IdentityError),
+    /// The roles or groups of a token's person could not be read.
+    #[error("reading the person's roles and groups failed: {0}")]
+    Person(#[source] IdentityError),
 }
 
 /// The two kinds of token a client can present.
@@ -87,21 +95,20 @@ enum Found {
     },
 }
 
-/// The live grant of a person and the person, active.
+/// The live grant of a person and the person, active, as tokens show them now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Person {
     pub grant: GrantRecord,
+    /// With their managed groups when the grant has the `groups` scope.
     pub user: UserRecord,
+    /// Their roles and permissions, when the grant's scopes ask for them.
+    pub access: Option<Access>,
 }
 
 /// A live token, as far as the asking client may be told.
 #[derive(Debug)]
 pub enum ActiveToken {
-    /// `person` is absent on client-credentials tokens.
-    Access {
-        claims: Box<AccessTokenClaims>,
-        person: Option<Person>,
-    },
+    Access(Arc<LiveAccess>),
     /// `token.expires_at` is when it stops working: its own expiry, or its grant's if
     /// that comes first.
     Refresh {
@@ -142,11 +149,14 @@ pub fn may_introspect(client: &Client, claims: &AccessTokenClaims) -> bool {
     }
 }
 
-/// What status checks read: the store, the signing keys, and the time of asking.
+/// What status checks read: the store, the signing keys, the role rules, what was
+/// learnt lately, and the time of asking.
 #[derive(Debug, Clone, Copy)]
 pub struct TokenStatus<'a> {
     pub store: &'a SharedStore,
     pub signer: &'a TokenSigner,
+    pub policy: &'a RolePolicy,
+    pub live: &'a LiveTokenCache,
     pub now: UnixTime,
 }
 
@@ -160,10 +170,14 @@ impl TokenStatus<'_> {
         token: &str,
         hint: Option<TokenKind>,
     ) -> Result<Option<ActiveToken>, StatusError> {
+        if let Some(live) = self.live.get(token, self.now) {
+            return Ok(may_introspect(client, &live.claims).then_some(ActiveToken::Access(live)));
+        }
+        let epoch = self.live.epoch();
         match self.find(token, hint).await? {
             None => Ok(None),
             Some(Found::Access(claims)) if may_introspect(client, &claims) => {
-                self.live_access(claims).await
+                self.live_access(token, epoch, claims).await
             }
             Some(Found::Access(_)) => Ok(None),
             Some(Found::Refresh { token, grant }) if grant.client_id == client.id => {
@@ -189,8 +203,12 @@ impl TokenStatus<'_> {
     /// A live access token of this broker, presented as a bearer credential (to an
     /// API of the broker itself): `None` for anything else, refresh tokens included.
     pub async fn live_access_token(&self, token: &str) -> Result<Option<ActiveToken>, StatusError> {
+        if let Some(live) = self.live.get(token, self.now) {
+            return Ok(Some(ActiveToken::Access(live)));
+        }
+        let epoch = self.live.epoch();
         match self.verified_access(token).await? {
-            Some(claims) => self.live_access(claims).await,
+            Some(claims) => self.live_access(token, epoch, claims).await,
             None => Ok(None),
         }
     }
@@ -290,9 +308,12 @@ impl TokenStatus<'_> {
         }))
     }
 
-    /// The access token if it is live: not denied, and a person's grant and user live.
+    /// The access token if it is live: not denied, and a person's grant and user live;
+    /// kept as read in `epoch`.
     async fn live_access(
         &self,
+        token: &str,
+        epoch: u64,
         claims: AccessTokenClaims,
     ) -> Result<Option<ActiveToken>, StatusError> {
         if self.store.access_token_denied(&claims.jti).await? {
@@ -313,22 +334,36 @@ impl TokenStatus<'_> {
                 }
             }
         };
-        Ok(Some(ActiveToken::Access {
-            claims: Box::new(claims),
-            person,
-        }))
+        let live = Arc::new(LiveAccess { claims, person });
+        self.live.keep(token, epoch, self.now, live.clone());
+        Ok(Some(ActiveToken::Access(live)))
     }
 
     /// The grant and its user, if the grant is neither revoked nor expired and the
-    /// user is active.
+    /// user is active, with what the grant's scopes show of them.
     async fn live_person(&self, grant: GrantRecord) -> Result<Option<Person>, StatusError> {
         if grant.revoked_at.is_some() || grant.expires_at <= self.now {
             return Ok(None);
         }
-        let user = self.store.get_user(&grant.user_id).await?;
-        Ok(user
+        let Some(user) = self
+            .store
+            .get_user(&grant.user_id)
+            .await?
             .filter(|u| u.status == UserStatus::Active)
-            .map(|user| Person { grant, user }))
+        else {
+            return Ok(None);
+        };
+        let user = crate::identity::with_managed_groups(self.store, user, &grant.scopes)
+            .await
+            .map_err(StatusError::Person)?;
+        let access = crate::identity::grant_access(self.store, self.policy, &grant)
+            .await
+            .map_err(StatusError::Person)?;
+        Ok(Some(Person {
+            grant,
+            user,
+            access,
+        }))
     }
 }
 
@@ -339,7 +374,7 @@ mod tests {
     use crate::clock::{Clock, ManualClock};
     use crate::config::{ClientAuth, Lifetimes, SigningAlg};
     use crate::secrets::{MasterKey, SecretString};
-    use crate::store::{CodeRecord, MemoryStore};
+    use crate::store::{ChangeEpoch, CodeRecord, MemoryStore, WatchedStore};
     use crate::tokens::PersonClaims;
     use crate::tokens::keyring::{Keyring, RotationPolicy};
     use std::collections::BTreeSet;
@@ -429,12 +464,18 @@ mod tests {
     struct Fixture {
         store: SharedStore,
         signer: TokenSigner,
+        policy: RolePolicy,
+        live: LiveTokenCache,
         now: UnixTime,
     }
 
     impl Fixture {
         async fn new() -> Self {
-            let store: SharedStore = Arc::new(MemoryStore::new());
+            let epoch = Arc::new(ChangeEpoch::default());
+            let store: SharedStore = Arc::new(WatchedStore::new(
+                Arc::new(MemoryStore::new()),
+                epoch.clone(),
+            ));
             let clock = ManualClock::at(crate::clock::SystemClock.now());
             let keyring = Keyring::open(
                 store.clone(),
@@ -455,6 +496,8 @@ mod tests {
                     issuer: "https://id.example".into(),
                     keyring,
                 },
+                policy: RolePolicy::default(),
+                live: LiveTokenCache::new(epoch, 60, 100),
                 now: clock.now(),
             }
         }
@@ -463,6 +506,8 @@ mod tests {
             TokenStatus {
                 store: &self.store,
                 signer: &self.signer,
+                policy: &self.policy,
+                live: &self.live,
                 now: self.now,
             }
         }

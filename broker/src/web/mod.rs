@@ -20,6 +20,8 @@ use crate::sessions::CookiePolicy;
 use crate::store::SharedStore;
 use crate::tokens::TokenSigner;
 use crate::tokens::keyring::Keyring;
+use crate::tokens::live::LiveTokenCache;
+use crate::tokens::status::TokenStatus;
 use actix_web::HttpResponse;
 use std::sync::Arc;
 
@@ -41,6 +43,21 @@ pub struct AppState {
     /// Outbound HTTP (back-channel logout): timeouts on, redirects off.
     pub http: reqwest::Client,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// What was learnt lately about live access tokens.
+    pub live_tokens: Arc<LiveTokenCache>,
+}
+
+impl AppState {
+    /// Token status checks as of now.
+    pub fn token_status(&self) -> TokenStatus<'_> {
+        TokenStatus {
+            store: &self.store,
+            signer: &self.signer,
+            policy: &self.config.roles,
+            live: &self.live_tokens,
+            now: self.clock.now(),
+        }
+    }
 }
 
 /// A 303 to a page of ours; never cached.
