@@ -64,6 +64,9 @@ fn logout_url(broker: &Broker, params: &[(&str, &str)]) -> url::Url {
     url
 }
 
+/// How soon a running server on SQLite sees what the CLI wrote to its file: the
+/// watcher polls every 100 ms; the rest is slack for a loaded CI machine.
+const CLI_CHANGE_SEEN_WITHIN: Duration = Duration::from_millis(1500);
 #[tokio::test]
 async fn logout_with_id_token_hint_ends_the_session_and_returns_to_the_app() {
     let broker = broker_with_logout(None).await;
@@ -467,10 +470,23 @@ async fn tokens_of_a_disabled_user_are_inactive() {
     .await;
     assert_eq!(live["active"], true);
 
-    broker.user_command(&["disable", &carol], "");
+    // The CLI writes the file behind the server's back: seen within its poll.
+    assert!(
+        broker
+            .user_command_output(&["disable", &carol], "")
+            .status
+            .success()
+    );
+    let disabled = Instant::now();
     for token in [tokens.access_token(), tokens.refresh_token()] {
-        let (_, body) = post_as(&broker, "/introspect", web_app(), &[("token", token)]).await;
-        assert_eq!(body, serde_json::json!({ "active": false }));
+        loop {
+            let (_, body) = post_as(&broker, "/introspect", web_app(), &[("token", token)]).await;
+            if body == serde_json::json!({ "active": false }) {
+                break;
+            }
+            assert!(disabled.elapsed() < CLI_CHANGE_SEEN_WITHIN, "{body}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -558,29 +574,37 @@ async fn discovery_lists_the_logout_revocation_and_introspection_endpoints() {
     assert!(grants.contains(&serde_json::json!("client_credentials")));
 }
 
-/// What a broker learnt about a live token is kept for `status_cache_lifetime`: a
-/// change its own writes make ends the token at once, but one it cannot hear of — the
-/// CLI disabling the user in the same SQLite file — shows only when that lifetime is
-/// out. The README states this bound; here it is 2 s.
+/// What a broker learnt about a live token is kept for up to `status_cache_lifetime`,
+/// but a write to its SQLite file by another process — the CLI disabling the user —
+/// is seen within the file watcher's poll (100 ms), far inside a 60 s lifetime. The
+/// README states this bound.
 #[tokio::test]
-async fn a_change_the_broker_cannot_hear_of_shows_within_the_status_cache_lifetime() {
-    const LIFETIME: Duration = Duration::from_secs(2);
+async fn a_change_the_cli_writes_reaches_the_running_server_long_before_the_cache_lifetime() {
     let broker = Broker::setup()
-        .tokens("status_cache_lifetime = \"2s\"")
+        .tokens("status_cache_lifetime = \"60s\"")
         .start()
         .await;
-    let tokens = broker.sign_in(&Browser::new(&broker), &WEB_APP, &ADMIN).await;
+    let tokens = broker
+        .sign_in(&Browser::new(&broker), &WEB_APP, &ADMIN)
+        .await;
     let access = tokens.access_token();
+    // Twice: the second answer comes from the cache.
+    assert_eq!(broker.userinfo(access).await.status, StatusCode::OK);
     assert_eq!(broker.userinfo(access).await.status, StatusCode::OK);
 
-    broker.user_command(&["disable", ADMIN.id], "");
+    assert!(
+        broker
+            .user_command_output(&["disable", ADMIN.id], "")
+            .status
+            .success()
+    );
     let disabled = Instant::now();
     while broker.userinfo(access).await.status == StatusCode::OK {
         assert!(
-            disabled.elapsed() < LIFETIME + Duration::from_secs(1),
-            "the disabled user's token still works after the cache's lifetime"
+            disabled.elapsed() < CLI_CHANGE_SEEN_WITHIN,
+            "the disabled user's token still works"
         );
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(broker.introspect(&WEB_APP, access).await["active"], false);
 }

@@ -1,6 +1,7 @@
 //! Prometheus metrics through the real binary (issue 16): `/metrics` counts requests by
-//! route template and status, logins by provider and outcome, and token requests by
-//! grant and result; with `[admin] listen` it answers only there.
+//! route template and status, logins by provider and outcome, token requests by grant
+//! and result, tokens signed, provider calls, store calls and token-status cache
+//! lookups; with `[admin] listen` it answers only there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -37,10 +38,13 @@ async fn logins_token_requests_and_routes_are_counted() {
         .submit(&form, ADMIN.username, "wrong password")
         .await;
     let response = browser.log_in(&request.url(&broker), &ADMIN).await;
-    broker
+    let tokens = broker
         .redeem(&WEB_APP, response.code(), request.verifier())
-        .await
-        .assert_ok();
+        .await;
+    tokens.assert_ok();
+    // The first answer is read from the store and kept, the second one is the kept one.
+    broker.userinfo(tokens.access_token()).await;
+    broker.userinfo(tokens.access_token()).await;
     broker
         .token_request(&WEB_APP, &[("grant_type", "client_credentials")])
         .await
@@ -64,6 +68,12 @@ async fn logins_token_requests_and_routes_are_counted() {
         r#"switchboard_token_requests_total{grant_type="other",result="unsupported_grant_type"} 1"#,
         r#"switchboard_http_requests_total{method="POST",route="/token",status="200"} 2"#,
         r#"switchboard_http_requests_total{method="GET",route="unmatched",status="404"} 1"#,
+        r#"switchboard_provider_calls_total{provider="local",step="authenticate",outcome="answered"} 2"#,
+        r#"switchboard_tokens_signed_total{kind="id_token",alg="RS256"} 1"#,
+        r#"switchboard_tokens_signed_total{kind="access_token",alg="RS256"} 2"#,
+        r#"switchboard_store_call_duration_seconds_count{operation="redeem_code"} 1"#,
+        r#"switchboard_cache_lookups_total{cache="token_status",result="hit"} 1"#,
+        r#"switchboard_cache_lookups_total{cache="token_status",result="miss"} 1"#,
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }

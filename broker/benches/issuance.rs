@@ -112,6 +112,7 @@ fn bench(c: &mut Criterion) {
     let signer = TokenSigner {
         issuer: "https://id.example.com".into(),
         keyring: keyring.clone(),
+        metrics: Default::default(),
     };
     let (user, grant) = (user(), grant());
     for alg in SigningAlg::ALL {

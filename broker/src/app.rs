@@ -87,8 +87,13 @@ pub fn load_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
 
 pub async fn build(config: Config) -> Result<AppState, StartError> {
     let clock: SharedClock = Arc::new(SystemClock);
+    let metrics = Arc::new(crate::metrics::Metrics::new());
     let epoch = Arc::new(ChangeEpoch::default());
-    let store: SharedStore = Arc::new(WatchedStore::new(open_store(&config).await?, epoch.clone()));
+    let store: SharedStore = Arc::new(WatchedStore::new(
+        open_store(&config).await?,
+        epoch.clone(),
+        metrics.clone(),
+    ));
     let master = Arc::new(load_master_key(&config)?);
     let mut algs: BTreeSet<_> = config.clients.values().map(|c| c.id_token_alg).collect();
     algs.insert(config.tokens.default_alg);
@@ -134,6 +139,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         &kinds,
         config.dev_mode,
         config.login.provider_timeout,
+        &metrics,
     )?;
     let (discovery, oauth_metadata) = crate::oidc::metadata(&config);
     let tls =
@@ -147,11 +153,10 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
         .use_preconfigured_tls(tls)
         .build()?;
-    let live_tokens = Arc::new(LiveTokenCache::new(
-        epoch,
-        config.tokens.status_cache_lifetime,
-        LIVE_TOKENS_KEPT,
-    ));
+    let live_tokens = Arc::new(
+        LiveTokenCache::new(epoch, config.tokens.status_cache_lifetime, LIVE_TOKENS_KEPT)
+            .counted_on(metrics.cache_counters("token_status")),
+    );
     Ok(AppState {
         cookies: CookiePolicy {
             insecure_loopback: config.is_loopback_http(),
@@ -160,6 +165,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         signer: TokenSigner {
             issuer: config.issuer.clone(),
             keyring: keyring.clone(),
+            metrics: metrics.clone(),
         },
         config: Arc::new(config),
         store,
@@ -171,7 +177,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         discovery: Arc::new(discovery),
         oauth_metadata: Arc::new(oauth_metadata),
         http,
-        metrics: Arc::new(crate::metrics::Metrics::new()),
+        metrics,
         live_tokens,
     })
 }

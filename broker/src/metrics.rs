@@ -1,6 +1,8 @@
 //! Prometheus metrics, served at `/metrics` (on the admin listener when one is set):
 //! requests by route and status with latency histograms, logins by provider and
-//! outcome, and token-endpoint answers by grant and result.
+//! outcome, token-endpoint answers by grant and result, provider calls by provider,
+//! step and outcome with their latency, store calls' latency by operation, and cache
+//! lookups by cache and result.
 //!
 //! Label values come only from bounded sets — route templates (never raw paths),
 //! configured provider ids, fixed outcome and grant names — so no caller can grow the
@@ -42,6 +44,58 @@ struct TokenLabels {
     result: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderStepLabels {
+    provider: String,
+    step: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProviderCallLabels {
+    provider: String,
+    step: &'static str,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SignedLabels {
+    kind: &'static str,
+    alg: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    cache: &'static str,
+    result: &'static str,
+}
+
+/// How a call to a provider (built in or a plugin) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProviderCallOutcome {
+    Answered,
+    /// The provider answered with an error (a refusal counts here too).
+    Failed,
+    TimedOut,
+    /// Refused before calling: too many calls in flight.
+    Busy,
+}
+
+impl ProviderCallOutcome {
+    fn label(self) -> &'static str {
+        match self {
+            ProviderCallOutcome::Answered => "answered",
+            ProviderCallOutcome::Failed => "failed",
+            ProviderCallOutcome::TimedOut => "timed_out",
+            ProviderCallOutcome::Busy => "busy",
+        }
+    }
+}
+
 /// How a login ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoginOutcome {
@@ -80,6 +134,11 @@ fn latency_histogram() -> Histogram {
     Histogram::new(exponential_buckets(0.0005, 2.0, 15))
 }
 
+fn store_histogram() -> Histogram {
+    // 50 µs (a primary-key read on SQLite) to about 1.6 s (a stalled database).
+    Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
@@ -87,6 +146,11 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram, LatencyHistogram>,
     logins: Family<LoginLabels, Counter>,
     tokens: Family<TokenLabels, Counter>,
+    provider_calls: Family<ProviderCallLabels, Counter>,
+    provider_latency: Family<ProviderStepLabels, Histogram, LatencyHistogram>,
+    store_latency: Family<StoreLabels, Histogram, LatencyHistogram>,
+    cache_lookups: Family<CacheLabels, Counter>,
+    tokens_signed: Family<SignedLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -124,12 +188,53 @@ impl Metrics {
             "Token endpoint answers, by grant type and result (issued or the OAuth error)",
             tokens.clone(),
         );
+        let provider_calls = Family::<ProviderCallLabels, Counter>::default();
+        let provider_latency =
+            Family::<ProviderStepLabels, Histogram, LatencyHistogram>::new_with_constructor(
+                latency_histogram,
+            );
+        let store_latency =
+            Family::<StoreLabels, Histogram, LatencyHistogram>::new_with_constructor(
+                store_histogram,
+            );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        let tokens_signed = Family::<SignedLabels, Counter>::default();
+        registry.register(
+            "tokens_signed",
+            "Tokens signed, by kind (access_token, id_token) and algorithm",
+            tokens_signed.clone(),
+        );
+        registry.register(
+            "provider_calls",
+            "Calls to identity providers (built in or plugins), by provider, step and outcome",
+            provider_calls.clone(),
+        );
+        registry.register(
+            "provider_call_duration_seconds",
+            "Time an identity provider took to answer, by provider and step",
+            provider_latency.clone(),
+        );
+        registry.register(
+            "store_call_duration_seconds",
+            "Time a store call took, by operation",
+            store_latency.clone(),
+        );
+        registry.register(
+            "cache_lookups",
+            "Cache lookups, by cache and result (hit or miss)",
+            cache_lookups.clone(),
+        );
         Metrics {
             registry,
             requests,
             latency,
             logins,
             tokens,
+            provider_calls,
+            provider_latency,
+            store_latency,
+            cache_lookups,
+            tokens_signed,
         }
     }
 
@@ -182,11 +287,82 @@ impl Metrics {
             .inc();
     }
 
+    /// One call to `provider` (a configured provider id) at `step` (`begin`,
+    /// `complete`, `authenticate`, `refresh`).
+    pub fn provider_call(
+        &self,
+        provider: &str,
+        step: &'static str,
+        outcome: ProviderCallOutcome,
+        elapsed: Duration,
+    ) {
+        self.provider_calls
+            .get_or_create(&ProviderCallLabels {
+                provider: provider.to_string(),
+                step,
+                outcome: outcome.label(),
+            })
+            .inc();
+        if outcome != ProviderCallOutcome::Busy {
+            self.provider_latency
+                .get_or_create(&ProviderStepLabels {
+                    provider: provider.to_string(),
+                    step,
+                })
+                .observe(elapsed.as_secs_f64());
+        }
+    }
+
+    /// One token signed: `kind` is `access_token` or `id_token`.
+    pub fn token_signed(&self, kind: &'static str, alg: &'static str) {
+        self.tokens_signed
+            .get_or_create(&SignedLabels { kind, alg })
+            .inc();
+    }
+
+    /// One store call, named by its trait method.
+    pub fn store_call(&self, operation: &'static str, elapsed: Duration) {
+        self.store_latency
+            .get_or_create(&StoreLabels { operation })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// The counters of one cache's hits and misses, for the cache to keep and count on
+    /// without a lookup per use.
+    pub fn cache_counters(&self, cache: &'static str) -> CacheCounters {
+        let counter = |result| {
+            self.cache_lookups
+                .get_or_create(&CacheLabels { cache, result })
+                .clone()
+        };
+        CacheCounters {
+            hits: counter("hit"),
+            misses: counter("miss"),
+        }
+    }
+
     /// Every metric in the OpenMetrics text format.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// A cache's hit and miss counters, shared with the registry.
+#[derive(Debug, Clone, Default)]
+pub struct CacheCounters {
+    hits: Counter,
+    misses: Counter,
+}
+
+impl CacheCounters {
+    pub fn hit(&self) {
+        self.hits.inc();
+    }
+
+    pub fn miss(&self) {
+        self.misses.inc();
     }
 }
 
@@ -203,6 +379,18 @@ mod tests {
         metrics.login("corp", LoginOutcome::InvalidCredentials);
         metrics.token_request(Some("client_credentials"), Ok(()));
         metrics.token_request(Some("urn:made:up"), Err("unsupported_grant_type"));
+        metrics.provider_call(
+            "corp",
+            "authenticate",
+            ProviderCallOutcome::TimedOut,
+            Duration::from_secs(5),
+        );
+        metrics.store_call("get_user", Duration::from_micros(80));
+        metrics.token_signed("id_token", "ES256");
+        let cache = metrics.cache_counters("token_status");
+        cache.hit();
+        cache.hit();
+        cache.miss();
         let text = metrics.render().unwrap();
         for line in [
             r#"switchboard_http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#,
@@ -210,6 +398,12 @@ mod tests {
             r#"switchboard_logins_total{provider="corp",outcome="invalid_credentials"} 1"#,
             r#"switchboard_token_requests_total{grant_type="client_credentials",result="issued"} 1"#,
             r#"switchboard_token_requests_total{grant_type="other",result="unsupported_grant_type"} 1"#,
+            r#"switchboard_provider_calls_total{provider="corp",step="authenticate",outcome="timed_out"} 1"#,
+            r#"switchboard_provider_call_duration_seconds_count{provider="corp",step="authenticate"} 1"#,
+            r#"switchboard_store_call_duration_seconds_count{operation="get_user"} 1"#,
+            r#"switchboard_tokens_signed_total{kind="id_token",alg="ES256"} 1"#,
+            r#"switchboard_cache_lookups_total{cache="token_status",result="hit"} 2"#,
+            r#"switchboard_cache_lookups_total{cache="token_status",result="miss"} 1"#,
         ] {
             assert!(text.contains(line), "{line} missing from\n{text}");
         }

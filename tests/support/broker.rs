@@ -16,6 +16,9 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 use url::Url;
 
+/// How long a running server on SQLite may take to notice what a `broker` command
+/// wrote to its file (it polls every 100 ms), with slack for a loaded machine.
+pub const CLI_WRITE_SEEN_AFTER: std::time::Duration = std::time::Duration::from_millis(300);
 /// How long a broker may take to answer `/healthz` after it was started.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -382,6 +385,9 @@ impl Broker {
 
     /// Runs `broker user --config <this config> <args>` with `stdin`, and returns its
     /// standard output; panics if it fails.
+    ///
+    /// Then waits out the running server's watch on its SQLite file (a 100 ms poll), so
+    /// what the command wrote has reached the server's caches when this returns.
     pub fn user_command(&self, args: &[&str], stdin: &str) -> String {
         let out = self.user_command_output(args, stdin);
         assert!(
@@ -390,6 +396,7 @@ impl Broker {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+        std::thread::sleep(CLI_WRITE_SEEN_AFTER);
         String::from_utf8(out.stdout).expect("utf-8 output")
     }
 
@@ -480,7 +487,11 @@ impl Broker {
             .send()
             .await
             .expect("POST /introspect");
-        assert_eq!(res.status(), reqwest::StatusCode::OK, "introspection answered");
+        assert_eq!(
+            res.status(),
+            reqwest::StatusCode::OK,
+            "introspection answered"
+        );
         res.json().await.expect("introspection JSON")
     }
 

@@ -9,6 +9,7 @@
 pub mod plugin;
 
 use crate::config::{ProviderPolicy, ProviderSection};
+use crate::metrics::{Metrics, ProviderCallOutcome};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
@@ -81,6 +82,7 @@ pub struct ProviderEntry {
     provider: Arc<dyn Provider>,
     timeout: Duration,
     in_flight: Arc<Semaphore>,
+    metrics: Arc<Metrics>,
 }
 
 impl ProviderEntry {
@@ -89,6 +91,7 @@ impl ProviderEntry {
         subjects: Subjects,
         provider: Arc<dyn Provider>,
         timeout: Duration,
+        metrics: Arc<Metrics>,
     ) -> Self {
         ProviderEntry {
             id: section.id.clone(),
@@ -99,6 +102,7 @@ impl ProviderEntry {
             provider,
             timeout,
             in_flight: Arc::new(Semaphore::new(MAX_CALLS_IN_FLIGHT)),
+            metrics,
         }
     }
 
@@ -120,27 +124,46 @@ impl ProviderEntry {
         self.provider.refresh().is_some()
     }
 
-    /// Runs one call under this entry's bounds.
+    /// Runs one call under this entry's bounds, and counts it.
     async fn bounded<T>(
         &self,
         step: &'static str,
         call: impl Future<Output = Result<T, ProviderError>>,
     ) -> Result<T, ProviderError> {
+        let started = std::time::Instant::now();
         let Ok(_permit) = self.in_flight.try_acquire() else {
             tracing::warn!(provider = %self.id, step, "too many provider calls in flight");
+            self.count(step, ProviderCallOutcome::Busy, started);
             return Err(ProviderError::UpstreamUnavailable {
                 detail: "too many logins in progress".into(),
             });
         };
         match tokio::time::timeout(self.timeout, call).await {
-            Ok(answer) => answer,
+            Ok(answer) => {
+                let outcome = match &answer {
+                    // A refusal is the provider doing its work.
+                    Ok(_)
+                    | Err(ProviderError::InvalidCredentials | ProviderError::Denied { .. }) => {
+                        ProviderCallOutcome::Answered
+                    }
+                    Err(_) => ProviderCallOutcome::Failed,
+                };
+                self.count(step, outcome, started);
+                answer
+            }
             Err(_) => {
                 tracing::warn!(provider = %self.id, step, "provider timed out");
+                self.count(step, ProviderCallOutcome::TimedOut, started);
                 Err(ProviderError::UpstreamUnavailable {
                     detail: "timed out".into(),
                 })
             }
         }
+    }
+
+    fn count(&self, step: &'static str, outcome: ProviderCallOutcome, started: std::time::Instant) {
+        self.metrics
+            .provider_call(&self.id, step, outcome, started.elapsed());
     }
 
     fn unsupported(&self, capability: &str) -> ProviderError {
@@ -195,6 +218,7 @@ impl ProviderRegistry {
         kinds: &[ProviderKind],
         dev_mode: bool,
         timeout: Duration,
+        metrics: &Arc<Metrics>,
     ) -> Result<Self, RegistryError> {
         let by_type: BTreeMap<&str, &ProviderKind> = kinds
             .iter()
@@ -213,7 +237,13 @@ impl ProviderRegistry {
                 .factory
                 .create(ProviderContext::new(&s.id, s.options.clone(), dev_mode))
                 .map_err(RegistryError::Create)?;
-            entries.push(ProviderEntry::new(s, kind.subjects, provider, timeout));
+            entries.push(ProviderEntry::new(
+                s,
+                kind.subjects,
+                provider,
+                timeout,
+                metrics.clone(),
+            ));
         }
         Ok(ProviderRegistry { entries })
     }
@@ -243,7 +273,13 @@ impl ProviderEntry {
             policy,
             options: serde_json::Value::Null,
         };
-        ProviderEntry::new(&section, subjects, provider, Duration::from_secs(5))
+        ProviderEntry::new(
+            &section,
+            subjects,
+            provider,
+            Duration::from_secs(5),
+            Arc::new(Metrics::new()),
+        )
     }
 }
 

@@ -16,6 +16,9 @@
 //!
 //! Profile updates and identity links, written at every login, do not move the epoch:
 //! they change claims, not whether a token lives, and show within the cache's lifetime.
+//!
+//! Standing between the broker and its store, it also times every call for the
+//! metrics, by operation.
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
@@ -27,9 +30,11 @@ use super::{
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
+use crate::metrics::Metrics;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 /// A counter that moves whenever something a live token depends on may have changed.
 #[derive(Debug, Default)]
@@ -68,11 +73,16 @@ pub trait ChangeFeed: Send + Sync {
 pub struct WatchedStore {
     inner: SharedStore,
     epoch: Arc<ChangeEpoch>,
+    metrics: Arc<Metrics>,
 }
 
 impl WatchedStore {
-    pub fn new(inner: SharedStore, epoch: Arc<ChangeEpoch>) -> Self {
-        Self { inner, epoch }
+    pub fn new(inner: SharedStore, epoch: Arc<ChangeEpoch>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner,
+            epoch,
+            metrics,
+        }
     }
 
     /// Follows the other processes' announcements until the process ends (spawn it).
@@ -123,12 +133,19 @@ macro_rules! forward {
         impl $trait for WatchedStore {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
-                    self.inner.$name($($arg),*).await
+                    let started = Instant::now();
+                    let result = self.inner.$name($($arg),*).await;
+                    self.metrics.store_call(stringify!($name), started.elapsed());
+                    result
                 }
             )*
             $( $(
+                // `if { true }`: whatever it returned, it may have changed something.
+                #[allow(clippy::redundant_pattern_matching)]
                 async fn $wname(&self $(, $warg: $wty)*) -> $wret {
+                    let started = Instant::now();
                     let result = self.inner.$wname($($warg),*).await;
+                    self.metrics.store_call(stringify!($wname), started.elapsed());
                     self.changed_if(result, |r| matches!(r, $changed)).await
                 }
             )* )?

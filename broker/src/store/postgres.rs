@@ -2103,6 +2103,8 @@ impl super::ChangeFeed for PostgresStore {
             .listen(&self.change_channel())
             .await
             .map_err(backend)?;
+        // What was announced before listening went unheard.
+        changed();
         loop {
             match listener.try_recv().await {
                 Ok(Some(_)) => changed(),

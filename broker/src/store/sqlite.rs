@@ -17,7 +17,10 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
-use sqlx::{Decode, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool, Type};
+use sqlx::{
+    ConnectOptions, Decode, QueryBuilder, Row, SqlSafeStr, Sqlite, SqliteConnection, SqlitePool,
+    Type,
+};
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
@@ -47,6 +50,8 @@ const BEGIN_IMMEDIATE: &str = "BEGIN IMMEDIATE";
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// The file's connection options, for the change watcher; `None` in memory.
+    file: Option<SqliteConnectOptions>,
 }
 
 impl SqliteStore {
@@ -61,10 +66,10 @@ impl SqliteStore {
             .busy_timeout(BUSY_TIMEOUT);
         let pool = SqlitePoolOptions::new()
             .max_connections(FILE_POOL_CONNECTIONS)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(backend)?;
-        Self::migrated(pool).await
+        Self::migrated(pool, Some(options)).await
     }
 
     /// A private in-memory database for tests. It lives in a single connection that the
@@ -82,15 +87,15 @@ impl SqliteStore {
             .connect_with(options)
             .await
             .map_err(backend)?;
-        Self::migrated(pool).await
+        Self::migrated(pool, None).await
     }
 
-    async fn migrated(pool: SqlitePool) -> StoreResult<Self> {
+    async fn migrated(pool: SqlitePool, file: Option<SqliteConnectOptions>) -> StoreResult<Self> {
         migrator()
             .run(&pool)
             .await
             .map_err(|e| StoreError::Backend(format!("migrating the database: {e}")))?;
-        Ok(Self { pool })
+        Ok(Self { pool, file })
     }
 }
 
@@ -2079,8 +2084,57 @@ impl ResourceGrantStore for SqliteStore {
     }
 }
 
-/// One process per store: nobody to tell.
-impl super::ChangeFeed for SqliteStore {}
+/// How often the change watcher asks SQLite whether the file changed.
+const CHANGE_POLL: Duration = Duration::from_millis(100);
+
+/// A SQLite file has no channel between processes, but it knows when another
+/// connection wrote to it: `PRAGMA data_version` changes. One connection of its own
+/// asks every [`CHANGE_POLL`], so a `broker` command writing the file of a running
+/// server (disabling a user, revoking a grant) reaches the server's caches within that.
+/// The server's own writes (on its pool's other connections) count too: harmless, as
+/// they already moved the epoch or change nothing a cached answer says.
+#[async_trait]
+impl super::ChangeFeed for SqliteStore {
+    async fn follow_changes(&self, changed: &(dyn Fn() + Send + Sync)) -> StoreResult<()> {
+        let Some(file) = &self.file else {
+            return Ok(()); // in memory: only this process can write it
+        };
+        let mut seen = None;
+        let mut conn: Option<SqliteConnection> = None;
+        loop {
+            let version = match conn.as_mut() {
+                Some(c) => sqlx::query_scalar::<_, i64>("PRAGMA data_version")
+                    .fetch_one(c)
+                    .await
+                    .map_err(backend),
+                None => match file.connect().await {
+                    Ok(c) => {
+                        conn = Some(c);
+                        continue;
+                    }
+                    Err(e) => Err(backend(e)),
+                },
+            };
+            match version {
+                // The first read counts as a change too: what was written before it,
+                // since the start or while the watcher was cut off, went unseen.
+                Ok(v) if seen != Some(v) => {
+                    changed();
+                    seen = Some(v);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    changed();
+                    conn = None;
+                    seen = None;
+                    tracing::warn!(error = %e, "watching the database for other processes' writes failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::time::sleep(CHANGE_POLL).await;
+        }
+    }
+}
 
 #[async_trait]
 impl Maintenance for SqliteStore {
@@ -2108,6 +2162,7 @@ impl Maintenance for SqliteStore {
 #[allow(clippy::unwrap_used)] // a failed step should fail the test loudly
 mod tests {
     use super::*;
+    use crate::store::ChangeFeed;
 
     fn alice() -> UserRecord {
         UserRecord {
@@ -2127,6 +2182,51 @@ mod tests {
             last_login_at: None,
             revision: 1,
         }
+    }
+
+    /// What a `broker` command writes to the file of a running server reaches the
+    /// server's caches: the change watcher sees another connection's write.
+    #[tokio::test]
+    async fn a_write_by_another_process_is_seen_as_a_change() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("broker.db");
+        let server = std::sync::Arc::new(SqliteStore::open(&path).await.unwrap());
+        let changes = std::sync::Arc::new(AtomicUsize::new(0));
+        let watcher = {
+            let (server, changes) = (server.clone(), changes.clone());
+            tokio::spawn(async move {
+                let count = move || {
+                    changes.fetch_add(1, Ordering::SeqCst);
+                };
+                server.follow_changes(&count).await
+            })
+        };
+        // The version it starts from counts once: what came before went unseen.
+        tokio::time::sleep(CHANGE_POLL * 3).await;
+        assert_eq!(changes.load(Ordering::SeqCst), 1);
+
+        let cli = SqliteStore::open(&path).await.unwrap();
+        cli.create_user(&alice()).await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(2);
+        while changes.load(Ordering::SeqCst) == 1 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the write was never seen"
+            );
+            tokio::time::sleep(CHANGE_POLL / 2).await;
+        }
+        watcher.abort();
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_store_has_no_changes_to_follow() {
+        let store = SqliteStore::open_in_memory().await.unwrap();
+        let nothing = || {};
+        tokio::time::timeout(Duration::from_secs(1), store.follow_changes(&nothing))
+            .await
+            .expect("returns at once")
+            .unwrap();
     }
 
     /// An access check must stay an index lookup however many grants there are: no
@@ -2205,7 +2305,7 @@ mod tests {
             .run(&pool)
             .await
             .unwrap();
-        let old = SqliteStore { pool };
+        let old = SqliteStore { pool, file: None };
         // Written as schema 5 had it (today's columns came later).
         let account = |id: &str, email: &str, password: bool| {
             (

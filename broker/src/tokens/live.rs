@@ -15,6 +15,7 @@
 
 use super::AccessTokenClaims;
 use super::status::Person;
+use crate::metrics::CacheCounters;
 use crate::store::{ChangeEpoch, UnixTime};
 use std::sync::Arc;
 
@@ -39,6 +40,7 @@ pub struct LiveTokenCache {
     kept: moka::sync::Cache<Arc<str>, Arc<Kept>>,
     epoch: Arc<ChangeEpoch>,
     lifetime_secs: i64,
+    counters: CacheCounters,
 }
 
 impl LiveTokenCache {
@@ -48,7 +50,14 @@ impl LiveTokenCache {
             kept: moka::sync::Cache::new(capacity),
             epoch,
             lifetime_secs,
+            counters: CacheCounters::default(),
         }
+    }
+
+    /// Counts hits and misses on `counters` (the metrics' own).
+    pub fn counted_on(mut self, counters: CacheCounters) -> Self {
+        self.counters = counters;
+        self
     }
 
     /// The counter the store's writes and change feed move.
@@ -63,13 +72,19 @@ impl LiveTokenCache {
 
     /// The kept answer about `token`, if it is still good at `now`.
     pub fn get(&self, token: &str, now: UnixTime) -> Option<Arc<LiveAccess>> {
-        let kept = self.kept.get(token)?;
-        if kept.epoch == self.epoch.current() && now < kept.fresh_until {
-            Some(kept.live.clone())
-        } else {
-            self.kept.invalidate(token);
-            None
+        let found = self.kept.get(token).and_then(|kept| {
+            if kept.epoch == self.epoch.current() && now < kept.fresh_until {
+                Some(kept.live.clone())
+            } else {
+                self.kept.invalidate(token);
+                None
+            }
+        });
+        match found {
+            Some(_) => self.counters.hit(),
+            None => self.counters.miss(),
         }
+        found
     }
 
     /// Keeps what was read about `token` in `epoch` (taken before the reads).

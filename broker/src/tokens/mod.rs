@@ -160,6 +160,8 @@ impl AccessTokenClaims {
 pub struct TokenSigner {
     pub issuer: String,
     pub keyring: Arc<Keyring>,
+    /// Counts what is signed, by kind and algorithm.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// What the token endpoint hands back.
@@ -235,6 +237,8 @@ impl TokenSigner {
             ACCESS_TOKEN_TYP,
             &claims,
         )?;
+        self.metrics
+            .token_signed("access_token", client.id_token_alg.as_str());
         Ok(SignedAccessToken {
             token,
             expires_in: claims.exp - claims.iat,
@@ -268,7 +272,9 @@ impl TokenSigner {
             profile: ProfileClaims::for_scopes(user, &grant.scopes),
             roles,
         };
-        jwt::sign(&self.keyring, alg, ID_TOKEN_TYP, &claims)
+        let token = jwt::sign(&self.keyring, alg, ID_TOKEN_TYP, &claims)?;
+        self.metrics.token_signed("id_token", alg.as_str());
+        Ok(token)
     }
 
     pub async fn verify_access_token(&self, token: &str) -> Result<AccessTokenClaims, JwtError> {

@@ -113,7 +113,7 @@ pub enum ActiveToken {
     /// that comes first.
     Refresh {
         token: RefreshTokenRecord,
-        person: Person,
+        person: Box<Person>,
     },
 }
 
@@ -192,7 +192,7 @@ impl TokenStatus<'_> {
                             expires_at,
                             ..token
                         },
-                        person,
+                        person: Box::new(person),
                     }
                 }))
             }
@@ -475,6 +475,7 @@ mod tests {
             let store: SharedStore = Arc::new(WatchedStore::new(
                 Arc::new(MemoryStore::new()),
                 epoch.clone(),
+                Arc::default(),
             ));
             let clock = ManualClock::at(crate::clock::SystemClock.now());
             let keyring = Keyring::open(
@@ -495,6 +496,7 @@ mod tests {
                 signer: TokenSigner {
                     issuer: "https://id.example".into(),
                     keyring,
+                    metrics: Arc::default(),
                 },
                 policy: RolePolicy::default(),
                 live: LiveTokenCache::new(epoch, 60, 100),
