@@ -5,6 +5,7 @@
 //!
 //! ```sh
 //! cargo run -p switchboard-client --example login            # log in (once) and call /me
+//! cargo run -p switchboard-client --example login -- device  # log in by device code (RFC 8628)
 //! cargo run -p switchboard-client --example login -- logout  # revoke and forget the tokens
 //! ```
 
@@ -24,8 +25,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "roles",
         "permissions",
     ]);
-    let session = login.session().await?;
-    if std::env::args().nth(1).as_deref() == Some("logout") {
+    let command = std::env::args().nth(1);
+    let session = match command.as_deref() {
+        Some("device") => login.device_login().await?,
+        _ => login.session().await?,
+    };
+    if command.as_deref() == Some("logout") {
         let done = session.logout().await?;
         println!("Logged out: the tokens are revoked and forgotten.");
         if let Some(url) = done.end_session_url {

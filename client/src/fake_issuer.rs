@@ -7,8 +7,10 @@ use aws_lc_rs::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPai
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -53,6 +55,11 @@ pub(crate) struct FakeIssuer {
     /// The JSON `/introspect` answers, and how often it was asked.
     pub introspection: Arc<Mutex<serde_json::Value>>,
     pub introspections: Arc<AtomicUsize>,
+    /// What `/device_authorization` answers.
+    pub device: Arc<Mutex<serde_json::Value>>,
+    /// What `/token` answers, in turn (status, JSON); and when each call came.
+    pub token_answers: Arc<Mutex<VecDeque<(u16, serde_json::Value)>>>,
+    pub token_calls: Arc<Mutex<Vec<Instant>>>,
 }
 
 impl FakeIssuer {
@@ -65,11 +72,17 @@ impl FakeIssuer {
         let fetches = Arc::new(AtomicUsize::new(0));
         let introspection = Arc::new(Mutex::new(serde_json::json!({"active": false})));
         let introspections = Arc::new(AtomicUsize::new(0));
+        let device = Arc::new(Mutex::new(serde_json::json!({})));
+        let token_answers = Arc::new(Mutex::new(VecDeque::new()));
+        let token_calls = Arc::new(Mutex::new(Vec::new()));
         let discovery = serde_json::json!({
             "issuer": url,
             "jwks_uri": format!("{url}/jwks"),
             "introspection_endpoint": format!("{url}/introspect"),
+            "token_endpoint": format!("{url}/token"),
+            "device_authorization_endpoint": format!("{url}/device_authorization"),
         });
+        let (d, t, c) = (device.clone(), token_answers.clone(), token_calls.clone());
         let (j, f, i, n) = (
             jwks.clone(),
             fetches.clone(),
@@ -91,8 +104,20 @@ impl FakeIssuer {
                 }
                 let text = String::from_utf8_lossy(&head);
                 let path = text.split(' ').nth(1).unwrap_or_default().to_string();
+                let mut status = 200;
                 let body = match path.as_str() {
                     "/.well-known/openid-configuration" => discovery.to_string(),
+                    "/device_authorization" => d.lock().unwrap().to_string(),
+                    "/token" => {
+                        c.lock().unwrap().push(Instant::now());
+                        let (code, body) = t
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or((500, serde_json::json!({})));
+                        status = code;
+                        body.to_string()
+                    }
                     "/jwks" => {
                         f.fetch_add(1, Ordering::SeqCst);
                         j.lock().unwrap().to_string()
@@ -104,7 +129,7 @@ impl FakeIssuer {
                     _ => String::new(),
                 };
                 let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
                 let _ = s.write_all(reply.as_bytes()).await;
@@ -117,6 +142,9 @@ impl FakeIssuer {
             jwks_fetches: fetches,
             introspection,
             introspections,
+            device,
+            token_answers,
+            token_calls,
         }
     }
 }

@@ -42,6 +42,10 @@ pub struct Metadata {
     /// `/device_authorization` (RFC 8628), when the broker offers it.
     #[serde(default)]
     pub device_authorization_endpoint: Option<String>,
+    /// Whether authorization responses carry `iss` (RFC 9207): then one without it
+    /// is refused.
+    #[serde(default)]
+    pub authorization_response_iss_parameter_supported: bool,
 }
 
 impl Metadata {

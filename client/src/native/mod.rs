@@ -2,7 +2,8 @@
 //! browser logs in at the broker and comes back to a loopback listener on a random
 //! port; PKCE S256, `state` and `nonce` are checked; the tokens are kept in a
 //! [`TokenStore`] (a 0600 file by default) and a [`Session`] refreshes them shortly
-//! before they expire, and logs out by revoking them.
+//! before they expire, and logs out by revoking them. Without a browser,
+//! [`NativeLogin::device_login`] uses the device authorization grant (RFC 8628).
 //!
 //! ```no_run
 //! use switchboard_client::Issuer;
@@ -18,9 +19,12 @@
 //! # Ok(()) }
 //! ```
 
+mod device;
 mod loopback;
 mod session;
 mod store;
+
+pub use device::DevicePrompt;
 
 pub use session::{Logout, Session, SessionError};
 pub use store::{FileStore, MemoryStore, StoreError, TokenSet, TokenStore};
@@ -114,7 +118,7 @@ pub enum LoginError {
 }
 
 /// A native login against one issuer as one public client.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct NativeLogin {
     issuer: Issuer,
     client_id: String,
@@ -123,7 +127,11 @@ pub struct NativeLogin {
     timeout: Duration,
     store: Arc<dyn TokenStore>,
     refresh_margin: Duration,
+    device_prompt: Option<DevicePromptFn>,
 }
+
+/// Shows a device login's code and page to the person.
+pub type DevicePromptFn = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 
 impl NativeLogin {
     /// Logs in as `client_id` (a public client with the loopback redirect URI
@@ -142,7 +150,15 @@ impl NativeLogin {
             timeout: Duration::from_secs(300),
             store: Arc::new(store),
             refresh_margin: Duration::from_secs(60),
+            device_prompt: None,
         }
+    }
+
+    /// How a [device login](NativeLogin::device_login) shows its code and page
+    /// (default: printed to stderr).
+    pub fn on_device_prompt(mut self, show: DevicePromptFn) -> Self {
+        self.device_prompt = Some(show);
+        self
     }
 
     /// The scopes asked for (`openid` is added when missing: the ID token proves the
@@ -213,10 +229,13 @@ impl NativeLogin {
             .await
             .map_err(|_| LoginError::TimedOut)?
             .map_err(|e| LoginError::Listener(e.to_string()))?;
-        if let Some(iss) = &answer.iss {
-            if iss.trim_end_matches('/') != self.issuer.url() {
-                return Err(LoginError::WrongIssuer);
-            }
+        // RFC 9207: an issuer that says it sends `iss` must have sent this one.
+        let iss_ok = match &answer.iss {
+            Some(iss) => iss.trim_end_matches('/') == self.issuer.url(),
+            None => !metadata.authorization_response_iss_parameter_supported,
+        };
+        if !iss_ok {
+            return Err(LoginError::WrongIssuer);
         }
         let code = match (answer.code, answer.error) {
             (_, Some(error)) => return Err(LoginError::Refused { error }),
@@ -261,6 +280,19 @@ impl NativeLogin {
             tokens,
             self.refresh_margin,
         )
+    }
+}
+
+impl fmt::Debug for NativeLogin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NativeLogin")
+            .field("issuer", &self.issuer)
+            .field("client_id", &self.client_id)
+            .field("scopes", &self.scopes)
+            .field("open", &self.open)
+            .field("timeout", &self.timeout)
+            .field("store", &self.store)
+            .finish_non_exhaustive()
     }
 }
 
@@ -366,10 +398,10 @@ pub(crate) async fn verify_id_token(
             _ => TokenError::Malformed,
         })?
         .claims;
-    if let Some(nonce) = nonce {
-        if claims.nonce.as_deref() != Some(nonce) {
-            return Err(TokenError::WrongNonce);
-        }
+    if let Some(nonce) = nonce
+        && claims.nonce.as_deref() != Some(nonce)
+    {
+        return Err(TokenError::WrongNonce);
     }
     Ok(())
 }
