@@ -475,6 +475,70 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::issuer::Issuer;
+    use actix_web::test as server;
+    use actix_web::{App, web};
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
+    /// A JWT-shaped access token (its signature is never reached in these tests).
+    fn token_shape() -> String {
+        let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"ES256","typ":"at+jwt","kid":"k"}"#);
+        format!("{header}.e30.c2ln")
+    }
+
+    #[actix_web::test]
+    async fn public_paths_missing_credentials_and_an_unreachable_broker_answer_apart() {
+        // Nothing listens on port 9: the JWKS cannot be fetched.
+        let issuer = Issuer::new("http://127.0.0.1:9").unwrap_or_else(|e| panic!("{e}"));
+        let protect = Protect::new(Validator::new(issuer, "https://api.example"))
+            .public("/open")
+            .api_keys("/keys");
+        let app = server::init_service(
+            App::new()
+                .wrap(protect)
+                .route("/x", web::get().to(|| async { "x" }))
+                .route("/keys", web::get().to(|| async { "k" }))
+                .route(
+                    "/open",
+                    web::get().to(|p: Option<Principal>| async move { p.is_some().to_string() }),
+                ),
+        )
+        .await;
+        let call = |uri: &str, auth: Option<String>| {
+            let mut req = server::TestRequest::get().uri(uri);
+            if let Some(a) = auth {
+                req = req.insert_header((header::AUTHORIZATION, a));
+            }
+            req.to_request()
+        };
+        let open = server::call_service(&app, call("/open", None)).await;
+        assert_eq!(open.status(), StatusCode::OK);
+        assert_eq!(server::read_body(open).await, "false");
+
+        let none = server::call_service(&app, call("/x", None)).await;
+        assert_eq!(none.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            none.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.as_bytes()),
+            Some(&b"Bearer"[..])
+        );
+        let basic = server::call_service(&app, call("/x", Some("Basic dXNlcjpwYXNz".into()))).await;
+        assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
+
+        // The broker cannot be asked: 503 (try again), never a 401 that logs people out.
+        let down =
+            server::call_service(&app, call("/x", Some(format!("Bearer {}", token_shape())))).await;
+        assert_eq!(down.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(down.headers().contains_key(header::RETRY_AFTER));
+
+        // Keys where keys are allowed, but no introspector configured: 500, not a pass.
+        let keys = server::call_service(&app, call("/keys", Some("Token sbk_x".into()))).await;
+        assert_eq!(keys.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let elsewhere = server::call_service(&app, call("/x", Some("Token sbk_x".into()))).await;
+        assert_eq!(elsewhere.status(), StatusCode::UNAUTHORIZED);
+    }
 
     #[test]
     fn prefixes_cover_their_own_segments_only() {
