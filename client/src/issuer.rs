@@ -243,7 +243,7 @@ impl Issuer {
             .build();
         Ok(Issuer {
             inner: Arc::new(Inner {
-                url: url.trim_end_matches('/').to_string(),
+                url: url.to_string(),
                 http,
                 options,
                 metadata,
@@ -254,7 +254,7 @@ impl Issuer {
         })
     }
 
-    /// The issuer URL.
+    /// The issuer URL, exactly as given (tokens' `iss` must equal it).
     pub fn url(&self) -> &str {
         &self.inner.url
     }
@@ -275,9 +275,12 @@ impl Issuer {
     }
 
     async fn fetch_metadata(&self) -> Result<Arc<Metadata>, FetchError> {
-        let url = format!("{}/.well-known/openid-configuration", self.inner.url);
+        let url = format!(
+            "{}/.well-known/openid-configuration",
+            self.inner.url.trim_end_matches('/')
+        );
         let metadata: Metadata = http::get_json(&self.inner.http, &url).await?;
-        if metadata.issuer.trim_end_matches('/') != self.inner.url {
+        if metadata.issuer != self.inner.url {
             return Err(FetchError::IssuerMismatch {
                 expected: self.inner.url.clone(),
                 found: metadata.issuer,

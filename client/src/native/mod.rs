@@ -231,7 +231,7 @@ impl NativeLogin {
             .map_err(|e| LoginError::Listener(e.to_string()))?;
         // RFC 9207: an issuer that says it sends `iss` must have sent this one.
         let iss_ok = match &answer.iss {
-            Some(iss) => iss.trim_end_matches('/') == self.issuer.url(),
+            Some(iss) => iss == self.issuer.url(),
             None => !metadata.authorization_response_iss_parameter_supported,
         };
         if !iss_ok {
