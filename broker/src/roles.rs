@@ -34,62 +34,7 @@ pub fn check_role_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A permission such as `users:read`, or a pattern such as `admin:*`: segments
-/// separated by `:`, where a `*` segment stands for any one segment, and a final `*`
-/// for one or more.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Permission(String);
-
-impl Permission {
-    pub fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() || text.len() > 256 {
-            return Err("a permission has 1 to 256 characters".into());
-        }
-        for segment in text.split(':') {
-            if segment.is_empty() {
-                return Err(format!("permission {text:?} has an empty segment"));
-            }
-            if segment != "*" && segment.contains('*') {
-                return Err(format!(
-                    "permission {text:?}: '*' must be a whole segment, as in \"admin:*\""
-                ));
-            }
-            if segment.chars().any(|c| c.is_whitespace() || c.is_control()) {
-                return Err(format!(
-                    "permission {text:?} contains spaces or control characters"
-                ));
-            }
-        }
-        Ok(Permission(text.to_string()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
-    /// Whether holding this permission allows `wanted`, compared segment by segment.
-    pub fn allows(&self, wanted: &str) -> bool {
-        let granted: Vec<&str> = self.0.split(':').collect();
-        let wanted: Vec<&str> = wanted.split(':').collect();
-        let last = granted.len() - 1;
-        for (i, g) in granted.iter().enumerate() {
-            if *g == "*" && i == last {
-                return wanted.len() > i;
-            }
-            match wanted.get(i) {
-                Some(w) if *g == "*" || g == w => {}
-                _ => return false,
-            }
-        }
-        wanted.len() == granted.len()
-    }
-}
-
-impl fmt::Display for Permission {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+pub use switchboard_access::Permission;
 
 /// Turns a domain into the form rules compare: lowercase ASCII (IDNA, so `BÜCHER.de`
 /// and `xn--bcher-kva.de` are the same domain), without a trailing dot.
@@ -311,10 +256,7 @@ pub struct Access {
 impl Access {
     /// Whether one of the permissions allows `wanted` (wildcards match segment-wise).
     pub fn allows(&self, wanted: &str) -> bool {
-        self.permissions
-            .iter()
-            .filter_map(|p| Permission::parse(p).ok())
-            .any(|p| p.allows(wanted))
+        switchboard_access::allows_any(&self.permissions, wanted)
     }
 }
 

@@ -144,7 +144,10 @@ impl Validator {
             check_role_name(role).map_err(|m| self.err(&key, m))?;
             let mut parsed = Vec::with_capacity(list.len());
             for (j, p) in list.iter().enumerate() {
-                parsed.push(Permission::parse(p).map_err(|m| self.err(format!("{key}[{j}]"), m))?);
+                parsed.push(
+                    Permission::parse(p)
+                        .map_err(|m| self.err(format!("{key}[{j}]"), m.to_string()))?,
+                );
             }
             parsed.sort();
             parsed.dedup();

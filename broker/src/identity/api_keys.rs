@@ -137,7 +137,7 @@ fn check_request(
     }
     let mut scopes = BTreeSet::new();
     for scope in new.scopes {
-        Permission::parse(scope).map_err(KeyRequestError::Scope)?;
+        Permission::parse(scope).map_err(|e| KeyRequestError::Scope(e.to_string()))?;
         if !access.allows(scope) {
             return Err(KeyRequestError::Scope(format!(
                 "{scope:?} is not a permission this person holds"

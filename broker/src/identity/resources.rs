@@ -61,7 +61,7 @@ pub fn check_resource_role(policy: &RolePolicy, role: &str) -> Result<(), Identi
 
 /// A permission an app may ask about: one exact permission, no wildcard.
 pub fn check_wanted_permission(permission: &str) -> Result<(), IdentityError> {
-    Permission::parse(permission).map_err(|why| bad_input("permission", why))?;
+    Permission::parse(permission).map_err(|why| bad_input("permission", why.to_string()))?;
     if permission.split(':').any(|segment| segment == "*") {
         return Err(bad_input(
             "permission",

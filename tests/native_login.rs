@@ -1,0 +1,163 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+//! The client crate's native login helper against the real broker binary (issue 15):
+//! a browser logs in and comes back to the helper's loopback listener; the tokens
+//! are stored with mode 0600; the session refreshes after expiry without a new login
+//! (also after a restart of the app, from the file); logout revokes (introspection
+//! says inactive) and forgets the tokens.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+use std::time::Duration;
+use switchboard_client::Issuer;
+use switchboard_client::native::{FileStore, NativeLogin, OpenWith, SessionError};
+use switchboard_e2e::{ADMIN, Broker, Browser, NATIVE_APP, SECOND_APP};
+use tokio::sync::mpsc;
+use url::Url;
+
+#[tokio::test]
+async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
+    let broker = Broker::setup()
+        .client(NATIVE_APP.id, "access_token_lifetime = \"2s\"")
+        // A resource server allowed to introspect every access token.
+        .client(SECOND_APP.id, "introspection = \"all\"")
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("cli").join("tokens.json");
+    let (urls, mut opened) = mpsc::unbounded_channel::<Url>();
+    let login = NativeLogin::new(
+        Issuer::new(broker.issuer()).unwrap(),
+        NATIVE_APP.id,
+        FileStore::new(&file),
+    )
+    .scopes(["openid", "offline_access"])
+    .open_with(OpenWith::Custom(Arc::new(move |url: &Url| {
+        let _ = urls.send(url.clone());
+    })))
+    .refresh_margin(Duration::from_secs(1))
+    .timeout(Duration::from_secs(30));
+
+    // The "system browser": logs in on the URL the helper opened, then follows the
+    // redirect to the helper's loopback listener.
+    let browser = Browser::new(&broker);
+    let drive = async {
+        let url = opened.recv().await.expect("the helper opens a URL");
+        let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
+        assert_eq!(params["code_challenge_method"], "S256");
+        assert!(params.contains_key("state") && params.contains_key("nonce"));
+        let redirect = Url::parse(&params["redirect_uri"]).unwrap();
+        assert_eq!(redirect.host_str(), Some("127.0.0.1"));
+        assert_ne!(redirect.port(), None);
+        let back = browser.log_in(&url, &ADMIN).await;
+        let landed = reqwest::get(back.url.clone()).await.unwrap();
+        assert_eq!(landed.status(), reqwest::StatusCode::OK);
+    };
+    let (session, ()) = tokio::join!(login.login(), drive);
+    let session = session.unwrap();
+
+    // Stored, readable by the owner only.
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "token file mode {mode:o}");
+    let stored = std::fs::read_to_string(&file).unwrap();
+    let first = session.access_token().await.unwrap();
+    assert!(stored.contains(&first));
+    assert_eq!(
+        broker.userinfo(&first).await.status,
+        reqwest::StatusCode::OK
+    );
+
+    // After expiry the session refreshes by itself: no new login (nothing is opened).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = session.access_token().await.unwrap();
+    assert_ne!(first, second, "a refreshed access token");
+    assert_eq!(
+        broker.userinfo(&second).await.status,
+        reqwest::StatusCode::OK
+    );
+    assert!(
+        std::fs::read_to_string(&file).unwrap().contains(&second),
+        "the file holds the new tokens"
+    );
+
+    // A restarted app resumes from the file, and refreshes from it too.
+    drop(session);
+    let resumed = login.session().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let third = resumed.access_token().await.unwrap();
+    assert_ne!(third, second);
+    assert!(opened.try_recv().is_err(), "no login was started again");
+    let refresh_token =
+        serde_json::from_str::<serde_json::Value>(&std::fs::read_to_string(&file).unwrap())
+            .unwrap()["refresh_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+
+    // Logout revokes: the tokens are inactive at the broker, and gone from the file.
+    let done = resumed.logout().await.unwrap();
+    assert!(!file.exists(), "logout forgets the stored tokens");
+    let introspected = broker.introspect(&SECOND_APP, &third).await;
+    assert_eq!(introspected, serde_json::json!({"active": false}));
+    let refreshed = broker
+        .token_request(
+            &NATIVE_APP,
+            &[
+                ("grant_type", "refresh_token"),
+                ("refresh_token", &refresh_token),
+            ],
+        )
+        .await;
+    refreshed.assert_error("invalid_grant");
+    let end = done.end_session_url.expect("an RP-initiated logout URL");
+    assert!(
+        end.as_str()
+            .starts_with(&format!("{}/logout?", broker.issuer()))
+    );
+    assert!(end.query_pairs().any(|(k, _)| k == "id_token_hint"));
+}
+
+#[tokio::test]
+async fn a_session_whose_login_was_revoked_asks_for_a_new_login() {
+    let broker = Broker::setup()
+        .client(NATIVE_APP.id, "access_token_lifetime = \"1s\"")
+        .start()
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let (urls, mut opened) = mpsc::unbounded_channel::<Url>();
+    let login = NativeLogin::new(
+        Issuer::new(broker.issuer()).unwrap(),
+        NATIVE_APP.id,
+        FileStore::new(dir.path().join("tokens.json")),
+    )
+    .open_with(OpenWith::Custom(Arc::new(move |url: &Url| {
+        let _ = urls.send(url.clone());
+    })))
+    .refresh_margin(Duration::ZERO);
+    let browser = Browser::new(&broker);
+    let drive = async {
+        let url = opened.recv().await.unwrap();
+        let back = browser.log_in(&url, &ADMIN).await;
+        reqwest::get(back.url.clone()).await.unwrap();
+    };
+    let (session, ()) = tokio::join!(login.login(), drive);
+    let session = session.unwrap();
+    let token = session.access_token().await.unwrap();
+    // The login ends at the broker (its grant is revoked with its access token).
+    let revoked = reqwest::Client::new()
+        .post(broker.url("/revoke"))
+        .form(&[("token", token.as_str()), ("client_id", NATIVE_APP.id)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revoked.status(), reqwest::StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(matches!(
+        session.access_token().await,
+        Err(SessionError::LoginRequired)
+    ));
+    assert!(
+        !dir.path().join("tokens.json").exists(),
+        "the dead tokens are forgotten"
+    );
+}
