@@ -28,6 +28,7 @@ impl Pages {
         )?;
         env.add_template("logout.html", include_str!("../../templates/logout.html"))?;
         env.add_template("account.html", include_str!("../../templates/account.html"))?;
+        env.add_template("device.html", include_str!("../../templates/device.html"))?;
         Ok(Pages { env })
     }
 
