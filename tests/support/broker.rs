@@ -480,11 +480,7 @@ impl Broker {
             .send()
             .await
             .expect("POST /introspect");
-        assert_eq!(
-            res.status(),
-            reqwest::StatusCode::OK,
-            "introspection answered"
-        );
+        assert_eq!(res.status(), reqwest::StatusCode::OK, "introspection answered");
         res.json().await.expect("introspection JSON")
     }
 
