@@ -127,6 +127,8 @@ macro_rules! forward {
                 }
             )*
             $( $(
+                // `if { true }` is a pattern like the others.
+                #[allow(clippy::redundant_pattern_matching)]
                 async fn $wname(&self $(, $warg: $wty)*) -> $wret {
                     let result = self.inner.$wname($($warg),*).await;
                     self.changed_if(result, |r| matches!(r, $changed)).await

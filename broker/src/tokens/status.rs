@@ -107,6 +107,8 @@ pub struct Person {
 
 /// A live token, as far as the asking client may be told.
 #[derive(Debug)]
+// One per request, never kept in bulk: boxing the refresh variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum ActiveToken {
     Access(Arc<LiveAccess>),
     /// `token.expires_at` is when it stops working: its own expiry, or its grant's if
