@@ -2700,6 +2700,25 @@ async fn device_code_polls_wait_slow_down_and_redeem_once(store: SharedStore) {
     );
 }
 
+async fn deleting_a_user_takes_their_approved_device_code(store: SharedStore) {
+    seed_device_code(&store).await;
+    assert!(
+        store
+            .approve_device_code("uc1", &grant("g1", "u1", NOW + HOUR), NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(store.delete_user("u1").await.unwrap());
+    assert_eq!(
+        store
+            .poll_device_code("d1", "tv", NOW + 2, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Unknown,
+        "the grant and its device code went with the user"
+    );
+}
+
 async fn expired_device_codes_answer_expired_and_are_purged(store: SharedStore) {
     seed_device_code(&store).await;
     store
@@ -3063,6 +3082,7 @@ macro_rules! conformance_tests {
                 device_code_is_found_by_user_code_while_pending_and_live,
                 device_code_polls_wait_slow_down_and_redeem_once,
                 expired_device_codes_answer_expired_and_are_purged,
+                deleting_a_user_takes_their_approved_device_code,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [

@@ -286,6 +286,9 @@ impl UserStore for MemoryStore {
         state
             .refresh_tokens
             .retain(|_, t| !gone.contains(&t.grant_id));
+        state
+            .device_codes
+            .retain(|_, d| d.grant_id.as_ref().is_none_or(|g| !gone.contains(g)));
         Ok(true)
     }
 
