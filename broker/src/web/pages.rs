@@ -169,6 +169,37 @@ mod tests {
     }
 
     #[test]
+    fn the_device_page_renders_each_stage_escaped() {
+        let pages = Pages::new().unwrap();
+        for stage in ["enter", "confirm", "approved", "denied"] {
+            let res = pages.render(
+                "device.html",
+                StatusCode::OK,
+                minijinja::context! {
+                    stage, csrf => "c", user_code => "BCDF-GHJK", error => "<i>bad</i>",
+                    client_name => "<b>TV</b>", client_id => "tv", scopes => ["openid", "<x>"],
+                },
+            );
+            let body = futures_lite_block_on(actix_web::body::to_bytes(res.into_body()));
+            assert!(
+                !body.contains("<b>TV") && !body.contains("<x>") && !body.contains("<i>bad"),
+                "{body}"
+            );
+            assert!(
+                body.contains(&format!(
+                    "id=\"device-{}\"",
+                    match stage {
+                        "enter" => "code-form",
+                        "confirm" => "decision-form",
+                        other => other,
+                    }
+                )),
+                "{stage}: {body}"
+            );
+        }
+    }
+
+    #[test]
     fn an_error_page_shows_its_message_and_way_back_escaped() {
         let pages = Pages::new().unwrap();
         let error = PageError::bad_request("<i>no</i>").back_to_app("https://app/cb?error=x&a=<b>");
