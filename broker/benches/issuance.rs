@@ -45,6 +45,7 @@ fn client(alg: SigningAlg) -> Client {
         backchannel_logout_uri: None,
         backchannel_logout_session_required: false,
         introspection: IntrospectionPolicy::OwnAudience,
+        exchange_audiences: Default::default(),
     }
 }
 

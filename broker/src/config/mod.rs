@@ -30,9 +30,20 @@ pub const SUPPORTED_SCOPES: &[&str] = &[
     "offline_access",
 ];
 
+/// The device authorization grant (RFC 8628) at the token endpoint.
+pub const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+
+/// The token-exchange grant (RFC 8693) at the token endpoint.
+pub const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+
 /// Grants a client may be allowed.
-pub const SUPPORTED_GRANTS: &[&str] =
-    &["authorization_code", "refresh_token", "client_credentials"];
+pub const SUPPORTED_GRANTS: &[&str] = &[
+    "authorization_code",
+    "refresh_token",
+    "client_credentials",
+    DEVICE_CODE_GRANT,
+    TOKEN_EXCHANGE_GRANT,
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -93,6 +104,21 @@ pub struct TokenSettings {
     pub code_lifetime: i64,
     pub key_rotation_period: i64,
     pub jwks_cache_lifetime: i64,
+    /// The lifetime of a token made by token exchange (RFC 8693), in seconds; never
+    /// past the subject token's own expiry.
+    pub exchange_token_lifetime: i64,
+}
+
+/// `[device]`: the device authorization grant (RFC 8628).
+#[derive(Debug, Clone)]
+pub struct DeviceSettings {
+    /// How long a device code and its user code live, in seconds.
+    pub code_lifetime: i64,
+    /// The polling interval a device is told, in seconds.
+    pub interval: i64,
+    /// Wrong user codes one person may enter within `login.throttle_window` before
+    /// the page refuses every code.
+    pub user_code_tries: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -183,6 +209,8 @@ pub struct Client {
     pub backchannel_logout_session_required: bool,
     /// Which access tokens it may introspect (confidential clients only).
     pub introspection: IntrospectionPolicy,
+    /// The audiences it may exchange a person's access token for (RFC 8693).
+    pub exchange_audiences: BTreeSet<String>,
 }
 
 impl Client {
@@ -263,6 +291,7 @@ pub struct Config {
     pub roles: crate::roles::RolePolicy,
     pub api_keys: ApiKeySettings,
     pub admin: AdminSettings,
+    pub device: DeviceSettings,
 }
 
 impl Config {
@@ -554,6 +583,11 @@ impl Validator {
                 t.jwks_cache_lifetime.as_deref(),
                 "1h",
             )?,
+            exchange_token_lifetime: self.positive(
+                "tokens.exchange_token_lifetime",
+                t.exchange_token_lifetime.as_deref(),
+                "5m",
+            )?,
         };
         if tokens.refresh_reuse_grace > 60 {
             return Err(self.err(
@@ -641,6 +675,7 @@ impl Validator {
         }
         let roles = self.roles(&raw.roles, &clients, &providers)?;
         let api_keys = self.api_keys(&raw.api_keys)?;
+        let device = self.device(&raw.device)?;
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -665,7 +700,36 @@ impl Validator {
                 listen: admin_listen,
                 accept_api_keys: raw.admin.accept_api_keys,
             },
+            device,
         })
+    }
+
+    fn device(&self, raw: &raw::RawDevice) -> Result<DeviceSettings, ConfigError> {
+        let settings = DeviceSettings {
+            code_lifetime: self.positive(
+                "device.code_lifetime",
+                raw.code_lifetime.as_deref(),
+                "10m",
+            )?,
+            interval: self.positive("device.interval", raw.interval.as_deref(), "5s")?,
+            user_code_tries: raw.user_code_tries.unwrap_or(5),
+        };
+        if settings.code_lifetime > 3600 {
+            return Err(self.err(
+                "device.code_lifetime",
+                "at most 1h: a user code is short and must not live long",
+            ));
+        }
+        if settings.interval >= settings.code_lifetime {
+            return Err(self.err(
+                "device.interval",
+                "must be shorter than device.code_lifetime",
+            ));
+        }
+        if settings.user_code_tries == 0 {
+            return Err(self.err("device.user_code_tries", "must be at least 1"));
+        }
+        Ok(settings)
     }
 
     fn api_keys(&self, raw: &raw::RawApiKeys) -> Result<ApiKeySettings, ConfigError> {
@@ -734,7 +798,11 @@ impl Validator {
                 return Err(self.err(key("secret"), "a confidential client needs secret, secret_file or secret_env (or public = true)"));
             }
         };
-        if c.redirect_uris.is_empty() {
+        let redirects = c
+            .grants
+            .as_ref()
+            .is_none_or(|g| g.iter().any(|g| g == "authorization_code"));
+        if c.redirect_uris.is_empty() && redirects {
             return Err(self.err(
                 key("redirect_uris"),
                 "at least one redirect URI is required",
@@ -795,6 +863,36 @@ impl Validator {
                 key("grants"),
                 "a public client cannot use client_credentials",
             ));
+        }
+        if c.public && grants.contains(TOKEN_EXCHANGE_GRANT) {
+            return Err(self.err(
+                key("grants"),
+                "a public client cannot use token exchange: it has no secret to prove who asks",
+            ));
+        }
+        let exchange_audiences: BTreeSet<String> = c.exchange_audiences.iter().cloned().collect();
+        if exchange_audiences.iter().any(|a| a.trim().is_empty()) {
+            return Err(self.err(key("exchange_audiences"), "an audience may not be empty"));
+        }
+        match (
+            grants.contains(TOKEN_EXCHANGE_GRANT),
+            exchange_audiences.is_empty(),
+        ) {
+            (true, true) => {
+                return Err(self.err(
+                    key("exchange_audiences"),
+                    format!(
+                        "the grant {TOKEN_EXCHANGE_GRANT:?} needs the audiences it may exchange for"
+                    ),
+                ));
+            }
+            (false, false) => {
+                return Err(self.err(
+                    key("grants"),
+                    format!("exchange_audiences needs the grant {TOKEN_EXCHANGE_GRANT:?}"),
+                ));
+            }
+            _ => {}
         }
         let mut post_logout_redirect_uris = Vec::new();
         for (i, u) in c.post_logout_redirect_uris.iter().enumerate() {
@@ -894,6 +992,7 @@ impl Validator {
             backchannel_logout_uri,
             backchannel_logout_session_required: c.backchannel_logout_session_required,
             introspection,
+            exchange_audiences,
         })
     }
 }

@@ -35,6 +35,17 @@ pub struct RawConfig {
     pub api_keys: RawApiKeys,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub device: RawDevice,
+}
+
+/// `[device]`: the device authorization grant (RFC 8628).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDevice {
+    pub code_lifetime: Option<String>,
+    pub interval: Option<String>,
+    pub user_code_tries: Option<u32>,
 }
 
 /// `[api_keys]`.
@@ -108,6 +119,7 @@ pub struct RawTokens {
     pub code_lifetime: Option<String>,
     pub key_rotation_period: Option<String>,
     pub jwks_cache_lifetime: Option<String>,
+    pub exchange_token_lifetime: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -158,6 +170,9 @@ pub struct RawClient {
     pub backchannel_logout_uri: Option<String>,
     #[serde(default)]
     pub backchannel_logout_session_required: bool,
+    /// Audiences this client may exchange a person's access token for (RFC 8693).
+    #[serde(default)]
+    pub exchange_audiences: Vec<String>,
 }
 
 /// A provider section: the broker's keys, and the provider's own options passed

@@ -54,7 +54,9 @@ impl OAuthError {
             "invalid_client" => StatusCode::UNAUTHORIZED,
             "server_error" => StatusCode::INTERNAL_SERVER_ERROR,
             "temporarily_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-            "slow_down" => StatusCode::TOO_MANY_REQUESTS,
+            // A throttle that says how long to wait; a device polling too fast gets
+            // the plain 400 of RFC 8628 §3.5.
+            "slow_down" if self.retry_after.is_some() => StatusCode::TOO_MANY_REQUESTS,
             _ => StatusCode::BAD_REQUEST,
         };
         let mut res = HttpResponse::build(status);

@@ -6,6 +6,7 @@
 //! login URLs (`?req=`), bound to the browser that started it by the hash of its
 //! binding cookie, and is consumed exactly once ([`PendingLogin::take`]).
 
+use super::device::DeviceIntent;
 use super::request::AuthorizationRequest;
 use crate::secrets;
 use crate::store::{AuthRequestRecord, StoreError};
@@ -44,6 +45,8 @@ pub enum Purpose {
     /// Authenticate the signed-in person again at their provider (forcing a fresh
     /// login upstream), renewing their session's authentication time.
     Reauthenticate(AccountIntent),
+    /// Sign in to approve a device (RFC 8628), then return to the `/device` page.
+    Device(DeviceIntent),
 }
 
 /// A login in progress, loaded for the browser that started it.
@@ -174,6 +177,7 @@ impl PendingLogin {
             Purpose::Link(intent) | Purpose::Reauthenticate(intent) => {
                 Some(intent.provider_id.clone())
             }
+            Purpose::Device(_) => None,
         };
         let stored = Stored {
             version: STORED_VERSION,
@@ -245,7 +249,7 @@ impl PendingLogin {
     pub fn request(&self) -> Option<&AuthorizationRequest> {
         match &self.purpose {
             Purpose::SignIn(request) => Some(request),
-            Purpose::Link(_) | Purpose::Reauthenticate(_) => None,
+            Purpose::Link(_) | Purpose::Reauthenticate(_) | Purpose::Device(_) => None,
         }
     }
 
@@ -258,6 +262,7 @@ impl PendingLogin {
                 request.max_age,
             ),
             Purpose::Link(_) | Purpose::Reauthenticate(_) => (LoginPrompt::new(true, false), None),
+            Purpose::Device(_) => (LoginPrompt::new(false, false), None),
         }
     }
 
@@ -276,6 +281,7 @@ impl PendingLogin {
                 .unwrap_or_default(),
             Purpose::Link(_) => "link it to your account".to_string(),
             Purpose::Reauthenticate(_) => "confirm it is you".to_string(),
+            Purpose::Device(_) => "connect a device".to_string(),
         }
     }
 

@@ -2,7 +2,9 @@
 //! user, a fresh session, the authorization code), or link the identity to the
 //! account of the session that started the link.
 
-use crate::flow::{AccountIntent, AuthorizationRequest, PendingLogin, Purpose, issue_code};
+use crate::flow::{
+    AccountIntent, AuthorizationRequest, DeviceIntent, PendingLogin, Purpose, issue_code,
+};
 use crate::identity::{IdentityError, link_to_user, resolve_login};
 use crate::metrics::LoginOutcome;
 use crate::providers::ProviderEntry;
@@ -27,6 +29,7 @@ pub(super) async fn finish(
         Purpose::Reauthenticate(intent) => {
             reauthenticate(req, app, &p, &intent, entry, identity).await
         }
+        Purpose::Device(intent) => device(req, app, &p, &intent, entry, identity).await,
     }
 }
 
@@ -134,6 +137,41 @@ async fn sign_in(
             Err(_) => return Err(PageError::internal()),
         },
     };
+    if let Err(e) = res.add_cookie(&app.cookies.session_cookie(cookie_value)) {
+        tracing::error!(error = %e, "setting the session cookie failed");
+    }
+    Ok(res)
+}
+
+/// Resolve the user, start a fresh session, and go back to the `/device` page (with
+/// the user code the login started with) where the person approves the device.
+async fn device(
+    req: &HttpRequest,
+    app: &AppState,
+    p: &PendingLogin,
+    intent: &DeviceIntent,
+    entry: &ProviderEntry,
+    identity: Identity,
+) -> Result<HttpResponse, PageError> {
+    let now = app.clock.now();
+    let auth_time = authenticated_at(identity.auth_time, now);
+    let user = resolve_user(app, entry, identity, now).await?;
+    p.take(app).await?;
+    let (cookie_value, _) = replace_session(req, app, &user.id, entry, auth_time, now).await?;
+    tracing::info!(provider = %entry.id, user = %user.id, "login succeeded for a device");
+    app.metrics.login(&entry.id, LoginOutcome::Success);
+    let page = match intent
+        .user_code
+        .as_deref()
+        .and_then(crate::flow::device::normalize_user_code)
+    {
+        Some(code) => format!(
+            "/device?user_code={}",
+            crate::flow::device::display_user_code(&code)
+        ),
+        None => "/device".to_string(),
+    };
+    let mut res = see_other(&page);
     if let Err(e) = res.add_cookie(&app.cookies.session_cookie(cookie_value)) {
         tracing::error!(error = %e, "setting the session cookie failed");
     }

@@ -164,6 +164,7 @@ mod tests {
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             introspection: crate::config::IntrospectionPolicy::OwnAudience,
+            exchange_audiences: BTreeSet::new(),
         }
     }
 

@@ -1,11 +1,14 @@
-//! The issuer's endpoints toward apps: discovery, JWKS, `/authorize`, `/token`,
-//! userinfo, introspection, revocation and logout.
+//! The issuer's endpoints toward apps: discovery, JWKS, `/authorize`, `/token` (with
+//! token exchange), userinfo, introspection, revocation, logout, and the device
+//! authorization grant (`/device_authorization`, `/device`).
 
 pub mod authorize;
 pub mod backchannel;
 pub mod clients;
+pub mod device;
 pub mod logout;
 pub mod token;
+pub mod token_exchange;
 pub mod token_status;
 pub mod userinfo;
 
@@ -74,6 +77,12 @@ pub fn routes(config: &Config, cfg: &mut web::ServiceConfig) {
     .route("/authorize", web::get().to(authorize::authorize))
     .route("/authorize", web::post().to(authorize::authorize))
     .route("/introspect", web::post().to(token_status::introspect))
+    .route(
+        "/device_authorization",
+        web::post().to(device::device_authorization),
+    )
+    .route("/device", web::get().to(device::show))
+    .route("/device", web::post().to(device::submit))
     .route("/logout", web::get().to(logout::logout))
     .route("/logout", web::post().to(logout::logout));
 }
@@ -122,6 +131,7 @@ pub fn metadata(config: &Config) -> (String, String) {
         "jwks_uri": format!("{iss}/jwks"),
         "revocation_endpoint": format!("{iss}/revoke"),
         "introspection_endpoint": format!("{iss}/introspect"),
+        "device_authorization_endpoint": format!("{iss}/device_authorization"),
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "none"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "response_types_supported": ["code"],

@@ -1,11 +1,13 @@
-//! `/token`: the authorization-code grant (with PKCE) and the refresh-token grant
-//! (rotation with reuse detection).
+//! `/token`: the authorization-code grant (with PKCE), the refresh-token grant
+//! (rotation with reuse detection), client credentials, the device-code grant
+//! (RFC 8628 polling) and token exchange (RFC 8693, see `token_exchange`).
 
 use super::clients::{authenticate, presented_credentials};
-use crate::config::Client;
+use super::token_exchange::{ACCESS_TOKEN_TYPE, ExchangeRequest, exchange_token};
+use crate::config::{Client, DEVICE_CODE_GRANT, TOKEN_EXCHANGE_GRANT};
 use crate::flow::OAuthError;
 use crate::secrets::{self, constant_time_eq};
-use crate::store::{GrantRecord, RedeemOutcome, RotateOutcome, UserRecord, UserStatus};
+use crate::store::{DevicePoll, GrantRecord, RedeemOutcome, RotateOutcome, UserRecord, UserStatus};
 use crate::tokens::PersonClaims;
 use crate::web::AppState;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -26,6 +28,14 @@ pub struct TokenForm {
     resource: Option<String>,
     client_id: Option<String>,
     client_secret: Option<String>,
+    /// RFC 8628: the device code being polled.
+    device_code: Option<String>,
+    /// RFC 8693: the token exchanged, and what it and the answer are.
+    subject_token: Option<String>,
+    subject_token_type: Option<String>,
+    actor_token: Option<String>,
+    requested_token_type: Option<String>,
+    audience: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -38,6 +48,9 @@ struct TokenResponse {
     id_token: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refresh_token: Option<String>,
+    /// RFC 8693: what a token exchange issued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issued_token_type: Option<&'static str>,
 }
 
 /// POST `/token`.
@@ -83,7 +96,8 @@ async fn exchange(
         .ok_or_else(|| OAuthError::invalid_request("grant_type is required"))?;
     if !client.allows_grant(grant_type) {
         return Err(match grant_type {
-            "authorization_code" | "refresh_token" | "client_credentials" => OAuthError::new(
+            "authorization_code" | "refresh_token" | "client_credentials" | DEVICE_CODE_GRANT
+            | TOKEN_EXCHANGE_GRANT => OAuthError::new(
                 "unauthorized_client",
                 format!("this client may not use {grant_type}"),
             ),
@@ -94,6 +108,8 @@ async fn exchange(
         "authorization_code" => authorization_code(app, client, &form).await,
         "refresh_token" => refresh(app, client, &form).await,
         "client_credentials" => client_credentials(app, client, &form),
+        DEVICE_CODE_GRANT => device_code(app, client, &form).await,
+        TOKEN_EXCHANGE_GRANT => token_exchange(app, client, &form).await,
         _ => Err(OAuthError::new(
             "unsupported_grant_type",
             "unsupported grant_type",
@@ -167,6 +183,7 @@ fn client_credentials(
         scope: scopes.join(" "),
         id_token: None,
         refresh_token: None,
+        issued_token_type: None,
     })
 }
 
@@ -279,6 +296,104 @@ async fn authorization_code(
         grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
     let nonce = record.nonce.as_deref();
     issue(app, client, &grant, &audience, &user, nonce, offline).await
+}
+
+/// How much a device's interval grows at each `slow_down` (RFC 8628 §3.5).
+const SLOW_DOWN_SECS: i64 = 5;
+
+/// A device polls: `authorization_pending`, `slow_down` (its interval grew),
+/// `access_denied`, `expired_token`, or, once the person approved, the tokens of the
+/// grant, to exactly one poll.
+async fn device_code(
+    app: &AppState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    let code = form
+        .device_code
+        .as_deref()
+        .ok_or_else(|| OAuthError::invalid_request("device_code is required"))?;
+    let now = app.clock.now();
+    let poll = app
+        .store
+        .poll_device_code(&secrets::hash_secret(code), &client.id, now, SLOW_DOWN_SECS)
+        .await
+        .map_err(server_error("polling a device code failed"))?;
+    let record = match poll {
+        DevicePoll::Approved(record) => record,
+        DevicePoll::Pending => {
+            return Err(OAuthError::new(
+                "authorization_pending",
+                "the person has not approved the request yet",
+            ));
+        }
+        DevicePoll::SlowDown { interval } => {
+            return Err(OAuthError::new(
+                "slow_down",
+                format!("polling too fast: wait {interval} seconds between requests"),
+            ));
+        }
+        DevicePoll::Denied => {
+            return Err(OAuthError::new(
+                "access_denied",
+                "the person denied the request",
+            ));
+        }
+        DevicePoll::Expired => {
+            return Err(OAuthError::new(
+                "expired_token",
+                "the device code has expired; start again",
+            ));
+        }
+        DevicePoll::AlreadyRedeemed { .. } => {
+            return Err(OAuthError::invalid_grant(
+                "the device code was already used",
+            ));
+        }
+        DevicePoll::Unknown => {
+            return Err(OAuthError::invalid_grant("device_code is invalid"));
+        }
+    };
+    let grant_id = record.grant_id.ok_or_else(|| {
+        tracing::error!("an approved device code has no grant");
+        OAuthError::server_error()
+    })?;
+    let grant = redeemed_grant(app, &grant_id).await?;
+    if grant.revoked_at.is_some() {
+        return Err(OAuthError::invalid_grant("the grant was revoked"));
+    }
+    let audience = audience(app, client, Some(&grant), form.resource.as_deref())?;
+    let user = active_user(app, &grant).await?;
+    let offline =
+        grant.scopes.iter().any(|s| s == "offline_access") && client.allows_grant("refresh_token");
+    issue(app, client, &grant, &audience, &user, None, offline).await
+}
+
+/// RFC 8693: a person's access token for a short-lived one for one audience.
+async fn token_exchange(
+    app: &AppState,
+    client: &Client,
+    form: &TokenForm,
+) -> Result<TokenResponse, OAuthError> {
+    let request = ExchangeRequest {
+        subject_token: form.subject_token.as_deref(),
+        subject_token_type: form.subject_token_type.as_deref(),
+        actor_token: form.actor_token.as_deref(),
+        requested_token_type: form.requested_token_type.as_deref(),
+        audience: form.audience.as_deref(),
+        resource: form.resource.as_deref(),
+        scope: form.scope.as_deref(),
+    };
+    let exchanged = exchange_token(app, client, &request).await?;
+    Ok(TokenResponse {
+        access_token: exchanged.access_token,
+        token_type: "Bearer",
+        expires_in: exchanged.expires_in,
+        scope: exchanged.scopes.join(" "),
+        id_token: None,
+        refresh_token: None,
+        issued_token_type: Some(ACCESS_TOKEN_TYPE),
+    })
 }
 
 async fn redeemed_grant(app: &AppState, id: &str) -> Result<GrantRecord, OAuthError> {
@@ -503,6 +618,7 @@ async fn issue(
         scope: grant.scopes.join(" "),
         id_token,
         refresh_token,
+        issued_token_type: None,
     })
 }
 

@@ -22,13 +22,13 @@
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SharedStore, SigningKeyRecord,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll,
+    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
+    KeyStore, LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
+    SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
+    UserResource, UserStatus, UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -294,6 +294,18 @@ forward!(ResourceGrantStore {
         -> StoreResult<Vec<HeldResourceRole>>;
     fn list_user_resources(&self, user_id: &str, resource_type: &str, after: Option<&str>,
         limit: u32) -> StoreResult<Vec<UserResource>>;
+});
+
+// Device codes end no token and change nothing a live token shows.
+forward!(DeviceCodeStore {
+    fn create_device_code(&self, record: &DeviceCodeRecord) -> StoreResult<()>;
+    fn find_device_code(&self, user_code_hash: &str, now: UnixTime)
+        -> StoreResult<Option<DeviceCodeRecord>>;
+    fn approve_device_code(&self, user_code_hash: &str, grant: &GrantRecord, now: UnixTime)
+        -> StoreResult<bool>;
+    fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool>;
+    fn poll_device_code(&self, device_code_hash: &str, client_id: &str, now: UnixTime,
+        slow_down_secs: i64) -> StoreResult<DevicePoll>;
 });
 
 forward!(Maintenance {

@@ -15,11 +15,12 @@ use tokio::sync::Barrier;
 
 use super::{
     ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, GrantRecord, GroupRecord, HeldResourceRole, Holder, IdentityLink, Membership,
-    MemoryStore, PageCursor, PostgresOptions, PostgresStore, RedeemOutcome, RefreshTokenRecord,
-    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord,
-    RotateOutcome, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
-    UserFilter, UserRecord, UserResource, UserStatus,
+    CodeRecord, DeviceCodeRecord, DeviceCodeState, DevicePoll, GrantRecord, GroupRecord,
+    HeldResourceRole, Holder, IdentityLink, Membership, MemoryStore, PageCursor, PostgresOptions,
+    PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
+    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserResource,
+    UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -2557,6 +2558,205 @@ async fn concurrent_grants_of_one_resource_role_have_one_winner(store: SharedSto
     assert_eq!(added, 1, "{outcomes:?}");
 }
 
+// ---- device authorization (RFC 8628) ----
+
+fn device_code(device_hash: &str, user_hash: &str, expires_at: UnixTime) -> DeviceCodeRecord {
+    DeviceCodeRecord {
+        device_code_hash: device_hash.to_owned(),
+        user_code_hash: user_hash.to_owned(),
+        client_id: "tv".to_owned(),
+        scopes: vec!["openid".to_owned(), "offline_access".to_owned()],
+        created_at: NOW,
+        expires_at,
+        interval: 5,
+        last_polled_at: None,
+        state: DeviceCodeState::Pending,
+        grant_id: None,
+    }
+}
+
+/// A user, and a pending device code `d1` / user code `u1` of client `tv`.
+async fn seed_device_code(store: &SharedStore) {
+    store
+        .create_user(&user("u1", Some("alice"), None))
+        .await
+        .unwrap();
+    store
+        .create_device_code(&device_code("d1", "uc1", NOW + 600))
+        .await
+        .unwrap();
+}
+
+async fn device_code_is_found_by_user_code_while_pending_and_live(store: SharedStore) {
+    seed_device_code(&store).await;
+    let found = store
+        .find_device_code("uc1", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found, device_code("d1", "uc1", NOW + 600));
+    assert_eq!(store.find_device_code("nope", NOW).await.unwrap(), None);
+    assert_eq!(
+        store.find_device_code("uc1", NOW + 600).await.unwrap(),
+        None,
+        "expired"
+    );
+    // Either code taken again is a conflict.
+    for (d, u) in [("d1", "uc9"), ("d9", "uc1")] {
+        let again = store
+            .create_device_code(&device_code(d, u, NOW + 600))
+            .await;
+        assert!(
+            matches!(again, Err(StoreError::Conflict { .. })),
+            "{d}/{u}: {again:?}"
+        );
+    }
+    assert!(store.deny_device_code("uc1", NOW + 2).await.unwrap());
+    assert_eq!(
+        store.find_device_code("uc1", NOW + 3).await.unwrap(),
+        None,
+        "decided"
+    );
+    assert!(!store.deny_device_code("uc1", NOW + 3).await.unwrap());
+    assert!(
+        !store
+            .approve_device_code("uc1", &grant("g1", "u1", NOW + HOUR), NOW + 3)
+            .await
+            .unwrap(),
+        "a denied code cannot be approved"
+    );
+    assert_eq!(
+        store.get_grant("g1").await.unwrap(),
+        None,
+        "a refused approval stores no grant"
+    );
+    assert_eq!(
+        store
+            .poll_device_code("d1", "tv", NOW + 10, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Denied
+    );
+}
+
+async fn device_code_polls_wait_slow_down_and_redeem_once(store: SharedStore) {
+    seed_device_code(&store).await;
+    let poll = |at: UnixTime| {
+        let store = store.clone();
+        async move { store.poll_device_code("d1", "tv", at, 5).await.unwrap() }
+    };
+    assert_eq!(poll(NOW + 1).await, DevicePoll::Pending);
+    assert_eq!(
+        poll(NOW + 3).await,
+        DevicePoll::SlowDown { interval: 10 },
+        "2 s after the last poll, with an interval of 5"
+    );
+    assert_eq!(
+        poll(NOW + 12).await,
+        DevicePoll::SlowDown { interval: 15 },
+        "9 s is too soon for the grown interval of 10"
+    );
+    assert_eq!(poll(NOW + 27).await, DevicePoll::Pending, "15 s later");
+    assert_eq!(
+        store
+            .poll_device_code("d1", "other", NOW + 60, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Unknown,
+        "another client's code"
+    );
+    assert_eq!(
+        store.poll_device_code("nope", "tv", NOW, 5).await.unwrap(),
+        DevicePoll::Unknown
+    );
+    let g = grant("g1", "u1", NOW + HOUR);
+    assert!(
+        store
+            .approve_device_code("uc1", &g, NOW + 30)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_grant("g1").await.unwrap(), Some(g));
+    assert!(!store.deny_device_code("uc1", NOW + 31).await.unwrap());
+    match poll(NOW + 32).await {
+        DevicePoll::Approved(record) => {
+            assert_eq!(record.grant_id.as_deref(), Some("g1"));
+            assert_eq!(record.scopes, vec!["openid", "offline_access"]);
+        }
+        other => panic!("expected the approved code, got {other:?}"),
+    }
+    assert_eq!(
+        poll(NOW + 40).await,
+        DevicePoll::AlreadyRedeemed {
+            grant_id: Some("g1".to_owned())
+        }
+    );
+    assert_eq!(
+        poll(NOW + 700).await,
+        DevicePoll::AlreadyRedeemed {
+            grant_id: Some("g1".to_owned())
+        },
+        "redeemed stays redeemed past the expiry"
+    );
+}
+
+async fn deleting_a_user_takes_their_approved_device_code(store: SharedStore) {
+    seed_device_code(&store).await;
+    assert!(
+        store
+            .approve_device_code("uc1", &grant("g1", "u1", NOW + HOUR), NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(store.delete_user("u1").await.unwrap());
+    assert_eq!(
+        store
+            .poll_device_code("d1", "tv", NOW + 2, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Unknown,
+        "the grant and its device code went with the user"
+    );
+}
+
+async fn expired_device_codes_answer_expired_and_are_purged(store: SharedStore) {
+    seed_device_code(&store).await;
+    store
+        .create_device_code(&device_code("d2", "uc2", NOW + 6000))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .poll_device_code("d1", "tv", NOW + 600, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Expired
+    );
+    assert!(
+        !store
+            .approve_device_code("uc1", &grant("g1", "u1", NOW + HOUR), NOW + 600)
+            .await
+            .unwrap()
+    );
+    assert!(store.purge_expired(NOW + 600).await.unwrap() >= 1);
+    assert_eq!(
+        store
+            .poll_device_code("d1", "tv", NOW + 601, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Unknown,
+        "purged"
+    );
+    assert_eq!(
+        store
+            .poll_device_code("d2", "tv", NOW + 601, 5)
+            .await
+            .unwrap(),
+        DevicePoll::Pending,
+        "a live one is kept"
+    );
+}
+
 // ---- races: one winner, whatever the interleaving ----
 
 /// Runs `op` in `RACERS` tasks released together and returns their results.
@@ -2604,6 +2804,48 @@ async fn concurrent_redeems_of_one_code_have_one_winner(store: SharedStore) {
         })
         .count();
     assert_eq!((won, replays), (1, RACERS - 1), "{outcomes:?}");
+}
+
+async fn concurrent_polls_of_an_approved_device_code_have_one_winner(store: SharedStore) {
+    seed_device_code(&store).await;
+    assert!(
+        store
+            .approve_device_code("uc1", &grant("g1", "u1", NOW + HOUR), NOW + 1)
+            .await
+            .unwrap()
+    );
+    let outcomes = race(&store, |s, _| async move {
+        s.poll_device_code("d1", "tv", NOW + 2, 5).await.unwrap()
+    })
+    .await;
+    let won = outcomes
+        .iter()
+        .filter(|o| matches!(o, DevicePoll::Approved(_)))
+        .count();
+    let late = outcomes
+        .iter()
+        .filter(|o| matches!(o, DevicePoll::AlreadyRedeemed { .. }))
+        .count();
+    assert_eq!((won, late), (1, RACERS - 1), "{outcomes:?}");
+}
+
+async fn concurrent_approvals_of_one_device_code_have_one_winner(store: SharedStore) {
+    seed_device_code(&store).await;
+    let outcomes = race(&store, |s, i| async move {
+        let g = grant(&format!("g{i}"), "u1", NOW + HOUR);
+        s.approve_device_code("uc1", &g, NOW + 1).await.unwrap()
+    })
+    .await;
+    assert_eq!(
+        outcomes.iter().filter(|won| **won).count(),
+        1,
+        "{outcomes:?}"
+    );
+    let mut grants = 0;
+    for i in 0..RACERS {
+        grants += usize::from(store.get_grant(&format!("g{i}")).await.unwrap().is_some());
+    }
+    assert_eq!(grants, 1, "only the winner's grant is stored");
 }
 
 async fn concurrent_rotations_of_one_token_have_one_winner(store: SharedStore) {
@@ -2837,6 +3079,10 @@ macro_rules! conformance_tests {
                 deleting_a_user_or_group_takes_its_resource_grants,
                 resource_grants_page_groups_first_then_users_by_id_and_role,
                 a_users_resources_page_by_id_with_every_role_held,
+                device_code_is_found_by_user_code_while_pending_and_live,
+                device_code_polls_wait_slow_down_and_redeem_once,
+                expired_device_codes_answer_expired_and_are_purged,
+                deleting_a_user_takes_their_approved_device_code,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -2848,6 +3094,8 @@ macro_rules! conformance_tests {
                 concurrent_denials_of_one_access_token_have_one_winner,
                 concurrent_grants_of_one_resource_role_have_one_winner,
                 audit_readers_never_page_past_an_event_recorded_concurrently,
+                concurrent_polls_of_an_approved_device_code_have_one_winner,
+                concurrent_approvals_of_one_device_code_have_one_winner,
             ]);
         }
     };

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
+    DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
     HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
     PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
     ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
@@ -54,6 +55,8 @@ struct State {
     api_keys: HashMap<String, ApiKeyRecord>,
     /// Resource grants, keyed by `(resource, holder, role)`.
     resource_grants: HashMap<(ResourceRef, Holder, String), ResourceGrantRecord>,
+    /// Device authorizations by device-code hash; user-code hashes are kept unique.
+    device_codes: HashMap<String, DeviceCodeRecord>,
 }
 
 #[derive(Debug)]
@@ -283,6 +286,9 @@ impl UserStore for MemoryStore {
         state
             .refresh_tokens
             .retain(|_, t| !gone.contains(&t.grant_id));
+        state
+            .device_codes
+            .retain(|_, d| d.grant_id.as_ref().is_none_or(|g| !gone.contains(g)));
         Ok(true)
     }
 
@@ -1222,6 +1228,102 @@ impl ResourceGrantStore for MemoryStore {
     }
 }
 
+#[async_trait]
+impl DeviceCodeStore for MemoryStore {
+    async fn create_device_code(&self, record: &DeviceCodeRecord) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        let taken = state.device_codes.contains_key(&record.device_code_hash)
+            || state
+                .device_codes
+                .values()
+                .any(|d| d.user_code_hash == record.user_code_hash);
+        if taken {
+            return Err(StoreError::Conflict {
+                what: "device code",
+            });
+        }
+        state
+            .device_codes
+            .insert(record.device_code_hash.clone(), record.clone());
+        Ok(())
+    }
+
+    async fn find_device_code(
+        &self,
+        user_code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        Ok(self
+            .lock()?
+            .device_codes
+            .values()
+            .find(|d| {
+                d.user_code_hash == user_code_hash
+                    && d.state == DeviceCodeState::Pending
+                    && d.expires_at > now
+            })
+            .cloned())
+    }
+
+    async fn approve_device_code(
+        &self,
+        user_code_hash: &str,
+        grant: &GrantRecord,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let state = &mut *state;
+        if state.grants.contains_key(&grant.id) {
+            return Err(StoreError::Conflict { what: "grant" });
+        }
+        if !state.users.contains_key(&grant.user_id) {
+            return Err(missing("the grant's user"));
+        }
+        let Some(device) = state.device_codes.values_mut().find(|d| {
+            d.user_code_hash == user_code_hash
+                && d.state == DeviceCodeState::Pending
+                && d.expires_at > now
+        }) else {
+            return Ok(false);
+        };
+        device.state = DeviceCodeState::Approved;
+        device.grant_id = Some(grant.id.clone());
+        state.grants.insert(grant.id.clone(), grant.clone());
+        Ok(true)
+    }
+
+    async fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(device) = state.device_codes.values_mut().find(|d| {
+            d.user_code_hash == user_code_hash
+                && d.state == DeviceCodeState::Pending
+                && d.expires_at > now
+        }) else {
+            return Ok(false);
+        };
+        device.state = DeviceCodeState::Denied;
+        Ok(true)
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        slow_down_secs: i64,
+    ) -> StoreResult<DevicePoll> {
+        let mut state = self.lock()?;
+        let Some(device) = state.device_codes.get_mut(device_code_hash) else {
+            return Ok(DevicePoll::Unknown);
+        };
+        let (outcome, next) = super::device_poll(device, client_id, now, slow_down_secs);
+        if let Some(next) = next {
+            *device = next;
+        }
+        Ok(outcome)
+    }
+}
+
 /// One process per store: nobody to tell.
 impl super::ChangeFeed for MemoryStore {}
 
@@ -1252,6 +1354,9 @@ impl Maintenance for MemoryStore {
             *expires_at <= now
         });
         removed += purge(&mut state.api_keys, |k| k.expires_at <= now);
+        removed += purge(&mut state.device_codes, |d| {
+            d.expires_at <= now || d.grant_id.as_ref().is_some_and(|g| dead_grants.contains(g))
+        });
         Ok(removed)
     }
 }

@@ -501,6 +501,157 @@ pub trait GrantStore: Send + Sync {
     ) -> StoreResult<RotateOutcome>;
 }
 
+/// Where a device authorization (RFC 8628) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceCodeState {
+    /// Waiting for the person to enter the user code and decide.
+    Pending,
+    /// The person approved: `grant_id` names the grant made then.
+    Approved,
+    /// The person denied it.
+    Denied,
+    /// The device got its tokens: the code is spent.
+    Redeemed,
+}
+
+impl DeviceCodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceCodeState::Pending => "pending",
+            DeviceCodeState::Approved => "approved",
+            DeviceCodeState::Denied => "denied",
+            DeviceCodeState::Redeemed => "redeemed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(DeviceCodeState::Pending),
+            "approved" => Some(DeviceCodeState::Approved),
+            "denied" => Some(DeviceCodeState::Denied),
+            "redeemed" => Some(DeviceCodeState::Redeemed),
+            _ => None,
+        }
+    }
+}
+
+/// A device authorization request: the device polls with the device code, the person
+/// types the user code. Both are stored only as hashes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceCodeRecord {
+    pub device_code_hash: SecretHash,
+    /// The hash of the user code as normalised (upper case, no dash).
+    pub user_code_hash: SecretHash,
+    pub client_id: String,
+    pub scopes: Vec<String>,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+    /// The polling interval in seconds now (it grows at each `slow_down`).
+    pub interval: i64,
+    pub last_polled_at: Option<UnixTime>,
+    pub state: DeviceCodeState,
+    /// The grant made at approval.
+    pub grant_id: Option<String>,
+}
+
+/// What one poll of a device code found. The store decides it in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DevicePoll {
+    /// Unknown, or another client's.
+    Unknown,
+    /// Past its expiry and not redeemed.
+    Expired,
+    /// Still waiting for the person.
+    Pending,
+    /// Polled sooner than the interval allows: the interval grew to this many seconds.
+    SlowDown { interval: i64 },
+    /// The person denied it.
+    Denied,
+    /// This poll won the approved code: the caller issues the tokens of the grant.
+    Approved(DeviceCodeRecord),
+    /// Redeemed before (by this or a concurrent poll).
+    AlreadyRedeemed { grant_id: Option<String> },
+}
+
+/// The one rule of a poll, shared by every backend: what `record` answers `client_id`
+/// at `now`, and the record as it must be written back (`None`: unchanged). A backend
+/// reads the row and writes the result in one transaction.
+fn device_poll(
+    record: &DeviceCodeRecord,
+    client_id: &str,
+    now: UnixTime,
+    slow_down_secs: i64,
+) -> (DevicePoll, Option<DeviceCodeRecord>) {
+    if record.client_id != client_id {
+        return (DevicePoll::Unknown, None);
+    }
+    if record.state == DeviceCodeState::Redeemed {
+        let grant_id = record.grant_id.clone();
+        return (DevicePoll::AlreadyRedeemed { grant_id }, None);
+    }
+    if record.expires_at <= now {
+        return (DevicePoll::Expired, None);
+    }
+    let mut next = record.clone();
+    next.last_polled_at = Some(now);
+    match record.state {
+        DeviceCodeState::Denied => (DevicePoll::Denied, None),
+        DeviceCodeState::Approved => {
+            next.state = DeviceCodeState::Redeemed;
+            (DevicePoll::Approved(next.clone()), Some(next))
+        }
+        // Handled above; kept for the match to be whole.
+        DeviceCodeState::Redeemed => (DevicePoll::AlreadyRedeemed { grant_id: None }, None),
+        DeviceCodeState::Pending => {
+            let too_soon = record
+                .last_polled_at
+                .is_some_and(|at| now - at < record.interval);
+            if too_soon {
+                next.interval = record.interval + slow_down_secs;
+                let interval = next.interval;
+                (DevicePoll::SlowDown { interval }, Some(next))
+            } else {
+                (DevicePoll::Pending, Some(next))
+            }
+        }
+    }
+}
+
+/// Device authorizations (RFC 8628).
+#[async_trait]
+pub trait DeviceCodeStore: Send + Sync {
+    /// Stores a new request; `Conflict` when either code hash is taken.
+    async fn create_device_code(&self, record: &DeviceCodeRecord) -> StoreResult<()>;
+    /// The pending, unexpired request with this user code, if any.
+    async fn find_device_code(
+        &self,
+        user_code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<DeviceCodeRecord>>;
+    /// Approves the pending, unexpired request with this user code and stores `grant`
+    /// in the same transaction. False (and nothing stored) when it is no longer pending.
+    async fn approve_device_code(
+        &self,
+        user_code_hash: &str,
+        grant: &GrantRecord,
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Denies the pending, unexpired request with this user code. False when it is no
+    /// longer pending.
+    async fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool>;
+    /// One poll by `client_id`: records it, grows the interval by `slow_down_secs` when
+    /// it came too soon, and redeems an approved code. Of concurrent polls of one
+    /// approved code exactly one gets `Approved`.
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        slow_down_secs: i64,
+    ) -> StoreResult<DevicePoll>;
+}
+
 /// Access tokens revoked before their expiry, by `jti`. An access token is a signed
 /// JWT that cannot be recalled, so every check of one (introspection, userinfo) asks
 /// here. A denial is kept until the token's own expiry, when the token is refused
@@ -752,7 +903,8 @@ pub trait ResourceGrantStore: Send + Sync {
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
-    /// keys, throttle windows, access-token denials and API keys (`expires_at <= now`).
+    /// keys, throttle windows, access-token denials, API keys and device codes
+    /// (`expires_at <= now`).
     /// Returns the number of rows removed.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
@@ -771,6 +923,7 @@ pub trait Store:
     + ThrottleStore
     + ApiKeyStore
     + ResourceGrantStore
+    + DeviceCodeStore
     + Maintenance
     + ChangeFeed
     + std::fmt::Debug
@@ -790,6 +943,7 @@ impl<T> Store for T where
         + ThrottleStore
         + ApiKeyStore
         + ResourceGrantStore
+        + DeviceCodeStore
         + Maintenance
         + ChangeFeed
         + std::fmt::Debug

@@ -26,7 +26,8 @@ use sqlx::{
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
+    DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
     HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
     PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
     ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
@@ -185,13 +186,22 @@ async fn create_schema(connect: &PgConnectOptions, schema: &str) -> StoreResult<
 /// database-wide advisory lock while migrating, so replicas starting together apply
 /// each migration once.
 fn migrator() -> Migrator {
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        Cow::Borrowed("init"),
-        MigrationType::Simple,
-        include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-        false,
-    )])
+    Migrator::with_migrations(vec![
+        Migration::new(
+            1,
+            Cow::Borrowed("init"),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
+            false,
+        ),
+        Migration::new(
+            2,
+            Cow::Borrowed("device codes"),
+            MigrationType::Simple,
+            include_str!("../../migrations/postgres/0002_device_codes.sql").into_sql_str(),
+            false,
+        ),
+    ])
 }
 
 fn backend(e: sqlx::Error) -> StoreError {
@@ -1852,7 +1862,9 @@ impl ApiKeyStore for PostgresStore {
 
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (rows removed by a cascade are not counted).
-const PURGES: [&str; 9] = [
+const PURGES: [&str; 10] = [
+    "DELETE FROM device_codes WHERE expires_at <= $1 \
+     OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
     "DELETE FROM refresh_tokens WHERE expires_at <= $1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= $1)",
     "DELETE FROM codes WHERE expires_at <= $1 \
@@ -2079,6 +2091,155 @@ impl ResourceGrantStore for PostgresStore {
             }
         }
         Ok(out)
+    }
+}
+
+macro_rules! device_code_columns {
+    () => {
+        "device_code_hash, user_code_hash, client_id, scopes_json, created_at, expires_at, \
+         poll_interval, last_polled_at, state, grant_id"
+    };
+}
+
+fn device_code_from_row(row: &PgRow) -> StoreResult<DeviceCodeRecord> {
+    let c = Columns::new(row, "device code");
+    let state: String = c.get("state")?;
+    Ok(DeviceCodeRecord {
+        device_code_hash: c.get("device_code_hash")?,
+        user_code_hash: c.get("user_code_hash")?,
+        client_id: c.get("client_id")?,
+        scopes: c.json("scopes_json")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        interval: c.get("poll_interval")?,
+        last_polled_at: c.get("last_polled_at")?,
+        state: DeviceCodeState::parse(&state)
+            .ok_or_else(|| c.corrupt(format!("unknown state {state:?}")))?,
+        grant_id: c.get("grant_id")?,
+    })
+}
+
+#[async_trait]
+impl DeviceCodeStore for PostgresStore {
+    async fn create_device_code(&self, record: &DeviceCodeRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO device_codes (",
+            device_code_columns!(),
+            ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        ))
+        .bind(&record.device_code_hash)
+        .bind(&record.user_code_hash)
+        .bind(&record.client_id)
+        .bind(to_json(&record.scopes, "scopes")?)
+        .bind(record.created_at)
+        .bind(record.expires_at)
+        .bind(record.interval)
+        .bind(record.last_polled_at)
+        .bind(record.state.as_str())
+        .bind(record.grant_id.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("device code"))?;
+        Ok(())
+    }
+
+    async fn find_device_code(
+        &self,
+        user_code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_code_columns!(),
+            " FROM device_codes WHERE user_code_hash = $1 AND state = 'pending' AND expires_at > $2"
+        ))
+        .bind(user_code_hash)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        row.as_ref().map(device_code_from_row).transpose()
+    }
+
+    async fn approve_device_code(
+        &self,
+        user_code_hash: &str,
+        grant: &GrantRecord,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        // The winner is whoever flips the state from pending; a concurrent UPDATE waits
+        // for it, re-reads the row and no longer matches. The grant goes in the same
+        // transaction, so a lost race stores nothing.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_grant(&mut tx, grant).await?;
+        let done = sqlx::query(
+            "UPDATE device_codes SET state = 'approved', grant_id = $2 \
+             WHERE user_code_hash = $1 AND state = 'pending' AND expires_at > $3",
+        )
+        .bind(user_code_hash)
+        .bind(&grant.id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            // Dropping the transaction rolls the grant back.
+            return Ok(false);
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET state = 'denied' \
+             WHERE user_code_hash = $1 AND state = 'pending' AND expires_at > $2",
+        )
+        .bind(user_code_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        slow_down_secs: i64,
+    ) -> StoreResult<DevicePoll> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_code_columns!(),
+            " FROM device_codes WHERE device_code_hash = $1 FOR UPDATE"
+        ))
+        .bind(device_code_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(DevicePoll::Unknown);
+        };
+        let record = device_code_from_row(&row)?;
+        let (outcome, next) = super::device_poll(&record, client_id, now, slow_down_secs);
+        if let Some(next) = next {
+            sqlx::query(
+                "UPDATE device_codes SET state = $2, poll_interval = $3, last_polled_at = $4 \
+                 WHERE device_code_hash = $1",
+            )
+            .bind(device_code_hash)
+            .bind(next.state.as_str())
+            .bind(next.interval)
+            .bind(next.last_polled_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
     }
 }
 

@@ -24,7 +24,8 @@ use sqlx::{
 
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
+    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
+    DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
     HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
     PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
     ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
@@ -162,6 +163,11 @@ fn migrator() -> Migrator {
             10,
             "resource grants",
             include_str!("../../migrations/sqlite/0010_resource_grants.sql"),
+        ),
+        migration(
+            11,
+            "device codes",
+            include_str!("../../migrations/sqlite/0011_device_codes.sql"),
         ),
     ])
 }
@@ -1856,7 +1862,9 @@ impl ApiKeyStore for SqliteStore {
 
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (cascaded deletes are not counted by SQLite).
-const PURGES: [&str; 9] = [
+const PURGES: [&str; 10] = [
+    "DELETE FROM device_codes WHERE expires_at <= ?1 \
+     OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM codes WHERE expires_at <= ?1 \
@@ -2133,6 +2141,170 @@ impl super::ChangeFeed for SqliteStore {
             }
             tokio::time::sleep(CHANGE_POLL).await;
         }
+    }
+}
+macro_rules! device_code_columns {
+    () => {
+        "device_code_hash, user_code_hash, client_id, scopes_json, created_at, expires_at, \
+         poll_interval, last_polled_at, state, grant_id"
+    };
+}
+
+fn device_code_from_row(row: &SqliteRow) -> StoreResult<DeviceCodeRecord> {
+    let c = Columns::new(row, "device code");
+    let state: String = c.get("state")?;
+    Ok(DeviceCodeRecord {
+        device_code_hash: c.get("device_code_hash")?,
+        user_code_hash: c.get("user_code_hash")?,
+        client_id: c.get("client_id")?,
+        scopes: c.json("scopes_json")?,
+        created_at: c.get("created_at")?,
+        expires_at: c.get("expires_at")?,
+        interval: c.get("poll_interval")?,
+        last_polled_at: c.get("last_polled_at")?,
+        state: DeviceCodeState::parse(&state)
+            .ok_or_else(|| c.corrupt(format!("unknown state {state:?}")))?,
+        grant_id: c.get("grant_id")?,
+    })
+}
+
+/// The pending, unexpired request with this user code, read on `conn`.
+async fn pending_device_code(
+    conn: &mut SqliteConnection,
+    user_code_hash: &str,
+    now: UnixTime,
+) -> StoreResult<Option<DeviceCodeRecord>> {
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        device_code_columns!(),
+        " FROM device_codes WHERE user_code_hash = ?1 AND state = 'pending' AND expires_at > ?2"
+    ))
+    .bind(user_code_hash)
+    .bind(now)
+    .fetch_optional(conn)
+    .await
+    .map_err(backend)?;
+    row.as_ref().map(device_code_from_row).transpose()
+}
+
+#[async_trait]
+impl DeviceCodeStore for SqliteStore {
+    async fn create_device_code(&self, record: &DeviceCodeRecord) -> StoreResult<()> {
+        sqlx::query(concat!(
+            "INSERT INTO device_codes (",
+            device_code_columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"
+        ))
+        .bind(&record.device_code_hash)
+        .bind(&record.user_code_hash)
+        .bind(&record.client_id)
+        .bind(to_json(&record.scopes, "scopes")?)
+        .bind(record.created_at)
+        .bind(record.expires_at)
+        .bind(record.interval)
+        .bind(record.last_polled_at)
+        .bind(record.state.as_str())
+        .bind(record.grant_id.as_deref())
+        .execute(&self.pool)
+        .await
+        .map_err(conflict_or_backend("device code"))?;
+        Ok(())
+    }
+
+    async fn find_device_code(
+        &self,
+        user_code_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Option<DeviceCodeRecord>> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        pending_device_code(&mut conn, user_code_hash, now).await
+    }
+
+    async fn approve_device_code(
+        &self,
+        user_code_hash: &str,
+        grant: &GrantRecord,
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        if pending_device_code(&mut tx, user_code_hash, now)
+            .await?
+            .is_none()
+        {
+            return Ok(false);
+        }
+        insert_grant(&mut tx, grant).await?;
+        sqlx::query(
+            "UPDATE device_codes SET state = 'approved', grant_id = ?2 \
+             WHERE user_code_hash = ?1 AND state = 'pending'",
+        )
+        .bind(user_code_hash)
+        .bind(&grant.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE device_codes SET state = 'denied' \
+             WHERE user_code_hash = ?1 AND state = 'pending' AND expires_at > ?2",
+        )
+        .bind(user_code_hash)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn poll_device_code(
+        &self,
+        device_code_hash: &str,
+        client_id: &str,
+        now: UnixTime,
+        slow_down_secs: i64,
+    ) -> StoreResult<DevicePoll> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            device_code_columns!(),
+            " FROM device_codes WHERE device_code_hash = ?1"
+        ))
+        .bind(device_code_hash)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(DevicePoll::Unknown);
+        };
+        let record = device_code_from_row(&row)?;
+        let (outcome, next) = super::device_poll(&record, client_id, now, slow_down_secs);
+        if let Some(next) = next {
+            sqlx::query(
+                "UPDATE device_codes SET state = ?2, poll_interval = ?3, last_polled_at = ?4 \
+                 WHERE device_code_hash = ?1",
+            )
+            .bind(device_code_hash)
+            .bind(next.state.as_str())
+            .bind(next.interval)
+            .bind(next.last_polled_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(outcome)
     }
 }
 

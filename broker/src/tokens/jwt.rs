@@ -86,7 +86,8 @@ fn jwt_alg(alg: SigningAlg) -> jsonwebtoken::Algorithm {
 }
 
 /// Verifies one of our own tokens: a current key by `kid`, that key's algorithm only,
-/// the expected `typ`, our issuer, and expiry (no leeway: we made the clock).
+/// the expected `typ`, our issuer, and expiry (no leeway: we made the clock; a token
+/// whose `exp` is now is expired).
 pub async fn verify<T: DeserializeOwned>(
     keyring: &Keyring,
     issuer: &str,
@@ -133,6 +134,11 @@ async fn verify_inner<T: DeserializeOwned>(
     validation.leeway = 0;
     validation.validate_aud = false;
     validation.validate_exp = check_expiry;
+    // jsonwebtoken takes `exp == now` as still valid; a token is dead at its `exp`
+    // (RFC 7519 §4.1.4: "on or after"), so ask for one more second.
+    if check_expiry {
+        validation.reject_tokens_expiring_in_less_than = 1;
+    }
     validation.set_issuer(&[issuer]);
     validation.set_required_spec_claims(&["exp", "iss", "sub"]);
     jsonwebtoken::decode::<T>(token, &key.decoding, &validation)

@@ -123,6 +123,7 @@ mod tests {
                 jti: "j".into(),
                 auth_time: None,
                 gid: None,
+                act: None,
                 person: PersonClaims::default(),
             },
             person: None,

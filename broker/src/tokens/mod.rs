@@ -143,9 +143,20 @@ pub struct AccessTokenClaims {
     /// client-credentials tokens.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub gid: Option<String>,
+    /// On a token made by token exchange (RFC 8693 §4.1): the client that exchanged a
+    /// person's token for it, acting for them. Absent on every other token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub act: Option<Actor>,
     /// Groups, roles and permissions, by scope (none on client-credentials tokens).
     #[serde(flatten)]
     pub person: PersonClaims,
+}
+
+/// The `act` claim (RFC 8693 §4.1): who acts for the token's subject.
+#[derive(Debug, Serialize, Deserialize, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The client id of the acting client.
+    pub sub: String,
 }
 
 impl AccessTokenClaims {
@@ -191,6 +202,7 @@ impl TokenSigner {
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
             auth_time: Some(grant.auth_time),
             gid: Some(grant.id.clone()),
+            act: None,
             person,
         };
         self.sign_access(client, claims)
@@ -217,10 +229,44 @@ impl TokenSigner {
             jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
             auth_time: None,
             gid: None,
+            act: None,
             person: PersonClaims {
                 groups: None,
                 roles,
             },
+        };
+        self.sign_access(client, claims)
+    }
+
+    /// A token made by token exchange: the person and grant of the subject token, for
+    /// `audience` alone, with `scopes` (already narrowed), issued to `client`, which
+    /// `act`s for the person; it lives `lifetime` seconds.
+    #[allow(clippy::too_many_arguments)]
+    pub fn exchanged_access_token(
+        &self,
+        client: &Client,
+        grant: &GrantRecord,
+        audience: &str,
+        scopes: &[String],
+        person: PersonClaims,
+        lifetime: i64,
+        now: UnixTime,
+    ) -> Result<SignedAccessToken, JwtError> {
+        let claims = AccessTokenClaims {
+            iss: self.issuer.clone(),
+            sub: grant.user_id.clone(),
+            aud: audience.to_string(),
+            client_id: client.id.clone(),
+            scope: scopes.join(" "),
+            iat: now,
+            exp: now + lifetime,
+            jti: crate::secrets::random_id().map_err(|e| JwtError::Invalid(e.to_string()))?,
+            auth_time: Some(grant.auth_time),
+            gid: Some(grant.id.clone()),
+            act: Some(Actor {
+                sub: client.id.clone(),
+            }),
+            person,
         };
         self.sign_access(client, claims)
     }

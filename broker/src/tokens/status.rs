@@ -256,12 +256,15 @@ impl TokenStatus<'_> {
                 self.store
                     .deny_access_token(&claims.jti, claims.exp, self.now)
                     .await?;
-                if let Some(grant_id) = &claims.gid {
+                // An exchanged token's grant is another client's login: only the
+                // token itself ends.
+                let grant_id = claims.gid.filter(|_| claims.act.is_none());
+                if let Some(grant_id) = &grant_id {
                     self.store.revoke_grant(grant_id, self.now).await?;
                 }
                 Ok(Revoked::AccessToken {
                     jti: claims.jti,
-                    grant_id: claims.gid,
+                    grant_id,
                 })
             }
             _ => Ok(Revoked::Nothing),
@@ -290,7 +293,9 @@ impl TokenStatus<'_> {
     /// `None` for anything else; only a failure to read the keys is an error.
     async fn verified_access(&self, token: &str) -> Result<Option<AccessTokenClaims>, StatusError> {
         match self.signer.verify_access_token(token).await {
-            Ok(claims) => Ok(Some(claims)),
+            // The broker's own clock decides too: a token is dead at its `exp`.
+            Ok(claims) if claims.exp > self.now => Ok(Some(claims)),
+            Ok(_) => Ok(None),
             Err(JwtError::Keyring(e)) => Err(StatusError::Keys(e)),
             Err(_) => Ok(None),
         }
@@ -325,7 +330,14 @@ impl TokenStatus<'_> {
                 let Some(grant) = self.store.get_grant(grant_id).await? else {
                     return Ok(None);
                 };
-                if grant.user_id != claims.sub || grant.client_id != claims.client_id {
+                // An exchanged token is issued to the client that acts for the person,
+                // not to the grant's own client.
+                let issued_to_grant_client = grant.client_id == claims.client_id
+                    || claims
+                        .act
+                        .as_ref()
+                        .is_some_and(|actor| actor.sub == claims.client_id);
+                if grant.user_id != claims.sub || !issued_to_grant_client {
                     return Ok(None);
                 }
                 match self.live_person(grant).await? {
@@ -402,6 +414,7 @@ mod tests {
             backchannel_logout_uri: None,
             backchannel_logout_session_required: false,
             introspection,
+            exchange_audiences: BTreeSet::new(),
             require_pkce: true,
         }
     }
@@ -418,6 +431,7 @@ mod tests {
             jti: "jti-1".into(),
             auth_time: None,
             gid: None,
+            act: None,
             person: PersonClaims::default(),
         }
     }
@@ -742,6 +756,71 @@ mod tests {
                 .unwrap()
                 .is_none(),
             "the refresh token died with the grant"
+        );
+    }
+
+    /// A token is dead at its `exp`, by the broker's clock and by the JWT check alike.
+    #[tokio::test]
+    async fn an_access_token_is_refused_from_the_second_of_its_expiry() {
+        let f = Fixture::new().await;
+        let web = web();
+        let signed = f
+            .signer
+            .client_access_token(&web, &[], "https://api.example", Default::default(), f.now)
+            .unwrap();
+        let exp = f.now + 600;
+        let at = |now: UnixTime| TokenStatus { now, ..f.status() };
+        assert!(
+            at(exp - 1)
+                .live_access_token(&signed.token)
+                .await
+                .unwrap()
+                .is_some(),
+            "live one second before"
+        );
+        let fresh = LiveTokenCache::new(Arc::default(), 0, 10);
+        let at_exp = TokenStatus {
+            live: &fresh,
+            ..at(exp)
+        };
+        assert!(
+            at_exp
+                .live_access_token(&signed.token)
+                .await
+                .unwrap()
+                .is_none(),
+            "exp == now is expired"
+        );
+        assert!(
+            at_exp
+                .introspect(&web, &signed.token, None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        // Signed so that `exp` is the system clock's now (or just past): jsonwebtoken
+        // alone would still accept it.
+        let ending = f
+            .signer
+            .client_access_token(
+                &web,
+                &[],
+                "https://api.example",
+                Default::default(),
+                f.now - 600,
+            )
+            .unwrap();
+        let unaware = TokenStatus {
+            live: &fresh,
+            ..at(f.now - 1)
+        };
+        assert!(
+            unaware
+                .live_access_token(&ending.token)
+                .await
+                .unwrap()
+                .is_none(),
+            "exp == the system clock's now is expired too"
         );
     }
 }

@@ -28,6 +28,7 @@ impl Pages {
         )?;
         env.add_template("logout.html", include_str!("../../templates/logout.html"))?;
         env.add_template("account.html", include_str!("../../templates/account.html"))?;
+        env.add_template("device.html", include_str!("../../templates/device.html"))?;
         Ok(Pages { env })
     }
 
@@ -165,6 +166,37 @@ mod tests {
         assert!(!body.contains("<script>x"), "{body}");
         assert!(body.contains("&lt;script&gt;"));
         assert!(!body.contains("<b>bad"));
+    }
+
+    #[test]
+    fn the_device_page_renders_each_stage_escaped() {
+        let pages = Pages::new().unwrap();
+        for stage in ["enter", "confirm", "approved", "denied"] {
+            let res = pages.render(
+                "device.html",
+                StatusCode::OK,
+                minijinja::context! {
+                    stage, csrf => "c", user_code => "BCDF-GHJK", error => "<i>bad</i>",
+                    client_name => "<b>TV</b>", client_id => "tv", scopes => ["openid", "<x>"],
+                },
+            );
+            let body = futures_lite_block_on(actix_web::body::to_bytes(res.into_body()));
+            assert!(
+                !body.contains("<b>TV") && !body.contains("<x>") && !body.contains("<i>bad"),
+                "{body}"
+            );
+            assert!(
+                body.contains(&format!(
+                    "id=\"device-{}\"",
+                    match stage {
+                        "enter" => "code-form",
+                        "confirm" => "decision-form",
+                        other => other,
+                    }
+                )),
+                "{stage}: {body}"
+            );
+        }
     }
 
     #[test]
