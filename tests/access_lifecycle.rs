@@ -569,7 +569,9 @@ async fn a_change_the_broker_cannot_hear_of_shows_within_the_status_cache_lifeti
         .tokens("status_cache_lifetime = \"2s\"")
         .start()
         .await;
-    let tokens = broker.sign_in(&Browser::new(&broker), &WEB_APP, &ADMIN).await;
+    let tokens = broker
+        .sign_in(&Browser::new(&broker), &WEB_APP, &ADMIN)
+        .await;
     let access = tokens.access_token();
     assert_eq!(broker.userinfo(access).await.status, StatusCode::OK);
 

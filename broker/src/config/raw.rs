@@ -35,6 +35,18 @@ pub struct RawConfig {
     pub api_keys: RawApiKeys,
     #[serde(default)]
     pub admin: RawAdmin,
+    #[serde(default)]
+    pub backchannel_logout: RawBackchannelLogout,
+}
+
+/// `[backchannel_logout]`: delivering logout tokens to clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackchannelLogout {
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_delay: Option<String>,
+    pub lease: Option<String>,
 }
 
 /// `[api_keys]`.
@@ -69,6 +81,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub max_body_bytes: Option<usize>,
     pub workers: Option<usize>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -93,6 +106,9 @@ pub struct RawSecrets {
     pub master_key: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub master_key_env: Option<String>,
+    /// Keys a rotation is moving away from: they open what they sealed, never seal.
+    #[serde(default)]
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -20,12 +20,13 @@
 use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SharedStore, SigningKeyRecord,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
+    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
+    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore,
+    SigningKeyRecord, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource,
+    UserStatus, UserStore,
 };
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -277,6 +278,25 @@ forward!(ResourceGrantStore {
         -> StoreResult<Vec<HeldResourceRole>>;
     fn list_user_resources(&self, user_id: &str, resource_type: &str, after: Option<&str>,
         limit: u32) -> StoreResult<Vec<UserResource>>;
+});
+
+forward!(SealedStore {
+    fn list_sealed(&self, column: SealedColumn, after: Option<&SealedRow>, limit: u32)
+        -> StoreResult<Vec<SealedValue>>;
+    fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64>;
+});
+
+// Ending a browser session does not end a token by itself (`revoke_session` is not
+// watched either): the grants it ends are revoked through `revoke_grant`, which is.
+forward!(LogoutOutbox {
+    fn end_session(&self, id_hash: &str, now: UnixTime, notices: &[LogoutNotice])
+        -> StoreResult<bool>;
+    fn claim_logout_deliveries(&self, owner: &str, now: UnixTime, lease_until: UnixTime,
+        limit: u32) -> StoreResult<Vec<LogoutDelivery>>;
+    fn finish_logout_delivery(&self, client_id: &str, sid: &str, owner: &str)
+        -> StoreResult<bool>;
+    fn defer_logout_delivery(&self, client_id: &str, sid: &str, owner: &str, attempts: u32,
+        next_attempt_at: UnixTime) -> StoreResult<bool>;
 });
 
 forward!(Maintenance {
