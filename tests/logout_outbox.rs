@@ -141,7 +141,7 @@ async fn exactly_one_valid_token(
 
     // Retries and the other replica's sender have had time to send it again.
     let quiet_until = Instant::now() + Duration::from_secs(5);
-    while let Ok(Some(extra)) = tokio::time::timeout_at(quiet_until.into(), bodies.recv()).await {
+    if let Ok(Some(extra)) = tokio::time::timeout_at(quiet_until.into(), bodies.recv()).await {
         panic!("a second logout token arrived: {extra}");
     }
 }
@@ -216,4 +216,41 @@ async fn two_live_replicas_send_a_notice_once() {
         .map(|r| r.log().matches("back-channel logout delivered").count())
         .sum::<usize>();
     assert_eq!(delivered, 1);
+}
+
+#[tokio::test]
+async fn a_notice_is_given_up_after_its_last_attempt_and_never_sent_late() {
+    let port = free_port();
+    let broker = Broker::setup()
+        .client(
+            WEB_APP.id,
+            &format!("backchannel_logout_uri = \"http://127.0.0.1:{port}/backchannel\""),
+        )
+        .extra("[backchannel_logout]\ntimeout = \"1s\"\nretry_delay = \"1s\"\nlease = \"3s\"\nmax_attempts = 2")
+        .start()
+        .await;
+    let id_claims = log_in_and_out(&broker).await;
+    broker.wait_for_log("back-channel logout abandoned").await;
+    let log = broker.log();
+    assert_eq!(
+        log.matches("back-channel logout failed").count(),
+        1,
+        "{log}"
+    );
+    let abandoned = log
+        .lines()
+        .find(|l| l.contains("back-channel logout abandoned"))
+        .unwrap();
+    assert!(
+        abandoned.contains(WEB_APP.id),
+        "names the client: {abandoned}"
+    );
+    assert!(
+        abandoned.contains(id_claims["sub"].as_str().unwrap()),
+        "names the user: {abandoned}"
+    );
+
+    let mut bodies = endpoint(port).await;
+    let late = tokio::time::timeout(Duration::from_secs(4), bodies.recv()).await;
+    assert!(late.is_err(), "a given-up notice is never sent: {late:?}");
 }
