@@ -191,3 +191,162 @@ async fn count_remaining(store: &SharedStore, master: &MasterKey) -> Result<u64,
     }
     Ok(remaining)
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::identity::{NewLocalUser, add_local_user};
+    use crate::store::{IdentityLink, MemoryStore, SigningKeyRecord};
+    use std::sync::Arc;
+
+    fn key(byte: u8) -> MasterKey {
+        MasterKey::from_bytes(&[byte; 32]).unwrap()
+    }
+
+    /// A store with `keys` signing keys and `links` provider-data links, all sealed
+    /// under `master`.
+    async fn sealed_store(master: &MasterKey, keys: usize, links: usize) -> SharedStore {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        for i in 0..keys {
+            let kid = format!("kid-{i}");
+            let sealed = master
+                .seal(keyring::TABLE, &kid, keyring::FORMAT, b"pkcs8")
+                .unwrap();
+            let record = SigningKeyRecord {
+                kid,
+                alg: format!("alg-{i}"),
+                epoch: 1,
+                sealed_private_key: sealed,
+                public_jwk: serde_json::json!({}),
+                created_at: 1,
+                activate_at: 1,
+                retire_at: 100,
+                expires_at: 200,
+            };
+            assert!(store.insert_key_if_absent(&record).await.unwrap());
+        }
+        let user = add_local_user(
+            &store,
+            &NewLocalUser {
+                email: "ann@example.com",
+                ..NewLocalUser::default()
+            },
+            "test",
+            1,
+        )
+        .await
+        .unwrap();
+        for i in 0..links {
+            let subject = format!("s{i:03}");
+            let sealed = master
+                .seal(LINK_TABLE, &format!("corp/{subject}"), LINK_FORMAT, b"{}")
+                .unwrap();
+            store
+                .link_identity(&IdentityLink {
+                    provider_id: "corp".into(),
+                    subject,
+                    user_id: user.id.clone(),
+                    claims: serde_json::json!({}),
+                    sealed_provider_data: Some(sealed),
+                    created_at: 1,
+                    updated_at: 1,
+                })
+                .await
+                .unwrap();
+        }
+        store
+    }
+
+    /// Whether every sealed value of the store opens under `master`.
+    async fn all_open(store: &SharedStore, master: &MasterKey) -> bool {
+        let mut ok = true;
+        for column in COLUMNS {
+            pages(store, column, |page| {
+                for v in page {
+                    let (table, row_id, format) = binding(&v.row);
+                    ok &= master.open(table, &row_id, format, &v.sealed).is_ok();
+                }
+            })
+            .await
+            .unwrap();
+        }
+        ok
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_rotation_finishes_on_the_next_run_across_pages() {
+        let store = sealed_store(&key(1), 3, 2 * BATCH as usize + 5).await;
+        let total = 3 + 2 * u64::from(BATCH) + 5;
+        let rotating = key(2).with_previous([key(1)]);
+
+        let first = rotate_master_key(&store, &rotating, Some(150))
+            .await
+            .unwrap();
+        assert_eq!(
+            first,
+            RotationReport {
+                total,
+                already_current: 0,
+                resealed: 150,
+                remaining: total - 150
+            }
+        );
+        assert!(!all_open(&store, &key(2)).await, "not finished yet");
+        assert!(all_open(&store, &rotating).await);
+
+        let second = rotate_master_key(&store, &rotating, None).await.unwrap();
+        assert_eq!(second.already_current, 150);
+        assert_eq!(second.resealed, total - 150);
+        assert_eq!(second.remaining, 0);
+        assert!(
+            all_open(&store, &key(2)).await,
+            "the new key alone opens everything"
+        );
+        assert!(!all_open(&store, &key(1)).await);
+    }
+
+    #[tokio::test]
+    async fn a_value_no_configured_key_opens_stops_the_run_before_any_change() {
+        let store = sealed_store(&key(1), 2, 3).await;
+        // One link sealed under a key nobody configured.
+        let stray = key(9)
+            .seal(LINK_TABLE, "corp/s001", LINK_FORMAT, b"{}")
+            .unwrap();
+        let link = store
+            .list_sealed(SealedColumn::ProviderData, None, 10)
+            .await
+            .unwrap()
+            .into_iter()
+            .find(|v| {
+                v.row
+                    == SealedRow::ProviderData {
+                        provider_id: "corp".into(),
+                        subject: "s001".into(),
+                    }
+            })
+            .unwrap();
+        store
+            .rewrite_sealed(&[SealedRewrite {
+                row: link.row,
+                old: link.sealed,
+                new: stray,
+            }])
+            .await
+            .unwrap();
+
+        let rotating = key(2).with_previous([key(1)]);
+        let err = rotate_master_key(&store, &rotating, None)
+            .await
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("1 sealed value(s)"), "{text}");
+        assert!(text.contains("provider data of corp/s001"), "{text}");
+        assert!(text.contains("previous_master_key_files"), "{text}");
+        assert!(
+            count_remaining(&store, &rotating).await.unwrap() == 5,
+            "nothing was re-sealed"
+        );
+    }
+}
