@@ -34,6 +34,7 @@ async fn finishes_in_flight_and_exits_cleanly(signal: &'static str) {
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     let started = Instant::now();
+    let addr = broker.url("/").socket_addrs(|| None).unwrap()[0];
     let stop = broker.signal_and_wait(signal, Duration::from_secs(15));
     // The request finishes while the broker is stopping.
     let finish = async {
@@ -43,7 +44,23 @@ async fn finishes_in_flight_and_exits_cleanly(signal: &'static str) {
         stream.read_to_end(&mut answer).await.unwrap();
         String::from_utf8_lossy(&answer).to_string()
     };
-    let (status, answer) = tokio::join!(stop, finish);
+    // New connections are refused soon after the signal, while the request above is
+    // still unfinished.
+    let refused = async {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match TcpStream::connect(addr).await {
+                Err(_) => return true,
+                Ok(_) if Instant::now() > deadline => return false,
+                Ok(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    };
+    let (status, answer, refused) = tokio::join!(stop, finish, refused);
+    assert!(
+        refused,
+        "the broker still accepted connections after SIG{signal}"
+    );
     let elapsed = started.elapsed();
 
     assert!(
