@@ -71,7 +71,18 @@ pub async fn open_store(config: &Config) -> Result<SharedStore, StartError> {
     }
 }
 
+/// The current master key from `[secrets]`, with the previous keys a rotation still
+/// needs (`previous_master_key_files`).
 pub fn load_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
+    let previous = config
+        .previous_master_keys
+        .iter()
+        .map(|p| MasterKey::load_or_generate(p, false))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(load_current_master_key(config)?.with_previous(previous))
+}
+
+fn load_current_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
     match &config.master_key {
         MasterKeySource::Inline(s) => MasterKey::from_text(s.expose()),
         MasterKeySource::File(p) => MasterKey::load_or_generate(p, false),
@@ -179,6 +190,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         http,
         metrics,
         live_tokens,
+        logout_outbox: Arc::new(tokio::sync::Notify::new()),
     })
 }
 
@@ -251,12 +263,19 @@ async fn readyz(app: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// Binds and runs the server until it is stopped.
+/// How long the last back-channel logout pass may take at shutdown.
+const FINAL_OUTBOX_PASS: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Binds and runs the server until SIGTERM or SIGINT, then shuts down gracefully:
+/// stop accepting, let in-flight requests finish (`[server] shutdown_timeout`), make
+/// one last bounded back-channel logout pass, return.
 pub async fn serve(app: AppState) -> std::io::Result<()> {
     let listen = app.config.listen;
     let admin_listen = app.config.admin.listen;
     let workers = app.config.workers;
     let https = app.config.issuer_url.scheme() == "https";
+    let shutdown_timeout = u64::try_from(app.config.shutdown_timeout).unwrap_or(10);
+    let routed = app.clone();
     let server = HttpServer::new(move || {
         App::new()
             .wrap(actix_web::middleware::Condition::new(
@@ -267,9 +286,11 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
                 crate::admin::each_on_its_listener,
             ))
             .wrap(actix_web::middleware::from_fn(request_context))
-            .configure(|cfg| routes(&app, cfg))
+            .configure(|cfg| routes(&routed, cfg))
     })
-    .shutdown_timeout(5)
+    .shutdown_timeout(shutdown_timeout)
+    // Our own handler below: actix would stop at once on SIGINT.
+    .disable_signals()
     .bind(listen)?;
     let server = match admin_listen {
         Some(addr) => {
@@ -282,6 +303,46 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
         Some(n) => server.workers(n),
         None => server,
     };
+    let owner = crate::secrets::random_id().map_err(std::io::Error::other)?;
+    let sender = tokio::spawn(crate::oidc::backchannel::run_sender(
+        app.clone(),
+        owner.clone(),
+    ));
     tracing::info!(%listen, "listening");
-    server.run().await
+    let server = server.run();
+    let handle = server.handle();
+    let signals = tokio::spawn(async move {
+        match stop_signal().await {
+            Ok(name) => {
+                tracing::info!(signal = name, "shutting down: finishing requests in flight")
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for stop signals");
+                return;
+            }
+        }
+        handle.stop(true).await;
+    });
+    let result = server.await;
+    signals.abort();
+    sender.abort();
+    let attempted = crate::oidc::backchannel::deliver_due(
+        &app,
+        &owner,
+        tokio::time::Instant::now() + FINAL_OUTBOX_PASS,
+    )
+    .await;
+    tracing::info!(logout_notices = attempted, "stopped");
+    result
+}
+
+/// Waits for SIGTERM or SIGINT; returns its name.
+async fn stop_signal() -> std::io::Result<&'static str> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    })
 }

@@ -14,6 +14,7 @@ pub mod login;
 pub mod metrics;
 pub mod oidc;
 pub mod providers;
+pub mod rekey;
 pub mod roles;
 pub mod secrets;
 pub mod sessions;

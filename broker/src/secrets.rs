@@ -49,7 +49,9 @@ pub enum SecretsError {
     MasterKey(String),
     #[error("sealed value is malformed")]
     Malformed,
-    #[error("sealed value was sealed under master key {found}, but the current key is {current}")]
+    #[error(
+        "sealed value was sealed under master key {found}, which is neither the current key {current} nor a previous one"
+    )]
     WrongKey { found: String, current: String },
     #[error("sealed value failed authentication (tampered, or moved to another row)")]
     Authentication,
@@ -97,17 +99,31 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 const SEAL_FORMAT: u8 = 1;
 const KEY_ID_LEN: usize = 8;
 
-/// The master key: seals and opens values stored at rest.
-pub struct MasterKey {
+/// One master key's material: the AEAD key, its id (written into every value it
+/// seals) and the key derived from it for cookie and CSRF MACs.
+struct KeyMaterial {
     key: LessSafeKey,
     key_id: [u8; KEY_ID_LEN],
     cookie_key: aws_lc_rs::hmac::Key,
 }
 
+/// The master key: seals and opens values stored at rest.
+///
+/// It holds the current key and, during a rotation, previous ones: a value opens
+/// under whichever key sealed it (named by the key id in its header), and everything
+/// new is sealed under the current key. MACs are made with the current key and
+/// accepted under any of them, so cookies survive a rotation too.
+pub struct MasterKey {
+    current: KeyMaterial,
+    previous: Vec<KeyMaterial>,
+}
+
 impl fmt::Debug for MasterKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let previous: Vec<String> = self.previous.iter().map(|k| hex(&k.key_id)).collect();
         f.debug_struct("MasterKey")
-            .field("key_id", &hex(&self.key_id))
+            .field("key_id", &hex(&self.current.key_id))
+            .field("previous", &previous)
             .finish_non_exhaustive()
     }
 }
@@ -132,13 +148,37 @@ impl MasterKey {
             b"switchboard/cookie-mac/v1",
         );
         Ok(MasterKey {
-            key: LessSafeKey::new(unbound),
-            key_id,
-            cookie_key: aws_lc_rs::hmac::Key::new(
-                aws_lc_rs::hmac::HMAC_SHA256,
-                cookie_key_bytes.as_ref(),
-            ),
+            current: KeyMaterial {
+                key: LessSafeKey::new(unbound),
+                key_id,
+                cookie_key: aws_lc_rs::hmac::Key::new(
+                    aws_lc_rs::hmac::HMAC_SHA256,
+                    cookie_key_bytes.as_ref(),
+                ),
+            },
+            previous: Vec::new(),
         })
+    }
+
+    /// Adds keys that no longer seal but still open what they sealed (and still
+    /// verify MACs they made). A key equal to the current one, or given twice, counts
+    /// once.
+    #[must_use]
+    pub fn with_previous(mut self, previous: impl IntoIterator<Item = MasterKey>) -> Self {
+        for old in previous {
+            let material = old.current;
+            let known = material.key_id == self.current.key_id
+                || self.previous.iter().any(|k| k.key_id == material.key_id);
+            if !known {
+                self.previous.push(material);
+            }
+        }
+        self
+    }
+
+    /// The ids of the previous keys, in the order configured.
+    pub fn previous_key_ids(&self) -> Vec<String> {
+        self.previous.iter().map(|k| hex(&k.key_id)).collect()
     }
 
     /// From its text form: 32 bytes in standard or url-safe base64.
@@ -177,29 +217,37 @@ impl MasterKey {
         }
     }
 
-    /// HMAC-SHA256 under the derived cookie key, base64url.
+    /// HMAC-SHA256 under the current key's derived cookie key, base64url.
     pub fn mac(&self, purpose: &str, value: &str) -> String {
-        let mut ctx = aws_lc_rs::hmac::Context::with_key(&self.cookie_key);
+        Self::mac_with(&self.current, purpose, value)
+    }
+
+    fn mac_with(material: &KeyMaterial, purpose: &str, value: &str) -> String {
+        let mut ctx = aws_lc_rs::hmac::Context::with_key(&material.cookie_key);
         ctx.update(purpose.as_bytes());
         ctx.update(b"\0");
         ctx.update(value.as_bytes());
         URL_SAFE_NO_PAD.encode(ctx.sign().as_ref())
     }
 
-    /// Checks a MAC made by [`Self::mac`] in constant time.
+    /// Checks a MAC made by [`Self::mac`] in constant time, under the current key or
+    /// a previous one.
     pub fn verify_mac(&self, purpose: &str, value: &str, mac: &str) -> bool {
-        constant_time_eq(self.mac(purpose, value).as_bytes(), mac.as_bytes())
+        std::iter::once(&self.current)
+            .chain(&self.previous)
+            .any(|k| constant_time_eq(Self::mac_with(k, purpose, value).as_bytes(), mac.as_bytes()))
     }
 
+    /// The current key's id (hex): what new seals carry.
     pub fn key_id(&self) -> String {
-        hex(&self.key_id)
+        hex(&self.current.key_id)
     }
 
     fn aad(table: &str, row_id: &str, version: u32) -> Vec<u8> {
         format!("{table}\0{row_id}\0{version}").into_bytes()
     }
 
-    /// Encrypts `plaintext` bound to `(table, row_id, version)`.
+    /// Encrypts `plaintext` bound to `(table, row_id, version)`, under the current key.
     pub fn seal(
         &self,
         table: &str,
@@ -209,7 +257,8 @@ impl MasterKey {
     ) -> Result<Vec<u8>, SecretsError> {
         let nonce_bytes = random_bytes::<NONCE_LEN>()?;
         let mut in_out = plaintext.to_vec();
-        self.key
+        self.current
+            .key
             .seal_in_place_append_tag(
                 Nonce::assume_unique_for_key(nonce_bytes),
                 Aad::from(Self::aad(table, row_id, version)),
@@ -218,13 +267,28 @@ impl MasterKey {
             .map_err(|_| SecretsError::Authentication)?;
         let mut out = Vec::with_capacity(1 + KEY_ID_LEN + NONCE_LEN + in_out.len());
         out.push(SEAL_FORMAT);
-        out.extend_from_slice(&self.key_id);
+        out.extend_from_slice(&self.current.key_id);
         out.extend_from_slice(&nonce_bytes);
         out.extend_from_slice(&in_out);
+        in_out.zeroize();
         Ok(out)
     }
 
-    /// Decrypts what `seal` produced for the same `(table, row_id, version)`.
+    /// The id (hex) of the key that sealed `sealed`, read from its header.
+    pub fn sealed_by(sealed: &[u8]) -> Result<String, SecretsError> {
+        if sealed.len() < 1 + KEY_ID_LEN + NONCE_LEN + 16 || sealed[0] != SEAL_FORMAT {
+            return Err(SecretsError::Malformed);
+        }
+        Ok(hex(&sealed[1..1 + KEY_ID_LEN]))
+    }
+
+    /// Whether `sealed` was sealed under the current key (a rotation leaves it be).
+    pub fn is_current(&self, sealed: &[u8]) -> bool {
+        sealed.len() > KEY_ID_LEN && sealed[1..1 + KEY_ID_LEN] == self.current.key_id
+    }
+
+    /// Decrypts what `seal` produced for the same `(table, row_id, version)`, under
+    /// whichever configured key sealed it.
     pub fn open(
         &self,
         table: &str,
@@ -237,24 +301,44 @@ impl MasterKey {
             return Err(SecretsError::Malformed);
         }
         let key_id = &sealed[1..1 + KEY_ID_LEN];
-        if key_id != self.key_id {
+        let Some(material) = std::iter::once(&self.current)
+            .chain(&self.previous)
+            .find(|k| k.key_id == key_id)
+        else {
             return Err(SecretsError::WrongKey {
                 found: hex(key_id),
                 current: self.key_id(),
             });
-        }
+        };
         let mut nonce = [0u8; NONCE_LEN];
         nonce.copy_from_slice(&sealed[1 + KEY_ID_LEN..header]);
         let mut in_out = sealed[header..].to_vec();
-        let plain = self
+        let plain = material
             .key
             .open_in_place(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(Self::aad(table, row_id, version)),
                 &mut in_out,
             )
-            .map_err(|_| SecretsError::Authentication)?;
-        Ok(plain.to_vec())
+            .map_err(|_| SecretsError::Authentication)?
+            .to_vec();
+        in_out.zeroize();
+        Ok(plain)
+    }
+
+    /// Opens `sealed` and seals its plaintext again under the current key, for the
+    /// same row. The plaintext is wiped before this returns.
+    pub fn reseal(
+        &self,
+        table: &str,
+        row_id: &str,
+        version: u32,
+        sealed: &[u8],
+    ) -> Result<Vec<u8>, SecretsError> {
+        let mut plain = self.open(table, row_id, version, sealed)?;
+        let fresh = self.seal(table, row_id, version, &plain);
+        plain.zeroize();
+        fresh
     }
 }
 
@@ -317,6 +401,50 @@ mod tests {
             other.open("t", "r", 1, &sealed),
             Err(SecretsError::WrongKey { .. })
         ));
+    }
+
+    #[test]
+    fn a_previous_key_opens_what_it_sealed_and_new_seals_use_the_current_key() {
+        let old = key();
+        let sealed = old.seal("t", "r", 1, b"data").unwrap();
+        let rotated = MasterKey::from_bytes(&[8u8; 32])
+            .unwrap()
+            .with_previous([key()]);
+        assert!(!rotated.is_current(&sealed));
+        assert_eq!(rotated.open("t", "r", 1, &sealed).unwrap(), b"data");
+        let resealed = rotated.reseal("t", "r", 1, &sealed).unwrap();
+        assert!(rotated.is_current(&resealed));
+        assert_eq!(MasterKey::sealed_by(&resealed).unwrap(), rotated.key_id());
+        // Only the new key is needed afterwards; the old one cannot open it.
+        let only_new = MasterKey::from_bytes(&[8u8; 32]).unwrap();
+        assert_eq!(only_new.open("t", "r", 1, &resealed).unwrap(), b"data");
+        assert!(matches!(
+            old.open("t", "r", 1, &resealed),
+            Err(SecretsError::WrongKey { .. })
+        ));
+        // A resealed value stays bound to its row.
+        assert!(rotated.open("t", "other", 1, &resealed).is_err());
+    }
+
+    #[test]
+    fn macs_of_a_previous_key_still_verify_but_new_ones_use_the_current_key() {
+        let old_mac = key().mac("csrf", "v");
+        let rotated = MasterKey::from_bytes(&[8u8; 32])
+            .unwrap()
+            .with_previous([key(), key()]);
+        assert_eq!(
+            rotated.previous_key_ids().len(),
+            1,
+            "a key given twice counts once"
+        );
+        assert!(rotated.verify_mac("csrf", "v", &old_mac));
+        assert!(!rotated.verify_mac("csrf", "w", &old_mac));
+        assert_ne!(rotated.mac("csrf", "v"), old_mac);
+        assert!(
+            !MasterKey::from_bytes(&[8u8; 32])
+                .unwrap()
+                .verify_mac("csrf", "v", &old_mac)
+        );
     }
 
     #[test]

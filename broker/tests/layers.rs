@@ -17,7 +17,10 @@ const FLOORS: &[(&[&str], bool)] = &[
     (&["oidc", "login", "account", "admin"], true),
     (&["flow"], false),
     (&["web"], false),
-    (&["identity", "sessions", "tokens", "providers"], false),
+    (
+        &["identity", "sessions", "tokens", "providers", "rekey"],
+        false,
+    ),
     (&["config"], false),
     (&["roles"], false),
     (&["store", "secrets", "clock", "metrics"], false),

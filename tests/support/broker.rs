@@ -71,6 +71,7 @@ pub fn check_config(file: &Path, env: &[(String, String)]) -> Output {
 /// What a test changes in the default config before the broker starts.
 #[derive(Debug, Default)]
 pub struct Setup {
+    server: Vec<String>,
     tokens: Vec<String>,
     login: Vec<String>,
     https_issuer: bool,
@@ -82,6 +83,12 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// Adds one `key = value` line to `[server]`, e.g. `shutdown_timeout = "5s"`.
+    pub fn server(mut self, line: &str) -> Self {
+        self.server.push(line.to_string());
+        self
+    }
+
     /// Adds one `key = value` line to `[tokens]`, e.g. `code_lifetime = "2s"`.
     pub fn tokens(mut self, line: &str) -> Self {
         self.tokens.push(line.to_string());
@@ -304,6 +311,36 @@ impl Broker {
     /// Kills the process (as a crash would); the data directory stays.
     pub fn stop(&mut self) {
         self.kill();
+    }
+
+    /// Sends `signal` (`"TERM"`, `"INT"`) to the process and waits at most `within`
+    /// for it to exit. Returns how it exited, or `None` if it was still running (it is
+    /// then killed).
+    pub async fn signal_and_wait(
+        &mut self,
+        signal: &str,
+        within: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let sent = Command::new("kill")
+            .arg("-s")
+            .arg(signal)
+            .arg(child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -s {signal} failed");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("poll the broker") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// The process id while it runs, to signal it from a test that shares the broker.
@@ -618,6 +655,9 @@ fn config_text(issuer: &str, port: u16, data_dir: &Path, setup: &Setup) -> Strin
     let _ = writeln!(t, "dev_mode = true");
     let _ = writeln!(t, "data_dir = {:?}", data_dir.display().to_string());
     let _ = writeln!(t, "\n[server]\nlisten = \"127.0.0.1:{port}\"\nworkers = 2");
+    for line in &setup.server {
+        let _ = writeln!(t, "{line}");
+    }
     let _ = writeln!(t, "\n[tokens]");
     for line in &setup.tokens {
         let _ = writeln!(t, "{line}");

@@ -76,10 +76,29 @@ pub enum Command {
         #[command(subcommand)]
         action: RolesAction,
     },
+    /// The master key that seals secrets at rest.
+    Secrets {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[command(subcommand)]
+        action: SecretsAction,
+    },
     /// Provider plugins loaded at run time.
     Plugin {
         #[command(subcommand)]
         action: PluginAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsAction {
+    /// Re-seal every sealed value in the store under the current master key
+    /// (`[secrets] master_key*`), opening them with it or a previous key
+    /// (`previous_master_key_files`). Safe to interrupt and run again.
+    RotateMasterKey {
+        /// Re-seal at most this many values, then stop (run again to go on).
+        #[arg(long, value_name = "N")]
+        max_rows: Option<u64>,
     },
 }
 
@@ -259,6 +278,10 @@ pub enum CliError {
     Usage(String),
     #[error(transparent)]
     Plugin(#[from] crate::providers::plugin::InspectError),
+    #[error(transparent)]
+    Secrets(#[from] crate::secrets::SecretsError),
+    #[error(transparent)]
+    Rotation(#[from] crate::rekey::RotationError),
 }
 
 /// A new password: asked twice without echo when standard input is a terminal;
@@ -342,6 +365,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::User { config, action } => user(config::load(&config.path)?, action).await,
         Command::Group { config, action } => group(config::load(&config.path)?, action).await,
         Command::Key { config, action } => key(config::load(&config.path)?, action).await,
+        Command::Secrets {
+            config,
+            action: SecretsAction::RotateMasterKey { max_rows },
+        } => rotate_master_key(config::load(&config.path)?, max_rows).await,
         Command::Roles {
             config,
             action:
@@ -360,6 +387,31 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             .await
         }
     }
+}
+
+async fn rotate_master_key(config: Config, max_rows: Option<u64>) -> Result<(), CliError> {
+    if max_rows == Some(0) {
+        return Err(CliError::Usage("--max-rows must be at least 1".into()));
+    }
+    let master = app::load_master_key(&config)?;
+    let store = app::open_store(&config).await?;
+    let report = crate::rekey::rotate_master_key(&store, &master, max_rows).await?;
+    println!(
+        "master key {}: {} sealed values, {} already current, {} re-sealed, {} remaining",
+        master.key_id(),
+        report.total,
+        report.already_current,
+        report.resealed,
+        report.remaining
+    );
+    if report.remaining > 0 {
+        println!("not finished: run the command again to re-seal the rest");
+    } else if !master.previous_key_ids().is_empty() {
+        println!(
+            "done: every value is sealed under the current key; remove previous_master_key_files from the config and restart every replica"
+        );
+    }
+    Ok(())
 }
 
 async fn explain(

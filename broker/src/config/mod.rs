@@ -147,6 +147,21 @@ pub struct ApiKeySettings {
     pub failure_window: i64,
 }
 
+/// `[backchannel_logout]`: how logout tokens reach clients (OpenID Back-Channel
+/// Logout 1.0). Notices wait in the store's outbox until delivered.
+#[derive(Debug, Clone)]
+pub struct BackchannelSettings {
+    /// Seconds one POST to a client may take.
+    pub timeout: i64,
+    /// Attempts before a notice is given up (with an error in the log).
+    pub max_attempts: u32,
+    /// Seconds before the first retry; each further retry waits twice as long (at
+    /// most an hour).
+    pub retry_delay: i64,
+    /// Seconds a replica holds the notices it took before another may take them.
+    pub lease: i64,
+}
+
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
@@ -276,12 +291,16 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub workers: Option<usize>,
+    /// Seconds in-flight requests get to finish after SIGTERM or SIGINT.
+    pub shutdown_timeout: i64,
     /// Proxies whose `X-Forwarded-For` is believed: addresses (as /32 or /128) and
     /// CIDR ranges.
     pub trusted_proxies: Vec<IpNet>,
     pub max_body_bytes: usize,
     pub store: StoreSettings,
     pub master_key: MasterKeySource,
+    /// Previous master keys (files): they open what they sealed during a rotation.
+    pub previous_master_keys: Vec<PathBuf>,
     pub tokens: TokenSettings,
     pub session_lifetime: i64,
     pub login: LoginSettings,
@@ -292,6 +311,7 @@ pub struct Config {
     pub api_keys: ApiKeySettings,
     pub admin: AdminSettings,
     pub device: DeviceSettings,
+    pub backchannel: BackchannelSettings,
 }
 
 impl Config {
@@ -676,6 +696,12 @@ impl Validator {
         let roles = self.roles(&raw.roles, &clients, &providers)?;
         let api_keys = self.api_keys(&raw.api_keys)?;
         let device = self.device(&raw.device)?;
+        let backchannel = self.backchannel(&raw.backchannel_logout)?;
+        let shutdown_timeout = self.positive(
+            "server.shutdown_timeout",
+            raw.server.shutdown_timeout.as_deref(),
+            "10s",
+        )?;
 
         Ok(Config {
             file: file.to_path_buf(),
@@ -685,10 +711,12 @@ impl Validator {
             data_dir: raw.data_dir.clone(),
             listen,
             workers: raw.server.workers,
+            shutdown_timeout,
             trusted_proxies,
             max_body_bytes: raw.server.max_body_bytes.unwrap_or(64 * 1024),
             store,
             master_key,
+            previous_master_keys: raw.secrets.previous_master_key_files.clone(),
             tokens,
             session_lifetime,
             login,
@@ -701,6 +729,7 @@ impl Validator {
                 accept_api_keys: raw.admin.accept_api_keys,
             },
             device,
+            backchannel,
         })
     }
 
@@ -728,6 +757,35 @@ impl Validator {
         }
         if settings.user_code_tries == 0 {
             return Err(self.err("device.user_code_tries", "must be at least 1"));
+        }
+        Ok(settings)
+    }
+
+    fn backchannel(
+        &self,
+        raw: &raw::RawBackchannelLogout,
+    ) -> Result<BackchannelSettings, ConfigError> {
+        let settings = BackchannelSettings {
+            timeout: self.positive("backchannel_logout.timeout", raw.timeout.as_deref(), "5s")?,
+            max_attempts: raw.max_attempts.unwrap_or(10),
+            retry_delay: self.positive(
+                "backchannel_logout.retry_delay",
+                raw.retry_delay.as_deref(),
+                "5s",
+            )?,
+            lease: self.positive("backchannel_logout.lease", raw.lease.as_deref(), "60s")?,
+        };
+        if settings.max_attempts == 0 || settings.max_attempts > 100 {
+            return Err(self.err("backchannel_logout.max_attempts", "between 1 and 100"));
+        }
+        if settings.timeout > 60 {
+            return Err(self.err("backchannel_logout.timeout", "at most 60s"));
+        }
+        if settings.lease < 2 * settings.timeout {
+            return Err(self.err(
+                "backchannel_logout.lease",
+                "must be at least twice the timeout, so a notice is never sent by two replicas at once",
+            ));
         }
         Ok(settings)
     }

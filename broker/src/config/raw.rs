@@ -37,6 +37,8 @@ pub struct RawConfig {
     pub admin: RawAdmin,
     #[serde(default)]
     pub device: RawDevice,
+    #[serde(default)]
+    pub backchannel_logout: RawBackchannelLogout,
 }
 
 /// `[device]`: the device authorization grant (RFC 8628).
@@ -46,6 +48,16 @@ pub struct RawDevice {
     pub code_lifetime: Option<String>,
     pub interval: Option<String>,
     pub user_code_tries: Option<u32>,
+}
+
+/// `[backchannel_logout]`: delivering logout tokens to clients.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackchannelLogout {
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_delay: Option<String>,
+    pub lease: Option<String>,
 }
 
 /// `[api_keys]`.
@@ -80,6 +92,7 @@ pub struct RawServer {
     pub trusted_proxies: Vec<String>,
     pub max_body_bytes: Option<usize>,
     pub workers: Option<usize>,
+    pub shutdown_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -104,6 +117,9 @@ pub struct RawSecrets {
     pub master_key: Option<String>,
     pub master_key_file: Option<PathBuf>,
     pub master_key_env: Option<String>,
+    /// Keys a rotation is moving away from: they open what they sealed, never seal.
+    #[serde(default)]
+    pub previous_master_key_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]

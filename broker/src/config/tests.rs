@@ -748,3 +748,46 @@ fn store_keys_of_the_other_backend_and_unknown_backends_are_refused() {
     ));
     assert!(e.contains("store.max_connections"), "{e}");
 }
+
+#[test]
+fn shutdown_and_back_channel_logout_have_defaults_and_bounds() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(c.shutdown_timeout, 10);
+    assert_eq!(
+        (
+            c.backchannel.timeout,
+            c.backchannel.max_attempts,
+            c.backchannel.retry_delay,
+            c.backchannel.lease
+        ),
+        (5, 10, 5, 60)
+    );
+    let c = load_text(&format!(
+        "{MINIMAL}\n[backchannel_logout]\ntimeout = \"2s\"\nmax_attempts = 3\nretry_delay = \"1s\"\nlease = \"4s\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.backchannel.max_attempts, 3);
+    let e = error_of(&format!(
+        "{MINIMAL}\n[backchannel_logout]\ntimeout = \"10s\"\nlease = \"15s\"\n"
+    ));
+    assert!(e.contains("backchannel_logout.lease"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[backchannel_logout]\nmax_attempts = 0\n"
+    ));
+    assert!(e.contains("backchannel_logout.max_attempts"), "{e}");
+    let e = error_of(&format!("{MINIMAL}\n[backchannel_logout]\nretries = 3\n"));
+    assert!(e.contains("retries"), "{e}");
+}
+
+#[test]
+fn previous_master_keys_are_a_list_of_files() {
+    let c = load_text(&format!(
+        "{MINIMAL}\n[secrets]\nmaster_key_file = \"new.key\"\nprevious_master_key_files = [\"old.key\", \"older.key\"]\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.previous_master_keys,
+        vec![PathBuf::from("old.key"), PathBuf::from("older.key")]
+    );
+    assert!(load_text(MINIMAL).unwrap().previous_master_keys.is_empty());
+}

@@ -9,8 +9,9 @@ use crate::secrets::MasterKey;
 use crate::store::{AuditEvent, IdentityLink, SharedStore, StoreError, UnixTime, UserStatus};
 use switchboard_plugin_api::Identity;
 
-const LINK_TABLE: &str = "identity_links";
-const LINK_FORMAT: u32 = 1;
+/// The table and format version sealed provider data is bound to.
+pub const LINK_TABLE: &str = "identity_links";
+pub const LINK_FORMAT: u32 = 1;
 
 pub(super) fn seal_provider_data(
     master: &MasterKey,

@@ -33,7 +33,7 @@ pub use lifecycle::{
     NewLocalUser, StoreDirectory, add_local_user, delete_user, disable_user, enable_user,
     end_sessions, set_password, update_user,
 };
-pub use links::{link_to_user, linked_identity, unlink_from_user};
+pub use links::{LINK_FORMAT, LINK_TABLE, link_to_user, linked_identity, unlink_from_user};
 pub use resolve::{namespaced_groups, refresh_from_provider, resolve_login};
 
 use crate::secrets;

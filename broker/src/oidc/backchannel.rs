@@ -1,17 +1,30 @@
 //! OpenID Back-Channel Logout 1.0: a signed logout token POSTed to each client that
-//! registered a `backchannel_logout_uri`, in the background, with a timeout and a
-//! bounded number of retries, so a client that is down never holds up a logout.
+//! registered a `backchannel_logout_uri`.
+//!
+//! Deliveries survive a restart: ending a session queues one notice per client and
+//! session in the store's outbox, in the same transaction (see
+//! [`LogoutOutbox`](crate::store::LogoutOutbox)). A sender in every replica claims
+//! due notices under a lease, so two replicas never send one notice at once and a
+//! crashed replica's notices are taken over when its lease ends. A notice is removed
+//! when the client answers 2xx; a failed attempt is retried with a doubling delay, up
+//! to `[backchannel_logout] max_attempts`, then given up with an error in the log. The
+//! token is signed at each attempt, so it is never stale when it finally arrives.
 
 use crate::config::Client;
-use crate::store::UnixTime;
+use crate::store::{LogoutDelivery, UnixTime};
 use crate::tokens::{TokenSigner, jwt};
+use crate::web::AppState;
 use serde::Serialize;
 use std::time::Duration;
 
 pub const LOGOUT_TOKEN_TYP: &str = "logout+jwt";
 const EVENT: &str = "http://schemas.openid.net/event/backchannel-logout";
-const ATTEMPTS: u32 = 3;
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Notices claimed (and sent concurrently) per round.
+const CLAIM_BATCH: u32 = 32;
+/// The longest wait between two attempts.
+const MAX_RETRY_DELAY: i64 = 3600;
+/// How long a logout token is valid after it was signed.
+const TOKEN_LIFETIME: i64 = 120;
 
 #[derive(Debug, Serialize)]
 pub struct LogoutTokenClaims {
@@ -38,7 +51,7 @@ pub fn logout_token(
         iss: signer.issuer.clone(),
         aud: client.id.clone(),
         iat: now,
-        exp: now + 120,
+        exp: now + TOKEN_LIFETIME,
         jti: crate::secrets::random_id().map_err(|e| jwt::JwtError::Invalid(e.to_string()))?,
         sub: user_id.to_string(),
         // Always sent: it costs nothing and lets clients end exactly this session.
@@ -53,32 +66,167 @@ pub fn logout_token(
     )
 }
 
-/// Delivers in the background; returns at once.
-pub fn deliver(http: reqwest::Client, client_id: String, uri: url::Url, token: String) {
-    actix_web::rt::spawn(async move {
-        for attempt in 1..=ATTEMPTS {
-            let sent = http
-                .post(uri.clone())
-                .timeout(ATTEMPT_TIMEOUT)
-                .form(&[("logout_token", token.as_str())])
-                .send()
-                .await;
-            match sent {
-                Ok(res) if res.status().is_success() => {
-                    tracing::info!(client_id = %client_id, attempt, "back-channel logout delivered");
-                    return;
-                }
-                Ok(res) => {
-                    tracing::warn!(client_id = %client_id, attempt, status = res.status().as_u16(), "back-channel logout refused")
-                }
-                Err(e) => {
-                    tracing::warn!(client_id = %client_id, attempt, error = %e, "back-channel logout failed")
-                }
-            }
-            if attempt < ATTEMPTS {
-                tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-            }
+/// The wait before attempt `attempts + 1`, after `attempts` failed ones.
+fn retry_delay(first: i64, attempts: u32) -> i64 {
+    let factor = 1i64 << attempts.saturating_sub(1).min(20);
+    first.saturating_mul(factor).min(MAX_RETRY_DELAY)
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Delivered,
+    Failed(String),
+    /// The client is gone from the config or no longer takes back-channel logout.
+    Unaddressable,
+}
+
+/// One attempt at one notice.
+async fn attempt(app: &AppState, delivery: &LogoutDelivery) -> Attempt {
+    let n = &delivery.notice;
+    let Some(client) = app.config.clients.get(&n.client_id) else {
+        return Attempt::Unaddressable;
+    };
+    let Some(uri) = &client.backchannel_logout_uri else {
+        return Attempt::Unaddressable;
+    };
+    let token = match logout_token(&app.signer, client, &n.user_id, &n.sid, app.clock.now()) {
+        Ok(t) => t,
+        Err(e) => return Attempt::Failed(format!("signing the logout token failed: {e}")),
+    };
+    let timeout = Duration::from_secs(u64::try_from(app.config.backchannel.timeout).unwrap_or(5));
+    let sent = app
+        .http
+        .post(uri.clone())
+        .timeout(timeout)
+        .form(&[("logout_token", token.as_str())])
+        .send()
+        .await;
+    match sent {
+        Ok(res) if res.status().is_success() => Attempt::Delivered,
+        Ok(res) => Attempt::Failed(format!("answered {}", res.status().as_u16())),
+        Err(e) => Attempt::Failed(e.to_string()),
+    }
+}
+
+/// Sends one claimed notice and records the outcome in the outbox.
+async fn deliver(app: &AppState, owner: &str, delivery: LogoutDelivery) {
+    let n = &delivery.notice;
+    let attempts = delivery.attempts.saturating_add(1);
+    let sid_prefix = n.sid.get(..8).unwrap_or(&n.sid);
+    let finished = match attempt(app, &delivery).await {
+        Attempt::Delivered => {
+            tracing::info!(client_id = %n.client_id, sid = sid_prefix, attempts, "back-channel logout delivered");
+            app.store
+                .finish_logout_delivery(&n.client_id, &n.sid, owner)
+                .await
         }
-        tracing::error!(client_id = %client_id, "back-channel logout abandoned after {ATTEMPTS} attempts");
-    });
+        Attempt::Unaddressable => {
+            tracing::warn!(client_id = %n.client_id, sid = sid_prefix, "back-channel logout dropped: the client no longer takes it");
+            app.store
+                .finish_logout_delivery(&n.client_id, &n.sid, owner)
+                .await
+        }
+        Attempt::Failed(why) if attempts >= app.config.backchannel.max_attempts => {
+            tracing::error!(client_id = %n.client_id, sid = sid_prefix, user = %n.user_id, attempts, error = %why, "back-channel logout abandoned");
+            app.store
+                .finish_logout_delivery(&n.client_id, &n.sid, owner)
+                .await
+        }
+        Attempt::Failed(why) => {
+            let wait = retry_delay(app.config.backchannel.retry_delay, attempts);
+            tracing::warn!(client_id = %n.client_id, sid = sid_prefix, attempts, retry_in = wait, error = %why, "back-channel logout failed");
+            app.store
+                .defer_logout_delivery(
+                    &n.client_id,
+                    &n.sid,
+                    owner,
+                    attempts,
+                    app.clock.now() + wait,
+                )
+                .await
+        }
+    };
+    match finished {
+        Ok(true) => {}
+        // Our lease ran out and another replica took the notice: it decides now.
+        Ok(false) => {
+            tracing::warn!(client_id = %n.client_id, sid = sid_prefix, "back-channel logout lease was lost")
+        }
+        Err(e) => {
+            tracing::error!(client_id = %n.client_id, error = %e, "recording a back-channel logout attempt failed")
+        }
+    }
+}
+
+/// Sends every notice that is due now, batch by batch, until none is left or
+/// `deadline` passes. Returns how many notices were attempted.
+pub async fn deliver_due(app: &AppState, owner: &str, deadline: tokio::time::Instant) -> usize {
+    let mut attempted = 0;
+    while tokio::time::Instant::now() < deadline {
+        let now = app.clock.now();
+        let claimed = match app
+            .store
+            .claim_logout_deliveries(owner, now, now + app.config.backchannel.lease, CLAIM_BATCH)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "claiming back-channel logout notices failed");
+                break;
+            }
+        };
+        if claimed.is_empty() {
+            break;
+        }
+        let full = claimed.len() == CLAIM_BATCH as usize;
+        attempted += claimed.len();
+        let mut sends = tokio::task::JoinSet::new();
+        for d in claimed {
+            let (app, owner) = (app.clone(), owner.to_string());
+            sends.spawn(async move { deliver(&app, &owner, d).await });
+        }
+        let all = async { while sends.join_next().await.is_some() {} };
+        if tokio::time::timeout_at(deadline, all).await.is_err() {
+            // Unfinished notices stay leased; another pass (or replica) takes them
+            // when the lease ends.
+            tracing::warn!("back-channel logout pass cut short");
+            break;
+        }
+        if !full {
+            break;
+        }
+    }
+    attempted
+}
+
+/// The sender: a pass whenever notices are queued here, and at least every few
+/// seconds for retries and other replicas' notices. Runs until the process ends.
+pub async fn run_sender(app: AppState, owner: String) {
+    let tick = Duration::from_secs(
+        u64::try_from(app.config.backchannel.retry_delay.clamp(1, 10)).unwrap_or(5),
+    );
+    // A pass may not run longer than a lease: past it, another replica could claim
+    // the same notices.
+    let pass_limit =
+        Duration::from_secs(u64::try_from(app.config.backchannel.lease).unwrap_or(60) / 2);
+    loop {
+        deliver_due(&app, &owner, tokio::time::Instant::now() + pass_limit).await;
+        tokio::select! {
+            () = app.logout_outbox.notified() => {}
+            () = tokio::time::sleep(tick) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_twice_as_long_each_time_up_to_an_hour() {
+        assert_eq!(retry_delay(5, 1), 5);
+        assert_eq!(retry_delay(5, 2), 10);
+        assert_eq!(retry_delay(5, 3), 20);
+        assert_eq!(retry_delay(5, 40), MAX_RETRY_DELAY);
+    }
 }

@@ -1,9 +1,8 @@
 //! RP-Initiated Logout 1.0 (`/logout`): end the SSO session, the grants started in it
 //! that were not `offline_access`, and tell back-channel clients.
 
-use super::backchannel;
 use crate::config::Client;
-use crate::store::SessionRecord;
+use crate::store::{LogoutNotice, SessionRecord};
 use crate::tokens::{ID_TOKEN_TYP, IdTokenClaims, jwt};
 use crate::web::{AppState, PageError, Params, browser};
 use actix_web::http::StatusCode;
@@ -135,12 +134,10 @@ async fn end_and_leave(
 }
 
 /// Ends a session: the session itself, its grants that were not `offline_access`, and
-/// a back-channel notice to each client that took part.
+/// a back-channel notice to each client that took part (queued in the store in the
+/// same transaction that ends the session, sent by the outbox sender).
 pub async fn end_session(app: &AppState, session: &SessionRecord) {
     let now = app.clock.now();
-    if let Err(e) = app.store.revoke_session(&session.id_hash, now).await {
-        tracing::error!(error = %e, "revoking the session failed");
-    }
     let grants = match app.store.list_session_grants(&session.id_hash).await {
         Ok(g) => g,
         Err(e) => {
@@ -148,35 +145,31 @@ pub async fn end_session(app: &AppState, session: &SessionRecord) {
             Vec::new()
         }
     };
-    let mut notified = std::collections::BTreeSet::new();
+    let mut notices: Vec<LogoutNotice> = Vec::new();
+    for g in &grants {
+        let takes_notice = app
+            .config
+            .clients
+            .get(&g.client_id)
+            .is_some_and(|c| c.backchannel_logout_uri.is_some());
+        if takes_notice && !notices.iter().any(|n| n.client_id == g.client_id) {
+            notices.push(LogoutNotice {
+                client_id: g.client_id.clone(),
+                sid: session.id_hash.clone(),
+                user_id: session.user_id.clone(),
+            });
+        }
+    }
+    match app.store.end_session(&session.id_hash, now, &notices).await {
+        Ok(true) if !notices.is_empty() => app.logout_outbox.notify_one(),
+        Ok(_) => {}
+        Err(e) => tracing::error!(error = %e, "ending the session failed"),
+    }
     for g in &grants {
         let offline = g.scopes.iter().any(|s| s == "offline_access");
         if !offline && g.revoked_at.is_none() {
             let _ = app.store.revoke_grant(&g.id, now).await;
         }
-        let Some(client) = app.config.clients.get(&g.client_id) else {
-            continue;
-        };
-        let Some(uri) = &client.backchannel_logout_uri else {
-            continue;
-        };
-        if !notified.insert(client.id.clone()) {
-            continue;
-        }
-        match backchannel::logout_token(
-            &app.signer,
-            client,
-            &session.user_id,
-            &session.id_hash,
-            now,
-        ) {
-            Ok(token) => {
-                backchannel::deliver(app.http.clone(), client.id.clone(), uri.clone(), token)
-            }
-            Err(e) => {
-                tracing::error!(client_id = %client.id, error = %e, "signing a logout token failed")
-            }
-        }
     }
-    tracing::info!(user = %session.user_id, grants = grants.len(), "session ended");
+    tracing::info!(user = %session.user_id, grants = grants.len(), notices = notices.len(), "session ended");
 }

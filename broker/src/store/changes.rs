@@ -24,11 +24,12 @@ use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll,
     GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
-    KeyStore, LoginStore, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
-    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
-    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SessionRecord, SessionStore,
-    SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord,
-    UserResource, UserStatus, UserStore,
+    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, Maintenance, Membership,
+    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
+    SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord, StoreResult,
+    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -306,6 +307,25 @@ forward!(DeviceCodeStore {
     fn deny_device_code(&self, user_code_hash: &str, now: UnixTime) -> StoreResult<bool>;
     fn poll_device_code(&self, device_code_hash: &str, client_id: &str, now: UnixTime,
         slow_down_secs: i64) -> StoreResult<DevicePoll>;
+});
+
+forward!(SealedStore {
+    fn list_sealed(&self, column: SealedColumn, after: Option<&SealedRow>, limit: u32)
+        -> StoreResult<Vec<SealedValue>>;
+    fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64>;
+});
+
+// Ending a browser session does not end a token by itself (`revoke_session` is not
+// watched either): the grants it ends are revoked through `revoke_grant`, which is.
+forward!(LogoutOutbox {
+    fn end_session(&self, id_hash: &str, now: UnixTime, notices: &[LogoutNotice])
+        -> StoreResult<bool>;
+    fn claim_logout_deliveries(&self, owner: &str, now: UnixTime, lease_until: UnixTime,
+        limit: u32) -> StoreResult<Vec<LogoutDelivery>>;
+    fn finish_logout_delivery(&self, client_id: &str, sid: &str, owner: &str)
+        -> StoreResult<bool>;
+    fn defer_logout_delivery(&self, client_id: &str, sid: &str, owner: &str, attempts: u32,
+        next_attempt_at: UnixTime) -> StoreResult<bool>;
 });
 
 forward!(Maintenance {

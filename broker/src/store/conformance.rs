@@ -16,11 +16,11 @@ use tokio::sync::Barrier;
 use super::{
     ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
     CodeRecord, DeviceCodeRecord, DeviceCodeState, DevicePoll, GrantRecord, GroupRecord,
-    HeldResourceRole, Holder, IdentityLink, Membership, MemoryStore, PageCursor, PostgresOptions,
-    PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome, SessionRecord, SharedStore,
-    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserResource,
-    UserStatus,
+    HeldResourceRole, Holder, IdentityLink, LogoutNotice, Membership, MemoryStore, PageCursor,
+    PostgresOptions, PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome,
+    SealedColumn, SealedRewrite, SealedRow, SessionRecord, SharedStore, SigningKeyRecord,
+    SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -805,6 +805,247 @@ async fn identities_of_a_user_are_listed_in_order(store: SharedStore) {
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+// ---- sealed values (master-key rotation) ----
+
+async fn sealed_values_page_by_row_and_are_rewritten_only_where_unchanged(store: SharedStore) {
+    for kid in ["k3", "k1", "k2"] {
+        assert!(
+            store
+                .insert_key_if_absent(&key(kid, kid, 1, NOW + HOUR))
+                .await
+                .unwrap()
+        );
+    }
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let mut with_data = link("corp", "b", "u1");
+    with_data.sealed_provider_data = Some(vec![9, 9]);
+    store.link_identity(&with_data).await.unwrap();
+    let mut other = link("corp", "a", "u1");
+    other.sealed_provider_data = Some(vec![8]);
+    store.link_identity(&other).await.unwrap();
+    // A link without provider data has nothing sealed.
+    store.link_identity(&link("aaa", "z", "u1")).await.unwrap();
+
+    let first = store
+        .list_sealed(SealedColumn::SigningKeys, None, 2)
+        .await
+        .unwrap();
+    let kids: Vec<_> = first.iter().map(|v| v.row.clone()).collect();
+    assert_eq!(
+        kids,
+        vec![
+            SealedRow::SigningKey { kid: "k1".into() },
+            SealedRow::SigningKey { kid: "k2".into() }
+        ]
+    );
+    let rest = store
+        .list_sealed(SealedColumn::SigningKeys, Some(&kids[1]), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].row, SealedRow::SigningKey { kid: "k3".into() });
+    assert_eq!(
+        rest[0].sealed,
+        key("k3", "k3", 1, NOW + HOUR).sealed_private_key
+    );
+
+    let links = store
+        .list_sealed(SealedColumn::ProviderData, None, 10)
+        .await
+        .unwrap();
+    let rows: Vec<_> = links
+        .iter()
+        .map(|v| (v.row.clone(), v.sealed.clone()))
+        .collect();
+    let pd = |s: &str| SealedRow::ProviderData {
+        provider_id: "corp".into(),
+        subject: s.into(),
+    };
+    assert_eq!(rows, vec![(pd("a"), vec![8]), (pd("b"), vec![9, 9])]);
+    let after_a = store
+        .list_sealed(SealedColumn::ProviderData, Some(&pd("a")), 10)
+        .await
+        .unwrap();
+    assert_eq!(after_a.len(), 1);
+    assert_eq!(after_a[0].row, pd("b"));
+
+    let changed = store
+        .rewrite_sealed(&[
+            SealedRewrite {
+                row: SealedRow::SigningKey { kid: "k1".into() },
+                old: first[0].sealed.clone(),
+                new: vec![1, 1, 1],
+            },
+            // Stale: the row holds something else now.
+            SealedRewrite {
+                row: pd("a"),
+                old: vec![7],
+                new: vec![2, 2],
+            },
+            SealedRewrite {
+                row: pd("b"),
+                old: vec![9, 9],
+                new: vec![3, 3],
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(changed, 2);
+    let keys = store.list_keys(NOW).await.unwrap();
+    let k1 = keys.iter().find(|k| k.kid == "k1").unwrap();
+    assert_eq!(k1.sealed_private_key, vec![1, 1, 1]);
+    let ids = store.list_user_identities("u1").await.unwrap();
+    let data = |s: &str| {
+        ids.iter()
+            .find(|l| l.provider_id == "corp" && l.subject == s)
+            .unwrap()
+            .sealed_provider_data
+            .clone()
+    };
+    assert_eq!(data("a"), Some(vec![8]), "a stale rewrite changes nothing");
+    assert_eq!(data("b"), Some(vec![3, 3]));
+}
+
+// ---- back-channel logout outbox ----
+
+fn notice(client_id: &str, sid: &str) -> LogoutNotice {
+    LogoutNotice {
+        client_id: client_id.to_owned(),
+        sid: sid.to_owned(),
+        user_id: "u1".to_owned(),
+    }
+}
+
+async fn ending_a_session_queues_its_notices_once(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store
+        .create_session(&session("s1", "u1", NOW + HOUR))
+        .await
+        .unwrap();
+    let notices = [
+        notice("app", "s1"),
+        notice("other", "s1"),
+        notice("app", "s1"),
+    ];
+    assert!(store.end_session("s1", NOW, &notices).await.unwrap());
+    assert_eq!(store.get_session("s1", NOW).await.unwrap(), None, "ended");
+    // Ending it again queues nothing more.
+    assert!(!store.end_session("s1", NOW, &notices).await.unwrap());
+    assert!(!store.end_session("nope", NOW, &notices).await.unwrap());
+
+    let claimed = store
+        .claim_logout_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    let mut got: Vec<_> = claimed
+        .iter()
+        .map(|d| (d.notice.clone(), d.created_at, d.attempts))
+        .collect();
+    got.sort_by(|a, b| a.0.client_id.cmp(&b.0.client_id));
+    assert_eq!(
+        got,
+        vec![
+            (notice("app", "s1"), NOW, 0),
+            (notice("other", "s1"), NOW, 0)
+        ],
+        "one notice per client and session"
+    );
+}
+
+async fn outbox_notices_are_leased_to_one_sender_and_retried_when_due(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store
+        .create_session(&session("s1", "u1", NOW + HOUR))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .end_session("s1", NOW, &[notice("app", "s1")])
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .claim_logout_deliveries("a", NOW - 1, NOW + 60, 10)
+            .await
+            .unwrap(),
+        vec![],
+        "not due before it was queued"
+    );
+    assert_eq!(
+        store
+            .claim_logout_deliveries("a", NOW, NOW + 60, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .claim_logout_deliveries("b", NOW + 59, NOW + 120, 10)
+            .await
+            .unwrap(),
+        vec![],
+        "leased to a"
+    );
+    // a's lease ends without a word from a: b takes the notice over.
+    assert_eq!(
+        store
+            .claim_logout_deliveries("b", NOW + 60, NOW + 120, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        !store
+            .finish_logout_delivery("app", "s1", "a")
+            .await
+            .unwrap(),
+        "a lost its lease"
+    );
+    assert!(
+        !store
+            .defer_logout_delivery("app", "s1", "a", 1, NOW + 70)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .defer_logout_delivery("app", "s1", "b", 1, NOW + 80)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .claim_logout_deliveries("c", NOW + 79, NOW + 200, 10)
+            .await
+            .unwrap(),
+        vec![],
+        "deferred until its next attempt"
+    );
+    let again = store
+        .claim_logout_deliveries("c", NOW + 80, NOW + 200, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 1);
+    assert!(
+        store
+            .finish_logout_delivery("app", "s1", "c")
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .claim_logout_deliveries("d", NOW + 1000, NOW + 2000, 10)
+            .await
+            .unwrap(),
+        vec![],
+        "a finished notice is gone"
     );
 }
 
@@ -2952,6 +3193,37 @@ async fn concurrent_key_inserts_for_one_epoch_have_one_winner(store: SharedStore
     assert_eq!(&keys[0].kid, winners[0], "the stored key is the winner's");
 }
 
+async fn concurrent_claims_of_the_outbox_take_each_notice_once(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    for i in 0..40 {
+        let sid = format!("s{i}");
+        store
+            .create_session(&session(&sid, "u1", NOW + HOUR))
+            .await
+            .unwrap();
+        store
+            .end_session(&sid, NOW, &[notice("app", &sid)])
+            .await
+            .unwrap();
+    }
+    let claims = race(&store, |s, i| async move {
+        s.claim_logout_deliveries(&format!("owner-{i}"), NOW, NOW + 60, 5)
+            .await
+            .unwrap()
+    })
+    .await;
+    let mut sids: Vec<String> = claims
+        .iter()
+        .flatten()
+        .map(|d| d.notice.sid.clone())
+        .collect();
+    let claimed = sids.len();
+    sids.sort();
+    sids.dedup();
+    assert_eq!(sids.len(), claimed, "no notice was claimed twice");
+    assert_eq!(claimed, 40, "every notice was claimed once");
+}
+
 /// A reader following the audit by sequence number while events are recorded
 /// concurrently never pages past one that commits late: numbers become visible in
 /// order.
@@ -3083,6 +3355,9 @@ macro_rules! conformance_tests {
                 device_code_polls_wait_slow_down_and_redeem_once,
                 expired_device_codes_answer_expired_and_are_purged,
                 deleting_a_user_takes_their_approved_device_code,
+                sealed_values_page_by_row_and_are_rewritten_only_where_unchanged,
+                ending_a_session_queues_its_notices_once,
+                outbox_notices_are_leased_to_one_sender_and_retried_when_due,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -3096,6 +3371,7 @@ macro_rules! conformance_tests {
                 audit_readers_never_page_past_an_event_recorded_concurrently,
                 concurrent_polls_of_an_approved_device_code_have_one_winner,
                 concurrent_approvals_of_one_device_code_have_one_winner,
+                concurrent_claims_of_the_outbox_take_each_notice_once,
             ]);
         }
     };

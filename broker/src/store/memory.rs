@@ -6,7 +6,7 @@
 //! only verified emails are unique, rows that point at a user or grant require it to exist, and something is expired
 //! when `expires_at <= now`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -15,10 +15,11 @@ use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
     DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
+    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
+    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
@@ -57,6 +58,15 @@ struct State {
     resource_grants: HashMap<(ResourceRef, Holder, String), ResourceGrantRecord>,
     /// Device authorizations by device-code hash; user-code hashes are kept unique.
     device_codes: HashMap<String, DeviceCodeRecord>,
+    /// Back-channel logout notices, keyed by `(client_id, sid)`.
+    logout_outbox: BTreeMap<(String, String), OutboxRow>,
+}
+
+#[derive(Debug)]
+struct OutboxRow {
+    delivery: LogoutDelivery,
+    next_attempt_at: UnixTime,
+    lease: Option<(String, UnixTime)>,
 }
 
 #[derive(Debug)]
@@ -949,6 +959,165 @@ impl SessionStore for MemoryStore {
             }
         }
         Ok(revoked)
+    }
+}
+
+#[async_trait]
+impl SealedStore for MemoryStore {
+    async fn list_sealed(
+        &self,
+        column: SealedColumn,
+        after: Option<&SealedRow>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedValue>> {
+        let state = self.lock()?;
+        let mut values: Vec<SealedValue> = match column {
+            SealedColumn::SigningKeys => state
+                .keys
+                .values()
+                .map(|k| SealedValue {
+                    row: SealedRow::SigningKey { kid: k.kid.clone() },
+                    sealed: k.sealed_private_key.clone(),
+                })
+                .collect(),
+            SealedColumn::ProviderData => state
+                .links
+                .values()
+                .filter_map(|l| {
+                    Some(SealedValue {
+                        row: SealedRow::ProviderData {
+                            provider_id: l.provider_id.clone(),
+                            subject: l.subject.clone(),
+                        },
+                        sealed: l.sealed_provider_data.clone()?,
+                    })
+                })
+                .collect(),
+        };
+        values.retain(|v| after.is_none_or(|a| v.row > *a));
+        values.sort_by(|a, b| a.row.cmp(&b.row));
+        values.truncate(limit as usize);
+        Ok(values)
+    }
+
+    async fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64> {
+        let mut state = self.lock()?;
+        let mut changed = 0;
+        for r in rewrites {
+            let slot = match &r.row {
+                SealedRow::SigningKey { kid } => {
+                    state.keys.get_mut(kid).map(|k| &mut k.sealed_private_key)
+                }
+                SealedRow::ProviderData {
+                    provider_id,
+                    subject,
+                } => state
+                    .links
+                    .get_mut(&(provider_id.clone(), subject.clone()))
+                    .and_then(|l| l.sealed_provider_data.as_mut()),
+            };
+            if let Some(value) = slot
+                && *value == r.old
+            {
+                value.clone_from(&r.new);
+                changed += 1;
+            }
+        }
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl LogoutOutbox for MemoryStore {
+    async fn end_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+        notices: &[LogoutNotice],
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.sessions.get_mut(id_hash) {
+            Some(session) if session.revoked_at.is_none() => session.revoked_at = Some(now),
+            _ => return Ok(false),
+        }
+        for n in notices {
+            state
+                .logout_outbox
+                .entry((n.client_id.clone(), n.sid.clone()))
+                .or_insert_with(|| OutboxRow {
+                    delivery: LogoutDelivery {
+                        notice: n.clone(),
+                        created_at: now,
+                        attempts: 0,
+                    },
+                    next_attempt_at: now,
+                    lease: None,
+                });
+        }
+        Ok(true)
+    }
+
+    async fn claim_logout_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutDelivery>> {
+        let mut state = self.lock()?;
+        let mut due: Vec<&mut OutboxRow> = state
+            .logout_outbox
+            .values_mut()
+            .filter(|r| r.next_attempt_at <= now && r.lease.as_ref().is_none_or(|l| l.1 <= now))
+            .collect();
+        due.sort_by_key(|r| r.next_attempt_at);
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| {
+                r.lease = Some((owner.to_string(), lease_until));
+                r.delivery.clone()
+            })
+            .collect())
+    }
+
+    async fn finish_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let key = (client_id.to_string(), sid.to_string());
+        let held = state
+            .logout_outbox
+            .get(&key)
+            .is_some_and(|r| r.lease.as_ref().is_some_and(|l| l.0 == owner));
+        if held {
+            state.logout_outbox.remove(&key);
+        }
+        Ok(held)
+    }
+
+    async fn defer_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let key = (client_id.to_string(), sid.to_string());
+        match state.logout_outbox.get_mut(&key) {
+            Some(r) if r.lease.as_ref().is_some_and(|l| l.0 == owner) => {
+                r.lease = None;
+                r.delivery.attempts = attempts;
+                r.next_attempt_at = next_attempt_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
     }
 }
 

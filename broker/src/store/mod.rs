@@ -900,6 +900,116 @@ pub trait ResourceGrantStore: Send + Sync {
     ) -> StoreResult<Vec<UserResource>>;
 }
 
+/// A table column that holds values sealed by `secrets` (master-key rotation walks them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SealedColumn {
+    /// `signing_keys.sealed_private_key`, by `kid`.
+    SigningKeys,
+    /// `identity_links.sealed_provider_data`, by `(provider_id, subject)`; links
+    /// without provider data are skipped.
+    ProviderData,
+}
+
+/// The row a sealed value belongs to (its seal is bound to it).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SealedRow {
+    SigningKey {
+        kid: String,
+    },
+    ProviderData {
+        provider_id: String,
+        subject: String,
+    },
+}
+
+/// One sealed value as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    pub row: SealedRow,
+    pub sealed: Vec<u8>,
+}
+
+/// Replaces `old` by `new` in `row`, only while the row still holds `old`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedRewrite {
+    pub row: SealedRow,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
+#[async_trait]
+pub trait SealedStore: Send + Sync {
+    /// At most `limit` sealed values of `column`, ordered by row, after `after`.
+    async fn list_sealed(
+        &self,
+        column: SealedColumn,
+        after: Option<&SealedRow>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedValue>>;
+    /// Applies the rewrites in one transaction; each one only where the row still
+    /// holds its `old` value (a row written meanwhile keeps what was written).
+    /// Returns how many rows changed.
+    async fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64>;
+}
+
+/// A back-channel logout notice to send: the client, the session (`sid`) and the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutNotice {
+    pub client_id: String,
+    pub sid: String,
+    pub user_id: String,
+}
+
+/// A notice in the outbox, claimed by one sender until its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogoutDelivery {
+    pub notice: LogoutNotice,
+    pub created_at: UnixTime,
+    /// Attempts made before this claim.
+    pub attempts: u32,
+}
+
+/// The outbox of back-channel logout notices: at most one row per `(client, sid)`.
+#[async_trait]
+pub trait LogoutOutbox: Send + Sync {
+    /// Revokes a live session and, in the same transaction, queues `notices` (due at
+    /// `now`). Returns false, queueing nothing, when the session was not live.
+    async fn end_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+        notices: &[LogoutNotice],
+    ) -> StoreResult<bool>;
+    /// Claims at most `limit` due notices (`next_attempt_at <= now`) that no lease
+    /// holds at `now`, for `owner` until `lease_until`. Two callers never get the same
+    /// row while a lease runs.
+    async fn claim_logout_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutDelivery>>;
+    /// Removes a notice `owner` holds (delivered, or given up). False if the lease was
+    /// lost.
+    async fn finish_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+    ) -> StoreResult<bool>;
+    /// Releases a notice `owner` holds after a failed attempt: `attempts` made so far,
+    /// due again at `next_attempt_at`. False if the lease was lost.
+    async fn defer_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool>;
+}
+
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
@@ -924,6 +1034,8 @@ pub trait Store:
     + ApiKeyStore
     + ResourceGrantStore
     + DeviceCodeStore
+    + SealedStore
+    + LogoutOutbox
     + Maintenance
     + ChangeFeed
     + std::fmt::Debug
@@ -944,6 +1056,8 @@ impl<T> Store for T where
         + ApiKeyStore
         + ResourceGrantStore
         + DeviceCodeStore
+        + SealedStore
+        + LogoutOutbox
         + Maintenance
         + ChangeFeed
         + std::fmt::Debug

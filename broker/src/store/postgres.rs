@@ -28,10 +28,11 @@ use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
     DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
+    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
+    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
@@ -186,20 +187,30 @@ async fn create_schema(connect: &PgConnectOptions, schema: &str) -> StoreResult<
 /// database-wide advisory lock while migrating, so replicas starting together apply
 /// each migration once.
 fn migrator() -> Migrator {
+    let migration = |version, description, sql: &'static str| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            sql.into_sql_str(),
+            false,
+        )
+    };
     Migrator::with_migrations(vec![
-        Migration::new(
+        migration(
             1,
-            Cow::Borrowed("init"),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0001_init.sql").into_sql_str(),
-            false,
+            "init",
+            include_str!("../../migrations/postgres/0001_init.sql"),
         ),
-        Migration::new(
+        migration(
             2,
-            Cow::Borrowed("device codes"),
-            MigrationType::Simple,
-            include_str!("../../migrations/postgres/0002_device_codes.sql").into_sql_str(),
-            false,
+            "device codes",
+            include_str!("../../migrations/postgres/0002_device_codes.sql"),
+        ),
+        migration(
+            3,
+            "logout outbox",
+            include_str!("../../migrations/postgres/0003_logout_outbox.sql"),
         ),
     ])
 }
@@ -1653,6 +1664,229 @@ impl SessionStore for PostgresStore {
         .map(session_from_row)
         .collect()
     }
+}
+
+#[async_trait]
+impl SealedStore for PostgresStore {
+    async fn list_sealed(
+        &self,
+        column: SealedColumn,
+        after: Option<&SealedRow>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedValue>> {
+        match column {
+            SealedColumn::SigningKeys => {
+                let after = match after {
+                    Some(SealedRow::SigningKey { kid }) => Some(kid.as_str()),
+                    _ => None,
+                };
+                let rows = sqlx::query(
+                    "SELECT kid, sealed_private_key FROM signing_keys \
+                     WHERE $1::text IS NULL OR kid > $1::text ORDER BY kid LIMIT $2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SealedValue {
+                            row: SealedRow::SigningKey {
+                                kid: r.try_get("kid").map_err(backend)?,
+                            },
+                            sealed: r.try_get("sealed_private_key").map_err(backend)?,
+                        })
+                    })
+                    .collect()
+            }
+            SealedColumn::ProviderData => {
+                let (p, sub) = match after {
+                    Some(SealedRow::ProviderData {
+                        provider_id,
+                        subject,
+                    }) => (Some(provider_id.as_str()), Some(subject.as_str())),
+                    _ => (None, None),
+                };
+                let rows = sqlx::query(
+                    "SELECT provider_id, subject, sealed_provider_data FROM identity_links \
+                     WHERE sealed_provider_data IS NOT NULL \
+                       AND ($1::text IS NULL OR (provider_id, subject) > ($1::text, $2::text)) \
+                     ORDER BY provider_id, subject LIMIT $3",
+                )
+                .bind(p)
+                .bind(sub)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SealedValue {
+                            row: SealedRow::ProviderData {
+                                provider_id: r.try_get("provider_id").map_err(backend)?,
+                                subject: r.try_get("subject").map_err(backend)?,
+                            },
+                            sealed: r.try_get("sealed_provider_data").map_err(backend)?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let mut changed = 0;
+        for r in rewrites {
+            let done = match &r.row {
+                SealedRow::SigningKey { kid } => sqlx::query(
+                    "UPDATE signing_keys SET sealed_private_key = $3 \
+                     WHERE kid = $1 AND sealed_private_key = $2",
+                )
+                .bind(kid),
+                SealedRow::ProviderData {
+                    provider_id,
+                    subject,
+                } => sqlx::query(
+                    "UPDATE identity_links SET sealed_provider_data = $4 \
+                     WHERE provider_id = $1 AND subject = $2 AND sealed_provider_data = $3",
+                )
+                .bind(provider_id)
+                .bind(subject),
+            }
+            .bind(r.old.as_slice())
+            .bind(r.new.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            changed += done.rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl LogoutOutbox for PostgresStore {
+    async fn end_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+        notices: &[LogoutNotice],
+    ) -> StoreResult<bool> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = $2 WHERE id_hash = $1 AND revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notices {
+            sqlx::query(
+                "INSERT INTO logout_outbox (client_id, sid, user_id, created_at, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $4) ON CONFLICT (client_id, sid) DO NOTHING",
+            )
+            .bind(&n.client_id)
+            .bind(&n.sid)
+            .bind(&n.user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn claim_logout_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutDelivery>> {
+        // `SKIP LOCKED`: a replica claiming at the same moment passes over the rows
+        // this statement is taking instead of waiting and then taking them too.
+        sqlx::query(
+            "UPDATE logout_outbox o SET lease_owner = $1, lease_until = $3 \
+             FROM (SELECT client_id, sid FROM logout_outbox \
+                   WHERE next_attempt_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
+                   ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) d \
+             WHERE o.client_id = d.client_id AND o.sid = d.sid \
+             RETURNING o.client_id, o.sid, o.user_id, o.created_at, o.attempts",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(lease_until)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+    }
+
+    async fn finish_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM logout_outbox WHERE client_id = $1 AND sid = $2 AND lease_owner = $3",
+        )
+        .bind(client_id)
+        .bind(sid)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn defer_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE logout_outbox SET attempts = $4, next_attempt_at = $5, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE client_id = $1 AND sid = $2 AND lease_owner = $3",
+        )
+        .bind(client_id)
+        .bind(sid)
+        .bind(owner)
+        .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+        .bind(next_attempt_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn delivery_from_row(r: &PgRow) -> StoreResult<LogoutDelivery> {
+    let attempts: i32 = r.try_get("attempts").map_err(backend)?;
+    Ok(LogoutDelivery {
+        notice: LogoutNotice {
+            client_id: r.try_get("client_id").map_err(backend)?,
+            sid: r.try_get("sid").map_err(backend)?,
+            user_id: r.try_get("user_id").map_err(backend)?,
+        },
+        created_at: r.try_get("created_at").map_err(backend)?,
+        attempts: u32::try_from(attempts).unwrap_or(0),
+    })
 }
 
 #[async_trait]

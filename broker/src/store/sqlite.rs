@@ -26,10 +26,11 @@ use super::{
     ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
     CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
     DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
+    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
+    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
+    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
@@ -168,6 +169,11 @@ fn migrator() -> Migrator {
             11,
             "device codes",
             include_str!("../../migrations/sqlite/0011_device_codes.sql"),
+        ),
+        migration(
+            12,
+            "logout outbox",
+            include_str!("../../migrations/sqlite/0012_logout_outbox.sql"),
         ),
     ])
 }
@@ -1654,6 +1660,237 @@ impl SessionStore for SqliteStore {
         .map_err(backend)?;
         Ok(done.rows_affected())
     }
+}
+
+#[async_trait]
+impl SealedStore for SqliteStore {
+    async fn list_sealed(
+        &self,
+        column: SealedColumn,
+        after: Option<&SealedRow>,
+        limit: u32,
+    ) -> StoreResult<Vec<SealedValue>> {
+        match column {
+            SealedColumn::SigningKeys => {
+                let after = match after {
+                    Some(SealedRow::SigningKey { kid }) => Some(kid.as_str()),
+                    _ => None,
+                };
+                let rows = sqlx::query(
+                    "SELECT kid, sealed_private_key FROM signing_keys \
+                     WHERE ?1 IS NULL OR kid > ?1 ORDER BY kid LIMIT ?2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SealedValue {
+                            row: SealedRow::SigningKey {
+                                kid: r.try_get("kid").map_err(backend)?,
+                            },
+                            sealed: r.try_get("sealed_private_key").map_err(backend)?,
+                        })
+                    })
+                    .collect()
+            }
+            SealedColumn::ProviderData => {
+                let (p, sub) = match after {
+                    Some(SealedRow::ProviderData {
+                        provider_id,
+                        subject,
+                    }) => (Some(provider_id.as_str()), Some(subject.as_str())),
+                    _ => (None, None),
+                };
+                let rows = sqlx::query(
+                    "SELECT provider_id, subject, sealed_provider_data FROM identity_links \
+                     WHERE sealed_provider_data IS NOT NULL \
+                       AND (?1 IS NULL OR provider_id > ?1 OR (provider_id = ?1 AND subject > ?2)) \
+                     ORDER BY provider_id, subject LIMIT ?3",
+                )
+                .bind(p)
+                .bind(sub)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SealedValue {
+                            row: SealedRow::ProviderData {
+                                provider_id: r.try_get("provider_id").map_err(backend)?,
+                                subject: r.try_get("subject").map_err(backend)?,
+                            },
+                            sealed: r.try_get("sealed_provider_data").map_err(backend)?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    async fn rewrite_sealed(&self, rewrites: &[SealedRewrite]) -> StoreResult<u64> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let mut changed = 0;
+        for r in rewrites {
+            let done = match &r.row {
+                SealedRow::SigningKey { kid } => sqlx::query(
+                    "UPDATE signing_keys SET sealed_private_key = ?3 \
+                     WHERE kid = ?1 AND sealed_private_key = ?2",
+                )
+                .bind(kid),
+                SealedRow::ProviderData {
+                    provider_id,
+                    subject,
+                } => sqlx::query(
+                    "UPDATE identity_links SET sealed_provider_data = ?4 \
+                     WHERE provider_id = ?1 AND subject = ?2 AND sealed_provider_data = ?3",
+                )
+                .bind(provider_id)
+                .bind(subject),
+            }
+            .bind(r.old.as_slice())
+            .bind(r.new.as_slice())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            changed += done.rows_affected();
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(changed)
+    }
+}
+
+#[async_trait]
+impl LogoutOutbox for SqliteStore {
+    async fn end_session(
+        &self,
+        id_hash: &str,
+        now: UnixTime,
+        notices: &[LogoutNotice],
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_at = ?2 WHERE id_hash = ?1 AND revoked_at IS NULL",
+        )
+        .bind(id_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        for n in notices {
+            sqlx::query(
+                "INSERT INTO logout_outbox (client_id, sid, user_id, created_at, next_attempt_at) \
+                 VALUES (?1, ?2, ?3, ?4, ?4) ON CONFLICT (client_id, sid) DO NOTHING",
+            )
+            .bind(&n.client_id)
+            .bind(&n.sid)
+            .bind(&n.user_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn claim_logout_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<LogoutDelivery>> {
+        // One statement: SQLite runs it under the write lock, so no two callers match
+        // the same free row.
+        sqlx::query(
+            "UPDATE logout_outbox SET lease_owner = ?1, lease_until = ?3 \
+             WHERE (client_id, sid) IN ( \
+               SELECT client_id, sid FROM logout_outbox \
+               WHERE next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until <= ?2) \
+               ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING client_id, sid, user_id, created_at, attempts",
+        )
+        .bind(owner)
+        .bind(now)
+        .bind(lease_until)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?
+        .iter()
+        .map(delivery_from_row)
+        .collect()
+    }
+
+    async fn finish_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM logout_outbox WHERE client_id = ?1 AND sid = ?2 AND lease_owner = ?3",
+        )
+        .bind(client_id)
+        .bind(sid)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn defer_logout_delivery(
+        &self,
+        client_id: &str,
+        sid: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE logout_outbox SET attempts = ?4, next_attempt_at = ?5, \
+             lease_owner = NULL, lease_until = NULL \
+             WHERE client_id = ?1 AND sid = ?2 AND lease_owner = ?3",
+        )
+        .bind(client_id)
+        .bind(sid)
+        .bind(owner)
+        .bind(i64::from(attempts))
+        .bind(next_attempt_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+fn delivery_from_row(r: &SqliteRow) -> StoreResult<LogoutDelivery> {
+    let attempts: i64 = r.try_get("attempts").map_err(backend)?;
+    Ok(LogoutDelivery {
+        notice: LogoutNotice {
+            client_id: r.try_get("client_id").map_err(backend)?,
+            sid: r.try_get("sid").map_err(backend)?,
+            user_id: r.try_get("user_id").map_err(backend)?,
+        },
+        created_at: r.try_get("created_at").map_err(backend)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+    })
 }
 
 #[async_trait]

@@ -16,8 +16,9 @@ use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, RwLock};
 
-const TABLE: &str = "signing_keys";
-const FORMAT: u32 = 1;
+/// The table and format version a signing key's seal is bound to.
+pub const TABLE: &str = "signing_keys";
+pub const FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyringError {

@@ -45,6 +45,8 @@ pub struct AppState {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// What was learnt lately about live access tokens.
     pub live_tokens: Arc<LiveTokenCache>,
+    /// Wakes the back-channel logout sender when notices were queued.
+    pub logout_outbox: Arc<tokio::sync::Notify>,
 }
 
 impl AppState {
