@@ -282,8 +282,10 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
                 https,
                 actix_web::middleware::from_fn(hsts),
             ))
-            .wrap(actix_web::middleware::from_fn(
-                crate::admin::each_on_its_listener,
+            // Without an admin listener, every route is on the one listener.
+            .wrap(actix_web::middleware::Condition::new(
+                admin_listen.is_some(),
+                actix_web::middleware::from_fn(crate::admin::each_on_its_listener),
             ))
             .wrap(actix_web::middleware::from_fn(request_context))
             .configure(|cfg| routes(&routed, cfg))
