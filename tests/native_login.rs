@@ -1,7 +1,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 //! The client crate's native login helper against the real broker binary (issue 15):
-//! a browser logs in and comes back to the helper's loopback listener; the tokens
+//! a real headless browser (Chromium over WebDriver) is handed the authorize URL,
+//! types the user's name and password into the broker's login form, and is
+//! redirected back to the helper's loopback listener; the tokens
 //! are stored with mode 0600; the session refreshes after expiry without a new login
 //! (also after a restart of the app, from the file); logout revokes (introspection
 //! says inactive) and forgets the tokens.
@@ -11,14 +13,17 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchboard_client::Issuer;
 use switchboard_client::native::{FileStore, NativeLogin, OpenWith, SessionError};
-use switchboard_e2e::{ADMIN, Broker, Browser, NATIVE_APP, SECOND_APP};
+use switchboard_e2e::{ADMIN, Broker, Browser, Chrome, NATIVE_APP, SECOND_APP};
 use tokio::sync::mpsc;
 use url::Url;
 
 #[tokio::test]
 async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
+    let Some(chrome) = Chrome::start("native_login").await else {
+        return;
+    };
     let broker = Broker::setup()
-        .client(NATIVE_APP.id, "access_token_lifetime = \"2s\"")
+        .client(NATIVE_APP.id, "access_token_lifetime = \"3s\"")
         // A resource server allowed to introspect every access token.
         .client(SECOND_APP.id, "introspection = \"all\"")
         .start()
@@ -38,9 +43,9 @@ async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
     .refresh_margin(Duration::from_secs(1))
     .timeout(Duration::from_secs(30));
 
-    // The "system browser": logs in on the URL the helper opened, then follows the
-    // redirect to the helper's loopback listener.
-    let browser = Browser::new(&broker);
+    // The "system browser": headless Chromium opens the URL the helper hands it, the
+    // person signs in on the broker's form, and the broker redirects the browser to the
+    // helper's loopback listener.
     let drive = async {
         let url = opened.recv().await.expect("the helper opens a URL");
         let params: std::collections::HashMap<_, _> = url.query_pairs().into_owned().collect();
@@ -49,9 +54,20 @@ async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
         let redirect = Url::parse(&params["redirect_uri"]).unwrap();
         assert_eq!(redirect.host_str(), Some("127.0.0.1"));
         assert_ne!(redirect.port(), None);
-        let back = browser.log_in(&url, &ADMIN).await;
-        let landed = reqwest::get(back.url.clone()).await.unwrap();
-        assert_eq!(landed.status(), reqwest::StatusCode::OK);
+        chrome.open(&url).await;
+        chrome.wait_for_id("password").await;
+        let shot = chrome.screenshot("native_login").await;
+        assert!(std::fs::metadata(&shot).unwrap().len() > 0);
+        chrome.sign_in(&ADMIN).await;
+        let landed = chrome
+            .wait_for_url("the helper's loopback listener", |u| {
+                u.host_str() == Some("127.0.0.1") && u.port() == redirect.port()
+            })
+            .await;
+        assert_eq!(landed.path(), redirect.path());
+        assert!(landed.query_pairs().any(|(k, _)| k == "code"), "{landed}");
+        let shown = chrome.wait_for("p").await.text().await;
+        assert!(shown.contains("You are logged in"), "{shown}");
     };
     let (session, ()) = tokio::join!(login.login(), drive);
     let session = session.unwrap();
@@ -68,7 +84,7 @@ async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
     );
 
     // After expiry the session refreshes by itself: no new login (nothing is opened).
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let second = session.access_token().await.unwrap();
     assert_ne!(first, second, "a refreshed access token");
     assert_eq!(
@@ -83,7 +99,7 @@ async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
     // A restarted app resumes from the file, and refreshes from it too.
     drop(session);
     let resumed = login.session().await.unwrap();
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    tokio::time::sleep(Duration::from_millis(3100)).await;
     let third = resumed.access_token().await.unwrap();
     assert_ne!(third, second);
     assert!(opened.try_recv().is_err(), "no login was started again");
@@ -115,6 +131,9 @@ async fn the_native_helper_logs_in_stores_refreshes_and_logs_out() {
             .starts_with(&format!("{}/logout?", broker.issuer()))
     );
     assert!(end.query_pairs().any(|(k, _)| k == "id_token_hint"));
+    // Closed last: the 3 s token lifetime (whole seconds, less the 1 s margin) leaves
+    // no time for it between the login and the first token.
+    chrome.close().await;
 }
 
 #[tokio::test]
