@@ -21,9 +21,22 @@ use std::fmt;
 use std::str::FromStr;
 
 /// The longest permission accepted, in bytes.
+///
+/// ```
+/// use switchboard_access::{MAX_PERMISSION_LEN, Permission, PermissionError};
+/// let long = "a".repeat(MAX_PERMISSION_LEN + 1);
+/// assert_eq!(Permission::parse(&long), Err(PermissionError::Length));
+/// ```
 pub const MAX_PERMISSION_LEN: usize = 256;
 
 /// Why a text is not a permission.
+///
+/// ```
+/// use switchboard_access::{Permission, PermissionError};
+/// assert!(matches!(Permission::parse("a::b"), Err(PermissionError::EmptySegment(_))));
+/// assert!(matches!(Permission::parse("admin*"), Err(PermissionError::PartialWildcard(_))));
+/// assert!(matches!(Permission::parse("a b"), Err(PermissionError::Whitespace(_))));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum PermissionError {
@@ -44,6 +57,14 @@ pub enum PermissionError {
 /// A permission such as `users:read`, or a pattern such as `admin:*`: segments
 /// separated by `:`, where a `*` segment stands for any one segment, and a final `*`
 /// for one or more.
+///
+/// ```
+/// use switchboard_access::Permission;
+/// let granted: Permission = "admin:*".parse()?;
+/// assert!(granted.allows("admin:users"));
+/// assert_eq!(granted.to_string(), "admin:*");
+/// # Ok::<(), switchboard_access::PermissionError>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Permission(String);
 
@@ -74,11 +95,24 @@ impl Permission {
     }
 
     /// The permission as written.
+    ///
+    /// ```
+    /// use switchboard_access::Permission;
+    /// assert_eq!(Permission::parse("invoices:approve")?.as_str(), "invoices:approve");
+    /// # Ok::<(), switchboard_access::PermissionError>(())
+    /// ```
     pub fn as_str(&self) -> &str {
         &self.0
     }
 
     /// Whether it has a `*` segment (a pattern rather than one exact permission).
+    ///
+    /// ```
+    /// use switchboard_access::Permission;
+    /// assert!(Permission::parse("admin:*")?.is_pattern());
+    /// assert!(!Permission::parse("admin:users")?.is_pattern());
+    /// # Ok::<(), switchboard_access::PermissionError>(())
+    /// ```
     pub fn is_pattern(&self) -> bool {
         self.0.split(':').any(|s| s == "*")
     }

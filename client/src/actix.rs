@@ -55,6 +55,17 @@ use std::sync::Arc;
 type LocalBoxFuture<T> = Pin<Box<dyn Future<Output = T>>>;
 
 /// Why a request was refused, as an HTTP answer (RFC 6750).
+///
+/// ```
+/// use actix_web::ResponseError;
+/// use switchboard_client::actix::AuthError;
+/// let missing = AuthError::Missing.error_response();
+/// assert_eq!(missing.status(), 401);
+/// let challenge = missing.headers().get("www-authenticate").and_then(|v| v.to_str().ok());
+/// assert_eq!(challenge, Some("Bearer"));
+/// let forbidden = AuthError::Forbidden("invoices:approve".into()).error_response();
+/// assert_eq!(forbidden.status(), 403);
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {
@@ -254,6 +265,29 @@ impl Policy {
 /// token is also introspected, so a revocation counts within the introspector's cache
 /// time rather than at the token's expiry. Paths are prefixes compared segment by
 /// segment. The caller reaches handlers as a [`Principal`].
+///
+/// ```
+/// use actix_web::{App, test, web};
+/// use switchboard_client::actix::Protect;
+/// use switchboard_client::{Issuer, Principal, Validator};
+///
+/// # actix_web::rt::System::new().block_on(async {
+/// let issuer = Issuer::new("https://login.example.com")?;
+/// let protect = Protect::new(Validator::new(issuer, "reports-api")).public("/health");
+/// let app = test::init_service(
+///     App::new()
+///         .wrap(protect)
+///         .route("/health", web::get().to(|| async { "ok" }))
+///         .route("/reports", web::get().to(|who: Principal| async move { who.sub })),
+/// )
+/// .await;
+/// let open = test::call_service(&app, test::TestRequest::get().uri("/health").to_request()).await;
+/// assert_eq!(open.status(), 200);
+/// let closed = test::call_service(&app, test::TestRequest::get().uri("/reports").to_request()).await;
+/// assert_eq!(closed.status(), 401);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
 #[derive(Debug, Clone)]
 pub struct Protect {
     policy: Arc<Policy>,
@@ -261,6 +295,14 @@ pub struct Protect {
 
 impl Protect {
     /// Protects everything with `validator`.
+    ///
+    /// ```
+    /// use switchboard_client::{Issuer, Validator, actix::Protect};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let protect = Protect::new(Validator::new(issuer, "https://api.example.com"));
+    /// # let _ = protect;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn new(validator: Validator) -> Self {
         Protect {
             policy: Arc::new(Policy {
@@ -282,17 +324,45 @@ impl Protect {
     }
 
     /// The introspector used for API keys and introspected routes.
+    ///
+    /// ```
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer, Validator, actix::Protect};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let protect = Protect::new(Validator::new(issuer.clone(), "reports-api"))
+    ///     .introspector(Introspector::new(issuer, "reports-api", ClientSecret::new("s3cret")));
+    /// # let _ = protect;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn introspector(self, introspector: Introspector) -> Self {
         self.edit(|p| p.introspector = Some(introspector))
     }
 
     /// Leaves `prefix` (and the paths below it) open: no credential needed.
+    ///
+    /// ```
+    /// use switchboard_client::{Issuer, Validator, actix::Protect};
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api");
+    /// // `/health` and `/docs/...` need no token; `/healthz` does.
+    /// let protect = Protect::new(validator).public("/health").public("/docs");
+    /// # let _ = protect;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn public(self, prefix: &str) -> Self {
         let prefix = prefix.to_string();
         self.edit(|p| p.public.push(prefix))
     }
 
     /// Accepts API keys below `prefix` (needs an [`introspector`](Protect::introspector)).
+    ///
+    /// ```
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer, Validator, actix::Protect};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let protect = Protect::new(Validator::new(issuer.clone(), "reports-api"))
+    ///     .introspector(Introspector::new(issuer, "reports-api", ClientSecret::new("s3cret")))
+    ///     .api_keys("/reports/export");
+    /// # let _ = protect;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn api_keys(self, prefix: &str) -> Self {
         let prefix = prefix.to_string();
         self.edit(|p| p.api_keys.push(prefix))
@@ -300,6 +370,20 @@ impl Protect {
 
     /// Introspects access tokens below `prefix` (needs an
     /// [`introspector`](Protect::introspector)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer, Validator, actix::Protect};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let introspector = Introspector::new(issuer.clone(), "payments-api", ClientSecret::new("s3cret"))
+    ///     .cache_for(Duration::from_secs(2));
+    /// // A revoked token stops at /payments within 2 s, elsewhere at its expiry.
+    /// let protect = Protect::new(Validator::new(issuer, "payments-api"))
+    ///     .introspector(introspector)
+    ///     .introspect("/payments");
+    /// # let _ = protect;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn introspect(self, prefix: &str) -> Self {
         let prefix = prefix.to_string();
         self.edit(|p| p.introspect.push(prefix))
@@ -325,7 +409,18 @@ where
     }
 }
 
-/// The service [`Protect`] wraps around an app or scope.
+/// The service [`Protect`] wraps around an app or scope (made by actix-web from
+/// [`Protect`]; you do not build one yourself).
+///
+/// ```
+/// use actix_web::{App, web};
+/// use switchboard_client::{Issuer, Validator, actix::Protect};
+/// let protect = Protect::new(Validator::new(Issuer::new("https://login.example.com")?, "api"));
+/// // `wrap` turns `protect` into a `ProtectService` around each worker's app.
+/// let app = App::new().wrap(protect).route("/", web::get().to(|| async { "hi" }));
+/// # let _ = app;
+/// # Ok::<(), switchboard_client::FetchError>(())
+/// ```
 #[derive(Debug)]
 pub struct ProtectService<S> {
     service: Rc<S>,
@@ -399,7 +494,20 @@ pub fn require(permission: &str) -> Require {
     }
 }
 
-/// See [`require`].
+/// The middleware [`require`] returns: 403 `insufficient_scope` unless the caller
+/// (set by [`Protect`], which must wrap it) holds the permission.
+///
+/// ```
+/// use actix_web::{App, web};
+/// use switchboard_client::actix::{Require, require};
+/// let approve: Require = require("invoices:approve");
+/// let app = App::new().service(
+///     web::resource("/invoices/approve")
+///         .wrap(approve)
+///         .route(web::post().to(|| async { "approved" })),
+/// );
+/// # let _ = app;
+/// ```
 #[derive(Debug, Clone)]
 pub struct Require {
     permission: Arc<str>,
@@ -429,7 +537,16 @@ where
     }
 }
 
-/// The service [`require`] wraps around a resource or scope.
+/// The service [`require`] wraps around a resource or scope (made by actix-web from
+/// [`Require`]).
+///
+/// ```
+/// use actix_web::{App, web};
+/// use switchboard_client::actix::require;
+/// // `wrap` turns the `Require` into a `RequireService` around the scope.
+/// let app = App::new().service(web::scope("/admin").wrap(require("admin:*")));
+/// # let _ = app;
+/// ```
 #[derive(Debug)]
 pub struct RequireService<S> {
     service: Rc<S>,

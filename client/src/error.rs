@@ -3,6 +3,11 @@
 /// The broker (its discovery document, JWKS, introspection, token or revocation
 /// endpoint) could not be asked, or answered something unusable. Never the caller's
 /// fault: an API answers 503, not 401.
+///
+/// ```
+/// use switchboard_client::{FetchError, Issuer};
+/// assert!(matches!(Issuer::new("not a url"), Err(FetchError::BadUrl { .. })));
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum FetchError {
@@ -66,6 +71,12 @@ pub enum FetchError {
 /// `invalid_token`), or could not be checked ([`TokenError::Unavailable`]: 503).
 ///
 /// The texts are safe to show a caller: they never contain the token.
+///
+/// ```
+/// use switchboard_client::TokenError;
+/// assert_eq!(TokenError::Expired.to_string(), "the token has expired");
+/// assert!(!TokenError::Expired.is_unavailable());
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum TokenError {
@@ -116,6 +127,13 @@ pub enum TokenError {
 
 impl TokenError {
     /// Whether the failure is the broker's (answer 503), not the token's (401).
+    ///
+    /// ```
+    /// use switchboard_client::{FetchError, TokenError};
+    /// let down = TokenError::from(FetchError::MissingEndpoint("introspection_endpoint"));
+    /// assert!(down.is_unavailable());
+    /// assert!(!TokenError::WrongAudience.is_unavailable());
+    /// ```
     pub fn is_unavailable(&self) -> bool {
         matches!(self, TokenError::Unavailable(_))
     }

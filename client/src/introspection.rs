@@ -14,11 +14,24 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zeroize::Zeroizing;
 
 /// A client secret: never printed (`Debug` shows `***`), zeroized on drop.
+///
+/// ```
+/// use switchboard_client::ClientSecret;
+/// let secret = ClientSecret::new("s3cret");
+/// assert_eq!(format!("{secret:?}"), "***");
+/// ```
 #[derive(Clone)]
 pub struct ClientSecret(Zeroizing<String>);
 
 impl ClientSecret {
-    /// Wraps a secret.
+    /// Wraps a secret, for example one read from the environment.
+    ///
+    /// ```
+    /// let secret = switchboard_client::ClientSecret::new(
+    ///     std::env::var("API_CLIENT_SECRET").unwrap_or_default(),
+    /// );
+    /// # let _ = secret;
+    /// ```
     pub fn new(secret: impl Into<String>) -> Self {
         ClientSecret(Zeroizing::new(secret.into()))
     }
@@ -100,11 +113,29 @@ impl fmt::Debug for Introspector {
 
 impl Introspector {
     /// Introspects as the confidential client `client_id`; answers are cached 5 s.
+    ///
+    /// ```
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let introspector = Introspector::new(issuer, "reports-api", ClientSecret::new("s3cret"));
+    /// # let _ = introspector;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn new(issuer: Issuer, client_id: impl Into<String>, secret: ClientSecret) -> Self {
         Self::build(issuer, client_id.into(), secret, Duration::from_secs(5))
     }
 
     /// How long an answer is kept (default 5 s; zero asks the broker every time).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer};
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let strict = Introspector::new(issuer, "payments-api", ClientSecret::new("s3cret"))
+    ///     .cache_for(Duration::ZERO);
+    /// # let _ = strict;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn cache_for(self, cache_for: Duration) -> Self {
         Self::build(self.issuer, self.client_id, self.secret, cache_for)
     }
@@ -124,6 +155,19 @@ impl Introspector {
     }
 
     /// The caller of an API key (`sbk_…`): active, and introspected as an API key.
+    ///
+    /// ```no_run
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer, TokenError};
+    /// # async fn run(key: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let introspector = Introspector::new(issuer, "reports-api", ClientSecret::new("s3cret"));
+    /// match introspector.api_key(key).await {
+    ///     Ok(caller) => println!("key of {}", caller.sub),
+    ///     Err(TokenError::Inactive) => println!("revoked, expired or not an API key"),
+    ///     Err(e) => return Err(e.into()),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn api_key(&self, key: &str) -> Result<Principal, TokenError> {
         let principal = self.active(key).await?;
         if principal.credential != Credential::ApiKey {
@@ -134,6 +178,16 @@ impl Introspector {
 
     /// Whether the broker still holds `token` live (not revoked, not expired, its
     /// person still active): the caller as introspection describes it.
+    ///
+    /// ```no_run
+    /// use switchboard_client::{ClientSecret, Introspector, Issuer};
+    /// # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// let introspector = Introspector::new(issuer, "payments-api", ClientSecret::new("s3cret"));
+    /// let caller = introspector.active(token).await?;
+    /// assert!(caller.allows("payments:send"));
+    /// # Ok(()) }
+    /// ```
     pub async fn active(&self, token: &str) -> Result<Principal, TokenError> {
         let digest = digest::digest(&digest::SHA256, token.as_bytes());
         let mut key = [0u8; 32];

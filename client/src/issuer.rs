@@ -14,6 +14,15 @@ use std::time::{Duration, Instant};
 
 /// What the client reads of the issuer's discovery document
 /// (`/.well-known/openid-configuration`).
+///
+/// ```no_run
+/// # async fn run() -> Result<(), switchboard_client::FetchError> {
+/// let issuer = switchboard_client::Issuer::new("https://login.example.com")?;
+/// let metadata = issuer.metadata().await?;
+/// assert_eq!(metadata.issuer, "https://login.example.com");
+/// println!("keys at {}", metadata.jwks_uri);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Deserialize)]
 #[non_exhaustive]
 pub struct Metadata {
@@ -150,6 +159,18 @@ fn verify_key(jwk: &Jwk) -> Option<VerifyKey> {
 }
 
 /// How an [`Issuer`] caches and refetches.
+///
+/// ```
+/// use std::time::Duration;
+/// use switchboard_client::IssuerOptions;
+///
+/// let options = IssuerOptions {
+///     refetch_interval: Duration::from_secs(10),
+///     ..IssuerOptions::default()
+/// };
+/// assert_eq!(options.jwks_lifetime, Duration::from_secs(3600));
+/// // Then: `Issuer::with("https://login.example.com", http_client, options)`.
+/// ```
 #[derive(Debug, Clone)]
 pub struct IssuerOptions {
     /// How long the discovery document is kept (default 1 hour).
@@ -211,13 +232,34 @@ impl fmt::Debug for Issuer {
 
 impl Issuer {
     /// The issuer at `url` (exactly as the broker's `issuer` is configured), with the
-    /// default HTTP client and options.
+    /// default HTTP client and options. Nothing is fetched yet.
+    ///
+    /// ```
+    /// use switchboard_client::Issuer;
+    /// let issuer = Issuer::new("https://login.example.com")?;
+    /// assert_eq!(issuer.url(), "https://login.example.com");
+    /// assert!(Issuer::new("ftp://login.example.com").is_err());
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn new(url: &str) -> Result<Self, FetchError> {
         Self::with(url, http::default_client()?, IssuerOptions::default())
     }
 
     /// The issuer with your own HTTP client (set its timeouts; do not let it follow
-    /// redirects) and caching options.
+    /// redirects) and caching options. A client built by hand with rustls needs a
+    /// crypto provider installed by the app (`Issuer::new` brings its own).
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use switchboard_client::{Issuer, IssuerOptions};
+    /// let http = reqwest::Client::builder()
+    ///     .timeout(Duration::from_secs(5))
+    ///     .redirect(reqwest::redirect::Policy::none())
+    ///     .build()?;
+    /// let issuer = Issuer::with("https://login.example.com", http, IssuerOptions::default())?;
+    /// # let _ = issuer;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn with(
         url: &str,
         http: reqwest::Client,
@@ -255,17 +297,39 @@ impl Issuer {
     }
 
     /// The issuer URL, exactly as given (tokens' `iss` must equal it).
+    ///
+    /// ```
+    /// let issuer = switchboard_client::Issuer::new("https://login.example.com/")?;
+    /// assert_eq!(issuer.url(), "https://login.example.com/");
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn url(&self) -> &str {
         &self.inner.url
     }
 
     /// The HTTP client used toward the issuer.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let issuer = switchboard_client::Issuer::new("https://login.example.com")?;
+    /// let status = issuer.http().get(issuer.url()).send().await?.status();
+    /// # let _ = status;
+    /// # Ok(()) }
+    /// ```
     pub fn http(&self) -> &reqwest::Client {
         &self.inner.http
     }
 
     /// The discovery document, fetched on first use and cached; concurrent callers
     /// share one fetch. Its `issuer` must be this issuer, exactly.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), switchboard_client::FetchError> {
+    /// let issuer = switchboard_client::Issuer::new("https://login.example.com")?;
+    /// let metadata = issuer.metadata().await?;
+    /// println!("authorize at {:?}", metadata.authorization_endpoint);
+    /// # Ok(()) }
+    /// ```
     pub async fn metadata(&self) -> Result<Arc<Metadata>, FetchError> {
         self.inner
             .metadata

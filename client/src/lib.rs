@@ -10,6 +10,7 @@
 //!   extractor and [`actix::require`]: 401 vs 403 done right.
 //! - [`native`] (feature `native`): login for desktop and CLI apps (loopback redirect,
 //!   PKCE, a 0600 token file, a session that refreshes and logs out).
+//! - [`tower`] (feature `axum`): the same 401/403 for axum as tower layers.
 //!
 //! Permissions match with the grammar of `switchboard-access`, the same crate the
 //! broker uses: `admin:*` means the same to both.
@@ -37,6 +38,8 @@ mod validator;
 pub mod actix;
 #[cfg(feature = "native")]
 pub mod native;
+#[cfg(feature = "axum")]
+pub mod tower;
 
 pub use error::{FetchError, TokenError};
 pub use introspection::{ClientSecret, Introspector};

@@ -3,6 +3,17 @@
 use serde::{Deserialize, Serialize};
 
 /// How the caller proved who they are.
+///
+/// ```
+/// use switchboard_client::{Credential, Principal};
+/// # fn handler(caller: &Principal) -> &'static str {
+/// match caller.credential {
+///     Credential::ApiKey => "called with an API key",
+///     _ => "called with an access token",
+/// }
+/// # }
+/// # assert_eq!(handler(&Principal::new("u")), "called with an access token");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -19,6 +30,17 @@ pub enum Credential {
 /// Roles, permissions and groups are present only when the token was issued with the
 /// scopes `roles`, `permissions` and `groups`; an API that checks permissions needs
 /// its clients to ask for `permissions`.
+///
+/// ```
+/// use switchboard_client::Principal;
+/// fn may_approve(caller: &Principal) -> bool {
+///     caller.has_scope("invoices") && caller.allows("invoices:approve")
+/// }
+/// let mut ann = Principal::new("user-ann");
+/// ann.scopes = vec!["invoices".into()];
+/// ann.permissions = vec!["invoices:*".into()];
+/// assert!(may_approve(&ann));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct Principal {
@@ -62,12 +84,28 @@ impl Principal {
     }
 
     /// Whether the token was granted `scope`.
+    ///
+    /// ```
+    /// # use switchboard_client::Principal;
+    /// let mut ann = Principal::new("user-ann");
+    /// ann.scopes = vec!["openid".into(), "reports".into()];
+    /// assert!(ann.has_scope("reports"));
+    /// assert!(!ann.has_scope("admin"));
+    /// ```
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.iter().any(|s| s == scope)
     }
 
     /// A principal with only a subject (an access token's, with nothing granted): for
     /// tests of an app's own handlers.
+    ///
+    /// ```
+    /// use switchboard_client::{Credential, Principal};
+    /// let ann = Principal::new("user-ann");
+    /// assert_eq!(ann.sub, "user-ann");
+    /// assert_eq!(ann.credential, Credential::AccessToken);
+    /// assert!(!ann.allows("anything"));
+    /// ```
     pub fn new(sub: impl Into<String>) -> Self {
         Principal {
             sub: sub.into(),

@@ -57,7 +57,15 @@ pub struct Validator {
 }
 
 impl Validator {
-    /// A validator for tokens whose `aud` contains `audience`; leeway 30 s.
+    /// A validator for tokens whose `aud` contains `audience`; leeway 30 s. Nothing
+    /// is fetched until the first token is validated.
+    ///
+    /// ```
+    /// use switchboard_client::{Issuer, Validator};
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api");
+    /// assert_eq!(validator.audience(), "reports-api");
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn new(issuer: Issuer, audience: impl Into<String>) -> Self {
         Validator {
             issuer,
@@ -67,22 +75,59 @@ impl Validator {
     }
 
     /// The clock skew tolerated on `exp` and `nbf` (default 30 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_client::{Issuer, Validator};
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api")
+    ///     .leeway(Duration::from_secs(5));
+    /// # let _ = validator;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn leeway(mut self, leeway: Duration) -> Self {
         self.leeway = leeway;
         self
     }
 
     /// The issuer tokens are checked against.
+    ///
+    /// ```
+    /// use switchboard_client::{Issuer, Validator};
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api");
+    /// assert_eq!(validator.issuer().url(), "https://login.example.com");
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn issuer(&self) -> &Issuer {
         &self.issuer
     }
 
     /// The audience an accepted token must name.
+    ///
+    /// ```
+    /// use switchboard_client::{Issuer, Validator};
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api");
+    /// assert_eq!(validator.audience(), "reports-api");
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn audience(&self) -> &str {
         &self.audience
     }
 
-    /// Validates `token` and returns its caller.
+    /// Validates `token` and returns its caller. A token that is not a valid access
+    /// token for this audience is an error that says why ([`TokenError`]); the
+    /// broker being unreachable is told apart by [`TokenError::is_unavailable`].
+    ///
+    /// ```no_run
+    /// use switchboard_client::{Issuer, Validator};
+    /// # async fn run(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+    /// let validator = Validator::new(Issuer::new("https://login.example.com")?, "reports-api");
+    /// match validator.validate(token).await {
+    ///     Ok(caller) => println!("{} calls", caller.sub),
+    ///     Err(e) if e.is_unavailable() => println!("try again later: {e}"),
+    ///     Err(e) => println!("401: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn validate(&self, token: &str) -> Result<Principal, TokenError> {
         let header = decode_header(token).map_err(|_| TokenError::Malformed)?;
         let typ = header

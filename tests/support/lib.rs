@@ -1,6 +1,7 @@
 //! Shared support for the end-to-end tests: the real `broker` binary on a random
 //! loopback port with its own temporary data directory ([`Broker`]), a browser with a
-//! cookie jar that logs in through the HTML form ([`Browser`]), the registered test
+//! cookie jar that logs in through the HTML form ([`Browser`]), headless Chromium over
+//! WebDriver for the logins that need a real browser ([`Chrome`]), the registered test
 //! clients ([`TestClient`]), raw calls to the token and userinfo endpoints, and a
 //! relying party built on the `openidconnect` crate ([`RelyingParty`]).
 //!
@@ -15,6 +16,7 @@
 
 mod broker;
 mod browser;
+mod chrome;
 mod clients;
 mod pg;
 mod plugins;
@@ -22,6 +24,7 @@ mod relying_party;
 
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value};
+pub use chrome::{Chrome, Element};
 pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
     TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header, jwt_stable_claims,

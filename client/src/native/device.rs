@@ -15,7 +15,23 @@ const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 /// How much `slow_down` adds to the interval (RFC 8628 §3.5).
 const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 
-/// What the person is asked to do.
+/// What the person is asked to do, handed to
+/// [`on_device_prompt`](NativeLogin::on_device_prompt).
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{DevicePrompt, MemoryStore, NativeLogin};
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+///     .on_device_prompt(Arc::new(|p: &DevicePrompt| {
+///         match &p.verification_uri_complete {
+///             Some(link) => eprintln!("Open {link}"),
+///             None => eprintln!("Open {} and enter {}", p.verification_uri, p.user_code),
+///         }
+///     }));
+/// # let _ = login;
+/// # Ok::<(), switchboard_client::FetchError>(())
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct DevicePrompt {
@@ -47,6 +63,21 @@ impl NativeLogin {
     /// stderr, and the page opened in the system browser where one is set), then
     /// polls until they have approved, honouring `interval` and `slow_down`, for at
     /// most the code's lifetime and the login timeout. The tokens are stored.
+    ///
+    /// The client needs the grant `urn:ietf:params:oauth:grant-type:device_code` in
+    /// the broker's config.
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// // Prints "To log in, visit http://127.0.0.1:5556/device and enter the code ABCD-EFGH".
+    /// let session = login.device_login().await?;
+    /// let token = session.access_token().await?;
+    /// # let _ = token;
+    /// # Ok(()) }
+    /// ```
     pub async fn device_login(&self) -> Result<super::Session, LoginError> {
         let metadata = self.issuer.metadata().await?;
         let url = Metadata::endpoint(

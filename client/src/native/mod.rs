@@ -44,6 +44,18 @@ use std::time::Duration;
 use url::Url;
 
 /// How the login URL reaches the person.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{MemoryStore, NativeLogin, OpenWith};
+/// let issuer = Issuer::new("http://127.0.0.1:5556")?;
+/// // A GUI app shows the URL in its own window instead of a browser tab.
+/// let login = NativeLogin::new(issuer, "example-cli", MemoryStore::default())
+///     .open_with(OpenWith::Custom(Arc::new(|url| println!("open {url}"))));
+/// # let _ = login;
+/// # Ok::<(), switchboard_client::FetchError>(())
+/// ```
 #[derive(Clone)]
 #[non_exhaustive]
 pub enum OpenWith {
@@ -82,6 +94,20 @@ impl OpenWith {
 }
 
 /// Why a login failed.
+///
+/// ```no_run
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{LoginError, MemoryStore, NativeLogin};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default());
+/// match login.login().await {
+///     Ok(_session) => println!("logged in"),
+///     Err(LoginError::TimedOut) => eprintln!("nobody logged in within the timeout"),
+///     Err(LoginError::Refused { error }) => eprintln!("the broker said {error}"),
+///     Err(e) => return Err(e.into()),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum LoginError {
@@ -118,6 +144,24 @@ pub enum LoginError {
 }
 
 /// A native login against one issuer as one public client.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{FileStore, NativeLogin, OpenWith};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = NativeLogin::new(
+///     Issuer::new("http://127.0.0.1:5556")?,
+///     "example-cli",
+///     FileStore::for_app("example-cli")?,
+/// )
+/// .scopes(["openid", "offline_access", "reports"])
+/// .open_with(OpenWith::Print)
+/// .timeout(Duration::from_secs(120));
+/// let session = login.session().await?;
+/// println!("token expires at {}", session.expires_at().await);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct NativeLogin {
     issuer: Issuer,
@@ -131,12 +175,33 @@ pub struct NativeLogin {
 }
 
 /// Shows a device login's code and page to the person.
+///
+/// ```
+/// use std::sync::Arc;
+/// use switchboard_client::native::{DevicePrompt, DevicePromptFn};
+/// let show: DevicePromptFn = Arc::new(|p: &DevicePrompt| {
+///     println!("Visit {} and enter {}", p.verification_uri, p.user_code);
+/// });
+/// # let _ = show;
+/// ```
 pub type DevicePromptFn = Arc<dyn Fn(&DevicePrompt) + Send + Sync>;
 
 impl NativeLogin {
     /// Logs in as `client_id` (a public client with the loopback redirect URI
     /// `http://127.0.0.1/callback` registered), asking for `openid offline_access`,
     /// keeping tokens in `store`; opens the system browser; waits 5 minutes at most.
+    ///
+    /// ```
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin};
+    /// let login = NativeLogin::new(
+    ///     Issuer::new("http://127.0.0.1:5556")?,
+    ///     "example-cli",
+    ///     MemoryStore::default(),
+    /// );
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn new(
         issuer: Issuer,
         client_id: impl Into<String>,
@@ -156,6 +221,18 @@ impl NativeLogin {
 
     /// How a [device login](NativeLogin::device_login) shows its code and page
     /// (default: printed to stderr).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin, DevicePrompt};
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+    ///     .on_device_prompt(Arc::new(|p: &DevicePrompt| {
+    ///         eprintln!("On your phone, open {} and enter {}", p.verification_uri, p.user_code);
+    ///     }));
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn on_device_prompt(mut self, show: DevicePromptFn) -> Self {
         self.device_prompt = Some(show);
         self
@@ -163,6 +240,15 @@ impl NativeLogin {
 
     /// The scopes asked for (`openid` is added when missing: the ID token proves the
     /// login and serves logout).
+    ///
+    /// ```
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin};
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+    ///     .scopes(["offline_access", "permissions"]); // asks for openid offline_access permissions
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn scopes<I: IntoIterator<Item = S>, S: Into<String>>(mut self, scopes: I) -> Self {
         self.scopes = scopes.into_iter().map(Into::into).collect();
         if !self.scopes.iter().any(|s| s == "openid") {
@@ -171,25 +257,67 @@ impl NativeLogin {
         self
     }
 
-    /// How the login URL is opened.
+    /// How the login URL is opened (default: the system browser).
+    ///
+    /// ```
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin, OpenWith};
+    /// // On a server without a display: print the URL, open it elsewhere.
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+    ///     .open_with(OpenWith::Print);
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn open_with(mut self, open: OpenWith) -> Self {
         self.open = open;
         self
     }
 
-    /// How long to wait for the browser to come back.
+    /// How long to wait for the browser to come back (default 5 minutes); for a
+    /// device login, the longest it polls.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin};
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+    ///     .timeout(Duration::from_secs(60));
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
     }
 
     /// How long before expiry a session refreshes its access token (default 60 s).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin};
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default())
+    ///     .refresh_margin(Duration::from_secs(10));
+    /// # let _ = login;
+    /// # Ok::<(), switchboard_client::FetchError>(())
+    /// ```
     pub fn refresh_margin(mut self, margin: Duration) -> Self {
         self.refresh_margin = margin;
         self
     }
 
     /// The stored login if there is one, else a new login in the browser.
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?; // no browser when tokens are stored
+    /// let token = session.access_token().await?;
+    /// # let _ = token;
+    /// # Ok(()) }
+    /// ```
     pub async fn session(&self) -> Result<Session, LoginError> {
         if let Some(tokens) = self.store.load()? {
             return Ok(self.session_of(tokens));
@@ -198,6 +326,16 @@ impl NativeLogin {
     }
 
     /// A new login in the browser; the tokens are stored.
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{MemoryStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default());
+    /// let session = login.login().await?; // opens the browser, waits for the redirect
+    /// # let _ = session;
+    /// # Ok(()) }
+    /// ```
     pub async fn login(&self) -> Result<Session, LoginError> {
         let metadata = self.issuer.metadata().await?;
         let authorize =

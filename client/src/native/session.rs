@@ -14,6 +14,22 @@ use tokio::sync::Mutex;
 use url::Url;
 
 /// Why a session cannot give a token or log out.
+///
+/// ```no_run
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{FileStore, NativeLogin, SessionError};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+/// let session = login.session().await?;
+/// let token = match session.access_token().await {
+///     Ok(token) => token,
+///     // The login ended at the broker (logged out, revoked): log in again.
+///     Err(SessionError::LoginRequired) => login.login().await?.access_token().await?,
+///     Err(e) => return Err(e.into()),
+/// };
+/// # let _ = token;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SessionError {
@@ -36,6 +52,19 @@ pub enum SessionError {
 }
 
 /// What logout did.
+///
+/// ```no_run
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{FileStore, NativeLogin};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+/// let session = login.session().await?;
+/// let done = session.logout().await?;
+/// if let Some(url) = done.end_session_url {
+///     eprintln!("To end the browser's session too, open {url}");
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct Logout {
@@ -46,6 +75,27 @@ pub struct Logout {
 
 /// A login of a native app. Share it (`Arc<Session>`); concurrent callers of
 /// [`access_token`](Session::access_token) share one refresh.
+///
+/// ```no_run
+/// use std::sync::Arc;
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{FileStore, NativeLogin};
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+/// let session = login.session().await?;
+/// let session = Arc::new(session);
+/// let token = session.access_token().await?;
+/// let answer = reqwest::Client::new()
+///     .get("https://api.example.com/reports")
+///     .bearer_auth(&token)
+///     .send()
+///     .await?;
+/// if answer.status() == 401 {
+///     let fresh = session.after_unauthorized(&token).await?;
+///     # let _ = fresh;
+/// }
+/// # Ok(()) }
+/// ```
 pub struct Session {
     issuer: Issuer,
     client_id: String,
@@ -83,6 +133,17 @@ impl Session {
 
     /// The current access token, refreshed first when it expires within the refresh
     /// margin (default 60 s).
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?;
+    /// let token = session.access_token().await?;
+    /// println!("Authorization: Bearer {token}");
+    /// # Ok(()) }
+    /// ```
     pub async fn access_token(&self) -> Result<String, SessionError> {
         let mut tokens = self.tokens.lock().await;
         let margin = i64::try_from(self.refresh_margin.as_secs()).unwrap_or(i64::MAX);
@@ -94,6 +155,19 @@ impl Session {
 
     /// Call when an API answered 401 to `rejected`: refreshes, unless another caller
     /// already did (then the newer token is returned without asking the broker).
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?;
+    /// let token = session.access_token().await?;
+    /// // ... the API answered 401 to `token` (revoked signing key, say) ...
+    /// let fresh = session.after_unauthorized(&token).await?;
+    /// # let _ = fresh;
+    /// # Ok(()) }
+    /// ```
     pub async fn after_unauthorized(&self, rejected: &str) -> Result<String, SessionError> {
         let mut tokens = self.tokens.lock().await;
         if tokens.access_token == rejected {
@@ -103,6 +177,18 @@ impl Session {
     }
 
     /// Refreshes now.
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?;
+    /// // New roles were granted: get a token that carries them.
+    /// let token = session.refresh().await?;
+    /// # let _ = token;
+    /// # Ok(()) }
+    /// ```
     pub async fn refresh(&self) -> Result<String, SessionError> {
         let mut tokens = self.tokens.lock().await;
         self.refresh_locked(&mut tokens).await?;
@@ -110,6 +196,16 @@ impl Session {
     }
 
     /// When the current access token expires (Unix seconds).
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?;
+    /// println!("the token is good until {}", session.expires_at().await);
+    /// # Ok(()) }
+    /// ```
     pub async fn expires_at(&self) -> i64 {
         self.tokens.lock().await.expires_at
     }
@@ -151,6 +247,17 @@ impl Session {
     /// broker) and the access token, forgets the stored tokens, and returns the
     /// RP-initiated logout URL for the browser. The tokens are forgotten even when
     /// the broker cannot be reached; the error says so.
+    ///
+    /// ```no_run
+    /// use switchboard_client::Issuer;
+    /// use switchboard_client::native::{FileStore, NativeLogin};
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", FileStore::for_app("example-cli")?);
+    /// let session = login.session().await?;
+    /// let done = session.logout().await?;
+    /// # let _ = done;
+    /// # Ok(()) }
+    /// ```
     pub async fn logout(self) -> Result<Logout, SessionError> {
         let tokens = self.tokens.into_inner();
         let cleared = self.store.clear();

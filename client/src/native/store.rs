@@ -8,6 +8,18 @@ use zeroize::Zeroize;
 
 /// The tokens of one login: secrets, never printed (`Debug` redacts them), zeroized
 /// when dropped.
+///
+/// ```
+/// use switchboard_client::native::{MemoryStore, TokenSet, TokenStore};
+/// let tokens: TokenSet = serde_json::from_str(
+///     r#"{"access_token": "at", "refresh_token": "rt", "expires_at": 1700000000}"#,
+/// )?;
+/// assert!(!format!("{tokens:?}").contains("\"at\""), "Debug redacts the tokens");
+/// let store = MemoryStore::default();
+/// store.save(&tokens)?;
+/// assert_eq!(store.load()?.map(|t| t.expires_at), Some(1700000000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TokenSet {
@@ -47,6 +59,17 @@ impl Drop for TokenSet {
 }
 
 /// Why tokens could not be loaded or kept.
+///
+/// ```
+/// use std::os::unix::fs::PermissionsExt;
+/// use switchboard_client::native::{FileStore, StoreError, TokenStore};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("tokens.json");
+/// std::fs::write(&path, r#"{"access_token": "at", "expires_at": 1700000000}"#)?;
+/// std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+/// assert!(matches!(FileStore::new(&path).load(), Err(StoreError::Permissions { mode: 0o644, .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
@@ -81,6 +104,31 @@ pub enum StoreError {
 }
 
 /// Keeps one token set. Implement it to keep tokens elsewhere (the OS keyring, say).
+///
+/// ```
+/// use std::sync::Mutex;
+/// use switchboard_client::native::{StoreError, TokenSet, TokenStore};
+///
+/// /// Keeps the tokens in a slot of the app's own state.
+/// #[derive(Debug, Default)]
+/// struct AppState(Mutex<Option<TokenSet>>);
+///
+/// impl TokenStore for AppState {
+///     fn load(&self) -> Result<Option<TokenSet>, StoreError> {
+///         Ok(self.0.lock().ok().and_then(|t| t.clone()))
+///     }
+///     fn save(&self, tokens: &TokenSet) -> Result<(), StoreError> {
+///         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = Some(tokens.clone());
+///         Ok(())
+///     }
+///     fn clear(&self) -> Result<(), StoreError> {
+///         *self.0.lock().unwrap_or_else(|e| e.into_inner()) = None;
+///         Ok(())
+///     }
+/// }
+/// assert!(AppState::default().load()?.is_none());
+/// # Ok::<(), StoreError>(())
+/// ```
 pub trait TokenStore: Send + Sync + fmt::Debug {
     /// The stored tokens, if any.
     fn load(&self) -> Result<Option<TokenSet>, StoreError>;
@@ -106,11 +154,26 @@ pub struct FileStore {
 
 impl FileStore {
     /// Tokens in the file `path`.
+    ///
+    /// ```
+    /// use switchboard_client::native::{FileStore, TokenStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = FileStore::new(dir.path().join("cli").join("tokens.json"));
+    /// assert!(store.load()?.is_none(), "nothing stored yet");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn new(path: impl Into<PathBuf>) -> Self {
         FileStore { path: path.into() }
     }
 
     /// Tokens in `$XDG_CONFIG_HOME/APP/tokens.json`, or `~/.config/APP/tokens.json`.
+    ///
+    /// ```no_run
+    /// use switchboard_client::native::FileStore;
+    /// let store = FileStore::for_app("invoice-cli")?;
+    /// println!("tokens kept in {}", store.path().display());
+    /// # Ok::<(), switchboard_client::native::StoreError>(())
+    /// ```
     pub fn for_app(app: &str) -> Result<Self, StoreError> {
         let base = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|v| !v.is_empty())
@@ -125,6 +188,12 @@ impl FileStore {
     }
 
     /// The file.
+    ///
+    /// ```
+    /// use switchboard_client::native::FileStore;
+    /// let store = FileStore::new("/tmp/cli/tokens.json");
+    /// assert_eq!(store.path(), std::path::Path::new("/tmp/cli/tokens.json"));
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -218,6 +287,14 @@ impl TokenStore for FileStore {
 }
 
 /// Tokens in memory only: the login lasts as long as the process.
+///
+/// ```
+/// use switchboard_client::Issuer;
+/// use switchboard_client::native::{MemoryStore, NativeLogin};
+/// let login = NativeLogin::new(Issuer::new("http://127.0.0.1:5556")?, "example-cli", MemoryStore::default());
+/// # let _ = login;
+/// # Ok::<(), switchboard_client::FetchError>(())
+/// ```
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     tokens: Mutex<Option<TokenSet>>,
