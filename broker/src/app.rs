@@ -32,6 +32,8 @@ pub enum StartError {
     Providers(#[from] crate::providers::RegistryError),
     #[error("templates: {0}")]
     Templates(#[from] minijinja::Error),
+    #[error("email: {0}")]
+    Mail(#[from] crate::email::MailError),
     #[error("HTTP client: {0}")]
     Http(#[from] reqwest::Error),
     #[error("TLS client configuration: {0}")]
@@ -168,6 +170,10 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         LiveTokenCache::new(epoch, config.tokens.status_cache_lifetime, LIVE_TOKENS_KEPT)
             .counted_on(metrics.cache_counters("token_status")),
     );
+    let mail = match &config.email {
+        Some(settings) => Some(Arc::new(crate::email::Mail::new(settings)?)),
+        None => None,
+    };
     Ok(AppState {
         cookies: CookiePolicy {
             insecure_loopback: config.is_loopback_http(),
@@ -191,6 +197,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         metrics,
         live_tokens,
         logout_outbox: Arc::new(tokio::sync::Notify::new()),
+        mail,
     })
 }
 
@@ -310,6 +317,13 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
         app.clone(),
         owner.clone(),
     ));
+    let mail_sender = app.mail.clone().map(|mail| crate::email::Sender {
+        store: app.store.clone(),
+        clock: app.clock.clone(),
+        mail,
+        owner: owner.clone(),
+    });
+    let mail_task = mail_sender.clone().map(|s| tokio::spawn(s.run()));
     tracing::info!(%listen, "listening");
     let server = server.run();
     let handle = server.handle();
@@ -328,13 +342,23 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
     let result = server.await;
     signals.abort();
     sender.abort();
+    if let Some(task) = mail_task {
+        task.abort();
+    }
+    let mails = match &mail_sender {
+        Some(s) => {
+            s.deliver_due(tokio::time::Instant::now() + FINAL_OUTBOX_PASS)
+                .await
+        }
+        None => 0,
+    };
     let attempted = crate::oidc::backchannel::deliver_due(
         &app,
         &owner,
         tokio::time::Instant::now() + FINAL_OUTBOX_PASS,
     )
     .await;
-    tracing::info!(logout_notices = attempted, "stopped");
+    tracing::info!(logout_notices = attempted, mails, "stopped");
     result
 }
 

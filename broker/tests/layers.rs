@@ -18,7 +18,14 @@ const FLOORS: &[(&[&str], bool)] = &[
     (&["flow"], false),
     (&["web"], false),
     (
-        &["identity", "sessions", "tokens", "providers", "rekey"],
+        &[
+            "identity",
+            "sessions",
+            "tokens",
+            "providers",
+            "rekey",
+            "email",
+        ],
         false,
     ),
     (&["config"], false),

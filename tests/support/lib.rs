@@ -21,6 +21,7 @@ mod clients;
 mod pg;
 mod plugins;
 mod relying_party;
+mod smtp;
 
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value};
@@ -35,6 +36,7 @@ pub use plugins::{
     replace_bytes, sha256_hex,
 };
 pub use relying_party::{RelyingParty, RpClient};
+pub use smtp::{SinkMail, SmtpSink};
 
 /// How long any single HTTP call of a test may take.
 pub const HTTP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);

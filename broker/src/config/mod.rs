@@ -162,6 +162,39 @@ pub struct BackchannelSettings {
     pub lease: i64,
 }
 
+/// How the broker reaches its SMTP server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// `smtp://`: plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    ImplicitTls,
+    /// `smtp+plain://`: no TLS at all; accepted only for a loopback host.
+    Plain,
+}
+
+/// `[email]`: outgoing mail. Mails wait in the store's outbox until the SMTP server
+/// took them.
+#[derive(Debug, Clone)]
+pub struct EmailSettings {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// SMTP AUTH; both or neither.
+    pub credentials: Option<(SecretString, SecretString)>,
+    /// The `From` mailbox, checked at load (`Name <addr>` or `addr`).
+    pub from: String,
+    /// Seconds one SMTP conversation may take.
+    pub timeout: i64,
+    /// Attempts before a mail is given up (with an error in the log).
+    pub max_attempts: u32,
+    /// Seconds before the first retry; each further retry waits twice as long (at
+    /// most an hour).
+    pub retry_delay: i64,
+    /// Seconds a replica holds the mails it took before another may take them.
+    pub lease: i64,
+}
+
 /// `[admin]`: the admin API.
 #[derive(Debug, Clone)]
 pub struct AdminSettings {
@@ -312,6 +345,8 @@ pub struct Config {
     pub admin: AdminSettings,
     pub device: DeviceSettings,
     pub backchannel: BackchannelSettings,
+    /// `[email]`; `None` when no mail is sent.
+    pub email: Option<EmailSettings>,
 }
 
 impl Config {
@@ -697,6 +732,18 @@ impl Validator {
         let api_keys = self.api_keys(&raw.api_keys)?;
         let device = self.device(&raw.device)?;
         let backchannel = self.backchannel(&raw.backchannel_logout)?;
+        let email = match &raw.email {
+            Some(e) => Some(self.email(e)?),
+            None => None,
+        };
+        if email.is_none()
+            && let Some(p) = providers.iter().find(|p| p.policy.password_reset.is_some())
+        {
+            return Err(self.err(
+                format!("providers.{}.allow_password_reset", p.id),
+                "needs an [email] section: the reset link goes by mail",
+            ));
+        }
         let shutdown_timeout = self.positive(
             "server.shutdown_timeout",
             raw.server.shutdown_timeout.as_deref(),
@@ -730,7 +777,139 @@ impl Validator {
             },
             device,
             backchannel,
+            email,
         })
+    }
+
+    fn email(&self, raw: &raw::RawEmail) -> Result<EmailSettings, ConfigError> {
+        let secret =
+            |key: &str, inline: &Option<String>, file: &Option<PathBuf>, env: &Option<String>| {
+                resolve_secret(key, inline.as_deref(), file.as_deref(), env.as_deref())
+                    .map_err(|m| self.err(key, m))
+            };
+        let url = secret(
+            "email.smtp_url",
+            &raw.smtp_url,
+            &raw.smtp_url_file,
+            &raw.smtp_url_env,
+        )?
+        .ok_or_else(|| {
+            self.err(
+                "email.smtp_url",
+                "set one of smtp_url, smtp_url_file, smtp_url_env",
+            )
+        })?;
+        // The errors name the key, never the URL: it is a secret.
+        let url = Url::parse(url.expose()).map_err(|_| {
+            self.err(
+                "email.smtp_url",
+                "is not a URL (smtp://host:port, smtps://host:port)",
+            )
+        })?;
+        let security = match url.scheme() {
+            "smtp" => SmtpSecurity::StartTls,
+            "smtps" => SmtpSecurity::ImplicitTls,
+            "smtp+plain" => SmtpSecurity::Plain,
+            _ => {
+                return Err(self.err(
+                    "email.smtp_url",
+                    "use smtp:// (STARTTLS) or smtps:// (implicit TLS)",
+                ));
+            }
+        };
+        let host = match url.host() {
+            Some(url::Host::Domain(d)) => {
+                d.trim_start_matches('[').trim_end_matches(']').to_string()
+            }
+            Some(url::Host::Ipv4(a)) => a.to_string(),
+            Some(url::Host::Ipv6(a)) => a.to_string(),
+            None => return Err(self.err("email.smtp_url", "names no host")),
+        };
+        if !url.username().is_empty()
+            || url.password().is_some()
+            || url.path().len() > 1
+            || url.query().is_some()
+        {
+            return Err(self.err(
+                "email.smtp_url",
+                "only scheme, host and port: credentials go in email.username and email.password",
+            ));
+        }
+        // Non-special schemes keep the host opaque: an address comes back as a domain.
+        let loopback = match url.host() {
+            Some(url::Host::Domain(d)) => {
+                d == "localhost"
+                    || d.trim_start_matches('[')
+                        .trim_end_matches(']')
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback())
+            }
+            Some(url::Host::Ipv4(a)) => a.is_loopback(),
+            Some(url::Host::Ipv6(a)) => a.is_loopback(),
+            None => false,
+        };
+        if security == SmtpSecurity::Plain && !loopback {
+            return Err(self.err(
+                "email.smtp_url",
+                "smtp+plain:// (no TLS) is only for a server on this machine (localhost, 127.0.0.1, ::1)",
+            ));
+        }
+        let port = url.port().unwrap_or(match security {
+            SmtpSecurity::ImplicitTls => 465,
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Plain => 25,
+        });
+        let username = secret(
+            "email.username",
+            &raw.username,
+            &raw.username_file,
+            &raw.username_env,
+        )?;
+        let password = secret(
+            "email.password",
+            &raw.password,
+            &raw.password_file,
+            &raw.password_env,
+        )?;
+        let credentials = match (username, password) {
+            (Some(u), Some(p)) => Some((u, p)),
+            (None, None) => None,
+            _ => return Err(self.err("email", "set both username and password, or neither")),
+        };
+        let from = raw
+            .from
+            .clone()
+            .ok_or_else(|| self.err("email.from", "required: the address mails come from"))?;
+        if from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(self.err(
+                "email.from",
+                "is not a mailbox: write \"Name <addr@example.com>\" or \"addr@example.com\"",
+            ));
+        }
+        let settings = EmailSettings {
+            host,
+            port,
+            security,
+            credentials,
+            from,
+            timeout: self.positive("email.timeout", raw.timeout.as_deref(), "10s")?,
+            max_attempts: raw.max_attempts.unwrap_or(10),
+            retry_delay: self.positive("email.retry_delay", raw.retry_delay.as_deref(), "30s")?,
+            lease: self.positive("email.lease", raw.lease.as_deref(), "120s")?,
+        };
+        if settings.max_attempts == 0 || settings.max_attempts > 100 {
+            return Err(self.err("email.max_attempts", "between 1 and 100"));
+        }
+        if settings.timeout > 120 {
+            return Err(self.err("email.timeout", "at most 120s"));
+        }
+        if settings.lease < 2 * settings.timeout {
+            return Err(self.err(
+                "email.lease",
+                "must be at least twice the timeout, so a mail is never sent by two replicas at once",
+            ));
+        }
+        Ok(settings)
     }
 
     fn device(&self, raw: &raw::RawDevice) -> Result<DeviceSettings, ConfigError> {

@@ -39,6 +39,28 @@ pub struct RawConfig {
     pub device: RawDevice,
     #[serde(default)]
     pub backchannel_logout: RawBackchannelLogout,
+    /// `[email]`: absent means the broker sends no mail.
+    pub email: Option<RawEmail>,
+}
+
+/// `[email]`: outgoing mail over SMTP.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    pub smtp_url: Option<String>,
+    pub smtp_url_file: Option<PathBuf>,
+    pub smtp_url_env: Option<String>,
+    pub username: Option<String>,
+    pub username_file: Option<PathBuf>,
+    pub username_env: Option<String>,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub password_env: Option<String>,
+    pub from: Option<String>,
+    pub timeout: Option<String>,
+    pub max_attempts: Option<u32>,
+    pub retry_delay: Option<String>,
+    pub lease: Option<String>,
 }
 
 /// `[device]`: the device authorization grant (RFC 8628).
@@ -209,6 +231,10 @@ pub struct RawProvider {
     pub link_by_verified_email: Option<bool>,
     /// Without a refresh capability: how long refresh works after the last login.
     pub max_session_without_recheck: Option<String>,
+    /// Local provider only: "forgot password" sends a single-use link by email.
+    pub allow_password_reset: Option<bool>,
+    /// How long a password reset link works (default 30m).
+    pub password_reset_lifetime: Option<String>,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }

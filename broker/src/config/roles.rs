@@ -44,7 +44,13 @@ pub struct ProviderPolicy {
     /// vouched for them (a login through it) after which refresh is refused and the
     /// app must send the person through login again.
     pub max_session_without_recheck: i64,
+    /// Local provider only: seconds a password reset link works, when "forgot
+    /// password" is on (`allow_password_reset`); `None` when it is off.
+    pub password_reset: Option<i64>,
 }
+
+/// Default of `password_reset_lifetime`.
+pub const DEFAULT_PASSWORD_RESET_LIFETIME: &str = "30m";
 
 /// Default of `max_session_without_recheck`: a working day.
 pub const DEFAULT_MAX_SESSION_WITHOUT_RECHECK: &str = "8h";
@@ -57,6 +63,7 @@ impl Default for ProviderPolicy {
             trust_email: false,
             link_by_verified_email: false,
             max_session_without_recheck: 8 * 3600,
+            password_reset: None,
         }
     }
 }
@@ -101,12 +108,31 @@ impl Validator {
             raw.max_session_without_recheck.as_deref(),
             DEFAULT_MAX_SESSION_WITHOUT_RECHECK,
         )?;
+        let lifetime = self.positive(
+            &key("password_reset_lifetime"),
+            raw.password_reset_lifetime.as_deref(),
+            DEFAULT_PASSWORD_RESET_LIFETIME,
+        )?;
+        if lifetime > 24 * 3600 {
+            return Err(self.err(key("password_reset_lifetime"), "at most 24h"));
+        }
+        let password_reset = match raw.allow_password_reset {
+            Some(true) if raw.kind != "local" => {
+                return Err(self.err(
+                    key("allow_password_reset"),
+                    "only the local provider keeps passwords the broker can reset",
+                ));
+            }
+            Some(true) => Some(lifetime),
+            _ => None,
+        };
         Ok(ProviderPolicy {
             registration,
             sync,
             trust_email,
             link_by_verified_email,
             max_session_without_recheck,
+            password_reset,
         })
     }
 

@@ -791,3 +791,87 @@ fn previous_master_keys_are_a_list_of_files() {
     );
     assert!(load_text(MINIMAL).unwrap().previous_master_keys.is_empty());
 }
+
+const EMAIL: &str =
+    "\n[email]\nsmtp_url = \"smtp://mail.example.com\"\nfrom = \"Switchboard <id@example.com>\"\n";
+
+#[test]
+fn email_picks_tls_by_scheme_with_default_ports() {
+    let c = load_text(&format!("{MINIMAL}{EMAIL}")).unwrap();
+    let e = c.email.unwrap();
+    assert_eq!(
+        (e.host.as_str(), e.port, e.security),
+        ("mail.example.com", 587, SmtpSecurity::StartTls)
+    );
+    assert!(e.credentials.is_none());
+    let c = load_text(&format!(
+        "{MINIMAL}{}",
+        EMAIL.replace("smtp://", "smtps://")
+    ))
+    .unwrap();
+    let e = c.email.unwrap();
+    assert_eq!((e.port, e.security), (465, SmtpSecurity::ImplicitTls));
+    let c = load_text(&format!(
+        "{MINIMAL}{}",
+        EMAIL.replace("smtp://mail.example.com", "smtp+plain://127.0.0.1:2525")
+    ))
+    .unwrap();
+    let e = c.email.unwrap();
+    assert_eq!((e.port, e.security), (2525, SmtpSecurity::Plain));
+}
+
+#[test]
+fn email_refuses_plain_smtp_off_this_machine_and_credentials_in_the_url() {
+    let e = error_of(&format!(
+        "{MINIMAL}{}",
+        EMAIL.replace("smtp://", "smtp+plain://")
+    ));
+    assert!(
+        e.contains("email.smtp_url") && e.contains("only for a server on this machine"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{MINIMAL}{}",
+        EMAIL.replace("smtp://", "smtp://bob:hunter2@")
+    ));
+    assert!(e.contains("email.username"), "{e}");
+    assert!(
+        !e.contains("hunter2"),
+        "the error never shows the secret URL: {e}"
+    );
+    let e = error_of(&format!("{MINIMAL}{}", EMAIL.replace("smtp://", "http://")));
+    assert!(e.contains("email.smtp_url"), "{e}");
+    let e = error_of(&format!("{MINIMAL}{EMAIL}username = \"bob\"\n"));
+    assert!(e.contains("both username and password"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}{}",
+        EMAIL.replace("Switchboard <id@example.com>", "not an address")
+    ));
+    assert!(e.contains("email.from"), "{e}");
+}
+
+#[test]
+fn password_reset_needs_email_and_the_local_provider() {
+    let reset = "allow_password_reset = true\n";
+    let e = error_of(&format!("{MINIMAL}{reset}"));
+    assert!(
+        e.contains("providers.local.allow_password_reset") && e.contains("[email]"),
+        "{e}"
+    );
+    let c = load_text(&format!(
+        "{MINIMAL}{reset}password_reset_lifetime = \"15m\"\n{EMAIL}"
+    ))
+    .unwrap();
+    assert_eq!(c.providers[0].policy.password_reset, Some(900));
+    let c = load_text(&format!("{MINIMAL}{reset}{EMAIL}")).unwrap();
+    assert_eq!(
+        c.providers[0].policy.password_reset,
+        Some(1800),
+        "30 minutes by default"
+    );
+    let e = error_of(&format!(
+        "{}{reset}{EMAIL}",
+        MINIMAL.replace("type = \"local\"", "type = \"htpasswd\"\nfile = \"x\"")
+    ));
+    assert!(e.contains("allow_password_reset"), "{e}");
+}

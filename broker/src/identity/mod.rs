@@ -20,6 +20,7 @@ pub mod api_keys;
 pub mod groups;
 mod lifecycle;
 mod links;
+pub mod reset;
 mod resolve;
 pub mod resources;
 #[cfg(test)]

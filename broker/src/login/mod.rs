@@ -5,6 +5,7 @@
 mod finish;
 mod password;
 mod redirect;
+mod reset;
 mod throttle;
 
 use crate::flow::PendingLogin;
@@ -20,6 +21,22 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/{provider}", web::post().to(password::submit))
         .route("/callback/{provider}", web::get().to(redirect::callback))
         .route("/callback/{provider}", web::post().to(redirect::callback))
+        .route(
+            "/password/forgot/{provider}",
+            web::get().to(reset::forgot_form),
+        )
+        .route(
+            "/password/forgot/{provider}",
+            web::post().to(reset::forgot_submit),
+        )
+        .route(
+            "/password/reset/{provider}",
+            web::get().to(reset::reset_form),
+        )
+        .route(
+            "/password/reset/{provider}",
+            web::post().to(reset::reset_submit),
+        )
         .route("/assets/style.css", web::get().to(style));
 }
 

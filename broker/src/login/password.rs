@@ -37,6 +37,8 @@ pub(super) fn page(
             username,
             error,
             other_providers => p.request().is_some() && app.providers.all().len() > 1,
+            forgot => app.mail.is_some()
+                && app.config.providers.iter().any(|s| s.id == entry.id && s.policy.password_reset.is_some()),
         },
     )
 }

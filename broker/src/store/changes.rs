@@ -21,15 +21,17 @@
 //! metrics, by operation.
 
 use super::{
-    ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll,
-    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
-    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, Maintenance, Membership,
-    PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
-    SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord, StoreResult,
-    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
+    AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore,
+    GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore,
+    LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership,
+    OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
+    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
+    SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord,
+    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
+    UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -326,6 +328,24 @@ forward!(LogoutOutbox {
         -> StoreResult<bool>;
     fn defer_logout_delivery(&self, client_id: &str, sid: &str, owner: &str, attempts: u32,
         next_attempt_at: UnixTime) -> StoreResult<bool>;
+});
+
+forward!(MailOutbox {
+    fn queue_mail(&self, id: &str, mail: &OutgoingMail, now: UnixTime) -> StoreResult<()>;
+    fn claim_mail_deliveries(&self, owner: &str, now: UnixTime, lease_until: UnixTime,
+        limit: u32) -> StoreResult<Vec<MailDelivery>>;
+    fn finish_mail_delivery(&self, id: &str, owner: &str) -> StoreResult<bool>;
+    fn defer_mail_delivery(&self, id: &str, owner: &str, attempts: u32,
+        next_attempt_at: UnixTime) -> StoreResult<bool>;
+});
+
+// Redeeming a reset link ends no token by itself: the password change that follows
+// revokes the user's grants through `revoke_user_grants`, which is watched.
+forward!(AccountTokenStore {
+    fn issue_account_token(&self, token: &AccountTokenRecord, mail_id: &str,
+        mail: &OutgoingMail) -> StoreResult<()>;
+    fn redeem_account_token(&self, token_hash: &str, purpose: AccountTokenPurpose,
+        now: UnixTime) -> StoreResult<Option<String>>;
 });
 
 forward!(Maintenance {

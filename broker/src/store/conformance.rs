@@ -14,13 +14,14 @@ use tempfile::TempDir;
 use tokio::sync::Barrier;
 
 use super::{
-    ApiKeyRecord, AuditEvent, AuditFilter, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, DeviceCodeRecord, DeviceCodeState, DevicePoll, GrantRecord, GroupRecord,
-    HeldResourceRole, Holder, IdentityLink, LogoutNotice, Membership, MemoryStore, PageCursor,
-    PostgresOptions, PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
-    ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome,
-    SealedColumn, SealedRewrite, SealedRow, SessionRecord, SharedStore, SigningKeyRecord,
-    SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
+    AccountTokenPurpose, AccountTokenRecord, ApiKeyRecord, AuditEvent, AuditFilter,
+    AuthRequestRecord, CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord,
+    DeviceCodeState, DevicePoll, GrantRecord, GroupRecord, HeldResourceRole, Holder, IdentityLink,
+    LogoutNotice, Membership, MemoryStore, OutgoingMail, PageCursor, PostgresOptions,
+    PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome, SealedColumn, SealedRewrite,
+    SealedRow, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
+    UserFilter, UserRecord, UserResource, UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -907,6 +908,299 @@ async fn sealed_values_page_by_row_and_are_rewritten_only_where_unchanged(store:
     };
     assert_eq!(data("a"), Some(vec![8]), "a stale rewrite changes nothing");
     assert_eq!(data("b"), Some(vec![3, 3]));
+}
+
+// ---- mail outbox and account tokens ----
+
+fn mail(to: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Reset your password".to_owned(),
+        text: "Follow https://id.example/reset?t=secret".to_owned(),
+        html: "<p>Follow <a href=\"https://id.example/reset?t=secret\">this</a></p>".to_owned(),
+    }
+}
+
+fn reset_token(hash: &str, user_id: &str, expires_at: UnixTime) -> AccountTokenRecord {
+    AccountTokenRecord {
+        token_hash: hash.to_owned(),
+        purpose: AccountTokenPurpose::PasswordReset,
+        user_id: user_id.to_owned(),
+        created_at: NOW,
+        expires_at,
+    }
+}
+
+async fn mail_is_leased_to_one_sender_and_retried_when_due(store: SharedStore) {
+    store
+        .queue_mail("m1", &mail("a@example.com"), NOW)
+        .await
+        .unwrap();
+    store
+        .queue_mail("m2", &mail("b@example.com"), NOW + 5)
+        .await
+        .unwrap();
+    // Queueing an id again keeps the first mail.
+    store
+        .queue_mail("m1", &mail("x@example.com"), NOW)
+        .await
+        .unwrap();
+
+    let claimed = store
+        .claim_mail_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 1, "only m1 is due");
+    assert_eq!(claimed[0].id, "m1");
+    assert_eq!(
+        claimed[0].mail,
+        mail("a@example.com"),
+        "bodies come back whole"
+    );
+    assert_eq!((claimed[0].created_at, claimed[0].attempts), (NOW, 0));
+    assert!(
+        store
+            .claim_mail_deliveries("b", NOW + 59, NOW + 120, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id != "m1"),
+        "leased to a until NOW + 60"
+    );
+    // b took m2 (due at NOW + 5) just now; a's lease on m1 ends at NOW + 60.
+    let taken = store
+        .claim_mail_deliveries("c", NOW + 60, NOW + 200, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        taken.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        vec!["m1"]
+    );
+    assert!(
+        !store.finish_mail_delivery("m1", "a").await.unwrap(),
+        "a lost the lease"
+    );
+    assert!(
+        !store
+            .defer_mail_delivery("m1", "a", 1, NOW + 70)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .defer_mail_delivery("m1", "c", 1, NOW + 90)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .claim_mail_deliveries("d", NOW + 89, NOW + 300, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|d| d.id != "m1"),
+        "not due yet"
+    );
+    // At NOW + 120 m1 is due again and b's lease on m2 has ended.
+    let again = store
+        .claim_mail_deliveries("d", NOW + 120, NOW + 300, 10)
+        .await
+        .unwrap();
+    let m1 = again.iter().find(|d| d.id == "m1").unwrap();
+    assert_eq!(m1.attempts, 1);
+    assert!(store.finish_mail_delivery("m1", "d").await.unwrap());
+    assert!(store.finish_mail_delivery("m2", "d").await.unwrap());
+    assert!(
+        store
+            .claim_mail_deliveries("e", NOW + 10_000, NOW + 20_000, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "sent mail is gone"
+    );
+}
+
+async fn account_tokens_are_single_use_and_queue_their_mail(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    store
+        .issue_account_token(
+            &reset_token("h1", "u1", NOW + 1800),
+            "m1",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_account_token(
+            &reset_token("h2", "u1", NOW + 1800),
+            "m2",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_account_token(
+            &reset_token("h3", "u2", NOW + 1800),
+            "m3",
+            &mail("b@example.com"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .issue_account_token(
+                &reset_token("h1", "u2", NOW + 1800),
+                "m4",
+                &mail("b@example.com")
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let queued = store
+        .claim_mail_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    let mut ids: Vec<_> = queued.iter().map(|d| d.id.as_str()).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        vec!["m1", "m2", "m3"],
+        "each token's mail is queued with it, m4 is not"
+    );
+
+    assert_eq!(
+        store
+            .redeem_account_token("nope", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("h1", AccountTokenPurpose::PasswordReset, NOW + 1)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u1")
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("h1", AccountTokenPurpose::PasswordReset, NOW + 2)
+            .await
+            .unwrap(),
+        None,
+        "used once"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("h2", AccountTokenPurpose::PasswordReset, NOW + 2)
+            .await
+            .unwrap(),
+        None,
+        "the user's other links went with it"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("h3", AccountTokenPurpose::PasswordReset, NOW + 1800)
+            .await
+            .unwrap(),
+        None,
+        "expired at expires_at"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("h3", AccountTokenPurpose::PasswordReset, NOW + 1799)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u2")
+    );
+}
+
+async fn expired_account_tokens_are_purged_and_deleted_users_take_theirs(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    store
+        .issue_account_token(
+            &reset_token("old", "u1", NOW + 10),
+            "m1",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_account_token(
+            &reset_token("live", "u1", NOW + 1800),
+            "m2",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    store
+        .issue_account_token(
+            &reset_token("gone", "u2", NOW + 1800),
+            "m3",
+            &mail("b@example.com"),
+        )
+        .await
+        .unwrap();
+    assert!(store.delete_user("u2").await.unwrap());
+    assert!(store.purge_expired(NOW + 10).await.unwrap() >= 1);
+    assert_eq!(
+        store
+            .redeem_account_token("old", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap(),
+        None,
+        "purged"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("gone", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap(),
+        None,
+        "deleted with its user"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("live", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some("u1")
+    );
+}
+
+async fn concurrent_redeems_of_one_account_token_have_one_winner(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store
+        .issue_account_token(
+            &reset_token("h1", "u1", NOW + 1800),
+            "m1",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (s, b) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            s.redeem_account_token("h1", AccountTokenPurpose::PasswordReset, NOW)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap().is_some() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
 }
 
 // ---- back-channel logout outbox ----
@@ -3358,6 +3652,9 @@ macro_rules! conformance_tests {
                 sealed_values_page_by_row_and_are_rewritten_only_where_unchanged,
                 ending_a_session_queues_its_notices_once,
                 outbox_notices_are_leased_to_one_sender_and_retried_when_due,
+                mail_is_leased_to_one_sender_and_retried_when_due,
+                account_tokens_are_single_use_and_queue_their_mail,
+                expired_account_tokens_are_purged_and_deleted_users_take_theirs,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -3372,6 +3669,7 @@ macro_rules! conformance_tests {
                 concurrent_polls_of_an_approved_device_code_have_one_winner,
                 concurrent_approvals_of_one_device_code_have_one_winner,
                 concurrent_claims_of_the_outbox_take_each_notice_once,
+                concurrent_redeems_of_one_account_token_have_one_winner,
             ]);
         }
     };

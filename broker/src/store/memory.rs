@@ -12,14 +12,15 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 
 use super::{
-    ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
-    DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
-    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
-    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
-    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
-    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord,
+    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
+    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
+    Membership, OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
+    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
+    SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
@@ -60,6 +61,17 @@ struct State {
     device_codes: HashMap<String, DeviceCodeRecord>,
     /// Back-channel logout notices, keyed by `(client_id, sid)`.
     logout_outbox: BTreeMap<(String, String), OutboxRow>,
+    /// Mails waiting to be sent, by id.
+    mail_outbox: BTreeMap<String, MailRow>,
+    /// Single-use account links by token hash.
+    account_tokens: HashMap<String, AccountTokenRecord>,
+}
+
+#[derive(Debug)]
+struct MailRow {
+    delivery: MailDelivery,
+    next_attempt_at: UnixTime,
+    lease: Option<(String, UnixTime)>,
 }
 
 #[derive(Debug)]
@@ -282,6 +294,7 @@ impl UserStore for MemoryStore {
         state.members.retain(|(_, user)| user != id);
         state.sessions.retain(|_, s| s.user_id != id);
         state.api_keys.retain(|_, k| k.user_id != id);
+        state.account_tokens.retain(|_, t| t.user_id != id);
         state
             .resource_grants
             .retain(|(_, holder, _), _| *holder != Holder::User(id.to_owned()));
@@ -1121,6 +1134,125 @@ impl LogoutOutbox for MemoryStore {
     }
 }
 
+fn queue_mail_row(state: &mut State, id: &str, mail: &OutgoingMail, now: UnixTime) {
+    state
+        .mail_outbox
+        .entry(id.to_string())
+        .or_insert_with(|| MailRow {
+            delivery: MailDelivery {
+                id: id.to_string(),
+                mail: mail.clone(),
+                created_at: now,
+                attempts: 0,
+            },
+            next_attempt_at: now,
+            lease: None,
+        });
+}
+
+#[async_trait]
+impl MailOutbox for MemoryStore {
+    async fn queue_mail(&self, id: &str, mail: &OutgoingMail, now: UnixTime) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        queue_mail_row(&mut state, id, mail, now);
+        Ok(())
+    }
+
+    async fn claim_mail_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<MailDelivery>> {
+        let mut state = self.lock()?;
+        let mut due: Vec<&mut MailRow> = state
+            .mail_outbox
+            .values_mut()
+            .filter(|r| r.next_attempt_at <= now && r.lease.as_ref().is_none_or(|l| l.1 <= now))
+            .collect();
+        due.sort_by_key(|r| (r.next_attempt_at, r.delivery.created_at));
+        Ok(due
+            .into_iter()
+            .take(limit as usize)
+            .map(|r| {
+                r.lease = Some((owner.to_string(), lease_until));
+                r.delivery.clone()
+            })
+            .collect())
+    }
+
+    async fn finish_mail_delivery(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let held = state
+            .mail_outbox
+            .get(id)
+            .is_some_and(|r| r.lease.as_ref().is_some_and(|l| l.0 == owner));
+        if held {
+            state.mail_outbox.remove(id);
+        }
+        Ok(held)
+    }
+
+    async fn defer_mail_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.mail_outbox.get_mut(id) {
+            Some(r) if r.lease.as_ref().is_some_and(|l| l.0 == owner) => {
+                r.lease = None;
+                r.delivery.attempts = attempts;
+                r.next_attempt_at = next_attempt_at;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+#[async_trait]
+impl AccountTokenStore for MemoryStore {
+    async fn issue_account_token(
+        &self,
+        token: &AccountTokenRecord,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.account_tokens.contains_key(&token.token_hash) {
+            return Err(StoreError::Conflict {
+                what: "account token",
+            });
+        }
+        state
+            .account_tokens
+            .insert(token.token_hash.clone(), token.clone());
+        queue_mail_row(&mut state, mail_id, mail, token.created_at);
+        Ok(())
+    }
+
+    async fn redeem_account_token(
+        &self,
+        token_hash: &str,
+        purpose: AccountTokenPurpose,
+        now: UnixTime,
+    ) -> StoreResult<Option<String>> {
+        let mut state = self.lock()?;
+        let user_id = match state.account_tokens.get(token_hash) {
+            Some(t) if t.purpose == purpose && t.expires_at > now => t.user_id.clone(),
+            _ => return Ok(None),
+        };
+        state
+            .account_tokens
+            .retain(|_, t| !(t.user_id == user_id && t.purpose == purpose));
+        Ok(Some(user_id))
+    }
+}
+
 #[async_trait]
 impl KeyStore for MemoryStore {
     async fn insert_key_if_absent(&self, key: &SigningKeyRecord) -> StoreResult<bool> {
@@ -1523,6 +1655,7 @@ impl Maintenance for MemoryStore {
             *expires_at <= now
         });
         removed += purge(&mut state.api_keys, |k| k.expires_at <= now);
+        removed += purge(&mut state.account_tokens, |t| t.expires_at <= now);
         removed += purge(&mut state.device_codes, |d| {
             d.expires_at <= now || d.grant_id.as_ref().is_some_and(|g| dead_grants.contains(g))
         });

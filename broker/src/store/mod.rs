@@ -1010,11 +1010,117 @@ pub trait LogoutOutbox: Send + Sync {
     ) -> StoreResult<bool>;
 }
 
+/// A rendered email waiting to be sent: the recipient, the subject and both bodies.
+/// It may hold a single-use link, so it is never logged and is removed once sent.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OutgoingMail {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: String,
+}
+
+impl std::fmt::Debug for OutgoingMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The bodies may carry a link that signs a person in: never printed.
+        f.debug_struct("OutgoingMail")
+            .field("subject", &self.subject)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A mail in the outbox, claimed by one sender until its lease ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailDelivery {
+    /// The outbox row's id (random, chosen by the caller that queued it).
+    pub id: String,
+    pub mail: OutgoingMail,
+    pub created_at: UnixTime,
+    /// Attempts made before this claim.
+    pub attempts: u32,
+}
+
+/// The outbox of emails: written in the request that decides to send one, sent by a
+/// background sender under a lease, so a request never waits for SMTP and a mail
+/// survives a restart.
+#[async_trait]
+pub trait MailOutbox: Send + Sync {
+    /// Queues `mail` under `id`, due at `now`.
+    async fn queue_mail(&self, id: &str, mail: &OutgoingMail, now: UnixTime) -> StoreResult<()>;
+    /// Claims at most `limit` due mails (`next_attempt_at <= now`) that no lease holds
+    /// at `now`, for `owner` until `lease_until`, oldest first.
+    async fn claim_mail_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<MailDelivery>>;
+    /// Removes a mail `owner` holds (sent, or given up). False if the lease was lost.
+    async fn finish_mail_delivery(&self, id: &str, owner: &str) -> StoreResult<bool>;
+    /// Releases a mail `owner` holds after a failed attempt: `attempts` made so far,
+    /// due again at `next_attempt_at`. False if the lease was lost.
+    async fn defer_mail_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool>;
+}
+
+/// What a single-use account link is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountTokenPurpose {
+    PasswordReset,
+}
+
+impl AccountTokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountTokenPurpose::PasswordReset => "password_reset",
+        }
+    }
+}
+
+/// A single-use account link (password reset), kept by the hash of its secret.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountTokenRecord {
+    pub token_hash: String,
+    pub purpose: AccountTokenPurpose,
+    pub user_id: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+/// Single-use account links.
+#[async_trait]
+pub trait AccountTokenStore: Send + Sync {
+    /// Stores `token` and, in the same transaction, queues the mail that carries it
+    /// (as [`MailOutbox::queue_mail`] with `mail_id`, due at `token.created_at`).
+    async fn issue_account_token(
+        &self,
+        token: &AccountTokenRecord,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()>;
+    /// Uses up the token with this hash and purpose if it is unexpired at `now`
+    /// (`expires_at > now`), and with it every other token of the same user and
+    /// purpose. Returns its user; `None` (changing nothing) for an unknown, used or
+    /// expired token. Two callers never both get the user.
+    async fn redeem_account_token(
+        &self,
+        token_hash: &str,
+        purpose: AccountTokenPurpose,
+        now: UnixTime,
+    ) -> StoreResult<Option<String>>;
+}
+
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
-    /// keys, throttle windows, access-token denials, API keys and device codes
-    /// (`expires_at <= now`).
+    /// keys, throttle windows, access-token denials, API keys, device codes and
+    /// account tokens (`expires_at <= now`).
     /// Returns the number of rows removed.
     async fn purge_expired(&self, now: UnixTime) -> StoreResult<u64>;
 }
@@ -1036,6 +1142,8 @@ pub trait Store:
     + DeviceCodeStore
     + SealedStore
     + LogoutOutbox
+    + MailOutbox
+    + AccountTokenStore
     + Maintenance
     + ChangeFeed
     + std::fmt::Debug
@@ -1058,6 +1166,8 @@ impl<T> Store for T where
         + DeviceCodeStore
         + SealedStore
         + LogoutOutbox
+        + MailOutbox
+        + AccountTokenStore
         + Maintenance
         + ChangeFeed
         + std::fmt::Debug

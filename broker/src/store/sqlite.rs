@@ -23,14 +23,15 @@ use sqlx::{
 };
 
 use super::{
-    ApiKeyRecord, ApiKeyStore, AuditEvent, AuditFilter, AuditStore, AuthRequestRecord,
-    CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord, DeviceCodeState,
-    DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore,
-    HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice,
-    LogoutOutbox, Maintenance, Membership, PageCursor, RedeemOutcome, RefreshTokenRecord,
-    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef,
-    RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite,
-    SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
+    AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
+    AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
+    CodeRecord, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord,
+    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
+    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
+    Membership, OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
+    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
+    SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
     StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
     UserStore,
 };
@@ -174,6 +175,11 @@ fn migrator() -> Migrator {
             12,
             "logout outbox",
             include_str!("../../migrations/sqlite/0012_logout_outbox.sql"),
+        ),
+        migration(
+            13,
+            "mail outbox and account tokens",
+            include_str!("../../migrations/sqlite/0013_mail_outbox.sql"),
         ),
     ])
 }
@@ -1767,6 +1773,184 @@ impl SealedStore for SqliteStore {
     }
 }
 
+// One statement: SQLite runs it under the write lock, so no two callers match the
+// same free row.
+const CLAIM_MAIL: &str = "UPDATE mail_outbox SET lease_owner = ?1, lease_until = ?3 \
+     WHERE id IN ( \
+       SELECT id FROM mail_outbox \
+       WHERE next_attempt_at <= ?2 AND (lease_until IS NULL OR lease_until <= ?2) \
+       ORDER BY next_attempt_at, created_at LIMIT ?4) \
+     RETURNING id, recipient, subject, body_text, body_html, created_at, attempts";
+
+fn mail_delivery_from_row(r: &SqliteRow) -> StoreResult<MailDelivery> {
+    let attempts: i64 = r.try_get("attempts").map_err(backend)?;
+    Ok(MailDelivery {
+        id: r.try_get("id").map_err(backend)?,
+        mail: OutgoingMail {
+            to: r.try_get("recipient").map_err(backend)?,
+            subject: r.try_get("subject").map_err(backend)?,
+            text: r.try_get("body_text").map_err(backend)?,
+            html: r.try_get("body_html").map_err(backend)?,
+        },
+        created_at: r.try_get("created_at").map_err(backend)?,
+        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+    })
+}
+
+const QUEUE_MAIL: &str = "INSERT INTO mail_outbox \
+     (id, recipient, subject, body_text, body_html, created_at, next_attempt_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) ON CONFLICT (id) DO NOTHING";
+
+#[async_trait]
+impl MailOutbox for SqliteStore {
+    async fn queue_mail(&self, id: &str, mail: &OutgoingMail, now: UnixTime) -> StoreResult<()> {
+        sqlx::query(QUEUE_MAIL)
+            .bind(id)
+            .bind(&mail.to)
+            .bind(&mail.subject)
+            .bind(&mail.text)
+            .bind(&mail.html)
+            .bind(now)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    async fn claim_mail_deliveries(
+        &self,
+        owner: &str,
+        now: UnixTime,
+        lease_until: UnixTime,
+        limit: u32,
+    ) -> StoreResult<Vec<MailDelivery>> {
+        sqlx::query(CLAIM_MAIL)
+            .bind(owner)
+            .bind(now)
+            .bind(lease_until)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(backend)?
+            .iter()
+            .map(mail_delivery_from_row)
+            .collect()
+    }
+
+    async fn finish_mail_delivery(&self, id: &str, owner: &str) -> StoreResult<bool> {
+        let done = sqlx::query("DELETE FROM mail_outbox WHERE id = ?1 AND lease_owner = ?2")
+            .bind(id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn defer_mail_delivery(
+        &self,
+        id: &str,
+        owner: &str,
+        attempts: u32,
+        next_attempt_at: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE mail_outbox SET attempts = ?3, next_attempt_at = ?4, \
+             lease_owner = NULL, lease_until = NULL WHERE id = ?1 AND lease_owner = ?2",
+        )
+        .bind(id)
+        .bind(owner)
+        .bind(i64::from(attempts))
+        .bind(next_attempt_at)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl AccountTokenStore for SqliteStore {
+    async fn issue_account_token(
+        &self,
+        token: &AccountTokenRecord,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO account_tokens (token_hash, purpose, user_id, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .bind(&token.token_hash)
+        .bind(token.purpose.as_str())
+        .bind(&token.user_id)
+        .bind(token.created_at)
+        .bind(token.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict {
+                    what: "account token",
+                }
+            } else {
+                backend(e)
+            }
+        })?;
+        sqlx::query(QUEUE_MAIL)
+            .bind(mail_id)
+            .bind(&mail.to)
+            .bind(&mail.subject)
+            .bind(&mail.text)
+            .bind(&mail.html)
+            .bind(token.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn redeem_account_token(
+        &self,
+        token_hash: &str,
+        purpose: AccountTokenPurpose,
+        now: UnixTime,
+    ) -> StoreResult<Option<String>> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let user_id: Option<String> = sqlx::query_scalar(
+            "DELETE FROM account_tokens \
+             WHERE token_hash = ?1 AND purpose = ?2 AND expires_at > ?3 RETURNING user_id",
+        )
+        .bind(token_hash)
+        .bind(purpose.as_str())
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(user_id) = user_id else {
+            return Ok(None);
+        };
+        sqlx::query("DELETE FROM account_tokens WHERE user_id = ?1 AND purpose = ?2")
+            .bind(&user_id)
+            .bind(purpose.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(Some(user_id))
+    }
+}
+
 #[async_trait]
 impl LogoutOutbox for SqliteStore {
     async fn end_session(
@@ -2099,7 +2283,8 @@ impl ApiKeyStore for SqliteStore {
 
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (cascaded deletes are not counted by SQLite).
-const PURGES: [&str; 10] = [
+const PURGES: [&str; 11] = [
+    "DELETE FROM account_tokens WHERE expires_at <= ?1",
     "DELETE FROM device_codes WHERE expires_at <= ?1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \

@@ -47,6 +47,8 @@ pub struct AppState {
     pub live_tokens: Arc<LiveTokenCache>,
     /// Wakes the back-channel logout sender when notices were queued.
     pub logout_outbox: Arc<tokio::sync::Notify>,
+    /// Outgoing mail; `None` without an `[email]` section.
+    pub mail: Option<Arc<crate::email::Mail>>,
 }
 
 impl AppState {

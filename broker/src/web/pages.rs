@@ -29,6 +29,8 @@ impl Pages {
         env.add_template("logout.html", include_str!("../../templates/logout.html"))?;
         env.add_template("account.html", include_str!("../../templates/account.html"))?;
         env.add_template("device.html", include_str!("../../templates/device.html"))?;
+        env.add_template("forgot.html", include_str!("../../templates/forgot.html"))?;
+        env.add_template("reset.html", include_str!("../../templates/reset.html"))?;
         Ok(Pages { env })
     }
 

@@ -1,0 +1,359 @@
+//! Outgoing mail: messages rendered from templates (text and HTML), queued in the
+//! store's outbox by the request that decides to send them, and sent over SMTP by a
+//! background sender in every replica.
+//!
+//! Sending never blocks a request and survives a restart: a request only writes the
+//! rendered mail to the outbox ([`MailOutbox`](crate::store::MailOutbox)), often in
+//! the same transaction as the token the mail carries. The sender claims due mails
+//! under a lease, so two replicas never send one mail at once and a crashed replica's
+//! mails are taken over when its lease ends. A mail is removed once the SMTP server
+//! accepted it; a failed attempt is retried with a doubling delay up to
+//! `[email] max_attempts`, and a permanent refusal (5xx) is given up at once. Bodies
+//! and recipients are never logged: a mail may carry a link that resets a password.
+
+use crate::clock::SharedClock;
+use crate::config::{EmailSettings, SmtpSecurity};
+use crate::store::{MailDelivery, OutgoingMail, SharedStore};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use minijinja::{AutoEscape, Environment};
+use serde::Serialize;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Mails claimed (and sent concurrently) per round.
+const CLAIM_BATCH: u32 = 16;
+/// The longest wait between two attempts.
+const MAX_RETRY_DELAY: i64 = 3600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MailError {
+    #[error("mail template {name}: {source}")]
+    Template {
+        name: &'static str,
+        source: minijinja::Error,
+    },
+    #[error("the SMTP transport cannot be set up: {0}")]
+    Transport(String),
+}
+
+/// The kinds of mail the broker sends, each a pair of templates
+/// (`templates/email/<name>.txt` and `.html`) and a subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MailKind {
+    PasswordReset,
+}
+
+impl MailKind {
+    fn name(self) -> &'static str {
+        match self {
+            MailKind::PasswordReset => "password_reset",
+        }
+    }
+
+    fn subject(self) -> &'static str {
+        match self {
+            MailKind::PasswordReset => "Reset your password",
+        }
+    }
+}
+
+/// The mail templates, built into the binary.
+#[derive(Debug)]
+pub struct MailTemplates {
+    env: Environment<'static>,
+}
+
+impl MailTemplates {
+    pub fn new() -> Result<Self, MailError> {
+        let mut env = Environment::new();
+        // HTML bodies are escaped (names come from people); text bodies are not.
+        env.set_auto_escape_callback(|name| {
+            if name.ends_with(".html") {
+                AutoEscape::Html
+            } else {
+                AutoEscape::None
+            }
+        });
+        let add = |env: &mut Environment<'static>, name: &'static str, text: &'static str| {
+            env.add_template(name, text)
+                .map_err(|source| MailError::Template { name, source })
+        };
+        add(
+            &mut env,
+            "password_reset.txt",
+            include_str!("../../templates/email/password_reset.txt"),
+        )?;
+        add(
+            &mut env,
+            "password_reset.html",
+            include_str!("../../templates/email/password_reset.html"),
+        )?;
+        Ok(MailTemplates { env })
+    }
+
+    /// Renders `kind` for `to` with `ctx`.
+    pub fn render<S: Serialize>(
+        &self,
+        kind: MailKind,
+        to: &str,
+        ctx: S,
+    ) -> Result<OutgoingMail, MailError> {
+        let ctx = minijinja::Value::from_serialize(&ctx);
+        let render = |ext: &str| {
+            let name = kind.name();
+            self.env
+                .get_template(&format!("{name}.{ext}"))
+                .and_then(|t| t.render(&ctx))
+                .map_err(|source| MailError::Template { name, source })
+        };
+        Ok(OutgoingMail {
+            to: to.to_string(),
+            subject: kind.subject().to_string(),
+            text: render("txt")?,
+            html: render("html")?,
+        })
+    }
+}
+
+/// Everything the broker needs to send mail: the templates, the SMTP transport,
+/// the settings, and the bell that wakes the sender.
+#[derive(Debug)]
+pub struct Mail {
+    pub templates: MailTemplates,
+    pub settings: EmailSettings,
+    from: Mailbox,
+    transport: AsyncSmtpTransport<Tokio1Executor>,
+    wake: tokio::sync::Notify,
+}
+
+impl Mail {
+    /// Sets up the transport; no connection is made until the first mail.
+    pub fn new(settings: &EmailSettings) -> Result<Self, MailError> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| MailError::Transport(format!("email.from: {e}")))?;
+        let tls_params = || {
+            TlsParameters::builder(settings.host.clone())
+                .build_rustls()
+                .map_err(|e| MailError::Transport(e.to_string()))
+        };
+        let tls = match settings.security {
+            SmtpSecurity::StartTls => Tls::Required(tls_params()?),
+            SmtpSecurity::ImplicitTls => Tls::Wrapper(tls_params()?),
+            SmtpSecurity::Plain => Tls::None,
+        };
+        let timeout = Duration::from_secs(u64::try_from(settings.timeout).unwrap_or(10));
+        let mut builder =
+            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.clone())
+                .port(settings.port)
+                .tls(tls)
+                .timeout(Some(timeout));
+        if let Some((user, password)) = &settings.credentials {
+            builder = builder.credentials(Credentials::new(
+                user.expose().to_string(),
+                password.expose().to_string(),
+            ));
+        }
+        Ok(Mail {
+            templates: MailTemplates::new()?,
+            settings: settings.clone(),
+            from,
+            transport: builder.build(),
+            wake: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Tells the sender that mail was queued.
+    pub fn queued(&self) {
+        self.wake.notify_one();
+    }
+
+    /// One attempt at one mail.
+    async fn send(&self, mail: &OutgoingMail) -> Attempt {
+        let to: Mailbox = match mail.to.parse() {
+            Ok(to) => to,
+            Err(_) => return Attempt::Undeliverable("the recipient is not a mailbox".into()),
+        };
+        let message = Message::builder()
+            .from(self.from.clone())
+            .to(to)
+            .subject(mail.subject.clone())
+            .multipart(MultiPart::alternative_plain_html(
+                mail.text.clone(),
+                mail.html.clone(),
+            ));
+        let message = match message {
+            Ok(m) => m,
+            Err(e) => return Attempt::Undeliverable(e.to_string()),
+        };
+        match self.transport.send(message).await {
+            Ok(_) => Attempt::Sent,
+            Err(e) if e.is_permanent() => Attempt::Undeliverable(e.to_string()),
+            Err(e) => Attempt::Failed(e.to_string()),
+        }
+    }
+}
+
+/// What one attempt came to.
+enum Attempt {
+    Sent,
+    Failed(String),
+    /// Refused for good (a 5xx answer, a malformed address): not retried.
+    Undeliverable(String),
+}
+
+/// The wait before attempt `attempts + 1`, after `attempts` failed ones.
+fn retry_delay(first: i64, attempts: u32) -> i64 {
+    let factor = 1i64 << attempts.saturating_sub(1).min(20);
+    first.saturating_mul(factor).min(MAX_RETRY_DELAY)
+}
+
+/// What the sender works with.
+#[derive(Debug, Clone)]
+pub struct Sender {
+    pub store: SharedStore,
+    pub clock: SharedClock,
+    pub mail: Arc<Mail>,
+    /// This replica's lease owner id.
+    pub owner: String,
+}
+
+impl Sender {
+    /// Sends one claimed mail and records the outcome in the outbox.
+    async fn deliver(&self, delivery: MailDelivery) {
+        let settings = &self.mail.settings;
+        let id = delivery.id.as_str();
+        let attempts = delivery.attempts.saturating_add(1);
+        let store = &self.store;
+        let finished = match self.mail.send(&delivery.mail).await {
+            Attempt::Sent => {
+                tracing::info!(mail_id = id, attempts, "mail sent");
+                store.finish_mail_delivery(id, &self.owner).await
+            }
+            Attempt::Undeliverable(why) => {
+                tracing::error!(mail_id = id, attempts, error = %why, "mail refused for good, dropped");
+                store.finish_mail_delivery(id, &self.owner).await
+            }
+            Attempt::Failed(why) if attempts >= settings.max_attempts => {
+                tracing::error!(mail_id = id, attempts, error = %why, "mail abandoned");
+                store.finish_mail_delivery(id, &self.owner).await
+            }
+            Attempt::Failed(why) => {
+                let wait = retry_delay(settings.retry_delay, attempts);
+                tracing::warn!(mail_id = id, attempts, retry_in = wait, error = %why, "sending mail failed");
+                store
+                    .defer_mail_delivery(id, &self.owner, attempts, self.clock.now() + wait)
+                    .await
+            }
+        };
+        match finished {
+            Ok(true) => {}
+            Ok(false) => tracing::warn!(mail_id = id, "mail lease was lost"),
+            Err(e) => tracing::error!(mail_id = id, error = %e, "recording a mail attempt failed"),
+        }
+    }
+
+    /// Sends every mail that is due now, batch by batch, until none is left or
+    /// `deadline` passes. Returns how many mails were attempted.
+    pub async fn deliver_due(&self, deadline: tokio::time::Instant) -> usize {
+        let mut attempted = 0;
+        while tokio::time::Instant::now() < deadline {
+            let now = self.clock.now();
+            let lease_until = now + self.mail.settings.lease;
+            let claimed = match self
+                .store
+                .claim_mail_deliveries(&self.owner, now, lease_until, CLAIM_BATCH)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, "claiming mails failed");
+                    break;
+                }
+            };
+            if claimed.is_empty() {
+                break;
+            }
+            let full = claimed.len() == CLAIM_BATCH as usize;
+            attempted += claimed.len();
+            let mut sends = tokio::task::JoinSet::new();
+            for d in claimed {
+                let sender = self.clone();
+                sends.spawn(async move { sender.deliver(d).await });
+            }
+            let all = async { while sends.join_next().await.is_some() {} };
+            if tokio::time::timeout_at(deadline, all).await.is_err() {
+                // Unfinished mails stay leased; another pass takes them when the
+                // lease ends.
+                tracing::warn!("mail pass cut short");
+                break;
+            }
+            if !full {
+                break;
+            }
+        }
+        attempted
+    }
+
+    /// The sender: a pass whenever mail is queued here, and at least every few
+    /// seconds for retries and other replicas' mails. Runs until the process ends.
+    pub async fn run(self) {
+        let tick = Duration::from_secs(
+            u64::try_from(self.mail.settings.retry_delay.clamp(1, 10)).unwrap_or(5),
+        );
+        // A pass may not run longer than a lease: past it, another replica could
+        // claim the same mails.
+        let pass_limit =
+            Duration::from_secs(u64::try_from(self.mail.settings.lease).unwrap_or(120) / 2);
+        loop {
+            self.deliver_due(tokio::time::Instant::now() + pass_limit)
+                .await;
+            tokio::select! {
+                () = self.mail.wake.notified() => {}
+                () = tokio::time::sleep(tick) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_wait_twice_as_long_each_time_up_to_an_hour() {
+        assert_eq!(retry_delay(30, 1), 30);
+        assert_eq!(retry_delay(30, 2), 60);
+        assert_eq!(retry_delay(30, 40), MAX_RETRY_DELAY);
+    }
+
+    #[test]
+    fn the_html_body_escapes_what_the_text_body_keeps() {
+        let t = MailTemplates::new().unwrap();
+        let mail = t
+            .render(
+                MailKind::PasswordReset,
+                "a@example.com",
+                minijinja::context! {
+                    name => "<b>Eve</b>",
+                    issuer => "https://id.example",
+                    minutes => 30,
+                    link => "https://id.example/password/reset?token=abc&x=1",
+                },
+            )
+            .unwrap();
+        assert_eq!(mail.subject, "Reset your password");
+        assert!(mail.text.contains("Hello <b>Eve</b>,"));
+        assert!(
+            mail.text
+                .contains("https://id.example/password/reset?token=abc&x=1")
+        );
+        assert!(mail.html.contains("&lt;b&gt;Eve&lt;"));
+        assert!(!mail.html.contains("<b>Eve"));
+        assert!(mail.html.contains("within 30 minutes"));
+    }
+}
