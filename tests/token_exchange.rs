@@ -257,3 +257,47 @@ async fn a_revoked_or_foreign_subject_token_is_refused() {
         .await
         .assert_error("invalid_grant");
 }
+
+/// The widget service checks its tokens with the client crate, as any API would: the
+/// exchanged token passes its `Validator` for the widget audience, not for another
+/// API's, and stops passing once it expires; the person's own token (for the app)
+/// never passes as a widget token.
+#[tokio::test]
+async fn the_client_crate_accepts_a_widget_token_for_its_audience_only_until_it_expires() {
+    use switchboard_client::{Issuer, Validator};
+    let broker = setup()
+        .tokens("exchange_token_lifetime = \"2s\"")
+        .start()
+        .await;
+    let tokens = person_tokens(&broker, "openid profile roles").await;
+    let subject = text(&tokens.body, "access_token");
+    let widget = exchange(&broker, &WEB_APP, subject, &[("audience", WIDGETS)]).await;
+    widget.assert_ok();
+    let token = text(&widget.body, "access_token");
+
+    let issuer = Issuer::new(broker.issuer()).unwrap();
+    let widgets = Validator::new(issuer.clone(), WIDGETS).leeway(Duration::ZERO);
+    let principal = widgets.validate(token).await.unwrap();
+    assert_eq!(principal.sub, ADMIN.id);
+    assert!(
+        widgets.validate(subject).await.is_err(),
+        "the app's token is no widget token"
+    );
+    let other = Validator::new(issuer, "https://other.example");
+    assert!(
+        other.validate(token).await.is_err(),
+        "another API refuses it"
+    );
+
+    // Past its two seconds (whole seconds: one more), it is refused everywhere.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(
+        widgets.validate(token).await.is_err(),
+        "expired for the API"
+    );
+    assert_eq!(
+        broker.introspect(&ES256_APP, token).await["active"],
+        false,
+        "expired at the broker"
+    );
+}

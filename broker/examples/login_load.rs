@@ -21,9 +21,10 @@ const CLIENT_SECRET: &str = "example-secret";
 const REDIRECT_URI: &str = "http://127.0.0.1:5555/callback";
 const USERNAME: &str = "admin@example.com";
 const PASSWORD: &str = "password";
-/// RFC 7636 appendix B: a fixed pair is enough to measure the broker.
+/// A fixed PKCE pair (the challenge is the verifier's SHA-256, base64url) is enough to
+/// measure the broker.
 const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
-const CHALLENGE: &str = "E9Melhoofsa4-YFKdWYcSdXGXnRS1JLMVx8cf2BXJ0c";
+const CHALLENGE: &str = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
 
 type Failure = Box<dyn std::error::Error + Send + Sync>;
 
