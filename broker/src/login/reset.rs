@@ -5,7 +5,7 @@
 //! The reset form carries the link's token, which no other site knows: it is the
 //! form's CSRF proof.
 
-use crate::identity::reset::{self, MIN_PASSWORD_LEN, ResetError, ResetRequest};
+use crate::identity::reset::{self, ResetError, ResetRequest};
 use crate::web::{AppState, PageError};
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -98,7 +98,7 @@ fn reset_page(
             token,
             error,
             done => false,
-            min_length => MIN_PASSWORD_LEN,
+            min_length => app.config.account_policy.min_password_length,
         },
     )
 }
@@ -138,7 +138,8 @@ pub(super) async fn reset_submit(
     let form = form.into_inner();
     let token = form.token.unwrap_or_default();
     let password = form.password.unwrap_or_default();
-    match reset::reset_password(&app.store, &token, password, app.clock.now()).await {
+    let policy = &app.config.account_policy;
+    match reset::reset_password(&app.store, policy, &token, password, app.clock.now()).await {
         Ok(user_id) => {
             tracing::info!(provider = %path, user = %user_id, "password reset with a mailed link");
             Ok(app.pages.render(
@@ -147,13 +148,11 @@ pub(super) async fn reset_submit(
                 minijinja::context! { done => true },
             ))
         }
-        Err(ResetError::Policy) => Ok(reset_page(
+        Err(ResetError::Policy(why)) => Ok(reset_page(
             &app,
             &path,
             Some(&token),
-            Some(&format!(
-                "Choose a password of at least {MIN_PASSWORD_LEN} characters."
-            )),
+            Some(&why.sentence()),
             StatusCode::BAD_REQUEST,
         )),
         Err(ResetError::InvalidLink) => {

@@ -31,6 +31,18 @@ impl Pages {
         env.add_template("device.html", include_str!("../../templates/device.html"))?;
         env.add_template("forgot.html", include_str!("../../templates/forgot.html"))?;
         env.add_template("reset.html", include_str!("../../templates/reset.html"))?;
+        env.add_template(
+            "register.html",
+            include_str!("../../templates/register.html"),
+        )?;
+        env.add_template(
+            "verify_email.html",
+            include_str!("../../templates/verify_email.html"),
+        )?;
+        env.add_template(
+            "account_credentials.html",
+            include_str!("../../templates/account_credentials.html"),
+        )?;
         Ok(Pages { env })
     }
 
