@@ -348,7 +348,11 @@ fn broker_provider_keys_are_taken_out_before_the_factory_sees_the_options() {
     assert!(corp.policy.trust_email);
     assert_eq!(corp.options, serde_json::json!({}));
     let local = c.providers.iter().find(|p| p.id == "local").unwrap();
-    assert_eq!(local.policy, ProviderPolicy::default());
+    let local_default = ProviderPolicy {
+        password_change: true,
+        ..ProviderPolicy::default()
+    };
+    assert_eq!(local.policy, local_default);
     assert_eq!(local.policy.registration, Registration::Open);
     assert_eq!(local.policy.sync, ProfileSync::Force);
     assert!(!local.policy.trust_email);

@@ -1185,6 +1185,7 @@ async fn expired_account_tokens_are_purged_and_deleted_users_take_theirs(store: 
             .redeem_account_token("live", AccountTokenPurpose::PasswordReset, NOW)
             .await
             .unwrap()
+            .map(|r| r.user_id)
             .as_deref(),
         Some("u1")
     );

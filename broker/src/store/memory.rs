@@ -1282,9 +1282,15 @@ impl AccountTokenStore for MemoryStore {
         now: UnixTime,
     ) -> StoreResult<Confirmation> {
         let mut state = self.lock()?;
-        let registration = match state.registrations.remove(token_hash) {
-            Some(r) if r.expires_at > now => r,
-            _ => return Ok(Confirmation::Unknown),
+        let live = state
+            .registrations
+            .get(token_hash)
+            .is_some_and(|r| r.expires_at > now);
+        let Some(registration) = live
+            .then(|| state.registrations.remove(token_hash))
+            .flatten()
+        else {
+            return Ok(Confirmation::Unknown);
         };
         let user = registration.into_user(now);
         if state.users.contains_key(&user.id) {

@@ -259,37 +259,6 @@ fn user_conflict(e: sqlx::Error) -> StoreError {
     StoreError::Conflict { what }
 }
 
-/// Inserts a new user (revision 1) through `executor`: the pool or a transaction.
-async fn insert_user<'e, E>(executor: E, user: &UserRecord) -> StoreResult<()>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
-{
-    sqlx::query(concat!(
-        "INSERT INTO users (",
-        user_columns!(),
-        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1)"
-    ))
-    .bind(&user.id)
-    .bind(user.username.as_deref())
-    .bind(user.email.as_deref())
-    .bind(user.email_verified)
-    .bind(user.name.as_deref())
-    .bind(user.given_name.as_deref())
-    .bind(user.family_name.as_deref())
-    .bind(user.picture.as_deref())
-    .bind(to_json(&user.groups, "groups")?)
-    .bind(user.status.as_str())
-    .bind(user.password_hash.as_deref())
-    .bind(user.created_at)
-    .bind(user.updated_at)
-    .bind(user.last_login_at)
-    .bind(FORMAT_VERSION)
-    .execute(executor)
-    .await
-    .map_err(user_conflict)?;
-    Ok(())
-}
-
 fn to_json<T: Serialize + ?Sized>(value: &T, what: &str) -> StoreResult<String> {
     serde_json::to_string(value)
         .map_err(|e| StoreError::Backend(format!("encoding {what} as JSON: {e}")))
@@ -520,6 +489,37 @@ fn key_from_row(row: &PgRow) -> StoreResult<SigningKeyRecord> {
         retire_at: c.get("retire_at")?,
         expires_at: c.get("expires_at")?,
     })
+}
+
+/// Inserts a new user (revision 1) through `executor`: the pool or a transaction.
+async fn insert_user<'e, E>(executor: E, user: &UserRecord) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Postgres>,
+{
+    sqlx::query(concat!(
+        "INSERT INTO users (",
+        user_columns!(),
+        ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, 1)"
+    ))
+    .bind(&user.id)
+    .bind(user.username.as_deref())
+    .bind(user.email.as_deref())
+    .bind(user.email_verified)
+    .bind(user.name.as_deref())
+    .bind(user.given_name.as_deref())
+    .bind(user.family_name.as_deref())
+    .bind(user.picture.as_deref())
+    .bind(to_json(&user.groups, "groups")?)
+    .bind(user.status.as_str())
+    .bind(user.password_hash.as_deref())
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .bind(user.last_login_at)
+    .bind(FORMAT_VERSION)
+    .execute(executor)
+    .await
+    .map_err(user_conflict)?;
+    Ok(())
 }
 
 #[async_trait]
