@@ -16,7 +16,8 @@
 use crate::clock::SharedClock;
 use crate::config::{EmailSettings, SmtpSecurity};
 use crate::store::{MailDelivery, OutgoingMail, SharedStore};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
@@ -237,6 +238,25 @@ impl Mail {
         self.wake.notify_one();
     }
 
+    /// Text and HTML alternatives. A mail written to a file keeps its text part as
+    /// it is, so a person reads (and copies) the link with any editor;
+    /// over SMTP lettre picks an encoding every server takes.
+    fn body(&self, mail: &OutgoingMail) -> MultiPart {
+        let lettre_picks =
+            || MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone());
+        if matches!(self.transport, Transport::Smtp(_)) {
+            return lettre_picks();
+        }
+        // A file never crosses SMTP, so the text may go as it is ("binary"): lettre
+        // would pick quoted-printable for any line over 76 characters, as links are.
+        match Body::new_with_encoding(mail.text.clone(), ContentTransferEncoding::Binary) {
+            Ok(text) => MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(mail.html.clone())),
+            Err(_) => lettre_picks(),
+        }
+    }
+
     /// One attempt at one mail.
     async fn send(&self, mail: &OutgoingMail) -> Attempt {
         let to: Mailbox = match mail.to.parse() {
@@ -247,10 +267,7 @@ impl Mail {
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
-            .multipart(MultiPart::alternative_plain_html(
-                mail.text.clone(),
-                mail.html.clone(),
-            ));
+            .multipart(self.body(mail));
         let message = match message {
             Ok(m) => m,
             Err(e) => return Attempt::Undeliverable(e.to_string()),
@@ -394,6 +411,50 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory_settings(dir: &std::path::Path) -> EmailSettings {
+        EmailSettings {
+            host: String::new(),
+            port: 0,
+            security: SmtpSecurity::Plain,
+            credentials: None,
+            directory: Some(dir.to_path_buf()),
+            from: "Demo <demo@example.com>".into(),
+            timeout: 10,
+            max_attempts: 3,
+            retry_delay: 1,
+            lease: 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mail_directory_gets_each_mail_as_a_file_whose_link_reads_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mail = Mail::new(&directory_settings(&dir.path().join("mail"))).unwrap();
+        let link = format!(
+            "https://id.example/register/local/confirm?token={}",
+            "x".repeat(60)
+        );
+        let outgoing = mail
+            .templates
+            .render(
+                MailKind::ConfirmRegistration,
+                "new@example.com",
+                minijinja::context! { name => "Jörg", issuer => "https://id.example", hours => 24, link => &link },
+            )
+            .unwrap();
+        assert!(matches!(mail.send(&outgoing).await, Attempt::Sent));
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("mail"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let eml = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(eml.contains("To: new@example.com"), "{eml}");
+        assert!(eml.contains("Subject: Confirm your new account"), "{eml}");
+        assert!(eml.contains(&link), "the link is one plain line: {eml}");
+        assert!(eml.contains("Hello Jörg,"), "{eml}");
+    }
 
     #[test]
     fn retries_wait_twice_as_long_each_time_up_to_an_hour() {
