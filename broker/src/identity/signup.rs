@@ -178,7 +178,9 @@ pub async fn register(
         created_at: now,
         expires_at: now + links.lifetime,
     };
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::ConfirmRegistration,
         email,
         minijinja::context! {
@@ -189,7 +191,7 @@ pub async fn register(
         },
     )?;
     store
-        .issue_registration(&registration, &secrets::random_id()?, &message)
+        .issue_registration(&registration, &mail_id, &message)
         .await?;
     mail.queued();
     Ok(Registered::MailSent)
@@ -289,14 +291,14 @@ pub async fn verify_email(
         && before.email_verified
         && !same_address(Some(old), &address)
     {
-        let message = mail.templates.render(
+        let mail_id = secrets::random_id()?;
+        let message = mail.compose(
+            &mail_id,
             MailKind::EmailChanged,
             old,
             minijinja::context! { name => greeting(&written), issuer, email => &address },
         )?;
-        store
-            .queue_mail(&secrets::random_id()?, &message, now)
-            .await?;
+        store.queue_mail(&mail_id, &message, now).await?;
         mail.queued();
     }
     Ok(written)
@@ -400,7 +402,9 @@ async fn send_verification(
         created_at: now,
         expires_at: now + links.lifetime,
     };
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::VerifyEmail,
         address,
         minijinja::context! {
@@ -412,7 +416,7 @@ async fn send_verification(
         },
     )?;
     store
-        .issue_account_token(&record, &secrets::random_id()?, &message)
+        .issue_account_token(&record, &mail_id, &message)
         .await?;
     mail.queued();
     Ok(())
@@ -427,14 +431,14 @@ async fn tell_owner(
     issuer: &str,
     now: UnixTime,
 ) -> Result<(), SignupError> {
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::AlreadyRegistered,
         address,
         minijinja::context! { name => greeting(owner), issuer },
     )?;
-    store
-        .queue_mail(&secrets::random_id()?, &message, now)
-        .await?;
+    store.queue_mail(&mail_id, &message, now).await?;
     mail.queued();
     Ok(())
 }
