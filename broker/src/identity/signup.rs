@@ -13,8 +13,8 @@ use crate::email::{Mail, MailKind};
 use crate::identity::policy::PolicyViolation;
 use crate::secrets;
 use crate::store::{
-    AccountTokenPurpose, AccountTokenRecord, Confirmation, PendingRegistration, SharedStore,
-    StoreError, UnixTime, UserRecord, UserStatus,
+    AccountTokenPurpose, AccountTokenRecord, Confirmation, LogoutNotice, PendingRegistration,
+    SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
 use serde_json::json;
 
@@ -364,9 +364,22 @@ pub async fn change_password(
     }
     let mut ended = 0;
     for session in store.list_user_sessions(&user.id, now).await? {
-        if session.id_hash != change.keep_session
-            && store.revoke_session(&session.id_hash, now).await?
-        {
+        if session.id_hash == change.keep_session {
+            continue;
+        }
+        // Each app of the session hears of its end (back-channel logout; the sender
+        // drops the notices of apps that take none).
+        let mut notices: Vec<LogoutNotice> = Vec::new();
+        for grant in store.list_session_grants(&session.id_hash).await? {
+            if !notices.iter().any(|n| n.client_id == grant.client_id) {
+                notices.push(LogoutNotice {
+                    client_id: grant.client_id,
+                    sid: session.id_hash.clone(),
+                    user_id: user.id.clone(),
+                });
+            }
+        }
+        if store.end_session(&session.id_hash, now, &notices).await? {
             ended += 1;
         }
     }

@@ -1437,6 +1437,73 @@ async fn ending_a_session_queues_its_notices_once(store: SharedStore) {
     );
 }
 
+async fn ending_a_users_sessions_queues_a_notice_per_client_of_each_live_session(
+    store: SharedStore,
+) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for (sid, owner, expires) in [
+        ("s1", "u1", NOW + HOUR),
+        ("s2", "u1", NOW + HOUR),
+        ("old", "u1", NOW - 1),
+        ("theirs", "u2", NOW + HOUR),
+    ] {
+        store
+            .create_session(&session(sid, owner, expires))
+            .await
+            .unwrap();
+    }
+    let in_session = |id: &str, client: &str, sid: &str, owner: &str| GrantRecord {
+        client_id: client.to_owned(),
+        session_id_hash: Some(sid.to_owned()),
+        ..grant(id, owner, NOW + 24 * HOUR)
+    };
+    for (i, g) in [
+        in_session("g1", "app", "s1", "u1"),
+        in_session("g2", "other", "s1", "u1"),
+        in_session("g3", "app", "s1", "u1"),
+        in_session("g4", "app", "s2", "u1"),
+        in_session("g5", "app", "old", "u1"),
+        in_session("g6", "app", "theirs", "u2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        store
+            .create_grant_with_code(g, &code(&format!("c{i}"), &g.id, NOW + 60))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.revoke_user_sessions("u1", NOW).await.unwrap(), 3);
+    assert_eq!(
+        store.revoke_user_sessions("u1", NOW + 1).await.unwrap(),
+        0,
+        "ending them again queues nothing more"
+    );
+    let claimed = store
+        .claim_logout_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String, String)> = claimed
+        .iter()
+        .map(|d| {
+            (
+                d.notice.client_id.clone(),
+                d.notice.sid.clone(),
+                d.notice.user_id.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want = |c: &str, s: &str| (c.to_owned(), s.to_owned(), "u1".to_owned());
+    assert_eq!(
+        got,
+        vec![want("app", "s1"), want("app", "s2"), want("other", "s1")],
+        "one per client and live session of this user; none for an expired one"
+    );
+    assert!(store.get_session("theirs", NOW).await.unwrap().is_some());
+}
+
 async fn outbox_notices_are_leased_to_one_sender_and_retried_when_due(store: SharedStore) {
     store.create_user(&user("u1", None, None)).await.unwrap();
     store
@@ -3839,6 +3906,7 @@ macro_rules! conformance_tests {
                 deleting_a_user_takes_their_approved_device_code,
                 sealed_values_page_by_row_and_are_rewritten_only_where_unchanged,
                 ending_a_session_queues_its_notices_once,
+                ending_a_users_sessions_queues_a_notice_per_client_of_each_live_session,
                 outbox_notices_are_leased_to_one_sender_and_retried_when_due,
                 mail_is_leased_to_one_sender_and_retried_when_due,
                 account_tokens_are_single_use_and_queue_their_mail,

@@ -966,12 +966,41 @@ impl SessionStore for MemoryStore {
 
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
         let mut state = self.lock()?;
+        let state = &mut *state;
         let mut revoked = 0;
+        let mut ended_live = Vec::new();
         for session in state.sessions.values_mut() {
             if session.user_id == user_id && session.revoked_at.is_none() {
                 session.revoked_at = Some(now);
                 revoked += 1;
+                if session.expires_at > now {
+                    ended_live.push(session.id_hash.clone());
+                }
             }
+        }
+        for grant in state.grants.values() {
+            let Some(sid) = &grant.session_id_hash else {
+                continue;
+            };
+            if !ended_live.contains(sid) {
+                continue;
+            }
+            state
+                .logout_outbox
+                .entry((grant.client_id.clone(), sid.clone()))
+                .or_insert_with(|| OutboxRow {
+                    delivery: LogoutDelivery {
+                        notice: LogoutNotice {
+                            client_id: grant.client_id.clone(),
+                            sid: sid.clone(),
+                            user_id: user_id.to_string(),
+                        },
+                        created_at: now,
+                        attempts: 0,
+                    },
+                    next_attempt_at: now,
+                    lease: None,
+                });
         }
         Ok(revoked)
     }

@@ -691,6 +691,10 @@ pub trait SessionStore: Send + Sync {
     async fn get_session(&self, id_hash: &str, now: UnixTime)
     -> StoreResult<Option<SessionRecord>>;
     async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Ends every session of the user and, in the same transaction, queues a
+    /// back-channel logout notice (as [`LogoutOutbox::end_session`]) for each client
+    /// with a grant in each session that was still live at `now`: the sender drops
+    /// those of clients that take no back-channel logout. Returns the sessions ended.
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
     /// A user's live sessions at `now`, oldest first.
     async fn list_user_sessions(

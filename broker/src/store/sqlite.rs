@@ -1669,14 +1669,32 @@ impl SessionStore for SqliteStore {
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO logout_outbox (client_id, sid, user_id, created_at, next_attempt_at) \
+             SELECT DISTINCT g.client_id, s.id_hash, s.user_id, ?2, ?2 \
+             FROM sessions s JOIN grants g ON g.session_id_hash = s.id_hash \
+             WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
+             ON CONFLICT (client_id, sid) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         )
         .bind(user_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected())
     }
 }
