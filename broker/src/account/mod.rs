@@ -5,6 +5,8 @@
 //! API key's secret is in the answer to the form that made it, once: never in a URL,
 //! a cookie or the store.
 
+mod mfa;
+
 use crate::flow::{AccountIntent, PendingLogin, Purpose};
 use crate::identity::api_keys::{self, KeyRequestError, NewApiKey};
 use crate::identity::{self, IdentityError};
@@ -26,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/reauthenticate", web::post().to(reauthenticate))
         .route("/account/keys", web::post().to(create_key))
         .route("/account/keys/{key_id}/revoke", web::post().to(revoke_key));
+    mfa::routes(cfg);
 }
 
 /// Key lifetimes the form offers, in days, as far as `api_keys.max_lifetime` allows.
@@ -186,6 +189,7 @@ async fn render(
         .map(|e| minijinja::context! { id => &e.id, name => &e.name })
         .collect();
     let now = app.clock.now();
+    let second_factor = mfa::summary(app, &session.user_id).await?;
     let lifetimes: Vec<_> = lifetime_choices(app.config.api_keys.max_lifetime)
         .into_iter()
         .map(|(seconds, label)| minijinja::context! { seconds, label })
@@ -212,6 +216,7 @@ async fn render(
             created_key_name => created.as_ref().map(|c| c.name.clone()),
             created_key_secret => created.as_ref().map(|c| c.secret.expose()),
             key_error,
+            mfa => mfa::view(&second_factor),
         },
     ))
 }

@@ -10,7 +10,8 @@
 //! - `access`: roles and grants, computed by [`crate::roles`] from the stored identity
 //!   and direct grants, and the audited granting and revoking of roles,
 //! - `api_keys`: people's API keys, made, verified and revoked (audited),
-//! - `resources`: roles held on one resource, granted (audited) and decided on.
+//! - `resources`: roles held on one resource, granted (audited) and decided on,
+//! - `mfa`: the second factor (TOTP and recovery codes): set up, checked, removed.
 //!
 //! This module keeps the error they share and re-exports their API, so callers use
 //! `crate::identity::X` whatever file `X` lives in.
@@ -20,6 +21,7 @@ pub mod api_keys;
 pub mod groups;
 mod lifecycle;
 mod links;
+pub mod mfa;
 pub mod reset;
 mod resolve;
 pub mod resources;

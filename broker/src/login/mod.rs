@@ -1,11 +1,13 @@
 //! The login pages a [`PendingLogin`] walks through: choose a provider, then the
-//! password form (`password`) or the trip upstream and back (`redirect`), and what
-//! happens after a successful login (`finish`: a session and the code, or a link).
+//! password form (`password`) or the trip upstream and back (`redirect`), the second
+//! factor when the person has one (`second_factor`), and what happens after a
+//! successful login (`finish`: a session and the code, or a link).
 
 mod finish;
 mod password;
 mod redirect;
 mod reset;
+mod second_factor;
 mod throttle;
 
 use crate::flow::PendingLogin;
@@ -19,6 +21,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(choose))
         .route("/login/{provider}", web::get().to(start_provider))
         .route("/login/{provider}", web::post().to(password::submit))
+        .route("/second-factor", web::get().to(second_factor::form))
+        .route("/second-factor", web::post().to(second_factor::submit))
         .route("/callback/{provider}", web::get().to(redirect::callback))
         .route("/callback/{provider}", web::post().to(redirect::callback))
         .route(

@@ -26,12 +26,12 @@ use super::{
     CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore,
     GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore,
     LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership,
-    OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
+    MfaStore, OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
     ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
     RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
     SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource,
+    UserStatus, UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -346,6 +346,22 @@ forward!(AccountTokenStore {
         mail: &OutgoingMail) -> StoreResult<()>;
     fn redeem_account_token(&self, token_hash: &str, purpose: AccountTokenPurpose,
         now: UnixTime) -> StoreResult<Option<String>>;
+});
+
+// A second factor ends no token and changes nothing a live token shows (a grant's
+// `amr` is fixed when it is made).
+forward!(MfaStore {
+    fn put_pending_totp(&self, user_id: &str, sealed_secret: &[u8], now: UnixTime)
+        -> StoreResult<bool>;
+    fn get_totp(&self, user_id: &str) -> StoreResult<Option<TotpRecord>>;
+    fn confirm_totp(&self, user_id: &str, sealed_secret: &[u8], step: i64,
+        recovery_hashes: &[String], now: UnixTime) -> StoreResult<bool>;
+    fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    fn delete_totp(&self, user_id: &str) -> StoreResult<bool>;
+    fn replace_recovery_codes(&self, user_id: &str, hashes: &[String], now: UnixTime)
+        -> StoreResult<bool>;
+    fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool>;
+    fn count_recovery_codes(&self, user_id: &str) -> StoreResult<u32>;
 });
 
 forward!(Maintenance {

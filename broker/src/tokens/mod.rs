@@ -1,5 +1,6 @@
 //! Tokens Switchboard signs: ID tokens (OIDC Core) and JWT access tokens (RFC 9068).
 
+pub mod amr;
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
@@ -120,6 +121,13 @@ pub struct IdTokenClaims {
     pub at_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// How the person authenticated (RFC 8176); absent for sessions from before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// [`amr::ACR_PWD`] or [`amr::ACR_MFA`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     #[serde(flatten)]
     pub profile: ProfileClaims,
     #[serde(flatten)]
@@ -315,6 +323,8 @@ impl TokenSigner {
             nonce: nonce.map(str::to_string),
             at_hash: Some(jwt::half_hash(alg, access_token)),
             sid: sid.map(str::to_string),
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             profile: ProfileClaims::for_scopes(user, &grant.scopes),
             roles,
         };

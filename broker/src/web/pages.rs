@@ -31,6 +31,15 @@ impl Pages {
         env.add_template("device.html", include_str!("../../templates/device.html"))?;
         env.add_template("forgot.html", include_str!("../../templates/forgot.html"))?;
         env.add_template("reset.html", include_str!("../../templates/reset.html"))?;
+        env.add_template("totp.html", include_str!("../../templates/totp.html"))?;
+        env.add_template(
+            "account_mfa.html",
+            include_str!("../../templates/account_mfa.html"),
+        )?;
+        env.add_template(
+            "mfa_enrol.html",
+            include_str!("../../templates/mfa_enrol.html"),
+        )?;
         Ok(Pages { env })
     }
 
