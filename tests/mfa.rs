@@ -348,10 +348,8 @@ async fn the_code_page_needs_the_first_factor_in_the_same_browser() {
     let res = browser.get_raw(&broker.url("/second-factor")).await;
     assert_eq!(res.status(), StatusCode::BAD_REQUEST);
     let fresh = Browser::new(&broker);
-    let password_form = fresh
-        .open(&offline(WEB_APP).url(&broker))
-        .await
-        .expect_form();
+    let request = offline(WEB_APP);
+    let password_form = fresh.open(&request.url(&broker)).await.expect_form();
     let res = fresh
         .get_raw(&broker.url(&format!("/second-factor?req={}", password_form.req)))
         .await;
@@ -373,7 +371,6 @@ async fn the_code_page_needs_the_first_factor_in_the_same_browser() {
     );
 
     // The code page of one browser is not another's, and needs its CSRF token.
-    let request = offline(WEB_APP);
     let form = code_form(
         fresh
             .submit(&password_form, BOB.username, BOB.password)
