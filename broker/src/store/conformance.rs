@@ -1905,14 +1905,14 @@ async fn refresh_token_rotates_along_the_family(store: SharedStore) {
             .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW + 10, 0)
             .await
             .unwrap(),
-        RotateOutcome::Rotated(g1.clone())
+        RotateOutcome::Rotated(Box::new(g1.clone()))
     );
     assert_eq!(
         store
             .rotate_refresh("t2", "t3", NOW + 12 * HOUR, NOW + 20, 0)
             .await
             .unwrap(),
-        RotateOutcome::Rotated(g1)
+        RotateOutcome::Rotated(Box::new(g1))
     );
     assert_eq!(
         store

@@ -885,7 +885,7 @@ impl GrantStore for MemoryStore {
                 superseded_at: None,
             },
         );
-        Ok(RotateOutcome::Rotated(grant))
+        Ok(RotateOutcome::Rotated(Box::new(grant)))
     }
 }
 
@@ -1356,10 +1356,10 @@ impl MfaStore for MemoryStore {
         _now: UnixTime,
     ) -> StoreResult<bool> {
         let mut state = self.lock()?;
-        if !state
+        if state
             .totp
             .get(user_id)
-            .is_some_and(|t| t.confirmed_at.is_some())
+            .is_none_or(|t| t.confirmed_at.is_none())
         {
             return Ok(false);
         }
@@ -1372,10 +1372,10 @@ impl MfaStore for MemoryStore {
 
     async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool> {
         let mut state = self.lock()?;
-        if !state
+        if state
             .totp
             .get(user_id)
-            .is_some_and(|t| t.confirmed_at.is_some())
+            .is_none_or(|t| t.confirmed_at.is_none())
         {
             return Ok(false);
         }

@@ -440,8 +440,9 @@ impl RefreshTokenRecord {
 /// Result of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The old token is spent; the new one is stored. The grant is returned.
-    Rotated(GrantRecord),
+    /// The old token is spent; the new one is stored. The grant is returned (boxed:
+    /// the other outcomes are small).
+    Rotated(Box<GrantRecord>),
     /// The token had been spent before, outside the grace window or after its
     /// successor was used: the whole family was revoked in the same transaction.
     Reused { grant_id: String },

@@ -1380,7 +1380,7 @@ async fn rotate_in(
         now,
     )
     .await?;
-    Ok(RotateOutcome::Rotated(grant))
+    Ok(RotateOutcome::Rotated(Box::new(grant)))
 }
 
 async fn revoke_family(

@@ -1394,7 +1394,7 @@ async fn rotate_in(
         now,
     )
     .await?;
-    Ok(RotateOutcome::Rotated(grant))
+    Ok(RotateOutcome::Rotated(Box::new(grant)))
 }
 
 async fn revoke_family(

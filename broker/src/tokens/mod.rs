@@ -155,6 +155,12 @@ pub struct AccessTokenClaims {
     /// person's token for it, acting for them. Absent on every other token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// How the person authenticated (RFC 9068 §2.2.1, as in the ID token); absent on
+    /// client-credentials tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// Groups, roles and permissions, by scope (none on client-credentials tokens).
     #[serde(flatten)]
     pub person: PersonClaims,
@@ -211,6 +217,8 @@ impl TokenSigner {
             auth_time: Some(grant.auth_time),
             gid: Some(grant.id.clone()),
             act: None,
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             person,
         };
         self.sign_access(client, claims)
@@ -238,6 +246,8 @@ impl TokenSigner {
             auth_time: None,
             gid: None,
             act: None,
+            amr: Vec::new(),
+            acr: None,
             person: PersonClaims {
                 groups: None,
                 roles,
@@ -274,6 +284,8 @@ impl TokenSigner {
             act: Some(Actor {
                 sub: client.id.clone(),
             }),
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             person,
         };
         self.sign_access(client, claims)
