@@ -291,3 +291,78 @@ async fn regenerate(
         Err(e) => Err(failed(e)),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::web::pages::Pages;
+    use actix_web::http::StatusCode;
+
+    async fn body(res: actix_web::HttpResponse) -> String {
+        let bytes = actix_web::body::to_bytes(res.into_body())
+            .await
+            .unwrap_or_default();
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    #[tokio::test]
+    async fn the_qr_code_is_inline_markup_and_the_rest_is_escaped() {
+        let pages = Pages::new().unwrap();
+        let page = body(pages.render(
+            "mfa_enrol.html",
+            StatusCode::OK,
+            minijinja::context! {
+                csrf => "c",
+                qr_svg => minijinja::Value::from_safe_string("<svg id=\"q\"><path d=\"M0\"/></svg>".into()),
+                secret => "<b>KEY</b>",
+                error => "<i>wrong</i>",
+            },
+        ))
+        .await;
+        assert!(
+            page.contains("<svg id=\"q\"><path d=\"M0\"/></svg>"),
+            "{page}"
+        );
+        assert!(!page.contains("<b>KEY") && page.contains("&lt;b&gt;KEY"));
+        assert!(!page.contains("<i>wrong"));
+        assert!(
+            !page.contains("<script"),
+            "no script: the page works under a strict CSP"
+        );
+        let codes = body(pages.render(
+            "mfa_enrol.html",
+            StatusCode::OK,
+            minijinja::context! { recovery_codes => ["aaaa-bbbb-cccc", "<x>"], enrolled_now => true },
+        ))
+        .await;
+        assert!(codes.contains("<code>aaaa-bbbb-cccc</code>"), "{codes}");
+        assert!(codes.contains("&lt;x&gt;"));
+        assert!(
+            !codes.contains("totp-secret"),
+            "the key is not shown with the codes"
+        );
+    }
+
+    #[tokio::test]
+    async fn the_account_section_offers_what_fits_the_state() {
+        let pages = Pages::new().unwrap();
+        let render = |enrolled: bool| {
+            pages.render(
+                "account_mfa.html",
+                StatusCode::OK,
+                minijinja::context! {
+                    csrf => "tok",
+                    mfa => minijinja::context! { enrolled, recovery_codes_left => 7 },
+                },
+            )
+        };
+        let off = body(render(false)).await;
+        assert!(off.contains("id=\"enrol-mfa\"") && !off.contains("id=\"disable-mfa\""));
+        assert!(off.contains("value=\"tok\""), "forms carry the CSRF token");
+        let on = body(render(true)).await;
+        assert!(
+            on.contains("id=\"disable-mfa\"") && on.contains("id=\"regenerate-recovery-codes\"")
+        );
+        assert!(!on.contains("id=\"enrol-mfa\""));
+        assert!(on.contains(">7<"));
+    }
+}
