@@ -115,6 +115,7 @@ pub async fn approve_device(
         expires_at: now + lifetime,
         revoked_at: None,
         resource: None,
+        amr: session.amr.clone(),
     };
     let approved = app
         .store

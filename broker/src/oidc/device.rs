@@ -377,6 +377,7 @@ mod tests {
             auth: ClientAuth::None,
             redirect_uris: vec![],
             require_pkce: true,
+            require_mfa: false,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             grants: BTreeSet::new(),
             cors_origins: BTreeSet::new(),

@@ -43,6 +43,15 @@ impl Pages {
             "account_credentials.html",
             include_str!("../../templates/account_credentials.html"),
         )?;
+        env.add_template("totp.html", include_str!("../../templates/totp.html"))?;
+        env.add_template(
+            "account_mfa.html",
+            include_str!("../../templates/account_mfa.html"),
+        )?;
+        env.add_template(
+            "mfa_enrol.html",
+            include_str!("../../templates/mfa_enrol.html"),
+        )?;
         Ok(Pages { env })
     }
 
