@@ -347,6 +347,25 @@ pub struct Config {
     pub backchannel: BackchannelSettings,
     /// `[email]`; `None` when no mail is sent.
     pub email: Option<EmailSettings>,
+    pub ui: UiSettings,
+}
+
+/// `[ui]`: where an operator's theme is and the default language of the pages. The
+/// theme itself is read and checked when the pages are built (`web::Pages::load`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    pub theme_dir: Option<PathBuf>,
+    /// A lowercase BCP 47 tag (`en`, `de`, `pt-br`).
+    pub default_locale: String,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            theme_dir: None,
+            default_locale: "en".to_string(),
+        }
+    }
 }
 
 impl Config {
@@ -744,6 +763,7 @@ impl Validator {
                 "needs an [email] section: the reset link goes by mail",
             ));
         }
+        let ui = self.ui(&raw.ui)?;
         let shutdown_timeout = self.positive(
             "server.shutdown_timeout",
             raw.server.shutdown_timeout.as_deref(),
@@ -778,6 +798,33 @@ impl Validator {
             device,
             backchannel,
             email,
+            ui,
+        })
+    }
+
+    fn ui(&self, raw: &raw::RawUi) -> Result<UiSettings, ConfigError> {
+        if raw
+            .theme_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(self.err("ui.theme_dir", "empty: name a directory or leave it out"));
+        }
+        let default_locale = raw.default_locale.as_deref().unwrap_or("en");
+        let valid = !default_locale.is_empty()
+            && default_locale.len() <= 35
+            && default_locale.split('-').all(|p| {
+                !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !valid {
+            return Err(self.err(
+                "ui.default_locale",
+                "a language tag such as \"en\", \"de\" or \"pt-BR\"",
+            ));
+        }
+        Ok(UiSettings {
+            theme_dir: raw.theme_dir.clone(),
+            default_locale: default_locale.to_ascii_lowercase(),
         })
     }
 

@@ -41,6 +41,19 @@ pub struct RawConfig {
     pub backchannel_logout: RawBackchannelLogout,
     /// `[email]`: absent means the broker sends no mail.
     pub email: Option<RawEmail>,
+    #[serde(default)]
+    pub ui: RawUi,
+}
+
+/// `[ui]`: the pages people see.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUi {
+    /// An operator's theme: templates/, style.css, logo.svg|png, locales/.
+    pub theme_dir: Option<PathBuf>,
+    /// The language of a page when neither ui_locales nor Accept-Language names one
+    /// there is a catalogue for.
+    pub default_locale: Option<String>,
 }
 
 /// `[email]`: outgoing mail over SMTP.

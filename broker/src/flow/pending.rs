@@ -21,9 +21,8 @@ use switchboard_plugin_api::LoginPrompt;
 const STORED_VERSION: u32 = 2;
 const MAX_ID_LEN: usize = 64;
 
-pub const EXPIRED: &str = "This sign-in request has expired or was already used. Go back to the application and start again.";
-const OTHER_BROWSER: &str =
-    "This sign-in request was started in another browser. Start again from the application.";
+pub const EXPIRED: &str = "msg.expired";
+const OTHER_BROWSER: &str = "msg.other_browser";
 
 /// The account a login started from the account page acts on: whose, from which
 /// session, and through which provider.
@@ -221,6 +220,12 @@ impl PendingLogin {
             .await?
             .ok_or(FlowError::Expired)?;
         let stored = Stored::read(record.request)?;
+        if let Purpose::SignIn(request) = &stored.purpose {
+            crate::web::i18n::prefer_ui_locales(
+                app.pages.catalogues(),
+                request.ui_locales.as_deref(),
+            );
+        }
         let binding = browser::binding(req, app)
             .filter(|b| {
                 secrets::constant_time_eq(
@@ -271,18 +276,22 @@ impl PendingLogin {
     }
 
     /// What the login pages say it is for.
+    /// The client's name, or what the login is for in the request's language.
     pub fn heading(&self, app: &AppState) -> String {
-        match &self.purpose {
-            Purpose::SignIn(request) => app
-                .config
-                .clients
-                .get(&request.client_id)
-                .map(|c| c.name.clone())
-                .unwrap_or_default(),
-            Purpose::Link(_) => "link it to your account".to_string(),
-            Purpose::Reauthenticate(_) => "confirm it is you".to_string(),
-            Purpose::Device(_) => "connect a device".to_string(),
-        }
+        let purpose = match &self.purpose {
+            Purpose::SignIn(request) => {
+                return app
+                    .config
+                    .clients
+                    .get(&request.client_id)
+                    .map(|c| c.name.clone())
+                    .unwrap_or_default();
+            }
+            Purpose::Link(_) => "msg.heading_link",
+            Purpose::Reauthenticate(_) => "msg.heading_reauthenticate",
+            Purpose::Device(_) => "msg.heading_device",
+        };
+        app.pages.text(&purpose.into())
     }
 
     /// A way back to the client that tells it `error`, for a page that ends the login.
@@ -311,6 +320,7 @@ mod tests {
             hinted_subject: None,
             provider_hint: Some("local".into()),
             resource: None,
+            ui_locales: None,
         }
     }
 

@@ -33,6 +33,10 @@ pub struct AuthorizationRequest {
     /// Rows stored before it existed read as none.
     #[serde(default)]
     pub resource: Option<String>,
+    /// `ui_locales` as asked (space-separated BCP 47 tags): the language of every
+    /// page of this login. Rows stored before it existed read as none.
+    #[serde(default)]
+    pub ui_locales: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -73,6 +77,7 @@ mod tests {
             hinted_subject: None,
             provider_hint: None,
             resource: None,
+            ui_locales: None,
         };
         assert!(!r.needs_fresh_login(100, 200));
         r.max_age = Some(150);
