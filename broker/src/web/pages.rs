@@ -136,7 +136,9 @@ impl Pages {
             "theme",
             Value::from_serialize(ThemeView {
                 css: css.is_some(),
-                logo: logo.as_ref().map(|l| l.path),
+                logo: logo
+                    .as_ref()
+                    .and_then(|l| l.path.rsplit('.').next()),
             }),
         );
         let pages = Pages {
@@ -230,6 +232,7 @@ impl Pages {
 #[derive(Serialize)]
 struct ThemeView {
     css: bool,
+    /// The logo's kind (`svg`, `png`): it is at `/assets/logo.<kind>`.
     logo: Option<&'static str>,
 }
 
