@@ -27,9 +27,12 @@ fn write_theme(dir: &Path) {
         switchboard_e2e::workspace_root().join("broker/templates/password.html"),
     )
     .unwrap();
-    let themed = builtin.replace(
-        "{% endblock %}",
-        "<p class=\"muted\" id=\"operator-note\">{{ t(\"acme.note\") }}</p>\n{% endblock %}",
+    // One more line at the end of the content block (the last `endblock`).
+    let end = builtin.rfind("{% endblock %}").expect("a content block");
+    let themed = format!(
+        "{}<p class=\"muted\" id=\"operator-note\">{{{{ t(\"acme.note\") }}}}</p>\n{}",
+        &builtin[..end],
+        &builtin[end..]
     );
     assert_ne!(themed, builtin);
     std::fs::write(dir.join("templates/password.html"), themed).unwrap();
@@ -365,12 +368,12 @@ async fn chromium_shows_the_themed_page_and_signs_in_through_it() {
         chrome.open(&request.url(&broker)).await;
         chrome.wait_for_id("password").await;
         let logo = chrome.wait_for_id("logo").await;
-        let width: u32 = logo
-            .property("naturalWidth")
-            .await
-            .and_then(|w| w.parse().ok())
-            .unwrap_or(0);
-        assert_eq!(width, 200, "the logo loaded under the page's CSP");
+        let width = logo.property_json("naturalWidth").await;
+        assert_eq!(
+            width,
+            serde_json::json!(200),
+            "the logo loaded under the page's CSP"
+        );
         let note = chrome.wait_for_id("operator-note").await.text().await;
         let heading = chrome.wait_for("h1").await.text().await;
         if name.ends_with("_de") {

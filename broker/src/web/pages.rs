@@ -136,9 +136,7 @@ impl Pages {
             "theme",
             Value::from_serialize(ThemeView {
                 css: css.is_some(),
-                logo: logo
-                    .as_ref()
-                    .and_then(|l| l.path.rsplit('.').next()),
+                logo: logo.as_ref().and_then(|l| l.path.rsplit('.').next()),
             }),
         );
         let pages = Pages {
