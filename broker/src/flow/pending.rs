@@ -34,6 +34,9 @@ pub struct AccountIntent {
 }
 
 /// Why the login runs.
+// A pending login lives for one request and is stored as JSON: the size of the sign-in
+// variant costs nothing worth a box (and a box would change every match on it).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {

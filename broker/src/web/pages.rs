@@ -635,6 +635,7 @@ mod tests {
     fn every_input_has_a_label() {
         let pages = Pages::new().unwrap();
         let input = regex::Regex::new(r#"<(input|select)\b[^>]*>"#).unwrap();
+        let id = regex::Regex::new(r#"id="([^"]+)""#).unwrap();
         for (name, _) in TEMPLATES {
             for ctx in sample_contexts() {
                 let body = body_of(pages.render(name, StatusCode::OK, ctx));
@@ -643,8 +644,7 @@ mod tests {
                     if tag.contains("type=\"hidden\"") {
                         continue;
                     }
-                    let labelled = match regex::Regex::new(r#"id="([^"]+)""#).unwrap().captures(tag)
-                    {
+                    let labelled = match id.captures(tag) {
                         Some(id) => body.contains(&format!("for=\"{}\"", &id[1])),
                         // No id: the input must sit inside its <label>.
                         None => body[..m.start()]
