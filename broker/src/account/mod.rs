@@ -218,6 +218,19 @@ async fn render(
     ))
 }
 
+/// Why a key was not made, for the page.
+fn key_request_text(e: &KeyRequestError) -> Text {
+    match e {
+        KeyRequestError::Name => {
+            Text::new("msg.key_name_invalid").arg("max", api_keys::MAX_NAME_CHARS)
+        }
+        KeyRequestError::Lifetime { max } => Text::new("msg.key_lifetime_invalid").arg("max", max),
+        KeyRequestError::TooMany(n) => Text::new("msg.key_too_many").arg("count", n),
+        // Names the scopes the person may not grant: the domain's own words.
+        KeyRequestError::Scope(why) => Text::new(why.clone()),
+    }
+}
+
 fn internal() -> PageError {
     account_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -357,7 +370,7 @@ async fn create_key(
                 KeyRequestError::TooMany(_) => StatusCode::CONFLICT,
                 _ => StatusCode::BAD_REQUEST,
             };
-            render(&app, &session, status, None, Some(e.to_string().into())).await
+            render(&app, &session, status, None, Some(key_request_text(&e))).await
         }
     }
 }
