@@ -168,3 +168,22 @@ async fn forgot_password_is_off_unless_configured() {
         .unwrap();
     assert_eq!(res.status(), reqwest::StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn one_account_gets_at_most_five_reset_mails_an_hour_and_the_page_never_says_so() {
+    let sink = SmtpSink::start().await;
+    let broker = broker_with_reset(&sink, "30m").await;
+    let mut pages = Vec::new();
+    for _ in 0..7 {
+        let (status, page) = forgot(&broker, ANN).await;
+        assert_eq!(status, reqwest::StatusCode::OK);
+        pages.push(page);
+    }
+    assert!(
+        pages.windows(2).all(|w| w[0] == w[1]),
+        "the same page every time"
+    );
+    sink.wait_for(5, MAIL_WAIT).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sink.mails().len(), 5, "no mail past the limit");
+}

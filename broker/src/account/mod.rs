@@ -3,7 +3,9 @@
 //! ordinary login whose purpose is [`Purpose::Link`]; the login pages finish it by
 //! linking the identity to this session's user instead of starting a session. A new
 //! API key's secret is in the answer to the form that made it, once: never in a URL,
-//! a cookie or the store.
+//! a cookie or the store. The password and email forms are in `credentials`.
+
+mod credentials;
 
 use crate::flow::{AccountIntent, PendingLogin, Purpose};
 use crate::identity::api_keys::{self, KeyRequestError, NewApiKey};
@@ -25,7 +27,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/account/unlink/{provider}", web::post().to(unlink))
         .route("/account/reauthenticate", web::post().to(reauthenticate))
         .route("/account/keys", web::post().to(create_key))
-        .route("/account/keys/{key_id}/revoke", web::post().to(revoke_key));
+        .route("/account/keys/{key_id}/revoke", web::post().to(revoke_key))
+        .route(
+            "/account/password",
+            web::post().to(credentials::change_password),
+        )
+        .route("/account/email", web::post().to(credentials::change_email));
 }
 
 /// Key lifetimes the form offers, in days, as far as `api_keys.max_lifetime` allows.
@@ -58,8 +65,18 @@ fn shorten(subject: &str) -> String {
     }
 }
 
+#[derive(Deserialize)]
+struct ShowQuery {
+    /// A change that just worked (`credentials::done_notice`).
+    done: Option<String>,
+}
+
 /// GET `/account`.
-async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse, PageError> {
+async fn show(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    query: web::Query<ShowQuery>,
+) -> Result<HttpResponse, PageError> {
     let Some(session) = browser::session(&req, &app).await? else {
         return Ok(app.pages.render(
             "account.html",
@@ -67,7 +84,9 @@ async fn show(req: HttpRequest, app: web::Data<AppState>) -> Result<HttpResponse
             minijinja::context! { signed_in => false },
         ));
     };
-    render(&app, &session, StatusCode::OK, None, None).await
+    let notice = query.done.as_deref().and_then(credentials::done_notice);
+    let extra = minijinja::context! { credentials_notice => notice };
+    render_with(&app, &session, StatusCode::OK, None, None, extra).await
 }
 
 /// What the page says about the last key form: a key just made (with its secret,
@@ -141,6 +160,29 @@ async fn render(
     created: Option<KeyOutcome>,
     key_error: Option<Text>,
 ) -> Result<HttpResponse, PageError> {
+    let extra = minijinja::context! {};
+    render_with(app, session, status, created, key_error, extra).await
+}
+
+/// The account page, with `extra` in its context (what a form just did).
+async fn render_with(
+    app: &AppState,
+    session: &SessionRecord,
+    status: StatusCode,
+    created: Option<KeyOutcome>,
+    key_error: Option<String>,
+    extra: minijinja::Value,
+) -> Result<HttpResponse, PageError> {
+    let user = app
+        .store
+        .get_user(&session.user_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading the user failed");
+            internal()
+        })?
+        .ok_or_else(internal)?;
+    let offer = credentials::offer(app, &user);
     let links = app
         .store
         .list_user_identities(&session.user_id)
@@ -214,6 +256,12 @@ async fn render(
             created_key_name => created.as_ref().map(|c| c.name.clone()),
             created_key_secret => created.as_ref().map(|c| c.secret.expose()),
             key_error,
+            offer_password_change => offer.password,
+            offer_email_change => offer.email,
+            email => &user.email,
+            email_verified => user.email_verified,
+            min_password_length => app.config.account_policy.min_password_length,
+            ..extra
         },
     ))
 }

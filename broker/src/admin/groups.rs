@@ -86,6 +86,15 @@ fn check_description(description: Option<&str>) -> Result<(), Problem> {
     }
 }
 
+/// The built-in form of a group name, then the operator's `group_name_pattern`.
+fn check_group_name(app: &AppState, name: &str) -> Result<(), Problem> {
+    groups::check_group_name(name).map_err(|why| Problem::invalid_field("name", why))?;
+    app.config
+        .account_policy
+        .check_group_name(name)
+        .map_err(|why| Problem::invalid_field("name", why.to_string()))
+}
+
 async fn load_group(app: &AppState, id: &str) -> Result<GroupRecord, Problem> {
     app.store
         .get_group(id)
@@ -156,7 +165,7 @@ pub async fn create_group(
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(GROUPS_WRITE)?;
     let new: CreateGroup = body::parse(&req, &raw)?;
-    groups::check_group_name(&new.name).map_err(|why| Problem::invalid_field("name", why))?;
+    check_group_name(&app, &new.name)?;
     check_description(new.description.as_deref())?;
     let group = groups::create_group(
         &app.store,
@@ -233,7 +242,7 @@ pub async fn update_group(
     let expected = super::users::expected_revision(&req)?;
     let mut group = load_group(&app, &id).await?;
     if let Some(name) = changes.name {
-        groups::check_group_name(&name).map_err(|why| Problem::invalid_field("name", why))?;
+        check_group_name(&app, &name)?;
         group.name = name;
     }
     if let Some(description) = changes.description {

@@ -7,6 +7,8 @@ use super::body::{self, present};
 use super::caller::{Caller, USERS_READ, USERS_WRITE};
 use super::paging;
 use super::problem::{Problem, internal};
+use crate::config::AccountPolicy;
+use crate::identity::policy::{MAX_EMAIL_LEN, MAX_USERNAME_LEN};
 use crate::identity::{self, IdentityError, NewLocalUser};
 use crate::store::{SessionRecord, UserFilter, UserRecord, UserStatus};
 use crate::web::AppState;
@@ -14,9 +16,6 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, put, web};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-
-const MIN_PASSWORD_LEN: usize = 8;
-const MAX_PASSWORD_LEN: usize = 1024;
 
 /// A user as the API shows it. Never the password hash: only whether there is one.
 #[derive(Debug, Serialize, ToSchema)]
@@ -249,15 +248,21 @@ fn parse_status(field: &str, value: &str) -> Result<UserStatus, Problem> {
         .ok_or_else(|| Problem::invalid_field(field, "use \"active\" or \"disabled\""))
 }
 
-fn check_password(password: &str) -> Result<(), Problem> {
-    let length = password.chars().count();
-    if !(MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
-        return Err(Problem::invalid_field(
-            "password",
-            format!("a password has {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters"),
-        ));
+/// The account policy's password rules; `inputs` are the user's other values.
+fn check_password(policy: &AccountPolicy, password: &str, inputs: &[&str]) -> Result<(), Problem> {
+    policy
+        .check_password(password, inputs)
+        .map_err(|why| Problem::invalid_field("password", why.to_string()))
+}
+
+fn check_username(policy: &AccountPolicy, username: Option<&str>) -> Result<(), Problem> {
+    check_text("username", username, MAX_USERNAME_LEN)?;
+    match username {
+        Some(u) => policy
+            .check_username(u)
+            .map_err(|why| Problem::invalid_field("username", why.to_string())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 /// argon2id off the async workers: it is slow on purpose.
@@ -283,17 +288,14 @@ fn check_text(field: &str, value: Option<&str>, max: usize) -> Result<(), Proble
     }
 }
 
-fn check_email(field: &str, email: Option<&str>) -> Result<(), Problem> {
-    check_text(field, email, 254)?;
-    if let Some(email) = email {
-        let well_formed = email.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty() && domain.contains('.') && !email.contains(char::is_whitespace)
-        });
-        if !well_formed {
-            return Err(Problem::invalid_field(field, "not an email address"));
-        }
+fn check_email(policy: &AccountPolicy, field: &str, email: Option<&str>) -> Result<(), Problem> {
+    check_text(field, email, MAX_EMAIL_LEN)?;
+    match email {
+        Some(email) => policy
+            .check_email(email)
+            .map_err(|why| Problem::invalid_field(field, why.to_string())),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn load_user(app: &AppState, id: &str) -> Result<UserRecord, Problem> {
@@ -376,13 +378,19 @@ pub async fn create_user(
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(USERS_WRITE)?;
     let new: CreateUser = body::parse(&req, &raw)?;
-    check_email("email", Some(&new.email))?;
-    check_text("username", new.username.as_deref(), 128)?;
+    let policy = &app.config.account_policy;
+    check_email(policy, "email", Some(&new.email))?;
+    check_username(policy, new.username.as_deref())?;
     check_text("name", new.name.as_deref(), 256)?;
     let hash = match new.password {
         None => None,
         Some(password) => {
-            check_password(&password)?;
+            let inputs = [
+                new.email.as_str(),
+                new.username.as_deref().unwrap_or_default(),
+                new.name.as_deref().unwrap_or_default(),
+            ];
+            check_password(policy, &password, &inputs)?;
             Some(hash_password(password).await?)
         }
     };
@@ -512,12 +520,13 @@ pub async fn update_user(
         return Err(identity_problem(IdentityError::Stale));
     }
     let mut user = before.clone();
+    let policy = &app.config.account_policy;
     if let Some(username) = changes.username {
-        check_text("username", username.as_deref(), 128)?;
+        check_username(policy, username.as_deref())?;
         user.username = username;
     }
     if let Some(email) = changes.email {
-        check_email("email", email.as_deref())?;
+        check_email(policy, "email", email.as_deref())?;
         if email != user.email {
             // A new address is unverified unless the same request vouches for it.
             user.email_verified = false;
@@ -619,8 +628,13 @@ pub async fn set_password(
     let caller = Caller::authenticate(&req, &app).await?;
     caller.require(USERS_WRITE)?;
     let body: SetPassword = body::parse(&req, &raw)?;
-    check_password(&body.password)?;
-    load_user(&app, &id).await?;
+    let user = load_user(&app, &id).await?;
+    let inputs = [
+        user.email.as_deref().unwrap_or_default(),
+        user.username.as_deref().unwrap_or_default(),
+        user.name.as_deref().unwrap_or_default(),
+    ];
+    check_password(&app.config.account_policy, &body.password, &inputs)?;
     let hash = hash_password(body.password).await?;
     identity::set_password(&app.store, &id, &hash, &caller.actor(), app.clock.now())
         .await
@@ -795,15 +809,28 @@ mod tests {
 
     #[test]
     fn field_checks_name_the_field() {
+        let policy = AccountPolicy::default();
         assert_eq!(
-            check_email("email", Some("no-at-sign"))
+            check_email(&policy, "email", Some("no-at-sign"))
                 .unwrap_err()
                 .field
                 .as_deref(),
             Some("email")
         );
-        assert!(check_email("email", Some("a@b.example")).is_ok());
-        assert_eq!(check_password("short").unwrap_err().status, 422);
+        assert!(check_email(&policy, "email", Some("a@b.example")).is_ok());
+        assert_eq!(
+            check_password(&policy, "short", &[]).unwrap_err().status,
+            422
+        );
+        assert_eq!(
+            check_password(&policy, "password1", &[])
+                .unwrap_err()
+                .field
+                .as_deref(),
+            Some("password"),
+            "a common password is refused"
+        );
+        assert!(check_username(&policy, Some(" padded")).is_err());
         assert!(check_text("name", Some("a\u{7}b"), 10).is_err());
         assert!(check_text("name", Some(" "), 10).is_err());
     }

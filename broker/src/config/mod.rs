@@ -7,7 +7,7 @@ mod redirect_uri;
 mod roles;
 
 pub use redirect_uri::{RedirectUri, RedirectUriError};
-pub use roles::{ProfileSync, ProviderPolicy, Registration};
+pub use roles::{ProfileSync, ProviderPolicy, Registration, Signup};
 
 use crate::secrets::SecretString;
 use figment::Figment;
@@ -173,6 +173,14 @@ pub enum SmtpSecurity {
     Plain,
 }
 
+/// Where SMTP mail goes, read from `smtp_url` and the credentials.
+struct SmtpTarget {
+    host: String,
+    port: u16,
+    security: SmtpSecurity,
+    credentials: Option<(SecretString, SecretString)>,
+}
+
 /// `[email]`: outgoing mail. Mails wait in the store's outbox until the SMTP server
 /// took them.
 #[derive(Debug, Clone)]
@@ -182,6 +190,9 @@ pub struct EmailSettings {
     pub security: SmtpSecurity,
     /// SMTP AUTH; both or neither.
     pub credentials: Option<(SecretString, SecretString)>,
+    /// `directory`: mails are written there as `.eml` files instead of sent (dev
+    /// mode only; the SMTP fields are then unused).
+    pub directory: Option<PathBuf>,
     /// The `From` mailbox, checked at load (`Name <addr>` or `addr`).
     pub from: String,
     /// Seconds one SMTP conversation may take.
@@ -348,6 +359,7 @@ pub struct Config {
     /// `[email]`; `None` when no mail is sent.
     pub email: Option<EmailSettings>,
     pub ui: UiSettings,
+    pub account_policy: AccountPolicy,
 }
 
 /// `[ui]`: where an operator's theme is and the default language of the pages. The
@@ -364,6 +376,34 @@ impl Default for UiSettings {
         UiSettings {
             theme_dir: None,
             default_locale: "en".to_string(),
+        }
+    }
+}
+
+/// `[account_policy]`: what a username, an email, a password and a managed group's
+/// name may be (checked by `identity::policy`). Patterns match whole values.
+#[derive(Debug, Clone)]
+pub struct AccountPolicy {
+    pub username_pattern: Option<regex::Regex>,
+    pub email_pattern: Option<regex::Regex>,
+    pub password_pattern: Option<regex::Regex>,
+    pub group_name_pattern: Option<regex::Regex>,
+    pub min_password_length: usize,
+    pub reject_common_passwords: bool,
+    /// The operator's banned passwords, lowercased.
+    pub banned_passwords: std::collections::HashSet<String>,
+}
+
+impl Default for AccountPolicy {
+    fn default() -> Self {
+        AccountPolicy {
+            username_pattern: None,
+            email_pattern: None,
+            password_pattern: None,
+            group_name_pattern: None,
+            min_password_length: 8,
+            reject_common_passwords: true,
+            banned_passwords: Default::default(),
         }
     }
 }
@@ -755,15 +795,41 @@ impl Validator {
             Some(e) => Some(self.email(e)?),
             None => None,
         };
-        if email.is_none()
-            && let Some(p) = providers.iter().find(|p| p.policy.password_reset.is_some())
-        {
+        if email.is_none() {
+            for p in &providers {
+                let needs_mail = [
+                    (
+                        "allow_password_reset",
+                        p.policy.password_reset.is_some(),
+                        "the reset link goes by mail",
+                    ),
+                    (
+                        "allow_registration",
+                        p.policy.signup.is_some_and(|s| !s.auto_activate),
+                        "the confirmation link goes by mail (or set auto_activate = true)",
+                    ),
+                    (
+                        "allow_email_change",
+                        p.policy.email_change,
+                        "the new address is confirmed by mail",
+                    ),
+                ];
+                if let Some((key, _, why)) = needs_mail.iter().find(|(_, on, _)| *on) {
+                    return Err(self.err(
+                        format!("providers.{}.{key}", p.id),
+                        format!("needs an [email] section: {why}"),
+                    ));
+                }
+            }
+        }
+        if email.as_ref().is_some_and(|e| e.directory.is_some()) && !raw.dev_mode {
             return Err(self.err(
-                format!("providers.{}.allow_password_reset", p.id),
-                "needs an [email] section: the reset link goes by mail",
+                "email.directory",
+                "only with dev_mode = true: in production mail goes over SMTP",
             ));
         }
         let ui = self.ui(&raw.ui)?;
+        let account_policy = self.account_policy(&raw.account_policy)?;
         let shutdown_timeout = self.positive(
             "server.shutdown_timeout",
             raw.server.shutdown_timeout.as_deref(),
@@ -799,6 +865,7 @@ impl Validator {
             backchannel,
             email,
             ui,
+            account_policy,
         })
     }
 
@@ -828,12 +895,82 @@ impl Validator {
         })
     }
 
+    fn account_policy(&self, raw: &raw::RawAccountPolicy) -> Result<AccountPolicy, ConfigError> {
+        let pattern =
+            |key: &str, value: &Option<String>| -> Result<Option<regex::Regex>, ConfigError> {
+                value
+                    .as_deref()
+                    .map(|p| {
+                        // Anchored by construction: a pattern always matches a whole value.
+                        regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                            self.err(
+                                format!("account_policy.{key}"),
+                                format!("not a valid regex: {e}"),
+                            )
+                        })
+                    })
+                    .transpose()
+            };
+        let min_password_length = raw.min_password_length.unwrap_or(8);
+        if !(8..=256).contains(&min_password_length) {
+            return Err(self.err(
+                "account_policy.min_password_length",
+                "between 8 and 256 (NIST SP 800-63B asks for at least 8)",
+            ));
+        }
+        let banned_passwords = match &raw.banned_passwords_file {
+            None => Default::default(),
+            Some(path) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    self.err(
+                        "account_policy.banned_passwords_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?
+                .lines()
+                .map(|l| l.trim().to_lowercase())
+                .filter(|l| !l.is_empty())
+                .collect(),
+        };
+        Ok(AccountPolicy {
+            username_pattern: pattern("username_pattern", &raw.username_pattern)?,
+            email_pattern: pattern("email_pattern", &raw.email_pattern)?,
+            password_pattern: pattern("password_pattern", &raw.password_pattern)?,
+            group_name_pattern: pattern("group_name_pattern", &raw.group_name_pattern)?,
+            min_password_length,
+            reject_common_passwords: raw.reject_common_passwords.unwrap_or(true),
+            banned_passwords,
+        })
+    }
+
     fn email(&self, raw: &raw::RawEmail) -> Result<EmailSettings, ConfigError> {
         let secret =
             |key: &str, inline: &Option<String>, file: &Option<PathBuf>, env: &Option<String>| {
                 resolve_secret(key, inline.as_deref(), file.as_deref(), env.as_deref())
                     .map_err(|m| self.err(key, m))
             };
+        if let Some(directory) = &raw.directory {
+            let smtp_keys = [
+                raw.smtp_url.is_some(),
+                raw.smtp_url_file.is_some(),
+                raw.smtp_url_env.is_some(),
+                raw.username.is_some() || raw.username_file.is_some() || raw.username_env.is_some(),
+                raw.password.is_some() || raw.password_file.is_some() || raw.password_env.is_some(),
+            ];
+            if smtp_keys.iter().any(|set| *set) {
+                return Err(self.err(
+                    "email.directory",
+                    "set either directory (mails written as files, for development) or smtp_url, not both",
+                ));
+            }
+            let smtp = SmtpTarget {
+                host: String::new(),
+                port: 0,
+                security: SmtpSecurity::Plain,
+                credentials: None,
+            };
+            return self.email_settings(raw, smtp, Some(directory.clone()));
+        }
         let url = secret(
             "email.smtp_url",
             &raw.smtp_url,
@@ -923,6 +1060,22 @@ impl Validator {
             (None, None) => None,
             _ => return Err(self.err("email", "set both username and password, or neither")),
         };
+        let smtp = SmtpTarget {
+            host,
+            port,
+            security,
+            credentials,
+        };
+        self.email_settings(raw, smtp, None)
+    }
+
+    /// The settings every way of delivering mail shares.
+    fn email_settings(
+        &self,
+        raw: &raw::RawEmail,
+        smtp: SmtpTarget,
+        directory: Option<PathBuf>,
+    ) -> Result<EmailSettings, ConfigError> {
         let from = raw
             .from
             .clone()
@@ -934,10 +1087,11 @@ impl Validator {
             ));
         }
         let settings = EmailSettings {
-            host,
-            port,
-            security,
-            credentials,
+            host: smtp.host,
+            port: smtp.port,
+            security: smtp.security,
+            credentials: smtp.credentials,
+            directory,
             from,
             timeout: self.positive("email.timeout", raw.timeout.as_deref(), "10s")?,
             max_attempts: raw.max_attempts.unwrap_or(10),

@@ -43,6 +43,8 @@ pub struct RawConfig {
     pub email: Option<RawEmail>,
     #[serde(default)]
     pub ui: RawUi,
+    #[serde(default)]
+    pub account_policy: RawAccountPolicy,
 }
 
 /// `[ui]`: the pages people see.
@@ -56,10 +58,26 @@ pub struct RawUi {
     pub default_locale: Option<String>,
 }
 
+/// `[account_policy]`: what usernames, emails, passwords and group names may be.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccountPolicy {
+    pub username_pattern: Option<String>,
+    pub email_pattern: Option<String>,
+    pub password_pattern: Option<String>,
+    pub group_name_pattern: Option<String>,
+    pub min_password_length: Option<usize>,
+    pub reject_common_passwords: Option<bool>,
+    /// One password per line; compared case-insensitively.
+    pub banned_passwords_file: Option<PathBuf>,
+}
+
 /// `[email]`: outgoing mail over SMTP.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
+    /// Development: write mails as `.eml` files into this directory.
+    pub directory: Option<PathBuf>,
     pub smtp_url: Option<String>,
     pub smtp_url_file: Option<PathBuf>,
     pub smtp_url_env: Option<String>,
@@ -248,6 +266,18 @@ pub struct RawProvider {
     pub allow_password_reset: Option<bool>,
     /// How long a password reset link works (default 30m).
     pub password_reset_lifetime: Option<String>,
+    /// Local provider only: people create their own accounts at /register.
+    pub allow_registration: Option<bool>,
+    /// A new account is active at once (its email unverified until its link is
+    /// used) instead of waiting for the confirmation link.
+    pub auto_activate: Option<bool>,
+    /// How long a confirmation link (registration, new email) works (default 24h).
+    pub confirmation_lifetime: Option<String>,
+    /// Local provider only: people change their password on /account (default true).
+    pub allow_password_change: Option<bool>,
+    /// Local provider only: people change their email on /account, confirmed by a
+    /// link to the new address.
+    pub allow_email_change: Option<bool>,
     #[serde(flatten)]
     pub options: serde_json::Map<String, serde_json::Value>,
 }

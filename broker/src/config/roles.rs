@@ -47,7 +47,26 @@ pub struct ProviderPolicy {
     /// Local provider only: seconds a password reset link works, when "forgot
     /// password" is on (`allow_password_reset`); `None` when it is off.
     pub password_reset: Option<i64>,
+    /// Local provider only: self-service registration (`allow_registration`).
+    pub signup: Option<Signup>,
+    /// Local provider only: a person may change their password on /account.
+    pub password_change: bool,
+    /// Local provider only: a person may change their email on /account.
+    pub email_change: bool,
+    /// Seconds a confirmation link (registration, new email) works.
+    pub confirmation_lifetime: i64,
 }
+
+/// How people register themselves with the local provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Signup {
+    /// Active at once, email unverified until its link is used; otherwise no account
+    /// exists until the confirmation link is used.
+    pub auto_activate: bool,
+}
+
+/// Default of `confirmation_lifetime`.
+pub const DEFAULT_CONFIRMATION_LIFETIME: &str = "24h";
 
 /// Default of `password_reset_lifetime`.
 pub const DEFAULT_PASSWORD_RESET_LIFETIME: &str = "30m";
@@ -64,6 +83,10 @@ impl Default for ProviderPolicy {
             link_by_verified_email: false,
             max_session_without_recheck: 8 * 3600,
             password_reset: None,
+            signup: None,
+            password_change: false,
+            email_change: false,
+            confirmation_lifetime: 24 * 3600,
         }
     }
 }
@@ -126,6 +149,35 @@ impl Validator {
             Some(true) => Some(lifetime),
             _ => None,
         };
+        let local = raw.kind == "local";
+        let local_only = |k: &str, on: bool| {
+            if on && !local {
+                Err(self.err(
+                    key(k),
+                    "only the local provider keeps accounts people manage themselves",
+                ))
+            } else {
+                Ok(on)
+            }
+        };
+        let signup = local_only("allow_registration", raw.allow_registration == Some(true))?
+            .then_some(Signup {
+                auto_activate: raw.auto_activate.unwrap_or(false),
+            });
+        if raw.auto_activate.is_some() && signup.is_none() {
+            return Err(self.err(key("auto_activate"), "needs allow_registration = true"));
+        }
+        let password_change = raw.allow_password_change.unwrap_or(local);
+        local_only("allow_password_change", password_change)?;
+        let email_change = local_only("allow_email_change", raw.allow_email_change == Some(true))?;
+        let confirmation_lifetime = self.positive(
+            &key("confirmation_lifetime"),
+            raw.confirmation_lifetime.as_deref(),
+            DEFAULT_CONFIRMATION_LIFETIME,
+        )?;
+        if confirmation_lifetime > 7 * 24 * 3600 {
+            return Err(self.err(key("confirmation_lifetime"), "at most 7d"));
+        }
         Ok(ProviderPolicy {
             registration,
             sync,
@@ -133,6 +185,10 @@ impl Validator {
             link_by_verified_email,
             max_session_without_recheck,
             password_reset,
+            signup,
+            password_change,
+            email_change,
+            confirmation_lifetime,
         })
     }
 

@@ -348,7 +348,11 @@ fn broker_provider_keys_are_taken_out_before_the_factory_sees_the_options() {
     assert!(corp.policy.trust_email);
     assert_eq!(corp.options, serde_json::json!({}));
     let local = c.providers.iter().find(|p| p.id == "local").unwrap();
-    assert_eq!(local.policy, ProviderPolicy::default());
+    let local_default = ProviderPolicy {
+        password_change: true,
+        ..ProviderPolicy::default()
+    };
+    assert_eq!(local.policy, local_default);
     assert_eq!(local.policy.registration, Registration::Open);
     assert_eq!(local.policy.sync, ProfileSync::Force);
     assert!(!local.policy.trust_email);
@@ -897,4 +901,124 @@ fn a_bad_ui_section_names_its_key() {
     assert!(e.contains("ui.theme_dir"), "{e}");
     let e = error_of(&format!("{MINIMAL}\n[ui]\ntheme = \"x\"\n"));
     assert!(e.contains("theme"), "{e}");
+}
+
+#[test]
+fn registration_needs_the_local_provider_and_mail_unless_auto_activated() {
+    let on = "allow_registration = true\n";
+    let e = error_of(&format!("{MINIMAL}{on}"));
+    assert!(
+        e.contains("providers.local.allow_registration") && e.contains("[email]"),
+        "{e}"
+    );
+    let c = load_text(&format!("{MINIMAL}{on}auto_activate = true\n")).unwrap();
+    let policy = c.providers[0].policy;
+    assert_eq!(
+        policy.signup,
+        Some(crate::config::Signup {
+            auto_activate: true
+        })
+    );
+    assert!(
+        policy.password_change,
+        "local users may change their password by default"
+    );
+    assert!(!policy.email_change);
+    assert_eq!(policy.confirmation_lifetime, 24 * 3600);
+    let c = load_text(&format!(
+        "{MINIMAL}{on}confirmation_lifetime = \"2h\"\nallow_email_change = true\n{EMAIL}"
+    ))
+    .unwrap();
+    assert_eq!(c.providers[0].policy.confirmation_lifetime, 7200);
+    assert!(c.providers[0].policy.email_change);
+    let e = error_of(&format!("{MINIMAL}auto_activate = true\n"));
+    assert!(e.contains("needs allow_registration"), "{e}");
+    let e = error_of(&format!("{MINIMAL}allow_email_change = true\n"));
+    assert!(
+        e.contains("allow_email_change") && e.contains("[email]"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{MINIMAL}{on}confirmation_lifetime = \"30d\"\n{EMAIL}"
+    ));
+    assert!(e.contains("at most 7d"), "{e}");
+    let e = error_of(&format!(
+        "{}{on}{EMAIL}",
+        MINIMAL.replace("type = \"local\"", "type = \"htpasswd\"\nfile = \"x\"")
+    ));
+    assert!(e.contains("allow_registration"), "{e}");
+}
+
+#[test]
+fn the_account_policy_compiles_anchored_patterns_and_reads_the_banned_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let banned = dir.path().join("banned.txt");
+    std::fs::write(&banned, "Acme-Winter-2026\n\n  summer-acme  \n").unwrap();
+    let c = load_text(&format!(
+        "{MINIMAL}\n[account_policy]\nusername_pattern = \"[a-z]+\"\nmin_password_length = 12\nreject_common_passwords = false\nbanned_passwords_file = {:?}\n",
+        banned.display().to_string()
+    ))
+    .unwrap();
+    let p = &c.account_policy;
+    let pattern = p.username_pattern.as_ref().unwrap();
+    assert!(pattern.is_match("alice"));
+    assert!(!pattern.is_match("alice1"), "anchored at both ends");
+    assert!(!pattern.is_match("1alice"));
+    assert_eq!(p.min_password_length, 12);
+    assert!(!p.reject_common_passwords);
+    assert!(p.banned_passwords.contains("acme-winter-2026"));
+    assert!(p.banned_passwords.contains("summer-acme"));
+    assert_eq!(p.banned_passwords.len(), 2);
+
+    let d = load_text(MINIMAL).unwrap().account_policy;
+    assert_eq!(d.min_password_length, 8);
+    assert!(d.reject_common_passwords);
+
+    let e = error_of(&format!(
+        "{MINIMAL}\n[account_policy]\npassword_pattern = \"(unclosed\"\n"
+    ));
+    assert!(
+        e.contains("account_policy.password_pattern") && e.contains("not a valid regex"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{MINIMAL}\n[account_policy]\nmin_password_length = 4\n"
+    ));
+    assert!(e.contains("account_policy.min_password_length"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[account_policy]\nbanned_passwords_file = \"/nonexistent/list\"\n"
+    ));
+    assert!(e.contains("account_policy.banned_passwords_file"), "{e}");
+    let e = error_of(&format!(
+        "{MINIMAL}\n[account_policy]\nusername_regex = \"x\"\n"
+    ));
+    assert!(e.contains("username_regex"), "unknown keys are errors: {e}");
+}
+
+#[test]
+fn a_mail_directory_is_for_development_only_and_excludes_smtp() {
+    let dir = "\n[email]\ndirectory = \"data/mail\"\nfrom = \"Demo <demo@example.com>\"\n";
+    let c = load_text(&format!("{MINIMAL}{dir}")).unwrap();
+    let e = c.email.unwrap();
+    assert_eq!(e.directory.as_deref(), Some(Path::new("data/mail")));
+    let production = MINIMAL
+        .replace("dev_mode = true", "dev_mode = false")
+        .replace(
+            "http://127.0.0.1:5555/callback",
+            "https://app.example.com/cb",
+        );
+    let e = error_of(&format!(
+        "{production}\n[secrets]\nmaster_key_file = \"/run/k\"\n{dir}"
+    ));
+    assert!(
+        e.contains("email.directory") && e.contains("dev_mode"),
+        "{e}"
+    );
+    let e = error_of(&format!(
+        "{MINIMAL}{dir}smtp_url = \"smtp://mail.example.com\"\n"
+    ));
+    assert!(
+        e.contains("email.directory") && e.contains("not both"),
+        "{e}"
+    );
 }

@@ -10,14 +10,17 @@
 //! accepted it; a failed attempt is retried with a doubling delay up to
 //! `[email] max_attempts`, and a permanent refusal (5xx) is given up at once. Bodies
 //! and recipients are never logged: a mail may carry a link that resets a password.
+//! In development (`[email] directory`), mails are written there as `.eml` files
+//! instead, so the demo's registration links can be opened without a mail server.
 
 use crate::clock::SharedClock;
 use crate::config::{EmailSettings, SmtpSecurity};
 use crate::store::{MailDelivery, OutgoingMail, SharedStore};
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
-use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 use std::sync::Arc;
@@ -44,18 +47,67 @@ pub enum MailError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MailKind {
     PasswordReset,
+    /// The link that creates a registered account.
+    ConfirmRegistration,
+    /// To an address that already has an account, instead of a registration link.
+    AlreadyRegistered,
+    /// The link that makes an address an account's verified email.
+    VerifyEmail,
+    /// To the old address, after the account's email changed.
+    EmailChanged,
 }
 
 impl MailKind {
+    const ALL: [MailKind; 5] = [
+        MailKind::PasswordReset,
+        MailKind::ConfirmRegistration,
+        MailKind::AlreadyRegistered,
+        MailKind::VerifyEmail,
+        MailKind::EmailChanged,
+    ];
+
     fn name(self) -> &'static str {
         match self {
             MailKind::PasswordReset => "password_reset",
+            MailKind::ConfirmRegistration => "confirm_registration",
+            MailKind::AlreadyRegistered => "already_registered",
+            MailKind::VerifyEmail => "verify_email",
+            MailKind::EmailChanged => "email_changed",
         }
     }
 
     fn subject(self) -> &'static str {
         match self {
             MailKind::PasswordReset => "Reset your password",
+            MailKind::ConfirmRegistration => "Confirm your new account",
+            MailKind::AlreadyRegistered => "You already have an account",
+            MailKind::VerifyEmail => "Confirm your email address",
+            MailKind::EmailChanged => "Your email address changed",
+        }
+    }
+
+    /// Its text and HTML templates (name, source), built into the binary.
+    fn sources(self) -> [(&'static str, &'static str); 2] {
+        macro_rules! pair {
+            ($name:literal) => {
+                [
+                    (
+                        concat!($name, ".txt"),
+                        include_str!(concat!("../../templates/email/", $name, ".txt")),
+                    ),
+                    (
+                        concat!($name, ".html"),
+                        include_str!(concat!("../../templates/email/", $name, ".html")),
+                    ),
+                ]
+            };
+        }
+        match self {
+            MailKind::PasswordReset => pair!("password_reset"),
+            MailKind::ConfirmRegistration => pair!("confirm_registration"),
+            MailKind::AlreadyRegistered => pair!("already_registered"),
+            MailKind::VerifyEmail => pair!("verify_email"),
+            MailKind::EmailChanged => pair!("email_changed"),
         }
     }
 }
@@ -77,20 +129,15 @@ impl MailTemplates {
                 AutoEscape::None
             }
         });
-        let add = |env: &mut Environment<'static>, name: &'static str, text: &'static str| {
-            env.add_template(name, text)
-                .map_err(|source| MailError::Template { name, source })
-        };
-        add(
-            &mut env,
-            "password_reset.txt",
-            include_str!("../../templates/email/password_reset.txt"),
-        )?;
-        add(
-            &mut env,
-            "password_reset.html",
-            include_str!("../../templates/email/password_reset.html"),
-        )?;
+        for kind in MailKind::ALL {
+            for (file, source) in kind.sources() {
+                env.add_template(file, source)
+                    .map_err(|source| MailError::Template {
+                        name: kind.name(),
+                        source,
+                    })?;
+            }
+        }
         Ok(MailTemplates { env })
     }
 
@@ -125,8 +172,15 @@ pub struct Mail {
     pub templates: MailTemplates,
     pub settings: EmailSettings,
     from: Mailbox,
-    transport: AsyncSmtpTransport<Tokio1Executor>,
+    transport: Transport,
     wake: tokio::sync::Notify,
+}
+
+/// How mail leaves: SMTP, or files in a directory (development).
+#[derive(Debug)]
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Files(AsyncFileTransport<Tokio1Executor>),
 }
 
 impl Mail {
@@ -136,6 +190,18 @@ impl Mail {
             .from
             .parse()
             .map_err(|e| MailError::Transport(format!("email.from: {e}")))?;
+        if let Some(directory) = &settings.directory {
+            std::fs::create_dir_all(directory).map_err(|e| {
+                MailError::Transport(format!("email.directory {}: {e}", directory.display()))
+            })?;
+            return Ok(Mail {
+                templates: MailTemplates::new()?,
+                settings: settings.clone(),
+                from,
+                transport: Transport::Files(AsyncFileTransport::new(directory)),
+                wake: tokio::sync::Notify::new(),
+            });
+        }
         let tls_params = || {
             TlsParameters::builder(settings.host.clone())
                 .build_rustls()
@@ -162,7 +228,7 @@ impl Mail {
             templates: MailTemplates::new()?,
             settings: settings.clone(),
             from,
-            transport: builder.build(),
+            transport: Transport::Smtp(builder.build()),
             wake: tokio::sync::Notify::new(),
         })
     }
@@ -170,6 +236,25 @@ impl Mail {
     /// Tells the sender that mail was queued.
     pub fn queued(&self) {
         self.wake.notify_one();
+    }
+
+    /// Text and HTML alternatives. A mail written to a file keeps its text part as
+    /// it is, so a person reads (and copies) the link with any editor;
+    /// over SMTP lettre picks an encoding every server takes.
+    fn body(&self, mail: &OutgoingMail) -> MultiPart {
+        let lettre_picks =
+            || MultiPart::alternative_plain_html(mail.text.clone(), mail.html.clone());
+        if matches!(self.transport, Transport::Smtp(_)) {
+            return lettre_picks();
+        }
+        // A file never crosses SMTP, so the text may go as it is ("binary"): lettre
+        // would pick quoted-printable for any line over 76 characters, as links are.
+        match Body::new_with_encoding(mail.text.clone(), ContentTransferEncoding::Binary) {
+            Ok(text) => MultiPart::alternative()
+                .singlepart(SinglePart::plain(text))
+                .singlepart(SinglePart::html(mail.html.clone())),
+            Err(_) => lettre_picks(),
+        }
     }
 
     /// One attempt at one mail.
@@ -182,18 +267,21 @@ impl Mail {
             .from(self.from.clone())
             .to(to)
             .subject(mail.subject.clone())
-            .multipart(MultiPart::alternative_plain_html(
-                mail.text.clone(),
-                mail.html.clone(),
-            ));
+            .multipart(self.body(mail));
         let message = match message {
             Ok(m) => m,
             Err(e) => return Attempt::Undeliverable(e.to_string()),
         };
-        match self.transport.send(message).await {
-            Ok(_) => Attempt::Sent,
-            Err(e) if e.is_permanent() => Attempt::Undeliverable(e.to_string()),
-            Err(e) => Attempt::Failed(e.to_string()),
+        match &self.transport {
+            Transport::Smtp(smtp) => match smtp.send(message).await {
+                Ok(_) => Attempt::Sent,
+                Err(e) if e.is_permanent() => Attempt::Undeliverable(e.to_string()),
+                Err(e) => Attempt::Failed(e.to_string()),
+            },
+            Transport::Files(files) => match files.send(message).await {
+                Ok(_) => Attempt::Sent,
+                Err(e) => Attempt::Failed(e.to_string()),
+            },
         }
     }
 }
@@ -323,6 +411,50 @@ impl Sender {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn directory_settings(dir: &std::path::Path) -> EmailSettings {
+        EmailSettings {
+            host: String::new(),
+            port: 0,
+            security: SmtpSecurity::Plain,
+            credentials: None,
+            directory: Some(dir.to_path_buf()),
+            from: "Demo <demo@example.com>".into(),
+            timeout: 10,
+            max_attempts: 3,
+            retry_delay: 1,
+            lease: 20,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mail_directory_gets_each_mail_as_a_file_whose_link_reads_plainly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mail = Mail::new(&directory_settings(&dir.path().join("mail"))).unwrap();
+        let link = format!(
+            "https://id.example/register/local/confirm?token={}",
+            "x".repeat(60)
+        );
+        let outgoing = mail
+            .templates
+            .render(
+                MailKind::ConfirmRegistration,
+                "new@example.com",
+                minijinja::context! { name => "Jörg", issuer => "https://id.example", hours => 24, link => &link },
+            )
+            .unwrap();
+        assert!(matches!(mail.send(&outgoing).await, Attempt::Sent));
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("mail"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert_eq!(files.len(), 1);
+        let eml = std::fs::read_to_string(&files[0]).unwrap();
+        assert!(eml.contains("To: new@example.com"), "{eml}");
+        assert!(eml.contains("Subject: Confirm your new account"), "{eml}");
+        assert!(eml.contains(&link), "the link is one plain line: {eml}");
+        assert!(eml.contains("Hello Jörg,"), "{eml}");
+    }
 
     #[test]
     fn retries_wait_twice_as_long_each_time_up_to_an_hour() {

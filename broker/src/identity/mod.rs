@@ -10,7 +10,10 @@
 //! - `access`: roles and grants, computed by [`crate::roles`] from the stored identity
 //!   and direct grants, and the audited granting and revoking of roles,
 //! - `api_keys`: people's API keys, made, verified and revoked (audited),
-//! - `resources`: roles held on one resource, granted (audited) and decided on.
+//! - `resources`: roles held on one resource, granted (audited) and decided on,
+//! - `policy`: what usernames, emails, passwords and group names may be,
+//! - `reset` and `signup`: what people do to their own local accounts (forgotten
+//!   passwords; registration, email verification and change, password change).
 //!
 //! This module keeps the error they share and re-exports their API, so callers use
 //! `crate::identity::X` whatever file `X` lives in.
@@ -20,9 +23,11 @@ pub mod api_keys;
 pub mod groups;
 mod lifecycle;
 mod links;
+pub mod policy;
 pub mod reset;
 mod resolve;
 pub mod resources;
+pub mod signup;
 #[cfg(test)]
 mod test_support;
 

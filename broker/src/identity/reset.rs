@@ -2,19 +2,17 @@
 //! new password with it (which ends every session and grant of the user, through
 //! [`set_password`](super::set_password), and is audited).
 
+use super::policy::PolicyViolation;
 use super::{IdentityError, set_password};
+use crate::config::AccountPolicy;
 use crate::email::{Mail, MailKind};
 use crate::secrets;
 use crate::store::{AccountTokenPurpose, AccountTokenRecord, SharedStore, UnixTime, UserStatus};
 
-/// The password policy of self-service changes (the admin API's bounds).
-pub const MIN_PASSWORD_LEN: usize = 8;
-pub const MAX_PASSWORD_LEN: usize = 1024;
-
 #[derive(Debug, thiserror::Error)]
 pub enum ResetError {
-    #[error("a password has {MIN_PASSWORD_LEN} to {MAX_PASSWORD_LEN} characters")]
-    Policy,
+    #[error(transparent)]
+    Policy(#[from] PolicyViolation),
     #[error("the link is unknown, used or expired")]
     InvalidLink,
     #[error("hashing the password failed: {0}")]
@@ -71,6 +69,7 @@ pub async fn request_reset(
         token_hash: secrets::hash_secret(&token),
         purpose: AccountTokenPurpose::PasswordReset,
         user_id: user.id.clone(),
+        detail: None,
         created_at: req.now,
         expires_at: req.now + req.lifetime,
     };
@@ -97,25 +96,16 @@ pub async fn request_reset(
     Ok(true)
 }
 
-/// Checks a new password against the policy.
-pub fn check_password(password: &str) -> Result<(), ResetError> {
-    let length = password.chars().count();
-    if (MIN_PASSWORD_LEN..=MAX_PASSWORD_LEN).contains(&length) {
-        Ok(())
-    } else {
-        Err(ResetError::Policy)
-    }
-}
-
 /// Uses up the link `token` and sets `password` for its user; every session and
 /// refresh grant of the user ends. Returns the user id.
 pub async fn reset_password(
     store: &SharedStore,
+    policy: &AccountPolicy,
     token: &str,
     password: String,
     now: UnixTime,
 ) -> Result<String, ResetError> {
-    check_password(&password)?;
+    policy.check_password(&password, &[])?;
     let user_id = store
         .redeem_account_token(
             &secrets::hash_secret(token),
@@ -123,7 +113,8 @@ pub async fn reset_password(
             now,
         )
         .await?
-        .ok_or(ResetError::InvalidLink)?;
+        .ok_or(ResetError::InvalidLink)?
+        .user_id;
     // argon2id off the async workers: it is slow on purpose.
     let hash = tokio::task::spawn_blocking(move || switchboard_local::hash_password(&password))
         .await

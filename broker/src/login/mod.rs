@@ -1,10 +1,13 @@
 //! The login pages a [`PendingLogin`] walks through: choose a provider, then the
 //! password form (`password`) or the trip upstream and back (`redirect`), and what
-//! happens after a successful login (`finish`: a session and the code, or a link).
+//! happens after a successful login (`finish`: a session and the code, or a link);
+//! and the local provider's self-service pages that need no session (`reset`:
+//! forgotten passwords; `register`: registration and email links).
 
 mod finish;
 mod password;
 mod redirect;
+mod register;
 mod reset;
 mod throttle;
 
@@ -37,6 +40,18 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             "/password/reset/{provider}",
             web::post().to(reset::reset_submit),
         )
+        .route("/register/{provider}", web::get().to(register::form))
+        .route("/register/{provider}", web::post().to(register::submit))
+        .route(
+            "/register/{provider}/confirm",
+            web::get().to(register::confirm_form),
+        )
+        .route(
+            "/register/{provider}/confirm",
+            web::post().to(register::confirm_submit),
+        )
+        .route("/email/verify", web::get().to(register::verify_form))
+        .route("/email/verify", web::post().to(register::verify_submit))
         .route("/assets/style.css", web::get().to(style))
         .route("/assets/theme.css", web::get().to(theme_style))
         .route("/assets/logo.svg", web::get().to(logo))

@@ -39,6 +39,7 @@ pub(super) fn page(
             other_providers => p.request().is_some() && app.providers.all().len() > 1,
             forgot => app.mail.is_some()
                 && app.config.providers.iter().any(|s| s.id == entry.id && s.policy.password_reset.is_some()),
+            register => app.config.providers.iter().any(|s| s.id == entry.id && s.policy.signup.is_some()),
         },
     )
 }

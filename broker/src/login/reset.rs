@@ -5,10 +5,11 @@
 //! The reset form carries the link's token, which no other site knows: it is the
 //! form's CSRF proof.
 
-use crate::identity::reset::{self, MIN_PASSWORD_LEN, ResetError, ResetRequest};
+use crate::identity::reset::{self, ResetError, ResetRequest};
+use crate::web::client_ip::client_ip;
 use crate::web::{AppState, PageError, Text};
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 /// Seconds a link works on this provider, or a 404 when the flow is off.
@@ -40,9 +41,39 @@ pub(super) struct ForgotForm {
     login: Option<String>,
 }
 
+/// Reset requests one client address may make per window, and one account may get:
+/// past them the page answers the same, and no mail goes (no mail bombing).
+const REQUESTS_PER_IP: u32 = 20;
+const REQUESTS_PER_ACCOUNT: u32 = 5;
+const REQUEST_WINDOW: i64 = 3600;
+
+/// Whether this request stays within the limits; counts it.
+async fn within_limits(
+    app: &AppState,
+    req: &HttpRequest,
+    provider_id: &str,
+    login: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let now = app.clock.now();
+    if let Some(ip) = client_ip(req, &app.config.trusted_proxies)
+        && app
+            .store
+            .hit(&format!("forgot:ip:{ip}"), REQUEST_WINDOW, now)
+            .await?
+            > REQUESTS_PER_IP
+    {
+        return Ok(false);
+    }
+    // The login hashed: throttle keys are not a place to keep who asked.
+    let account = crate::secrets::hash_secret(&login.trim().to_lowercase());
+    let key = format!("forgot:acct:{provider_id}:{account}");
+    Ok(app.store.hit(&key, REQUEST_WINDOW, now).await? <= REQUESTS_PER_ACCOUNT)
+}
+
 /// POST `/password/forgot/{provider}`: the same answer whether or not an account
-/// matched.
+/// matched (or a limit was reached).
 pub(super) async fn forgot_submit(
+    req: HttpRequest,
     app: web::Data<AppState>,
     path: web::Path<String>,
     form: web::Form<ForgotForm>,
@@ -52,6 +83,24 @@ pub(super) async fn forgot_submit(
         return Err(PageError::internal());
     };
     let login = form.into_inner().login.unwrap_or_default();
+    let sent_page = || {
+        Ok(app.pages.render(
+            "forgot.html",
+            StatusCode::OK,
+            minijinja::context! { provider_id => path.as_str(), sent => true, minutes => lifetime / 60 },
+        ))
+    };
+    match within_limits(&app, &req, &path, &login).await {
+        Ok(true) => {}
+        Ok(false) => {
+            tracing::warn!(provider = %path, "password reset requests over their limit: no mail");
+            return sent_page();
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "password reset throttle failed");
+            return Err(PageError::internal());
+        }
+    }
     let reset_page = format!(
         "{}/password/reset/{}",
         app.config.issuer.trim_end_matches('/'),
@@ -71,11 +120,7 @@ pub(super) async fn forgot_submit(
             return Err(PageError::internal());
         }
     }
-    Ok(app.pages.render(
-        "forgot.html",
-        StatusCode::OK,
-        minijinja::context! { provider_id => path.as_str(), sent => true, minutes => lifetime / 60 },
-    ))
+    sent_page()
 }
 
 #[derive(Deserialize)]
@@ -98,7 +143,7 @@ fn reset_page(
             token,
             error,
             done => false,
-            min_length => MIN_PASSWORD_LEN,
+            min_length => app.config.account_policy.min_password_length,
         },
     )
 }
@@ -137,7 +182,8 @@ pub(super) async fn reset_submit(
     let form = form.into_inner();
     let token = form.token.unwrap_or_default();
     let password = form.password.unwrap_or_default();
-    match reset::reset_password(&app.store, &token, password, app.clock.now()).await {
+    let policy = &app.config.account_policy;
+    match reset::reset_password(&app.store, policy, &token, password, app.clock.now()).await {
         Ok(user_id) => {
             tracing::info!(provider = %path, user = %user_id, "password reset with a mailed link");
             Ok(app.pages.render(
@@ -146,11 +192,11 @@ pub(super) async fn reset_submit(
                 minijinja::context! { done => true },
             ))
         }
-        Err(ResetError::Policy) => Ok(reset_page(
+        Err(ResetError::Policy(why)) => Ok(reset_page(
             &app,
             &path,
             Some(&token),
-            Some(Text::new("msg.password_too_short").arg("min", MIN_PASSWORD_LEN)),
+            Some(Text::new(why.sentence())),
             StatusCode::BAD_REQUEST,
         )),
         Err(ResetError::InvalidLink) => {

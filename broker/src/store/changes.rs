@@ -23,15 +23,15 @@
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore,
-    GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore,
-    LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership,
-    OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
-    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
-    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
-    SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord,
+    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
+    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
+    Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome, RedeemedToken,
+    RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore,
+    ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore,
+    RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord,
+    SessionStore, SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, UnixTime, UserFilter,
+    UserRecord, UserResource, UserStatus, UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -339,13 +339,17 @@ forward!(MailOutbox {
         next_attempt_at: UnixTime) -> StoreResult<bool>;
 });
 
-// Redeeming a reset link ends no token by itself: the password change that follows
+// Redeeming a link or confirming a registration (a new user) ends no token by itself: the password change that follows
 // revokes the user's grants through `revoke_user_grants`, which is watched.
 forward!(AccountTokenStore {
     fn issue_account_token(&self, token: &AccountTokenRecord, mail_id: &str,
         mail: &OutgoingMail) -> StoreResult<()>;
     fn redeem_account_token(&self, token_hash: &str, purpose: AccountTokenPurpose,
-        now: UnixTime) -> StoreResult<Option<String>>;
+        now: UnixTime) -> StoreResult<Option<RedeemedToken>>;
+    fn issue_registration(&self, registration: &PendingRegistration, mail_id: &str,
+        mail: &OutgoingMail) -> StoreResult<()>;
+    fn confirm_registration(&self, token_hash: &str, now: UnixTime)
+        -> StoreResult<Confirmation>;
 });
 
 forward!(Maintenance {

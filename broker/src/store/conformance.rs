@@ -15,13 +15,14 @@ use tokio::sync::Barrier;
 
 use super::{
     AccountTokenPurpose, AccountTokenRecord, ApiKeyRecord, AuditEvent, AuditFilter,
-    AuthRequestRecord, CheckedGroupWrite, CheckedWrite, CodeRecord, DeviceCodeRecord,
+    AuthRequestRecord, CheckedGroupWrite, CheckedWrite, CodeRecord, Confirmation, DeviceCodeRecord,
     DeviceCodeState, DevicePoll, GrantRecord, GroupRecord, HeldResourceRole, Holder, IdentityLink,
-    LogoutNotice, Membership, MemoryStore, OutgoingMail, PageCursor, PostgresOptions,
-    PostgresStore, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantWrite, ResourceRef, RoleGrantRecord, RotateOutcome, SealedColumn, SealedRewrite,
-    SealedRow, SessionRecord, SharedStore, SigningKeyRecord, SqliteStore, StoreError, UnixTime,
-    UserFilter, UserRecord, UserResource, UserStatus,
+    LogoutNotice, Membership, MemoryStore, OutgoingMail, PageCursor, PendingRegistration,
+    PostgresOptions, PostgresStore, RedeemOutcome, RedeemedToken, RefreshTokenRecord,
+    ResourceGrantCursor, ResourceGrantRecord, ResourceGrantWrite, ResourceRef, RoleGrantRecord,
+    RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SessionRecord, SharedStore,
+    SigningKeyRecord, SqliteStore, StoreError, UnixTime, UserFilter, UserRecord, UserResource,
+    UserStatus,
 };
 
 const NOW: UnixTime = 1_700_000_000;
@@ -926,8 +927,22 @@ fn reset_token(hash: &str, user_id: &str, expires_at: UnixTime) -> AccountTokenR
         token_hash: hash.to_owned(),
         purpose: AccountTokenPurpose::PasswordReset,
         user_id: user_id.to_owned(),
+        detail: None,
         created_at: NOW,
         expires_at,
+    }
+}
+
+fn registration(hash: &str, user_id: &str, username: &str, email: &str) -> PendingRegistration {
+    PendingRegistration {
+        token_hash: hash.to_owned(),
+        user_id: user_id.to_owned(),
+        username: username.to_owned(),
+        email: email.to_owned(),
+        name: Some("New Person".to_owned()),
+        password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".to_owned(),
+        created_at: NOW,
+        expires_at: NOW + 3600,
     }
 }
 
@@ -1081,6 +1096,7 @@ async fn account_tokens_are_single_use_and_queue_their_mail(store: SharedStore) 
             .redeem_account_token("h1", AccountTokenPurpose::PasswordReset, NOW + 1)
             .await
             .unwrap()
+            .map(|r| r.user_id)
             .as_deref(),
         Some("u1")
     );
@@ -1113,6 +1129,7 @@ async fn account_tokens_are_single_use_and_queue_their_mail(store: SharedStore) 
             .redeem_account_token("h3", AccountTokenPurpose::PasswordReset, NOW + 1799)
             .await
             .unwrap()
+            .map(|r| r.user_id)
             .as_deref(),
         Some("u2")
     );
@@ -1168,8 +1185,179 @@ async fn expired_account_tokens_are_purged_and_deleted_users_take_theirs(store: 
             .redeem_account_token("live", AccountTokenPurpose::PasswordReset, NOW)
             .await
             .unwrap()
+            .map(|r| r.user_id)
             .as_deref(),
         Some("u1")
+    );
+}
+
+async fn verify_email_links_carry_their_address_and_differ_from_reset_links(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let verify = AccountTokenRecord {
+        purpose: AccountTokenPurpose::VerifyEmail,
+        detail: Some("new@example.com".to_owned()),
+        ..reset_token("v1", "u1", NOW + 1800)
+    };
+    store
+        .issue_account_token(&verify, "m1", &mail("new@example.com"))
+        .await
+        .unwrap();
+    store
+        .issue_account_token(
+            &reset_token("r1", "u1", NOW + 1800),
+            "m2",
+            &mail("a@example.com"),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .redeem_account_token("v1", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap(),
+        None,
+        "a link is good for its own purpose only"
+    );
+    assert_eq!(
+        store
+            .redeem_account_token("v1", AccountTokenPurpose::VerifyEmail, NOW)
+            .await
+            .unwrap(),
+        Some(RedeemedToken {
+            user_id: "u1".to_owned(),
+            detail: Some("new@example.com".to_owned()),
+        })
+    );
+    assert!(
+        store
+            .redeem_account_token("r1", AccountTokenPurpose::PasswordReset, NOW)
+            .await
+            .unwrap()
+            .is_some(),
+        "using the verify link left the reset link alone"
+    );
+}
+
+async fn registrations_are_confirmed_once_into_a_verified_active_user(store: SharedStore) {
+    store
+        .issue_registration(
+            &registration("h1", "u1", "newbie", "newbie@example.com"),
+            "m1",
+            &mail("newbie@example.com"),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .issue_registration(
+                &registration("h1", "u9", "other", "o@example.com"),
+                "m9",
+                &mail("o@example.com"),
+            )
+            .await,
+        Err(StoreError::Conflict { .. })
+    ));
+    let queued = store
+        .claim_mail_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    assert_eq!(queued.len(), 1, "the link's mail is queued with it");
+    assert!(
+        store.find_user_by_login("newbie").await.unwrap().is_none(),
+        "no account before the link is used"
+    );
+    assert_eq!(
+        store.confirm_registration("h1", NOW + 3600).await.unwrap(),
+        Confirmation::Unknown,
+        "expired at expires_at"
+    );
+    let Confirmation::Created(created) = store.confirm_registration("h1", NOW + 5).await.unwrap()
+    else {
+        panic!("the registration was not confirmed");
+    };
+    assert_eq!(created.id, "u1");
+    assert!(created.email_verified);
+    assert_eq!(created.status, UserStatus::Active);
+    assert_eq!(created.created_at, NOW + 5);
+    let stored = store
+        .find_user_by_login("newbie@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.id, "u1");
+    assert_eq!(stored.username.as_deref(), Some("newbie"));
+    assert!(stored.password_hash.is_some());
+    assert_eq!(
+        store.confirm_registration("h1", NOW + 6).await.unwrap(),
+        Confirmation::Unknown,
+        "used once"
+    );
+}
+
+async fn a_registration_whose_username_was_taken_meanwhile_makes_no_user(store: SharedStore) {
+    for (hash, id) in [("h1", "u1"), ("h2", "u2")] {
+        store
+            .issue_registration(
+                &registration(hash, id, "samename", &format!("{id}@example.com")),
+                &format!("m-{id}"),
+                &mail("x@example.com"),
+            )
+            .await
+            .unwrap();
+    }
+    assert!(matches!(
+        store.confirm_registration("h1", NOW).await.unwrap(),
+        Confirmation::Created(_)
+    ));
+    assert_eq!(
+        store.confirm_registration("h2", NOW).await.unwrap(),
+        Confirmation::Taken { what: "username" }
+    );
+    assert!(store.get_user("u2").await.unwrap().is_none());
+    assert_eq!(
+        store.confirm_registration("h2", NOW).await.unwrap(),
+        Confirmation::Unknown,
+        "the failed link is used up"
+    );
+    // An expired registration is purged.
+    store
+        .issue_registration(
+            &registration("h3", "u3", "late", "late@example.com"),
+            "m3",
+            &mail("late@example.com"),
+        )
+        .await
+        .unwrap();
+    assert!(store.purge_expired(NOW + 3600).await.unwrap() >= 1);
+    assert_eq!(
+        store.confirm_registration("h3", NOW).await.unwrap(),
+        Confirmation::Unknown
+    );
+}
+
+async fn concurrent_confirmations_of_one_registration_have_one_winner(store: SharedStore) {
+    store
+        .issue_registration(
+            &registration("h1", "u1", "racer", "racer@example.com"),
+            "m1",
+            &mail("racer@example.com"),
+        )
+        .await
+        .unwrap();
+    let outcomes = race(&store, |s, _| async move {
+        s.confirm_registration("h1", NOW).await.unwrap()
+    })
+    .await;
+    let created = outcomes
+        .iter()
+        .filter(|o| matches!(o, Confirmation::Created(_)))
+        .count();
+    assert_eq!(created, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|o| matches!(o, Confirmation::Created(_) | Confirmation::Unknown)),
+        "{outcomes:?}"
     );
 }
 
@@ -3655,6 +3843,9 @@ macro_rules! conformance_tests {
                 mail_is_leased_to_one_sender_and_retried_when_due,
                 account_tokens_are_single_use_and_queue_their_mail,
                 expired_account_tokens_are_purged_and_deleted_users_take_theirs,
+                verify_email_links_carry_their_address_and_differ_from_reset_links,
+                registrations_are_confirmed_once_into_a_verified_active_user,
+                a_registration_whose_username_was_taken_meanwhile_makes_no_user,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -3670,6 +3861,7 @@ macro_rules! conformance_tests {
                 concurrent_approvals_of_one_device_code_have_one_winner,
                 concurrent_claims_of_the_outbox_take_each_notice_once,
                 concurrent_redeems_of_one_account_token_have_one_winner,
+                concurrent_confirmations_of_one_registration_have_one_winner,
             ]);
         }
     };

@@ -14,15 +14,15 @@ use async_trait::async_trait;
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord,
-    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
-    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
-    Membership, OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
-    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
-    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
-    SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll,
+    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
+    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox,
+    Maintenance, Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome,
+    RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
+    SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -65,6 +65,8 @@ struct State {
     mail_outbox: BTreeMap<String, MailRow>,
     /// Single-use account links by token hash.
     account_tokens: HashMap<String, AccountTokenRecord>,
+    /// Registrations waiting for their link, by token hash.
+    registrations: HashMap<String, PendingRegistration>,
 }
 
 #[derive(Debug)]
@@ -1240,16 +1242,65 @@ impl AccountTokenStore for MemoryStore {
         token_hash: &str,
         purpose: AccountTokenPurpose,
         now: UnixTime,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<RedeemedToken>> {
         let mut state = self.lock()?;
-        let user_id = match state.account_tokens.get(token_hash) {
-            Some(t) if t.purpose == purpose && t.expires_at > now => t.user_id.clone(),
+        let redeemed = match state.account_tokens.get(token_hash) {
+            Some(t) if t.purpose == purpose && t.expires_at > now => RedeemedToken {
+                user_id: t.user_id.clone(),
+                detail: t.detail.clone(),
+            },
             _ => return Ok(None),
         };
         state
             .account_tokens
-            .retain(|_, t| !(t.user_id == user_id && t.purpose == purpose));
-        Ok(Some(user_id))
+            .retain(|_, t| !(t.user_id == redeemed.user_id && t.purpose == purpose));
+        Ok(Some(redeemed))
+    }
+
+    async fn issue_registration(
+        &self,
+        registration: &PendingRegistration,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()> {
+        let mut state = self.lock()?;
+        if state.registrations.contains_key(&registration.token_hash) {
+            return Err(StoreError::Conflict {
+                what: "registration",
+            });
+        }
+        state
+            .registrations
+            .insert(registration.token_hash.clone(), registration.clone());
+        queue_mail_row(&mut state, mail_id, mail, registration.created_at);
+        Ok(())
+    }
+
+    async fn confirm_registration(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Confirmation> {
+        let mut state = self.lock()?;
+        let live = state
+            .registrations
+            .get(token_hash)
+            .is_some_and(|r| r.expires_at > now);
+        let Some(registration) = live
+            .then(|| state.registrations.remove(token_hash))
+            .flatten()
+        else {
+            return Ok(Confirmation::Unknown);
+        };
+        let user = registration.into_user(now);
+        if state.users.contains_key(&user.id) {
+            return Ok(Confirmation::Taken { what: "user" });
+        }
+        if let Some(what) = state.login_conflict(&user, None) {
+            return Ok(Confirmation::Taken { what });
+        }
+        state.users.insert(user.id.clone(), user.clone());
+        Ok(Confirmation::Created(Box::new(user)))
     }
 }
 
@@ -1656,6 +1707,7 @@ impl Maintenance for MemoryStore {
         });
         removed += purge(&mut state.api_keys, |k| k.expires_at <= now);
         removed += purge(&mut state.account_tokens, |t| t.expires_at <= now);
+        removed += purge(&mut state.registrations, |r| r.expires_at <= now);
         removed += purge(&mut state.device_codes, |d| {
             d.expires_at <= now || d.grant_id.as_ref().is_some_and(|g| dead_grants.contains(g))
         });

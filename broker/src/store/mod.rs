@@ -1073,24 +1073,90 @@ pub trait MailOutbox: Send + Sync {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountTokenPurpose {
     PasswordReset,
+    /// Proves the address in the token's `detail` belongs to the user (a new
+    /// account's address, or an email change's new one).
+    VerifyEmail,
 }
 
 impl AccountTokenPurpose {
     pub fn as_str(self) -> &'static str {
         match self {
             AccountTokenPurpose::PasswordReset => "password_reset",
+            AccountTokenPurpose::VerifyEmail => "verify_email",
         }
     }
 }
 
-/// A single-use account link (password reset), kept by the hash of its secret.
+/// A single-use account link (password reset, email verification), kept by the
+/// hash of its secret.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountTokenRecord {
     pub token_hash: String,
     pub purpose: AccountTokenPurpose,
     pub user_id: String,
+    /// What the link is about beyond its user: the address a `VerifyEmail` proves.
+    pub detail: Option<String>,
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
+}
+
+/// A used account link: whose it was and its detail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeemedToken {
+    pub user_id: String,
+    pub detail: Option<String>,
+}
+
+/// A self-service registration waiting for its confirmation link; no user exists
+/// until the link is used.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRegistration {
+    pub token_hash: String,
+    /// The id the user will have.
+    pub user_id: String,
+    pub username: String,
+    pub email: String,
+    pub name: Option<String>,
+    /// PHC string (argon2id), as `UserRecord::password_hash`.
+    pub password_hash: String,
+    pub created_at: UnixTime,
+    pub expires_at: UnixTime,
+}
+
+impl PendingRegistration {
+    /// The user a confirmed registration becomes at `now`: active, its email
+    /// verified by the link.
+    pub fn into_user(self, now: UnixTime) -> UserRecord {
+        UserRecord {
+            id: self.user_id,
+            username: Some(self.username),
+            email: Some(self.email),
+            email_verified: true,
+            name: self.name,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            groups: Vec::new(),
+            status: UserStatus::Active,
+            password_hash: Some(self.password_hash),
+            created_at: now,
+            updated_at: now,
+            last_login_at: None,
+            revision: 1,
+        }
+    }
+}
+
+/// What using a registration link did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Confirmation {
+    /// The user now exists.
+    Created(Box<UserRecord>),
+    /// Unknown, used or expired: nothing changed.
+    Unknown,
+    /// Another account took the username or verified email since; the link is used
+    /// up and no user was made.
+    Taken { what: &'static str },
 }
 
 /// Single-use account links.
@@ -1113,7 +1179,23 @@ pub trait AccountTokenStore: Send + Sync {
         token_hash: &str,
         purpose: AccountTokenPurpose,
         now: UnixTime,
-    ) -> StoreResult<Option<String>>;
+    ) -> StoreResult<Option<RedeemedToken>>;
+    /// Stores a registration waiting for its link and, in the same transaction,
+    /// queues the mail that carries the link (due at `registration.created_at`).
+    async fn issue_registration(
+        &self,
+        registration: &PendingRegistration,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()>;
+    /// Uses up the registration whose link has this hash, if unexpired at `now`
+    /// (`expires_at > now`), and creates its user ([`PendingRegistration::into_user`])
+    /// in the same transaction. Two callers never both create it.
+    async fn confirm_registration(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Confirmation>;
 }
 
 #[async_trait]

@@ -25,15 +25,15 @@ use sqlx::{
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord,
-    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
-    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
-    Membership, OutgoingMail, PageCursor, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor,
-    ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore,
-    RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow,
-    SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError,
-    StoreResult, ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
-    UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll,
+    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
+    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox,
+    Maintenance, Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome,
+    RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
+    SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -180,6 +180,11 @@ fn migrator() -> Migrator {
             13,
             "mail outbox and account tokens",
             include_str!("../../migrations/sqlite/0013_mail_outbox.sql"),
+        ),
+        migration(
+            14,
+            "registrations and email verification",
+            include_str!("../../migrations/sqlite/0014_registrations.sql"),
         ),
     ])
 }
@@ -453,33 +458,41 @@ fn key_from_row(row: &SqliteRow) -> StoreResult<SigningKeyRecord> {
     })
 }
 
+/// Inserts a new user (revision 1) through `executor`: the pool or a transaction.
+async fn insert_user<'e, E>(executor: E, user: &UserRecord) -> StoreResult<()>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    sqlx::query(concat!(
+        "INSERT INTO users (",
+        user_columns!(),
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1)"
+    ))
+    .bind(&user.id)
+    .bind(user.username.as_deref())
+    .bind(user.email.as_deref())
+    .bind(user.email_verified)
+    .bind(user.name.as_deref())
+    .bind(user.given_name.as_deref())
+    .bind(user.family_name.as_deref())
+    .bind(user.picture.as_deref())
+    .bind(to_json(&user.groups, "groups")?)
+    .bind(user.status.as_str())
+    .bind(user.password_hash.as_deref())
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .bind(user.last_login_at)
+    .bind(FORMAT_VERSION)
+    .execute(executor)
+    .await
+    .map_err(user_conflict)?;
+    Ok(())
+}
+
 #[async_trait]
 impl UserStore for SqliteStore {
     async fn create_user(&self, user: &UserRecord) -> StoreResult<()> {
-        sqlx::query(concat!(
-            "INSERT INTO users (",
-            user_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, 1)"
-        ))
-        .bind(&user.id)
-        .bind(user.username.as_deref())
-        .bind(user.email.as_deref())
-        .bind(user.email_verified)
-        .bind(user.name.as_deref())
-        .bind(user.given_name.as_deref())
-        .bind(user.family_name.as_deref())
-        .bind(user.picture.as_deref())
-        .bind(to_json(&user.groups, "groups")?)
-        .bind(user.status.as_str())
-        .bind(user.password_hash.as_deref())
-        .bind(user.created_at)
-        .bind(user.updated_at)
-        .bind(user.last_login_at)
-        .bind(FORMAT_VERSION)
-        .execute(&self.pool)
-        .await
-        .map_err(user_conflict)?;
-        Ok(())
+        insert_user(&self.pool, user).await
     }
 
     async fn get_user(&self, id: &str) -> StoreResult<Option<UserRecord>> {
@@ -1883,12 +1896,14 @@ impl AccountTokenStore for SqliteStore {
             .await
             .map_err(backend)?;
         sqlx::query(
-            "INSERT INTO account_tokens (token_hash, purpose, user_id, created_at, expires_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO account_tokens \
+             (token_hash, purpose, user_id, detail, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .bind(&token.token_hash)
         .bind(token.purpose.as_str())
         .bind(&token.user_id)
+        .bind(token.detail.as_deref())
         .bind(token.created_at)
         .bind(token.expires_at)
         .execute(&mut *tx)
@@ -1921,15 +1936,16 @@ impl AccountTokenStore for SqliteStore {
         token_hash: &str,
         purpose: AccountTokenPurpose,
         now: UnixTime,
-    ) -> StoreResult<Option<String>> {
+    ) -> StoreResult<Option<RedeemedToken>> {
         let mut tx = self
             .pool
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(backend)?;
-        let user_id: Option<String> = sqlx::query_scalar(
+        let row: Option<(String, Option<String>)> = sqlx::query_as(
             "DELETE FROM account_tokens \
-             WHERE token_hash = ?1 AND purpose = ?2 AND expires_at > ?3 RETURNING user_id",
+             WHERE token_hash = ?1 AND purpose = ?2 AND expires_at > ?3 \
+             RETURNING user_id, detail",
         )
         .bind(token_hash)
         .bind(purpose.as_str())
@@ -1937,7 +1953,7 @@ impl AccountTokenStore for SqliteStore {
         .fetch_optional(&mut *tx)
         .await
         .map_err(backend)?;
-        let Some(user_id) = user_id else {
+        let Some((user_id, detail)) = row else {
             return Ok(None);
         };
         sqlx::query("DELETE FROM account_tokens WHERE user_id = ?1 AND purpose = ?2")
@@ -1947,7 +1963,120 @@ impl AccountTokenStore for SqliteStore {
             .await
             .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
-        Ok(Some(user_id))
+        Ok(Some(RedeemedToken { user_id, detail }))
+    }
+
+    async fn issue_registration(
+        &self,
+        registration: &PendingRegistration,
+        mail_id: &str,
+        mail: &OutgoingMail,
+    ) -> StoreResult<()> {
+        let r = registration;
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO pending_registrations \
+             (token_hash, user_id, username, email, name, password_hash, created_at, expires_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        )
+        .bind(&r.token_hash)
+        .bind(&r.user_id)
+        .bind(&r.username)
+        .bind(&r.email)
+        .bind(r.name.as_deref())
+        .bind(&r.password_hash)
+        .bind(r.created_at)
+        .bind(r.expires_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                StoreError::Conflict {
+                    what: "registration",
+                }
+            } else {
+                backend(e)
+            }
+        })?;
+        sqlx::query(QUEUE_MAIL)
+            .bind(mail_id)
+            .bind(&mail.to)
+            .bind(&mail.subject)
+            .bind(&mail.text)
+            .bind(&mail.html)
+            .bind(r.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(())
+    }
+
+    async fn confirm_registration(
+        &self,
+        token_hash: &str,
+        now: UnixTime,
+    ) -> StoreResult<Confirmation> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let row: Option<PendingRow> = sqlx::query_as(
+            "DELETE FROM pending_registrations WHERE token_hash = ?1 AND expires_at > ?2 \
+             RETURNING token_hash, user_id, username, email, name, password_hash, \
+             created_at, expires_at",
+        )
+        .bind(token_hash)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(Confirmation::Unknown);
+        };
+        let user = registration_of(row).into_user(now);
+        match insert_user(&mut *tx, &user).await {
+            Ok(()) => {}
+            Err(StoreError::Conflict { what }) => {
+                // Commit the deletion alone: the link is used up either way.
+                tx.commit().await.map_err(backend)?;
+                return Ok(Confirmation::Taken { what });
+            }
+            Err(e) => return Err(e),
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(Confirmation::Created(Box::new(user)))
+    }
+}
+
+/// A `pending_registrations` row as its columns come back.
+type PendingRow = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    i64,
+    i64,
+);
+
+fn registration_of(row: PendingRow) -> PendingRegistration {
+    let (token_hash, user_id, username, email, name, password_hash, created_at, expires_at) = row;
+    PendingRegistration {
+        token_hash,
+        user_id,
+        username,
+        email,
+        name,
+        password_hash,
+        created_at,
+        expires_at,
     }
 }
 
@@ -2283,8 +2412,9 @@ impl ApiKeyStore for SqliteStore {
 
 /// What `purge_expired` deletes, in order. Tokens and codes of expiring grants go
 /// first so the count includes them (cascaded deletes are not counted by SQLite).
-const PURGES: [&str; 11] = [
+const PURGES: [&str; 12] = [
     "DELETE FROM account_tokens WHERE expires_at <= ?1",
+    "DELETE FROM pending_registrations WHERE expires_at <= ?1",
     "DELETE FROM device_codes WHERE expires_at <= ?1 \
      OR grant_id IN (SELECT id FROM grants WHERE expires_at <= ?1)",
     "DELETE FROM refresh_tokens WHERE expires_at <= ?1 \

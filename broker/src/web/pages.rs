@@ -63,6 +63,19 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("device.html", include_str!("../../templates/device.html")),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
+    // Not yet converted to catalogue keys (English only).
+    (
+        "register.html",
+        include_str!("../../templates/register.html"),
+    ),
+    (
+        "verify_email.html",
+        include_str!("../../templates/verify_email.html"),
+    ),
+    (
+        "account_credentials.html",
+        include_str!("../../templates/account_credentials.html"),
+    ),
 ];
 
 /// The policy of every page: nothing but our own style sheets and images; no script,

@@ -110,7 +110,9 @@ pub fn check_hash(hash: &str) -> Result<(), String> {
     Ok(())
 }
 
-fn verify(password: &str, hash: &str) -> bool {
+/// Whether `password` matches the argon2id PHC string `hash` (CPU-heavy: call off
+/// the async workers).
+pub fn verify_password(password: &str, hash: &str) -> bool {
     Argon2::default()
         .verify_password(password.as_bytes(), hash)
         .is_ok()
@@ -246,7 +248,7 @@ impl LocalProvider {
                 .map_err(|_| ProviderError::UpstreamUnavailable {
                     detail: "hashing limiter closed".into(),
                 })?;
-        tokio::task::spawn_blocking(move || verify(password.expose(), &hash))
+        tokio::task::spawn_blocking(move || verify_password(password.expose(), &hash))
             .await
             .map_err(|e| ProviderError::UpstreamUnavailable {
                 detail: format!("hashing task failed: {e}"),
