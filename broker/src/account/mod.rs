@@ -170,7 +170,7 @@ async fn render_with(
     session: &SessionRecord,
     status: StatusCode,
     created: Option<KeyOutcome>,
-    key_error: Option<String>,
+    key_error: Option<Text>,
     extra: minijinja::Value,
 ) -> Result<HttpResponse, PageError> {
     let user = app
