@@ -30,8 +30,8 @@ pub enum StartError {
     Keys(#[from] crate::tokens::keyring::KeyringError),
     #[error("{0}")]
     Providers(#[from] crate::providers::RegistryError),
-    #[error("templates: {0}")]
-    Templates(#[from] minijinja::Error),
+    #[error("pages: {0}")]
+    Pages(#[from] crate::web::pages::PagesError),
     #[error("email: {0}")]
     Mail(#[from] crate::email::MailError),
     #[error("HTTP client: {0}")]
@@ -99,6 +99,8 @@ fn load_current_master_key(config: &Config) -> Result<MasterKey, SecretsError> {
 }
 
 pub async fn build(config: Config) -> Result<AppState, StartError> {
+    // First: a theme that does not load stops the start before anything else opens.
+    let pages = Arc::new(Pages::load(&config.ui)?);
     let clock: SharedClock = Arc::new(SystemClock);
     let metrics = Arc::new(crate::metrics::Metrics::new());
     let epoch = Arc::new(ChangeEpoch::default());
@@ -190,7 +192,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
         master,
         keyring,
         providers: Arc::new(providers),
-        pages: Arc::new(Pages::new()?),
+        pages,
         discovery: Arc::new(discovery),
         oauth_metadata: Arc::new(oauth_metadata),
         http,

@@ -341,6 +341,13 @@ impl Element<'_> {
             .await;
         value.as_str().map(str::to_string)
     }
+
+    /// A DOM property as WebDriver gives it (a number, a boolean, a string…).
+    pub async fn property_json(&self, name: &str) -> Value {
+        self.chrome
+            .get(&self.path(&format!("property/{name}")))
+            .await
+    }
 }
 
 /// `target/screenshots` in the target directory the tests were built into.

@@ -14,7 +14,7 @@ use crate::identity::api_keys::{self, KeyRequestError, NewApiKey};
 use crate::identity::{self, IdentityError};
 use crate::secrets::SecretString;
 use crate::store::{ApiKeyRecord, SessionRecord, UnixTime};
-use crate::web::{AppState, PageError, browser, see_other};
+use crate::web::{AppState, PageError, Text, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -47,11 +47,10 @@ pub fn recent_enough(auth_time: UnixTime, now: UnixTime) -> bool {
     now - auth_time <= RECENT_LOGIN_SECS
 }
 
-const SIGN_IN_AGAIN: &str = "Changing the sign-in methods of your account needs a recent sign-in. \
-     Use \"Sign in again\" on your account page, then come back within five minutes.";
+const SIGN_IN_AGAIN: &str = "msg.account_sign_in_again";
 
 fn account_error(status: StatusCode, msg: &str) -> PageError {
-    PageError::new(status, "Your account", msg)
+    PageError::new(status, "msg.title.account", msg)
 }
 
 fn csrf_token(app: &AppState, session: &SessionRecord) -> String {
@@ -132,23 +131,26 @@ fn key_view(key: &ApiKeyRecord, now: UnixTime) -> minijinja::Value {
 
 /// The lifetimes the form offers (seconds, label); the longest allowed if no listed
 /// one fits.
-fn lifetime_choices(max_lifetime: i64) -> Vec<(i64, String)> {
-    let mut choices: Vec<(i64, String)> = LIFETIME_DAYS
+fn lifetime_choices(max_lifetime: i64) -> Vec<(i64, Text)> {
+    let mut choices: Vec<(i64, Text)> = LIFETIME_DAYS
         .iter()
         .filter(|d| *d * DAY <= max_lifetime)
         .map(|d| {
             (
                 d * DAY,
                 if *d == 1 {
-                    "1 day".into()
+                    Text::new("msg.lifetime.one_day")
                 } else {
-                    format!("{d} days")
+                    Text::new("msg.lifetime.days").arg("days", d)
                 },
             )
         })
         .collect();
     if choices.is_empty() {
-        choices.push((max_lifetime, format!("{max_lifetime} seconds")));
+        choices.push((
+            max_lifetime,
+            Text::new("msg.lifetime.seconds").arg("seconds", max_lifetime),
+        ));
     }
     choices
 }
@@ -159,7 +161,7 @@ async fn render(
     session: &SessionRecord,
     status: StatusCode,
     created: Option<KeyOutcome>,
-    key_error: Option<String>,
+    key_error: Option<Text>,
 ) -> Result<HttpResponse, PageError> {
     let extra = minijinja::context! {};
     render_with(app, session, status, created, key_error, extra).await
@@ -171,7 +173,7 @@ async fn render_with(
     session: &SessionRecord,
     status: StatusCode,
     created: Option<KeyOutcome>,
-    key_error: Option<String>,
+    key_error: Option<Text>,
     extra: minijinja::Value,
 ) -> Result<HttpResponse, PageError> {
     let user = app
@@ -269,6 +271,19 @@ async fn render_with(
     ))
 }
 
+/// Why a key was not made, for the page.
+fn key_request_text(e: &KeyRequestError) -> Text {
+    match e {
+        KeyRequestError::Name => {
+            Text::new("msg.key_name_invalid").arg("max", api_keys::MAX_NAME_CHARS)
+        }
+        KeyRequestError::Lifetime { max } => Text::new("msg.key_lifetime_invalid").arg("max", max),
+        KeyRequestError::TooMany(n) => Text::new("msg.key_too_many").arg("count", n),
+        // Names the scopes the person may not grant: the domain's own words.
+        KeyRequestError::Scope(why) => Text::new(why.clone()),
+    }
+}
+
 fn internal() -> PageError {
     account_error(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -290,7 +305,7 @@ async fn form_session(
     let Some(session) = browser::session(req, app).await? else {
         return Err(account_error(
             StatusCode::UNAUTHORIZED,
-            "You are not signed in. Sign in to an application first, then open this page again.",
+            "msg.account_not_signed_in",
         ));
     };
     let good = form
@@ -301,7 +316,7 @@ async fn form_session(
         tracing::warn!("account form with a missing or wrong CSRF token");
         return Err(account_error(
             StatusCode::FORBIDDEN,
-            "The form expired. Open your account page again.",
+            "msg.account_form_expired",
         ));
     }
     Ok(session)
@@ -332,7 +347,7 @@ struct KeyForm {
 impl KeyForm {
     fn parse(body: &[u8]) -> Result<Self, PageError> {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
-            .map_err(|_| account_error(StatusCode::BAD_REQUEST, "The form was malformed."))?;
+            .map_err(|_| account_error(StatusCode::BAD_REQUEST, "msg.form_malformed"))?;
         let one = |name: &str| {
             pairs
                 .iter()
@@ -362,7 +377,7 @@ async fn create_key(
     let form = KeyForm::parse(&body)?;
     let session = form_session(&req, &app, &form.csrf).await?;
     if !recent_enough(session.auth_time, app.clock.now()) {
-        let why = "Making an API key needs a recent sign-in. Use \"Sign in again\", then make the key within five minutes.";
+        let why = "msg.key_needs_recent";
         return render(
             &app,
             &session,
@@ -373,7 +388,7 @@ async fn create_key(
         .await;
     }
     let Some(lifetime) = form.lifetime else {
-        let why = "Choose when the key expires.".to_string();
+        let why = "msg.key_choose_expiry".into();
         return render(&app, &session, StatusCode::BAD_REQUEST, None, Some(why)).await;
     };
     let actor = format!("user:{}", session.user_id);
@@ -408,7 +423,7 @@ async fn create_key(
                 KeyRequestError::TooMany(_) => StatusCode::CONFLICT,
                 _ => StatusCode::BAD_REQUEST,
             };
-            render(&app, &session, status, None, Some(e.to_string())).await
+            render(&app, &session, status, None, Some(key_request_text(&e))).await
         }
     }
 }
@@ -446,7 +461,7 @@ async fn reauthenticate(
     if app.providers.get(&session.provider_id).is_none() {
         return Err(account_error(
             StatusCode::CONFLICT,
-            "The sign-in method of this session is no longer offered. Sign out and sign in again.",
+            "msg.account_method_gone",
         ));
     }
     let intent = AccountIntent {
@@ -469,10 +484,7 @@ async fn link(
 ) -> Result<HttpResponse, PageError> {
     let session = authorised_session(&req, &app, &form).await?;
     let Some(entry) = app.providers.get(&path) else {
-        return Err(account_error(
-            StatusCode::NOT_FOUND,
-            "No such sign-in method.",
-        ));
+        return Err(account_error(StatusCode::NOT_FOUND, "msg.no_such_method"));
     };
     let intent = AccountIntent {
         user_id: session.user_id.clone(),
@@ -495,15 +507,12 @@ async fn unlink(
     let now = app.clock.now();
     match identity::unlink_from_user(&app.store, &session.user_id, &path, now).await {
         Ok(()) => Ok(see_other("/account")),
-        Err(IdentityError::LastWayIn) => Err(account_error(
-            StatusCode::CONFLICT,
-            "This is the only way to sign in to your account, so it cannot be unlinked. \
-             Link another sign-in method first.",
-        )),
-        Err(IdentityError::NotLinked(_)) => Err(account_error(
-            StatusCode::NOT_FOUND,
-            "This sign-in method is not linked to your account.",
-        )),
+        Err(IdentityError::LastWayIn) => {
+            Err(account_error(StatusCode::CONFLICT, "msg.only_method"))
+        }
+        Err(IdentityError::NotLinked(_)) => {
+            Err(account_error(StatusCode::NOT_FOUND, "msg.not_linked"))
+        }
         Err(e) => {
             tracing::error!(error = %e, "unlinking failed");
             Err(internal())
@@ -531,7 +540,13 @@ mod tests {
     fn the_key_form_offers_lifetimes_within_the_maximum() {
         let offered: Vec<i64> = lifetime_choices(90 * DAY).iter().map(|c| c.0).collect();
         assert_eq!(offered, [DAY, 7 * DAY, 30 * DAY, 90 * DAY]);
-        assert_eq!(lifetime_choices(3600), [(3600, "3600 seconds".to_string())]);
+        assert_eq!(
+            lifetime_choices(3600)
+                .iter()
+                .map(|(s, l)| (*s, l.english()))
+                .collect::<Vec<_>>(),
+            [(3600, "3600 seconds".to_string())]
+        );
     }
 
     #[test]

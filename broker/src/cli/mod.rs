@@ -343,6 +343,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                     p.id, info.name, info.version, info.abi_major, info.abi_minor
                 );
             }
+            // The theme is read and every page rendered once, as at start-up.
+            crate::web::Pages::load(&c.ui)
+                .map_err(|e| CliError::Usage(format!("{}: {e}", file.display())))?;
             println!(
                 "{}: ok ({} clients, {} providers)",
                 file.display(),

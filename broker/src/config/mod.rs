@@ -360,7 +360,26 @@ pub struct Config {
     pub backchannel: BackchannelSettings,
     /// `[email]`; `None` when no mail is sent.
     pub email: Option<EmailSettings>,
+    pub ui: UiSettings,
     pub account_policy: AccountPolicy,
+}
+
+/// `[ui]`: where an operator's theme is and the default language of the pages. The
+/// theme itself is read and checked when the pages are built (`web::Pages::load`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UiSettings {
+    pub theme_dir: Option<PathBuf>,
+    /// A lowercase BCP 47 tag (`en`, `de`, `pt-br`).
+    pub default_locale: String,
+}
+
+impl Default for UiSettings {
+    fn default() -> Self {
+        UiSettings {
+            theme_dir: None,
+            default_locale: "en".to_string(),
+        }
+    }
 }
 
 /// `[account_policy]`: what a username, an email, a password and a managed group's
@@ -811,6 +830,7 @@ impl Validator {
                 "only with dev_mode = true: in production mail goes over SMTP",
             ));
         }
+        let ui = self.ui(&raw.ui)?;
         let account_policy = self.account_policy(&raw.account_policy)?;
         let shutdown_timeout = self.positive(
             "server.shutdown_timeout",
@@ -846,7 +866,34 @@ impl Validator {
             device,
             backchannel,
             email,
+            ui,
             account_policy,
+        })
+    }
+
+    fn ui(&self, raw: &raw::RawUi) -> Result<UiSettings, ConfigError> {
+        if raw
+            .theme_dir
+            .as_ref()
+            .is_some_and(|d| d.as_os_str().is_empty())
+        {
+            return Err(self.err("ui.theme_dir", "empty: name a directory or leave it out"));
+        }
+        let default_locale = raw.default_locale.as_deref().unwrap_or("en");
+        let valid = !default_locale.is_empty()
+            && default_locale.len() <= 35
+            && default_locale.split('-').all(|p| {
+                !p.is_empty() && p.len() <= 8 && p.chars().all(|c| c.is_ascii_alphanumeric())
+            });
+        if !valid {
+            return Err(self.err(
+                "ui.default_locale",
+                "a language tag such as \"en\", \"de\" or \"pt-BR\"",
+            ));
+        }
+        Ok(UiSettings {
+            theme_dir: raw.theme_dir.clone(),
+            default_locale: default_locale.to_ascii_lowercase(),
         })
     }
 

@@ -42,7 +42,20 @@ pub struct RawConfig {
     /// `[email]`: absent means the broker sends no mail.
     pub email: Option<RawEmail>,
     #[serde(default)]
+    pub ui: RawUi,
+    #[serde(default)]
     pub account_policy: RawAccountPolicy,
+}
+
+/// `[ui]`: the pages people see.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUi {
+    /// An operator's theme: templates/, style.css, logo.svg|png, locales/.
+    pub theme_dir: Option<PathBuf>,
+    /// The language of a page when neither ui_locales nor Accept-Language names one
+    /// there is a catalogue for.
+    pub default_locale: Option<String>,
 }
 
 /// `[account_policy]`: what usernames, emails, passwords and group names may be.

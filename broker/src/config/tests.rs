@@ -902,6 +902,29 @@ fn password_reset_needs_email_and_the_local_provider() {
 }
 
 #[test]
+fn the_ui_section_names_a_theme_and_a_default_locale() {
+    let c = load_text(MINIMAL).unwrap();
+    assert_eq!(c.ui, UiSettings::default());
+    assert_eq!(c.ui.default_locale, "en");
+    let c = load_text(&format!(
+        "{MINIMAL}\n[ui]\ntheme_dir = \"/srv/theme\"\ndefault_locale = \"de-AT\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.ui.theme_dir, Some(PathBuf::from("/srv/theme")));
+    assert_eq!(c.ui.default_locale, "de-at");
+}
+
+#[test]
+fn a_bad_ui_section_names_its_key() {
+    let e = error_of(&format!("{MINIMAL}\n[ui]\ndefault_locale = \"de_DE\"\n"));
+    assert!(e.contains("ui.default_locale"), "{e}");
+    let e = error_of(&format!("{MINIMAL}\n[ui]\ntheme_dir = \"\"\n"));
+    assert!(e.contains("ui.theme_dir"), "{e}");
+    let e = error_of(&format!("{MINIMAL}\n[ui]\ntheme = \"x\"\n"));
+    assert!(e.contains("theme"), "{e}");
+}
+
+#[test]
 fn registration_needs_the_local_provider_and_mail_unless_auto_activated() {
     let on = "allow_registration = true\n";
     let e = error_of(&format!("{MINIMAL}{on}"));

@@ -8,8 +8,7 @@ use actix_web::HttpRequest;
 use actix_web::http::StatusCode;
 
 const WINDOW_SECS: i64 = 60;
-const TOO_MANY: &str =
-    "Too many sign-ins were started from your address. Wait a minute and try again.";
+const TOO_MANY: &str = "msg.too_many_starts";
 
 /// Counts a login start against the client's address; refuses it past the limit.
 pub async fn admit_start(app: &AppState, req: &HttpRequest) -> Result<(), PageError> {

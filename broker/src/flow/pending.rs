@@ -21,9 +21,8 @@ use switchboard_plugin_api::LoginPrompt;
 const STORED_VERSION: u32 = 2;
 const MAX_ID_LEN: usize = 64;
 
-pub const EXPIRED: &str = "This sign-in request has expired or was already used. Go back to the application and start again.";
-const OTHER_BROWSER: &str =
-    "This sign-in request was started in another browser. Start again from the application.";
+pub const EXPIRED: &str = "msg.expired";
+const OTHER_BROWSER: &str = "msg.other_browser";
 
 /// The account a login started from the account page acts on: whose, from which
 /// session, and through which provider.
@@ -35,6 +34,9 @@ pub struct AccountIntent {
 }
 
 /// Why the login runs.
+// A pending login lives for one request and is stored as JSON: the size of the sign-in
+// variant costs nothing worth a box (and a box would change every match on it).
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Purpose {
@@ -249,6 +251,12 @@ impl PendingLogin {
             .await?
             .ok_or(FlowError::Expired)?;
         let stored = Stored::read(record.request)?;
+        if let Purpose::SignIn(request) = &stored.purpose {
+            crate::web::i18n::prefer_ui_locales(
+                app.pages.catalogues(),
+                request.ui_locales.as_deref(),
+            );
+        }
         let binding = browser::binding(req, app)
             .filter(|b| {
                 secrets::constant_time_eq(
@@ -296,6 +304,7 @@ impl PendingLogin {
     }
 
     /// What the login pages say it is for.
+    /// The client's name, or what the login is for in the request's language.
     pub fn heading(&self, app: &AppState) -> String {
         heading_of(&self.purpose, app)
     }
@@ -315,9 +324,9 @@ fn heading_of(purpose: &Purpose, app: &AppState) -> String {
             .get(&request.client_id)
             .map(|c| c.name.clone())
             .unwrap_or_default(),
-        Purpose::Link(_) => "link it to your account".to_string(),
-        Purpose::Reauthenticate(_) => "confirm it is you".to_string(),
-        Purpose::Device(_) => "connect a device".to_string(),
+        Purpose::Link(_) => app.pages.text(&"msg.heading_link".into()),
+        Purpose::Reauthenticate(_) => app.pages.text(&"msg.heading_reauthenticate".into()),
+        Purpose::Device(_) => app.pages.text(&"msg.heading_device".into()),
         Purpose::SecondFactor(step) => heading_of(&step.then, app),
     }
 }
@@ -342,6 +351,7 @@ mod tests {
             provider_hint: Some("local".into()),
             resource: None,
             acr_mfa: false,
+            ui_locales: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub struct AuthorizationRequest {
     /// sign-in needs a second factor. Other values are voluntary and ignored.
     #[serde(default)]
     pub acr_mfa: bool,
+    /// `ui_locales` as asked (space-separated BCP 47 tags): the language of every
+    /// page of this login. Rows stored before it existed read as none.
+    #[serde(default)]
+    pub ui_locales: Option<String>,
 }
 
 impl AuthorizationRequest {
@@ -88,6 +92,7 @@ mod tests {
             provider_hint: None,
             resource: None,
             acr_mfa: false,
+            ui_locales: None,
         };
         assert!(!r.needs_fresh_login(100, 200));
         r.max_age = Some(150);

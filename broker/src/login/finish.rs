@@ -148,7 +148,7 @@ async fn resolve_user(
             app.metrics.login(&entry.id, LoginOutcome::Disabled);
             Err(PageError::sign_in(
                 StatusCode::FORBIDDEN,
-                "This account is disabled.",
+                "msg.account_disabled",
             ))
         }
         Err(IdentityError::RegistrationClosed(provider)) => {
@@ -193,12 +193,8 @@ async fn replace_session(
 }
 
 /// What a person without an account sees when their provider's registration is closed.
-fn closed_message(entry: &ProviderEntry) -> String {
-    format!(
-        "You have no account here, and new accounts cannot be created by signing in with {}. \
-         Ask an administrator for an account, or sign in with a method already linked to yours.",
-        entry.name
-    )
+fn closed_message(entry: &ProviderEntry) -> crate::web::Text {
+    crate::web::Text::new("msg.no_account").arg("provider", &entry.name)
 }
 
 /// Start a fresh session and issue the code; or, when the app needs a second factor the
@@ -281,14 +277,14 @@ async fn take_for_the_session(
         tracing::warn!(provider = %entry.id, "an account-page login finished outside the session that started it");
         return Err(account_page_error(
             StatusCode::FORBIDDEN,
-            "This sign-in does not belong to your current session. Open your account page and start again.",
+            "msg.not_this_session",
         ));
     }
     Ok(())
 }
 
 fn account_page_error(status: StatusCode, message: &str) -> PageError {
-    PageError::new(status, "Your account", message)
+    PageError::new(status, "msg.title.account", message)
 }
 
 /// Link the identity to the user of the same, still live session that started the
@@ -316,15 +312,15 @@ async fn link(
         Ok(()) => Ok(see_other("/account")),
         Err(IdentityError::LinkedElsewhere) => Err(account_page_error(
             StatusCode::CONFLICT,
-            "This sign-in belongs to another account and was not linked to yours.",
+            "msg.linked_elsewhere",
         )),
         Err(IdentityError::ProviderAlreadyLinked(_)) => Err(account_page_error(
             StatusCode::CONFLICT,
-            "Your account already has a sign-in of this method. Unlink it first.",
+            "msg.already_linked",
         )),
         Err(IdentityError::Disabled) => Err(account_page_error(
             StatusCode::FORBIDDEN,
-            "This account is disabled.",
+            "msg.account_disabled",
         )),
         Err(e) => {
             tracing::error!(error = %e, "linking failed");
@@ -354,7 +350,7 @@ async fn reauthenticated(
         tracing::warn!("a re-authentication finished outside the session that started it");
         return Err(account_page_error(
             StatusCode::FORBIDDEN,
-            "This sign-in does not belong to your current session. Open your account page and start again.",
+            "msg.someone_else",
         ));
     }
     let now = app.clock.now();

@@ -56,14 +56,40 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         )
         .route("/email/verify", web::get().to(register::verify_form))
         .route("/email/verify", web::post().to(register::verify_submit))
-        .route("/assets/style.css", web::get().to(style));
+        .route("/assets/style.css", web::get().to(style))
+        .route("/assets/theme.css", web::get().to(theme_style))
+        .route("/assets/logo.svg", web::get().to(logo))
+        .route("/assets/logo.png", web::get().to(logo));
+}
+
+fn asset(
+    content_type: &'static str,
+    body: impl actix_web::body::MessageBody + 'static,
+) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(content_type)
+        .insert_header(("Cache-Control", "public, max-age=3600"))
+        .body(body)
 }
 
 async fn style() -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("text/css; charset=utf-8")
-        .insert_header(("Cache-Control", "public, max-age=3600"))
-        .body(crate::web::pages::STYLE_CSS)
+    asset("text/css; charset=utf-8", crate::web::pages::STYLE_CSS)
+}
+
+/// The operator's style sheet (`[ui] theme_dir`/style.css), loaded after ours.
+async fn theme_style(app: web::Data<AppState>) -> HttpResponse {
+    match app.pages.theme_css() {
+        Some(css) => asset("text/css; charset=utf-8", css.to_string()),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+/// The operator's logo, at the one path its kind has.
+async fn logo(req: HttpRequest, app: web::Data<AppState>) -> HttpResponse {
+    match app.pages.logo() {
+        Some(logo) if logo.path == req.path() => asset(logo.content_type, logo.bytes.clone()),
+        _ => HttpResponse::NotFound().finish(),
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -115,5 +141,5 @@ async fn start_provider(
 fn provider<'a>(app: &'a AppState, id: &str) -> Result<&'a ProviderEntry, PageError> {
     app.providers
         .get(id)
-        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "No such sign-in method."))
+        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "msg.no_such_method"))
 }

@@ -13,9 +13,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 use switchboard_plugin_api::{Password, PasswordRequest, ProviderError};
 
-const BAD_CREDENTIALS: &str = "Wrong username or password.";
-const THROTTLED: &str = "Too many sign-in attempts. Wait a few minutes and try again.";
-const UNAVAILABLE: &str = "This sign-in method is unavailable right now. Try again later.";
+const BAD_CREDENTIALS: &str = "msg.bad_credentials";
+const THROTTLED: &str = "msg.throttled";
+const UNAVAILABLE: &str = "msg.unavailable";
 
 pub(super) fn page(
     app: &AppState,
@@ -69,14 +69,14 @@ pub(super) async fn submit(
         tracing::warn!("login form with a missing or wrong CSRF token");
         return Err(PageError::sign_in(
             StatusCode::FORBIDDEN,
-            "The form expired. Go back and try again.",
+            "msg.form_expired_back",
         ));
     }
     let entry = provider(&app, &path)?;
     if !entry.has_password() {
         return Err(PageError::sign_in(
             StatusCode::NOT_IMPLEMENTED,
-            "This sign-in method is not available yet.",
+            "msg.not_available_yet",
         ));
     }
     let username = submitted.username.unwrap_or_default().trim().to_string();

@@ -23,8 +23,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_plugin_api::{BeginRequest, Callback, ProviderError};
 
 const MAX_STATE_LEN: usize = 128;
-const UNAVAILABLE: &str =
-    "This sign-in method is unavailable right now. Try again later or choose another.";
+const UNAVAILABLE: &str = "msg.unavailable_choose_another";
 
 /// What the broker keeps between sending the browser upstream and its return.
 #[derive(Debug, Serialize, Deserialize)]
@@ -39,7 +38,7 @@ struct UpstreamLogin {
 }
 
 fn no_such_method() -> PageError {
-    PageError::sign_in(StatusCode::NOT_FOUND, "No such sign-in method.")
+    PageError::sign_in(StatusCode::NOT_FOUND, "msg.no_such_method")
 }
 
 fn unavailable() -> PageError {
@@ -124,26 +123,25 @@ fn provider_failure(
             tracing::info!(provider = %entry.id, %reason, "upstream login denied");
             (
                 StatusCode::FORBIDDEN,
-                "Access denied",
+                "msg.title.access_denied",
                 reason.clone(),
                 OAuthError::new("access_denied", reason.clone()),
             )
         }
         ProviderError::InvalidCredentials => {
             tracing::info!(provider = %entry.id, "upstream login refused");
-            let m = "The sign-in was not accepted.".to_string();
             (
                 StatusCode::UNAUTHORIZED,
-                "Sign-in refused",
-                m.clone(),
-                OAuthError::new("access_denied", m),
+                "msg.title.sign_in_refused_upstream",
+                "msg.not_accepted".to_string(),
+                OAuthError::new("access_denied", "The sign-in was not accepted."),
             )
         }
         other => {
             tracing::error!(provider = %entry.id, error = %other, "upstream login failed");
             (
                 StatusCode::BAD_GATEWAY,
-                "Sign-in unavailable",
+                "msg.title.sign_in_unavailable",
                 UNAVAILABLE.to_string(),
                 OAuthError::new("server_error", "the identity provider failed"),
             )

@@ -7,7 +7,7 @@
 
 use crate::identity::reset::{self, ResetError, ResetRequest};
 use crate::web::client_ip::client_ip;
-use crate::web::{AppState, PageError};
+use crate::web::{AppState, PageError, Text};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -20,7 +20,7 @@ fn lifetime(app: &AppState, provider_id: &str) -> Result<i64, PageError> {
         .find(|p| p.id == provider_id)
         .and_then(|p| p.policy.password_reset)
         .filter(|_| app.mail.is_some())
-        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "No such page."))
+        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "msg.no_such_page"))
 }
 
 /// GET `/password/forgot/{provider}`.
@@ -132,7 +132,7 @@ fn reset_page(
     app: &AppState,
     provider_id: &str,
     token: Option<&str>,
-    error: Option<&str>,
+    error: Option<Text>,
     status: StatusCode,
 ) -> HttpResponse {
     app.pages.render(
@@ -159,7 +159,7 @@ pub(super) async fn reset_form(
     let token = query.into_inner().token.filter(|t| !t.is_empty());
     let (error, status) = match token {
         Some(_) => (None, StatusCode::OK),
-        None => (Some(INVALID_LINK), StatusCode::BAD_REQUEST),
+        None => (Some(INVALID_LINK.into()), StatusCode::BAD_REQUEST),
     };
     Ok(reset_page(&app, &path, token.as_deref(), error, status))
 }
@@ -170,8 +170,7 @@ pub(super) struct ResetForm {
     password: Option<String>,
 }
 
-const INVALID_LINK: &str =
-    "This link is unknown, was used already or has expired. Ask for a new one.";
+const INVALID_LINK: &str = "msg.reset_link_invalid";
 
 /// POST `/password/reset/{provider}`.
 pub(super) async fn reset_submit(
@@ -197,7 +196,7 @@ pub(super) async fn reset_submit(
             &app,
             &path,
             Some(&token),
-            Some(&why.sentence()),
+            Some(Text::new(why.sentence())),
             StatusCode::BAD_REQUEST,
         )),
         Err(ResetError::InvalidLink) => {
@@ -206,7 +205,7 @@ pub(super) async fn reset_submit(
                 &app,
                 &path,
                 None,
-                Some(INVALID_LINK),
+                Some(INVALID_LINK.into()),
                 StatusCode::BAD_REQUEST,
             ))
         }

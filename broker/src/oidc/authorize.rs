@@ -29,24 +29,18 @@ pub enum Rejection {
 /// Parses the raw parameters; the order of checks decides where errors may go.
 pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRequest, Rejection> {
     if params.is_repeated("client_id") || params.is_repeated("redirect_uri") {
-        return Err(Rejection::Page(
-            "The request repeats client_id or redirect_uri.".into(),
-        ));
+        return Err(Rejection::Page("msg.repeated_client".into()));
     }
     let config = &app.config;
     let client_id = params.get("client_id").unwrap_or_default();
     let Some(client) = config.clients.get(client_id) else {
-        return Err(Rejection::Page(
-            "The application is not registered with this sign-in service.".into(),
-        ));
+        return Err(Rejection::Page("msg.client_unknown".into()));
     };
     let Some(requested) = params.get("redirect_uri") else {
-        return Err(Rejection::Page("The request has no redirect_uri.".into()));
+        return Err(Rejection::Page("msg.no_redirect_uri".into()));
     };
     let Some(redirect_uri) = match_redirect_uri(client, requested) else {
-        return Err(Rejection::Page(
-            "The redirect URI is not registered for this application.".into(),
-        ));
+        return Err(Rejection::Page("msg.redirect_uri_unknown".into()));
     };
     let raw_state = params.get("state").map(|s| s.to_string());
     let reply = AuthorizationReply {
@@ -132,6 +126,10 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
     if login_hint.as_ref().is_some_and(|h| h.len() > MAX_HINT_LEN) {
         return Err(fail(OAuthError::invalid_request("login_hint is too long")));
     }
+    let ui_locales = params.get("ui_locales").map(|s| s.to_string());
+    if ui_locales.as_ref().is_some_and(|u| u.len() > MAX_HINT_LEN) {
+        return Err(fail(OAuthError::invalid_request("ui_locales is too long")));
+    }
     let provider_hint = params.get("provider").map(|s| s.to_string());
     if let Some(p) = &provider_hint
         && app.providers.get(p).is_none()
@@ -187,6 +185,7 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         acr_mfa: params
             .get("acr_values")
             .is_some_and(|v| v.split(' ').any(|acr| acr == crate::tokens::amr::ACR_MFA)),
+        ui_locales,
     })
 }
 
@@ -284,6 +283,9 @@ pub async fn authorize(
     app: web::Data<AppState>,
     params: Params,
 ) -> Result<HttpResponse, PageError> {
+    // The pages of this request (an error here, the login pages later through the
+    // pending login) speak the language the application asked for.
+    crate::web::i18n::prefer_ui_locales(app.pages.catalogues(), params.get("ui_locales"));
     match validate(&app, &params).await {
         Ok(request) => decide(&req, &app, request).await,
         Err(Rejection::Page(msg)) => {

@@ -158,7 +158,7 @@ pub struct DeviceForm {
 }
 
 fn device_error(status: StatusCode, msg: &str) -> PageError {
-    PageError::new(status, "Connect a device", msg)
+    PageError::new(status, "msg.title.device", msg)
 }
 
 fn csrf_token(app: &AppState, session: &SessionRecord) -> String {
@@ -214,10 +214,8 @@ fn tries_key(user_id: &str) -> String {
     format!("device-user-code:{}", secrets::hash_secret(user_id))
 }
 
-const WRONG_CODE: &str =
-    "That code is not valid or has expired. Check the code your device shows and try again.";
-const TOO_MANY: &str =
-    "Too many wrong codes. Wait a few minutes, then enter the code your device shows.";
+const WRONG_CODE: &str = "msg.device_code_invalid";
+const TOO_MANY: &str = "msg.device_too_many";
 
 /// POST `/device`: the code entered (shows the request), or the person's decision.
 pub async fn submit(
@@ -238,7 +236,7 @@ pub async fn submit(
         tracing::warn!("device form with a missing or wrong CSRF token");
         return Err(device_error(
             StatusCode::FORBIDDEN,
-            "The form expired. Open the device page again.",
+            "msg.device_form_expired",
         ));
     }
     let now = app.clock.now();
@@ -287,7 +285,7 @@ pub async fn submit(
     let Some(client) = app.config.clients.get(&device.client_id) else {
         return Err(device_error(
             StatusCode::BAD_REQUEST,
-            "The application that asked is no longer registered.",
+            "msg.device_client_gone",
         ));
     };
     let user_code = typed.unwrap_or_default();
@@ -340,10 +338,7 @@ pub async fn submit(
             audit(&app, &session, &device, "device_denied").await;
             Ok(decided("denied"))
         }
-        Some(_) => Err(device_error(
-            StatusCode::BAD_REQUEST,
-            "The form was malformed.",
-        )),
+        Some(_) => Err(device_error(StatusCode::BAD_REQUEST, "msg.form_malformed")),
     }
 }
 

@@ -48,19 +48,19 @@ fn post_logout_target<'a>(
     };
     let client_id = client_id
         .or(hint.map(|h| h.aud.as_str()))
-        .ok_or("A post_logout_redirect_uri needs an id_token_hint or a client_id.")?;
+        .ok_or("msg.post_logout_needs_client")?;
     let client = app
         .config
         .clients
         .get(client_id)
-        .ok_or("The application is not registered with this sign-in service.")?;
+        .ok_or("msg.client_unknown")?;
     // One exact string comparison, as for redirect_uri: no normalisation may make an
     // unregistered spelling acceptable.
     let registered = client
         .post_logout_redirect_uris
         .iter()
         .find(|u| u.as_str() == requested.as_str())
-        .ok_or("The post_logout_redirect_uri is not registered for this application.")?;
+        .ok_or("msg.post_logout_unknown")?;
     Ok(Some((client, registered.url().clone())))
 }
 
@@ -78,9 +78,7 @@ async fn end_and_leave(
             {
                 Ok(c) => Some(c),
                 Err(_) => {
-                    return Err(PageError::bad_request(
-                        "The id_token_hint is not a valid ID token of this issuer.",
-                    ));
+                    return Err(PageError::bad_request("msg.id_token_hint_invalid"));
                 }
             }
         }

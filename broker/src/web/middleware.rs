@@ -1,6 +1,7 @@
 //! Middleware around every request: a request id in the span and the response,
-//! its count and latency in the metrics, security headers, a page error rendered as the page (with that request id), and
-//! HSTS when the issuer is https.
+//! its count and latency in the metrics, security headers, the request's language
+//! (from `Accept-Language`, see [`super::i18n`]), a page error rendered as the page
+//! (with that request id), and HSTS when the issuer is https.
 
 use super::AppState;
 use super::pages::PageError;
@@ -22,7 +23,11 @@ pub async fn request_context(
         method = %req.method(),
         path = %req.path(),
     );
-    async move {
+    let locale = req.app_data::<web::Data<AppState>>().and_then(|app| {
+        let header = req.headers().get(header::ACCEPT_LANGUAGE)?.to_str().ok()?;
+        app.pages.catalogues().from_accept_language(header)
+    });
+    let handled = async move {
         let started = std::time::Instant::now();
         let res = next.call(req).await?;
         let mut res = render_page_error(res, &id);
@@ -31,14 +36,18 @@ pub async fn request_context(
             h.insert(header::HeaderName::from_static("x-request-id"), v);
         }
         h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        h.insert(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        );
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
         if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
             h.insert(
                 header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(
-                    "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'",
-                ),
+                HeaderValue::from_static(super::pages::CONTENT_SECURITY_POLICY),
             );
         }
         let elapsed = started.elapsed();
@@ -57,8 +66,8 @@ pub async fn request_context(
         );
         Ok(res)
     }
-    .instrument(span)
-    .await
+    .instrument(span);
+    super::i18n::with_locale(locale, handled).await
 }
 
 /// A handler that failed with a [`PageError`] gets the full page, which needs the

@@ -1,14 +1,18 @@
 //! Plumbing every endpoint shares and none owns: the state handlers see, request ids
-//! and security headers, the client's address, the browser's cookies, pages with one
-//! typed page error, and a parameter extractor. Nothing here imports an endpoint
+//! and security headers, the client's address, the browser's cookies, pages (themes,
+//! message catalogues and the request's language) with one typed page error, and a
+//! parameter extractor. Nothing here imports an endpoint
 //! module (`oidc`, `login`, `account`) or the login transaction (`flow`).
 
 pub mod browser;
 pub mod client_ip;
+pub mod i18n;
 pub mod middleware;
 pub mod pages;
 pub mod params;
+pub mod theme;
 
+pub use i18n::Text;
 pub use pages::{PageError, Pages};
 pub use params::Params;
 

@@ -64,7 +64,7 @@ impl Params {
     pub fn into_unique(self) -> Result<BTreeMap<String, String>, PageError> {
         match self.repeated.is_empty() {
             true => Ok(self.values),
-            false => Err(PageError::bad_request("The request repeats a parameter.")),
+            false => Err(PageError::bad_request("msg.repeated_parameter")),
         }
     }
 }
@@ -80,9 +80,9 @@ impl FromRequest for Params {
         }
         let body = web::Bytes::from_request(req, payload);
         Box::pin(async move {
-            let body = body.await.map_err(|_| {
-                PageError::sign_in(StatusCode::PAYLOAD_TOO_LARGE, "The request is too large.")
-            })?;
+            let body = body
+                .await
+                .map_err(|_| PageError::sign_in(StatusCode::PAYLOAD_TOO_LARGE, "msg.too_large"))?;
             Params::parse(&body)
         })
     }
