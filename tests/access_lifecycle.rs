@@ -7,10 +7,8 @@ use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use switchboard_e2e::{
     ADMIN, AuthorizeRequest, Broker, Browser, Landing, NATIVE_APP, SECOND_APP, WEB_APP,
-    hidden_value, jwt_claims, jwt_header,
+    backchannel_receiver, hidden_value, jwt_claims, jwt_header,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 const SIGNED_OUT: &str = "https://web-app.example/signed-out";
@@ -200,47 +198,9 @@ async fn an_unregistered_post_logout_redirect_uri_is_refused_without_redirect() 
     assert!(has_session(&broker, &browser).await);
 }
 
-/// A one-request-at-a-time HTTP receiver on loopback that hands over each body.
-async fn receiver() -> (String, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let uri = format!("http://{}/backchannel", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::channel(8);
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            let body = loop {
-                let Ok(n) = socket.read(&mut chunk).await else {
-                    break None;
-                };
-                if n == 0 {
-                    break None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-                let text = String::from_utf8_lossy(&buf).to_string();
-                if let Some(end) = text.find("\r\n\r\n") {
-                    let length = text[..end]
-                        .lines()
-                        .find_map(|l| {
-                            let (k, v) = l.split_once(':')?;
-                            k.eq_ignore_ascii_case("content-length")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + length {
-                        break Some(text[end + 4..end + 4 + length].to_string());
-                    }
-                }
-            };
-            let _ = socket
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .await;
-            if let Some(b) = body {
-                let _ = tx.send(b).await;
-            }
-        }
-    });
-    (uri, rx)
+/// The app's back-channel endpoint on loopback: its URI and the bodies it gets.
+async fn receiver() -> (String, mpsc::UnboundedReceiver<String>) {
+    backchannel_receiver().await
 }
 
 #[tokio::test]

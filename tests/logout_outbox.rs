@@ -8,11 +8,9 @@
 use reqwest::StatusCode;
 use std::time::{Duration, Instant};
 use switchboard_e2e::{
-    ADMIN, AuthorizeRequest, Broker, Browser, PgSchema, Setup, WEB_APP, free_port, jwt_claims,
-    jwt_header,
+    ADMIN, AuthorizeRequest, Broker, Browser, PgSchema, Setup, WEB_APP, backchannel_receiver_on,
+    free_port, jwt_claims, jwt_header,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
 /// Short timeouts and retries, so the test waits seconds, not minutes.
@@ -31,47 +29,7 @@ fn with_backchannel(setup: Setup, port: u16) -> Setup {
 /// Starts the client's back-channel endpoint on `port`: answers 200 to each POST and
 /// hands over its body.
 async fn endpoint(port: u16) -> mpsc::UnboundedReceiver<String> {
-    let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((mut socket, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                let body = loop {
-                    let Ok(n) = socket.read(&mut chunk).await else {
-                        break None;
-                    };
-                    if n == 0 {
-                        break None;
-                    }
-                    buf.extend_from_slice(&chunk[..n]);
-                    let text = String::from_utf8_lossy(&buf).to_string();
-                    if let Some(end) = text.find("\r\n\r\n") {
-                        let length = text[..end]
-                            .lines()
-                            .find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case("content-length")
-                                    .then(|| v.trim().parse::<usize>().ok())?
-                            })
-                            .unwrap_or(0);
-                        if buf.len() >= end + 4 + length {
-                            break Some(text[end + 4..end + 4 + length].to_string());
-                        }
-                    }
-                };
-                let _ = socket
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .await;
-                if let Some(b) = body {
-                    let _ = tx.send(b);
-                }
-            });
-        }
-    });
-    rx
+    backchannel_receiver_on(port).await
 }
 
 /// Logs in without `offline_access`, then logs out with the ID token as hint; returns

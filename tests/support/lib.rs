@@ -14,6 +14,7 @@
     reason = "test support: a failed expectation is a failed test, with its message"
 )]
 
+mod backchannel;
 mod broker;
 mod browser;
 mod chrome;
@@ -23,6 +24,7 @@ mod plugins;
 mod relying_party;
 mod smtp;
 
+pub use backchannel::{backchannel_receiver, backchannel_receiver_on};
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
 pub use browser::{AuthResponse, Browser, Landing, LoginForm, Page, hidden_value};
 pub use chrome::{Chrome, Element};
