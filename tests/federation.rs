@@ -230,6 +230,10 @@ async fn a_conformant_op_s_claims_reach_the_app_through_userinfo_by_default() {
     assert_eq!(id["email"], "alice@example.com", "{id}");
     assert_eq!(id["groups"], json!(["corp/staff"]), "{id}");
     assert_eq!(id["name"], "Alice A", "{id}");
+    // A login upstream is one factor, said as `fed` (the OP's own methods are not
+    // passed on).
+    assert_eq!(id["amr"], json!(["fed"]), "{id}");
+    assert_eq!(id["acr"], "urn:switchboard:acr:pwd", "{id}");
 }
 
 #[tokio::test]

@@ -177,6 +177,7 @@ async fn confirm(
     .await
     {
         Ok(codes) => {
+            succeeded(&app, &session.user_id).await;
             tracing::info!(user = %session.user_id, "second factor set up");
             Ok(codes_page(&app, &codes, true))
         }
@@ -207,16 +208,23 @@ async fn confirm(
     }
 }
 
+fn throttle_key(user_id: &str) -> String {
+    format!("mfa-account:{}", crate::secrets::hash_secret(user_id))
+}
+
+/// A right code clears the person's count of attempts.
+async fn succeeded(app: &AppState, user_id: &str) {
+    if let Err(e) = app.store.clear(&throttle_key(user_id)).await {
+        tracing::warn!(error = %e, "clearing the code attempts failed");
+    }
+}
+
 /// Counts an attempt at a code on the account page; false past the per-user limit.
 async fn admit(app: &AppState, user_id: &str) -> Result<bool, PageError> {
     let s = &app.config.login;
     let n = app
         .store
-        .hit(
-            &format!("mfa-account:{}", crate::secrets::hash_secret(user_id)),
-            s.throttle_window,
-            app.clock.now(),
-        )
+        .hit(&throttle_key(user_id), s.throttle_window, app.clock.now())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "counting a code attempt failed");
@@ -239,7 +247,10 @@ async fn proven(app: &AppState, session: &SessionRecord, form: &CodeForm) -> Res
         return Err(account_error(StatusCode::TOO_MANY_REQUESTS, THROTTLED));
     }
     match mfa::verify(&app.store, &app.master, &session.user_id, code, now).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            succeeded(app, &session.user_id).await;
+            Ok(())
+        }
         Err(MfaError::WrongCode | MfaError::Replayed) => {
             tracing::info!(user = %session.user_id, "wrong code on the account page");
             Err(account_error(StatusCode::UNAUTHORIZED, WRONG_CODE))
