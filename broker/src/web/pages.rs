@@ -349,6 +349,11 @@ fn sample_contexts() -> Vec<Value> {
             permissions => vec!["admin:read"],
             lifetimes => vec![minijinja::context! { seconds => 86_400, label => Text::new("msg.lifetime.one_day") }],
             default_lifetime => 86_400,
+            mfa => minijinja::context! { enrolled => on, recovery_codes_left => 7 },
+            recovery_codes => if on { vec!["abcd-efgh-ijkl"] } else { vec![] },
+            enrolled_now => on, qr_svg => "<svg></svg>", secret => "JBSWY3DPEHPK3PXP",
+            offer_password_change => on, offer_email_change => on, email => "ada@example.com",
+            email_verified => on, min_password_length => 8, hours => 24, verify => on,
         });
     }
     out
