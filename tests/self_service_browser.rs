@@ -2,11 +2,13 @@
 //! A person's whole self-service journey in a real browser (headless Chromium through
 //! chromedriver) against the real broker, with the mails going over real SMTP to a
 //! sink on loopback: create an account, confirm it from the mail, sign in to the app,
+//! set up an authenticator app (TOTP), sign out and in again with password and code,
 //! change the password on the account page, forget it, reset it from the mail — and
-//! the app's old refresh token is refused. Every page is saved as a screenshot under
+//! the app's old refresh tokens are refused. Every page is saved as a screenshot under
 //! target/screenshots/.
 
 use std::time::Duration;
+use switchboard_e2e::totp::Authenticator;
 use switchboard_e2e::{AuthorizeRequest, Broker, Chrome, SmtpSink, WEB_APP, jwt_claims};
 use url::Url;
 
@@ -27,6 +29,16 @@ async fn link_in_mail(sink: &SmtpSink, n: usize, prefix: &str) -> Url {
         .link(prefix)
         .unwrap_or_else(|| panic!("no {prefix} link in {}", mail.decoded()));
     Url::parse(&link).unwrap()
+}
+
+/// On the second-factor page: types the app's next code and presses "Verify".
+async fn second_factor(chrome: &Chrome, app: &mut Authenticator) {
+    chrome
+        .wait_for_id("code")
+        .await
+        .send_keys(&app.next_code().await)
+        .await;
+    chrome.wait_for_id("verify-code").await.click().await;
 }
 
 /// Waits until the browser lands at the app's redirect URI and returns the code.
@@ -118,7 +130,63 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
         assert_eq!(claims["email_verified"], true);
         let first_refresh = tokens.refresh_token().to_string();
 
-        // 4. The account page: a new password (no current one needed right after
+        // 4. An authenticator app, set up on the account page: the key from the
+        //    page, a code from it, and the recovery codes shown once.
+        chrome.open(&broker.url("/account")).await;
+        chrome.wait_for_id("enrol-mfa").await.click().await;
+        let key = chrome.wait_for_id("totp-secret").await.text().await;
+        chrome.wait_for_id("qr-code").await;
+        chrome.screenshot("self_service_mfa_enrol").await;
+        let mut authenticator = Authenticator::from_key(&key);
+        chrome
+            .wait_for_id("code")
+            .await
+            .send_keys(&authenticator.next_code().await)
+            .await;
+        chrome.wait_for_id("confirm-mfa").await.click().await;
+        chrome.wait_for_id("recovery-codes").await;
+        chrome.screenshot("self_service_mfa_recovery_codes").await;
+
+        // 5. Signing out, then in with the password and a code from the app.
+        let mut logout = broker.url("/logout");
+        logout
+            .query_pairs_mut()
+            .append_pair("id_token_hint", tokens.id_token());
+        chrome.open(&logout).await;
+        chrome.wait_for("main").await;
+        let request = AuthorizeRequest::new(WEB_APP).scope("openid email profile offline_access");
+        chrome.open(&request.url(&broker)).await;
+        chrome
+            .wait_for_id("username")
+            .await
+            .send_keys(USERNAME)
+            .await;
+        chrome
+            .wait_for_id("password")
+            .await
+            .send_keys(FIRST_PASSWORD)
+            .await;
+        chrome.wait_for("button[type=submit]").await.click().await;
+        chrome.wait_for_id("verify-code").await;
+        chrome.screenshot("self_service_mfa_code").await;
+        second_factor(&chrome, &mut authenticator).await;
+        let code = code_at_the_app(&chrome).await;
+        let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
+        let claims = jwt_claims(tokens.id_token());
+        let amr: Vec<&str> = claims["amr"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_str())
+            .collect();
+        assert!(amr.contains(&"otp") && amr.contains(&"mfa"), "{amr:?}");
+        assert_eq!(claims["acr"], "urn:switchboard:acr:mfa");
+        broker
+            .refresh(&WEB_APP, tokens.refresh_token())
+            .await
+            .assert_ok();
+
+        // 6. The account page: a new password (no current one needed right after
         //    signing in, but given here as a person would).
         chrome.open(&broker.url("/account")).await;
         chrome
@@ -140,7 +208,7 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
             .await
             .assert_error("invalid_grant");
 
-        // 5. Signed in again later, with the new password.
+        // 7. Signed in again later, with the new password (and a code).
         let request = AuthorizeRequest::new(WEB_APP)
             .scope("openid email offline_access")
             .param("prompt", "login");
@@ -152,11 +220,12 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
             .send_keys(SECOND_PASSWORD)
             .await;
         chrome.wait_for("button[type=submit]").await.click().await;
+        second_factor(&chrome, &mut authenticator).await;
         let code = code_at_the_app(&chrome).await;
         let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
         let second_refresh = tokens.refresh_token().to_string();
 
-        // 6. Forgotten: "Forgot your password?" under the form, the mail, a new one.
+        // 8. Forgotten: "Forgot your password?" under the form, the mail, a new one.
         let request = AuthorizeRequest::new(WEB_APP).param("prompt", "login");
         chrome.open(&request.url(&broker)).await;
         chrome.wait_for_id("forgot-password").await.click().await;
@@ -180,7 +249,8 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
             .await
             .assert_error("invalid_grant");
 
-        // 7. And in to the app once more with the newest password.
+        // 9. And in to the app once more with the newest password (the app still asks
+        //    for a code: a reset does not remove the second factor).
         let request = AuthorizeRequest::new(WEB_APP);
         chrome.open(&request.url(&broker)).await;
         chrome
@@ -194,14 +264,16 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
             .send_keys(THIRD_PASSWORD)
             .await;
         chrome.wait_for("button[type=submit]").await.click().await;
+        second_factor(&chrome, &mut authenticator).await;
         let code = code_at_the_app(&chrome).await;
         broker
             .redeem(&WEB_APP, &code, request.verifier())
             .await
             .assert_ok();
     };
-    tokio::time::timeout(Duration::from_secs(120), journey)
+    // Each code works once: later sign-ins may wait for the app's next step (30 s).
+    tokio::time::timeout(Duration::from_secs(240), journey)
         .await
-        .expect("the journey finishes within two minutes");
+        .expect("the journey finishes within four minutes");
     chrome.close().await;
 }

@@ -23,6 +23,7 @@ mod pg;
 mod plugins;
 mod relying_party;
 mod smtp;
+pub mod totp;
 
 pub use backchannel::{backchannel_receiver, backchannel_receiver_on};
 pub use broker::{Broker, Setup, broker_binary, check_config, free_port, workspace_root};
