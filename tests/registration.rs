@@ -587,3 +587,115 @@ async fn a_new_email_counts_only_when_the_link_to_it_is_used() {
     assert_eq!(claims["email_verified"], true);
     assert!(!signs_in(&broker, "old@example.com", PASSWORD).await);
 }
+
+/// The demo's example app, as config/broker.toml registers it.
+const DEMO_APP: switchboard_e2e::TestClient = switchboard_e2e::TestClient {
+    id: "example-app",
+    secret: Some("example-secret"),
+    redirect_uri: "http://127.0.0.1:5555/callback",
+    registered_redirect_uri: "http://127.0.0.1:5555/callback",
+    alg: "RS256",
+    cors_origin: None,
+};
+
+/// Kills the broker it holds when dropped.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The README's quick start as shipped: `broker serve --config config/broker.toml`
+/// (only the port moved, by the environment), with no mail server: a person
+/// registers, opens the confirmation link from the mail file in data/mail, and signs
+/// in to the example app.
+#[tokio::test]
+async fn the_demo_config_takes_a_registration_confirmed_from_its_mail_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = switchboard_e2e::free_port();
+    let issuer = format!("http://127.0.0.1:{port}");
+    let child = std::process::Command::new(switchboard_e2e::broker_binary())
+        .arg("serve")
+        .arg("--config")
+        .arg(switchboard_e2e::workspace_root().join("config/broker.toml"))
+        .env("BROKER_ISSUER", &issuer)
+        .env("BROKER_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _running = Running(child);
+    let base = url::Url::parse(&format!("{issuer}/")).unwrap();
+    let browser = Browser::at(&issuer, base.clone());
+    let started = std::time::Instant::now();
+    let healthz = base.join("healthz").unwrap();
+    while !reqwest::get(healthz.clone())
+        .await
+        .is_ok_and(|r| r.status() == StatusCode::OK)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the demo broker did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let form = browser.get_raw(&base.join("register/local").unwrap()).await;
+    let csrf = hidden_value(&form.text().await.unwrap(), "csrf").unwrap();
+    let res = browser
+        .post_raw(
+            &base.join("register/local").unwrap(),
+            &[
+                ("csrf", csrf.as_str()),
+                ("username", "visitor"),
+                ("email", "visitor@example.com"),
+                ("password", PASSWORD),
+            ],
+        )
+        .await;
+    assert!(res.text().await.unwrap().contains("register-sent"));
+
+    let prefix = format!("{issuer}/register/local/confirm?token=");
+    let mail_dir = dir.path().join("data/mail");
+    let token = loop {
+        let found = std::fs::read_dir(&mail_dir).ok().and_then(|entries| {
+            entries.filter_map(Result::ok).find_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let at = text.find(&prefix)?;
+                let rest = &text[at + prefix.len()..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'))
+                    .unwrap_or(rest.len());
+                Some(rest[..end].to_string())
+            })
+        });
+        if let Some(token) = found {
+            break token;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no mail file in {}",
+            mail_dir.display()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let res = browser
+        .post_raw(
+            &base.join("register/local/confirm").unwrap(),
+            &[("token", &token)],
+        )
+        .await;
+    assert!(res.text().await.unwrap().contains("register-confirmed"));
+
+    let request = AuthorizeRequest::new(DEMO_APP);
+    let form = browser.open(&request.url_at(&base)).await.expect_form();
+    let landing = browser.submit(&form, "visitor", PASSWORD).await;
+    assert!(
+        matches!(landing, Landing::Client(_)),
+        "signed in to the example app"
+    );
+}
