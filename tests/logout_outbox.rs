@@ -254,3 +254,42 @@ async fn a_notice_is_given_up_after_its_last_attempt_and_never_sent_late() {
     let late = tokio::time::timeout(Duration::from_secs(4), bodies.recv()).await;
     assert!(late.is_err(), "a given-up notice is never sent: {late:?}");
 }
+
+#[tokio::test]
+async fn disabling_a_user_sends_back_channel_logout_for_their_live_sessions() {
+    let port = free_port();
+    let mut bodies = endpoint(port).await;
+    let broker = with_backchannel(Broker::setup(), port).start().await;
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP).scope("openid profile email");
+    let response = browser.log_in(&request.url(&broker), &ADMIN).await;
+    let tokens = broker
+        .redeem(&WEB_APP, response.code(), request.verifier())
+        .await;
+    tokens.assert_ok();
+    let id_claims = jwt_claims(tokens.id_token());
+    // The operator's CLI writes to the store of the running broker, whose sender
+    // finds the queued notice on its next pass.
+    broker.user_command(&["disable", id_claims["sub"].as_str().unwrap()], "");
+    exactly_one_valid_token(&mut bodies, &broker, &id_claims).await;
+}
+
+#[tokio::test]
+async fn an_operator_ending_a_users_sessions_sends_back_channel_logout() {
+    let port = free_port();
+    let mut bodies = endpoint(port).await;
+    let broker = with_backchannel(Broker::setup(), port).start().await;
+    let browser = Browser::new(&broker);
+    let request = AuthorizeRequest::new(WEB_APP).scope("openid profile email");
+    let response = browser.log_in(&request.url(&broker), &ADMIN).await;
+    let tokens = broker
+        .redeem(&WEB_APP, response.code(), request.verifier())
+        .await;
+    tokens.assert_ok();
+    let id_claims = jwt_claims(tokens.id_token());
+    broker.user_command(
+        &["set-password", id_claims["sub"].as_str().unwrap()],
+        "a brand new password\n",
+    );
+    exactly_one_valid_token(&mut bodies, &broker, &id_claims).await;
+}

@@ -91,6 +91,17 @@ async fn a_mailed_link_resets_the_password_once_and_ends_the_old_tokens() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(sink.mails().len(), 1, "no mail for an unknown account");
     assert!(!broker.log().contains(&token), "the token is never logged");
+    // The outbox kept the mail sealed: no file of the store (database, WAL) holds the
+    // link in the clear, though SQLite keeps deleted rows' bytes around.
+    for entry in std::fs::read_dir(broker.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        assert!(
+            !bytes.windows(token.len()).any(|w| w == token.as_bytes()),
+            "{} holds the link's token",
+            path.display()
+        );
+    }
 
     // The link opens the form; a too short password is refused without spending it.
     let page = broker

@@ -29,6 +29,7 @@ fn client(alg: SigningAlg) -> Client {
         auth: ClientAuth::None,
         redirect_uris: vec![],
         require_pkce: true,
+        require_mfa: false,
         scopes: BTreeSet::new(),
         grants: BTreeSet::new(),
         cors_origins: BTreeSet::new(),
@@ -87,6 +88,7 @@ fn grant() -> GrantRecord {
         expires_at: 1_900_000_000,
         revoked_at: None,
         resource: None,
+        amr: vec!["pwd".into()],
     }
 }
 

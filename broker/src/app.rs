@@ -173,7 +173,7 @@ pub async fn build(config: Config) -> Result<AppState, StartError> {
             .counted_on(metrics.cache_counters("token_status")),
     );
     let mail = match &config.email {
-        Some(settings) => Some(Arc::new(crate::email::Mail::new(settings)?)),
+        Some(settings) => Some(Arc::new(crate::email::Mail::new(settings, master.clone())?)),
         None => None,
     };
     Ok(AppState {

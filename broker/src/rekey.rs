@@ -1,5 +1,5 @@
 //! Master-key rotation: re-seals every value the store keeps sealed (signing keys,
-//! upstream provider data) under the current master key, while the previous keys
+//! upstream provider data, TOTP secrets) under the current master key, while the previous keys
 //! still open what they sealed.
 //!
 //! Safe to interrupt and run again: values are rewritten in small batches, each one
@@ -8,7 +8,7 @@
 //! every value is checked to open under a configured key; one that does not stops the
 //! run with nothing changed.
 
-use crate::identity::{LINK_FORMAT, LINK_TABLE};
+use crate::identity::{LINK_FORMAT, LINK_TABLE, mfa};
 use crate::secrets::{MasterKey, SecretsError};
 use crate::store::{SealedColumn, SealedRewrite, SealedRow, SharedStore, StoreError};
 use crate::tokens::keyring;
@@ -16,7 +16,11 @@ use crate::tokens::keyring;
 /// Rows read (and rewritten) per store call.
 const BATCH: u32 = 100;
 
-const COLUMNS: [SealedColumn; 2] = [SealedColumn::SigningKeys, SealedColumn::ProviderData];
+const COLUMNS: [SealedColumn; 3] = [
+    SealedColumn::SigningKeys,
+    SealedColumn::ProviderData,
+    SealedColumn::TotpSecrets,
+];
 
 /// What a run found and did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -55,6 +59,7 @@ fn binding(row: &SealedRow) -> (&'static str, String, u32) {
             provider_id,
             subject,
         } => (LINK_TABLE, format!("{provider_id}/{subject}"), LINK_FORMAT),
+        SealedRow::TotpSecret { user_id } => (mfa::TOTP_TABLE, user_id.clone(), mfa::TOTP_FORMAT),
     }
 }
 
@@ -66,6 +71,7 @@ fn describe(row: &SealedRow) -> String {
             provider_id,
             subject,
         } => format!("provider data of {provider_id}/{subject}"),
+        SealedRow::TotpSecret { user_id } => format!("TOTP secret of user {user_id}"),
     }
 }
 
@@ -205,8 +211,8 @@ mod tests {
         MasterKey::from_bytes(&[byte; 32]).unwrap()
     }
 
-    /// A store with `keys` signing keys and `links` provider-data links, all sealed
-    /// under `master`.
+    /// A store with `keys` signing keys, `links` provider-data links and one TOTP
+    /// secret, all sealed under `master`.
     async fn sealed_store(master: &MasterKey, keys: usize, links: usize) -> SharedStore {
         let store: SharedStore = Arc::new(MemoryStore::new());
         for i in 0..keys {
@@ -238,6 +244,15 @@ mod tests {
         )
         .await
         .unwrap();
+        let totp = master
+            .seal(
+                mfa::TOTP_TABLE,
+                &user.id,
+                mfa::TOTP_FORMAT,
+                b"0123456789abcdefghij",
+            )
+            .unwrap();
+        assert!(store.put_pending_totp(&user.id, &totp, 1).await.unwrap());
         for i in 0..links {
             let subject = format!("s{i:03}");
             let sealed = master
@@ -278,7 +293,8 @@ mod tests {
     #[tokio::test]
     async fn an_interrupted_rotation_finishes_on_the_next_run_across_pages() {
         let store = sealed_store(&key(1), 3, 2 * BATCH as usize + 5).await;
-        let total = 3 + 2 * u64::from(BATCH) + 5;
+        // Keys, links and the TOTP secret.
+        let total = 3 + 2 * u64::from(BATCH) + 5 + 1;
         let rotating = key(2).with_previous([key(1)]);
 
         let first = rotate_master_key(&store, &rotating, Some(150))
@@ -345,7 +361,8 @@ mod tests {
         assert!(text.contains("provider data of corp/s001"), "{text}");
         assert!(text.contains("previous_master_key_files"), "{text}");
         assert!(
-            count_remaining(&store, &rotating).await.unwrap() == 5,
+            // Two keys, three links and the TOTP secret.
+            count_remaining(&store, &rotating).await.unwrap() == 6,
             "nothing was re-sealed"
         );
     }

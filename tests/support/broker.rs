@@ -371,6 +371,11 @@ impl Broker {
         self.dir.as_ref().expect("the broker owns its directory")
     }
 
+    /// The broker's data directory (its SQLite files, a generated master key).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir().path().join("data")
+    }
+
     /// Waits (at most 10 s) until the broker's log contains `needle`.
     pub async fn wait_for_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);

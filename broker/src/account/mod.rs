@@ -7,6 +7,8 @@
 
 mod credentials;
 
+mod mfa;
+
 use crate::flow::{AccountIntent, PendingLogin, Purpose};
 use crate::identity::api_keys::{self, KeyRequestError, NewApiKey};
 use crate::identity::{self, IdentityError};
@@ -33,6 +35,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             web::post().to(credentials::change_password),
         )
         .route("/account/email", web::post().to(credentials::change_email));
+    mfa::routes(cfg);
 }
 
 /// Key lifetimes the form offers, in days, as far as `api_keys.max_lifetime` allows.
@@ -230,6 +233,7 @@ async fn render_with(
         .map(|e| minijinja::context! { id => &e.id, name => &e.name })
         .collect();
     let now = app.clock.now();
+    let second_factor = mfa::summary(app, &session.user_id).await?;
     let lifetimes: Vec<_> = lifetime_choices(app.config.api_keys.max_lifetime)
         .into_iter()
         .map(|(seconds, label)| minijinja::context! { seconds, label })
@@ -261,6 +265,7 @@ async fn render_with(
             email => &user.email,
             email_verified => user.email_verified,
             min_password_length => app.config.account_policy.min_password_length,
+            mfa => mfa::view(&second_factor),
             ..extra
         },
     ))

@@ -55,6 +55,7 @@ pub fn scope() -> Scope<
         .service(users::update_user)
         .service(users::delete_user)
         .service(users::set_password)
+        .service(users::reset_mfa)
         .service(users::list_sessions)
         .service(users::end_sessions)
         .service(users::grant_role)

@@ -168,6 +168,8 @@ pub struct SessionView {
     pub auth_time: i64,
     pub created_at: i64,
     pub expires_at: i64,
+    /// How the person authenticated (RFC 8176 `amr`: `pwd`, `fed`, `otp`, `mfa`).
+    pub amr: Vec<String>,
 }
 
 impl From<&SessionRecord> for SessionView {
@@ -178,6 +180,7 @@ impl From<&SessionRecord> for SessionView {
             auth_time: s.auth_time,
             created_at: s.created_at,
             expires_at: s.expires_at,
+            amr: s.amr.clone(),
         }
     }
 }
@@ -639,6 +642,45 @@ pub async fn set_password(
     identity::set_password(&app.store, &id, &hash, &caller.actor(), app.clock.now())
         .await
         .map_err(identity_problem)?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// Reset a user's second factor (a lost phone and no recovery code left): the
+/// authenticator and every recovery code are removed, audited as `mfa_removed`. The
+/// person signs in with their password alone until they set up a new one. 404 when the
+/// user has no second factor.
+#[utoipa::path(
+    tag = "users",
+    params(("id" = String, Path)),
+    responses(
+        (status = 204),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = ["admin:users:write"]))
+)]
+#[delete("/users/{id}/mfa")]
+pub async fn reset_mfa(
+    req: HttpRequest,
+    app: web::Data<AppState>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, Problem> {
+    let caller = Caller::authenticate(&req, &app).await?;
+    caller.require(USERS_WRITE)?;
+    load_user(&app, &id).await?;
+    let removed = identity::mfa::remove(&app.store, &id, &caller.actor(), app.clock.now())
+        .await
+        .map_err(internal("resetting the second factor failed"))?;
+    if !removed {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "the user has no second factor",
+        ));
+    }
+    tracing::info!(user = %id.as_str(), actor = %caller.actor(), "second factor reset");
     Ok(HttpResponse::NoContent().finish())
 }
 

@@ -254,6 +254,8 @@ pub struct Client {
     pub redirect_uris: Vec<RedirectUri>,
     /// `/authorize` requires a PKCE S256 challenge (always true for public clients).
     pub require_pkce: bool,
+    /// Every sign-in for it needs a second factor (an SSO session without one steps up).
+    pub require_mfa: bool,
     pub scopes: BTreeSet<String>,
     pub grants: BTreeSet<String>,
     pub cors_origins: BTreeSet<String>,
@@ -1409,12 +1411,25 @@ impl Validator {
                 None => lt.refresh_token_absolute,
             },
         };
+        if c.require_mfa && grants.contains(DEVICE_CODE_GRANT) {
+            return Err(self.err(
+                key("require_mfa"),
+                "a second factor cannot be required of the device grant yet: remove device_code from grants",
+            ));
+        }
+        if c.require_mfa && !grants.contains("authorization_code") {
+            return Err(self.err(
+                key("require_mfa"),
+                "only a client with the authorization_code grant has people signing in",
+            ));
+        }
         Ok(Client {
             id: id.to_string(),
             name: c.name.clone().unwrap_or_else(|| id.to_string()),
             auth,
             redirect_uris,
             require_pkce,
+            require_mfa: c.require_mfa,
             scopes,
             grants,
             cors_origins,

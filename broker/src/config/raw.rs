@@ -220,6 +220,9 @@ pub struct RawClient {
     #[serde(default)]
     pub redirect_uris: Vec<String>,
     pub require_pkce: Option<bool>,
+    /// A sign-in for this client needs a second factor (TOTP).
+    #[serde(default)]
+    pub require_mfa: bool,
     pub scopes: Option<Vec<String>>,
     pub grants: Option<Vec<String>>,
     #[serde(default)]

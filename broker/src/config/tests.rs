@@ -584,6 +584,27 @@ fn pkce_is_required_unless_a_confidential_client_turns_it_off() {
 }
 
 #[test]
+fn require_mfa_is_off_by_default_and_only_for_clients_people_sign_in_to() {
+    let c = load_text(MINIMAL).unwrap();
+    assert!(!c.clients["app"].require_mfa, "off by default");
+    let on =
+        load_text(&MINIMAL.replace("redirect_uris", "require_mfa = true\nredirect_uris")).unwrap();
+    assert!(on.clients["app"].require_mfa);
+    let machine = MINIMAL.replace(
+        "redirect_uris",
+        "require_mfa = true\ngrants = [\"client_credentials\"]\nredirect_uris",
+    );
+    let e = error_of(&machine);
+    assert!(e.contains("clients.app.require_mfa"), "{e}");
+    let device = MINIMAL.replace(
+        "redirect_uris",
+        "require_mfa = true\ngrants = [\"authorization_code\", \"urn:ietf:params:oauth:grant-type:device_code\"]\nredirect_uris",
+    );
+    let e = error_of(&device);
+    assert!(e.contains("clients.app.require_mfa"), "{e}");
+}
+
+#[test]
 fn redirect_uris_are_kept_as_written() {
     let c = load_text(&MINIMAL.replace(
         "\"http://127.0.0.1:5555/callback\"",

@@ -10,12 +10,19 @@
 //! accepted it; a failed attempt is retried with a doubling delay up to
 //! `[email] max_attempts`, and a permanent refusal (5xx) is given up at once. Bodies
 //! and recipients are never logged: a mail may carry a link that resets a password.
+//! For the same reason the bodies wait in the outbox sealed with the master key
+//! (bound to their outbox row): a copy of the database alone does not hold live
+//! links. A rotation of the master key leaves them be; they open while the old key
+//! is among `previous_master_key_files`, and a mail that no key opens is dropped.
 //! In development (`[email] directory`), mails are written there as `.eml` files
 //! instead, so the demo's registration links can be opened without a mail server.
 
 use crate::clock::SharedClock;
 use crate::config::{EmailSettings, SmtpSecurity};
+use crate::secrets::MasterKey;
 use crate::store::{MailDelivery, OutgoingMail, SharedStore};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
@@ -25,6 +32,11 @@ use minijinja::{AutoEscape, Environment};
 use serde::Serialize;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What a sealed body is bound to (with its outbox id), and how it is marked.
+const OUTBOX_TABLE: &str = "mail_outbox";
+const SEAL_VERSION: u32 = 1;
+const SEALED_PREFIX: &str = "sealed:";
 
 /// Mails claimed (and sent concurrently) per round.
 const CLAIM_BATCH: u32 = 16;
@@ -40,6 +52,8 @@ pub enum MailError {
     },
     #[error("the SMTP transport cannot be set up: {0}")]
     Transport(String),
+    #[error("sealing or opening a mail body: {0}")]
+    Sealing(String),
 }
 
 /// The kinds of mail the broker sends, each a pair of templates
@@ -171,6 +185,7 @@ impl MailTemplates {
 pub struct Mail {
     pub templates: MailTemplates,
     pub settings: EmailSettings,
+    master: Arc<MasterKey>,
     from: Mailbox,
     transport: Transport,
     wake: tokio::sync::Notify,
@@ -185,7 +200,7 @@ enum Transport {
 
 impl Mail {
     /// Sets up the transport; no connection is made until the first mail.
-    pub fn new(settings: &EmailSettings) -> Result<Self, MailError> {
+    pub fn new(settings: &EmailSettings, master: Arc<MasterKey>) -> Result<Self, MailError> {
         let from: Mailbox = settings
             .from
             .parse()
@@ -197,6 +212,7 @@ impl Mail {
             return Ok(Mail {
                 templates: MailTemplates::new()?,
                 settings: settings.clone(),
+                master,
                 from,
                 transport: Transport::Files(AsyncFileTransport::new(directory)),
                 wake: tokio::sync::Notify::new(),
@@ -227,10 +243,50 @@ impl Mail {
         Ok(Mail {
             templates: MailTemplates::new()?,
             settings: settings.clone(),
+            master,
             from,
             transport: Transport::Smtp(builder.build()),
             wake: tokio::sync::Notify::new(),
         })
+    }
+
+    /// Renders `kind` for `to` with `ctx`, its bodies sealed for the outbox row
+    /// `id` (the id it must be queued under).
+    pub fn compose<S: Serialize>(
+        &self,
+        id: &str,
+        kind: MailKind,
+        to: &str,
+        ctx: S,
+    ) -> Result<OutgoingMail, MailError> {
+        let mut mail = self.templates.render(kind, to, ctx)?;
+        mail.text = self.seal(id, &mail.text)?;
+        mail.html = self.seal(id, &mail.html)?;
+        Ok(mail)
+    }
+
+    fn seal(&self, id: &str, body: &str) -> Result<String, MailError> {
+        let sealed = self
+            .master
+            .seal(OUTBOX_TABLE, id, SEAL_VERSION, body.as_bytes())
+            .map_err(|e| MailError::Sealing(e.to_string()))?;
+        Ok(format!("{SEALED_PREFIX}{}", URL_SAFE_NO_PAD.encode(sealed)))
+    }
+
+    /// A body as queued: opened when sealed, as it is otherwise (mails queued before
+    /// bodies were sealed).
+    fn open(&self, id: &str, body: &str) -> Result<String, MailError> {
+        let Some(encoded) = body.strip_prefix(SEALED_PREFIX) else {
+            return Ok(body.to_string());
+        };
+        let sealed = URL_SAFE_NO_PAD
+            .decode(encoded)
+            .map_err(|e| MailError::Sealing(e.to_string()))?;
+        let plain = self
+            .master
+            .open(OUTBOX_TABLE, id, SEAL_VERSION, &sealed)
+            .map_err(|e| MailError::Sealing(e.to_string()))?;
+        String::from_utf8(plain).map_err(|e| MailError::Sealing(e.to_string()))
     }
 
     /// Tells the sender that mail was queued.
@@ -257,8 +313,21 @@ impl Mail {
         }
     }
 
-    /// One attempt at one mail.
-    async fn send(&self, mail: &OutgoingMail) -> Attempt {
+    /// One attempt at the mail queued as `id`.
+    async fn send(&self, id: &str, mail: &OutgoingMail) -> Attempt {
+        let opened = self
+            .open(id, &mail.text)
+            .and_then(|text| Ok((text, self.open(id, &mail.html)?)));
+        let (text, html) = match opened {
+            Ok(bodies) => bodies,
+            Err(e) => return Attempt::Undeliverable(format!("its bodies do not open: {e}")),
+        };
+        let mail = &OutgoingMail {
+            to: mail.to.clone(),
+            subject: mail.subject.clone(),
+            text,
+            html,
+        };
         let to: Mailbox = match mail.to.parse() {
             Ok(to) => to,
             Err(_) => return Attempt::Undeliverable("the recipient is not a mailbox".into()),
@@ -317,7 +386,7 @@ impl Sender {
         let id = delivery.id.as_str();
         let attempts = delivery.attempts.saturating_add(1);
         let store = &self.store;
-        let finished = match self.mail.send(&delivery.mail).await {
+        let finished = match self.mail.send(id, &delivery.mail).await {
             Attempt::Sent => {
                 tracing::info!(mail_id = id, attempts, "mail sent");
                 store.finish_mail_delivery(id, &self.owner).await
@@ -412,6 +481,38 @@ impl Sender {
 mod tests {
     use super::*;
 
+    fn test_master() -> Arc<MasterKey> {
+        Arc::new(MasterKey::from_bytes(&[7u8; 32]).unwrap())
+    }
+
+    #[test]
+    fn bodies_wait_sealed_to_their_outbox_row_and_open_only_there() {
+        let dir = tempfile::tempdir().unwrap();
+        let mail = Mail::new(&directory_settings(dir.path()), test_master()).unwrap();
+        let link = "https://id.example/password/reset/local?token=secret-token";
+        let sealed = mail
+            .compose(
+                "m1",
+                MailKind::PasswordReset,
+                "a@example.com",
+                minijinja::context! { name => "Ann", issuer => "https://id.example", minutes => 30, link },
+            )
+            .unwrap();
+        assert!(!sealed.text.contains("secret-token") && !sealed.html.contains("secret-token"));
+        assert!(mail.open("m1", &sealed.text).unwrap().contains(link));
+        assert!(mail.open("m2", &sealed.text).is_err(), "bound to its row");
+        let other = Mail::new(
+            &directory_settings(dir.path()),
+            Arc::new(MasterKey::from_bytes(&[8u8; 32]).unwrap()),
+        )
+        .unwrap();
+        assert!(
+            other.open("m1", &sealed.text).is_err(),
+            "another key opens nothing"
+        );
+        assert_eq!(mail.open("m1", "plain old body").unwrap(), "plain old body");
+    }
+
     fn directory_settings(dir: &std::path::Path) -> EmailSettings {
         EmailSettings {
             host: String::new(),
@@ -430,7 +531,7 @@ mod tests {
     #[tokio::test]
     async fn a_mail_directory_gets_each_mail_as_a_file_whose_link_reads_plainly() {
         let dir = tempfile::tempdir().unwrap();
-        let mail = Mail::new(&directory_settings(&dir.path().join("mail"))).unwrap();
+        let mail = Mail::new(&directory_settings(&dir.path().join("mail")), test_master()).unwrap();
         let link = format!(
             "https://id.example/register/local/confirm?token={}",
             "x".repeat(60)
@@ -443,7 +544,7 @@ mod tests {
                 minijinja::context! { name => "Jörg", issuer => "https://id.example", hours => 24, link => &link },
             )
             .unwrap();
-        assert!(matches!(mail.send(&outgoing).await, Attempt::Sent));
+        assert!(matches!(mail.send("m1", &outgoing).await, Attempt::Sent));
         let files: Vec<_> = std::fs::read_dir(dir.path().join("mail"))
             .unwrap()
             .map(|e| e.unwrap().path())

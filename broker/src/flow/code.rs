@@ -35,6 +35,7 @@ pub async fn issue_code(
         expires_at: now + client.lifetimes.refresh_token_absolute,
         revoked_at: None,
         resource: request.resource.clone(),
+        amr: session.amr.clone(),
     };
     let code_record = CodeRecord {
         code_hash: secrets::hash_secret(&code),

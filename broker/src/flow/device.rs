@@ -76,10 +76,15 @@ pub fn display_user_code(normalized: &str) -> String {
     }
 }
 
-/// How a normalised user code is stored and looked up.
-pub fn user_code_hash(normalized: &str) -> String {
-    secrets::hash_secret(normalized)
+/// How a normalised user code is stored and looked up: keyed with the master key,
+/// because a user code is short (20^8 codes) and a plain hash in a copy of the
+/// database could be reversed offline while the code is live. (A master-key rotation
+/// strands the codes of devices waiting at that moment; they ask again.)
+pub fn user_code_hash(master: &secrets::MasterKey, normalized: &str) -> String {
+    master.mac(USER_CODE_PURPOSE, normalized)
 }
+
+const USER_CODE_PURPOSE: &str = "device_user_code";
 
 /// The person of `session` approves `device`: a grant for its client and scopes, of
 /// this person as their session authenticated them, stored together with the approval.
@@ -110,6 +115,7 @@ pub async fn approve_device(
         expires_at: now + lifetime,
         revoked_at: None,
         resource: None,
+        amr: session.amr.clone(),
     };
     let approved = app
         .store
@@ -124,6 +130,17 @@ pub async fn approve_device(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_user_codes_are_keyed_so_a_database_copy_cannot_reverse_them() {
+        let key = secrets::MasterKey::from_bytes(&[1u8; 32]).unwrap();
+        let other = secrets::MasterKey::from_bytes(&[2u8; 32]).unwrap();
+        let stored = user_code_hash(&key, "BCDFGHJK");
+        assert_eq!(stored, user_code_hash(&key, "BCDFGHJK"), "found again");
+        assert_ne!(stored, secrets::hash_secret("BCDFGHJK"), "not a plain hash");
+        assert_ne!(stored, user_code_hash(&other, "BCDFGHJK"));
+        assert_ne!(stored, user_code_hash(&key, "BCDFGHJL"));
+    }
 
     #[test]
     fn user_codes_are_eight_unambiguous_letters_shown_in_two_halves() {

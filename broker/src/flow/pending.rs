@@ -9,7 +9,7 @@
 use super::device::DeviceIntent;
 use super::request::AuthorizationRequest;
 use crate::secrets;
-use crate::store::{AuthRequestRecord, StoreError};
+use crate::store::{AuthRequestRecord, StoreError, UnixTime};
 use crate::web::{AppState, PageError, browser};
 use actix_web::cookie::Cookie;
 use actix_web::{HttpRequest, HttpResponse};
@@ -49,6 +49,32 @@ pub enum Purpose {
     Reauthenticate(AccountIntent),
     /// Sign in to approve a device (RFC 8628), then return to the `/device` page.
     Device(DeviceIntent),
+    /// The first factor passed; waiting for the second (TOTP or a recovery code),
+    /// after which the login goes on with its purpose.
+    SecondFactor(Box<SecondFactor>),
+}
+
+/// Who passed the first factor of a login, and how, while the second is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecondFactor {
+    pub user_id: String,
+    pub provider_id: String,
+    pub auth_time: UnixTime,
+    /// The methods of the first factor (`pwd`, `fed`).
+    pub amr: Vec<String>,
+    /// What the login is for (never itself a second factor).
+    pub then: Purpose,
+}
+
+impl Purpose {
+    /// The authorization request a sign-in answers, if it is one.
+    pub fn request(&self) -> Option<&AuthorizationRequest> {
+        match self {
+            Purpose::SignIn(request) => Some(request),
+            Purpose::SecondFactor(step) => step.then.request(),
+            Purpose::Link(_) | Purpose::Reauthenticate(_) | Purpose::Device(_) => None,
+        }
+    }
 }
 
 /// A login in progress, loaded for the browser that started it.
@@ -179,8 +205,9 @@ impl PendingLogin {
             Purpose::Link(intent) | Purpose::Reauthenticate(intent) => {
                 Some(intent.provider_id.clone())
             }
-            Purpose::Device(_) => None,
+            Purpose::Device(_) | Purpose::SecondFactor(_) => None,
         };
+        let second_factor = matches!(purpose, Purpose::SecondFactor(_));
         let stored = Stored {
             version: STORED_VERSION,
             binding_hash: secrets::hash_secret(&binding),
@@ -199,6 +226,7 @@ impl PendingLogin {
             .await
             .map_err(FlowError::from)?;
         let login_url = match provider {
+            _ if second_factor => format!("/second-factor?req={id}"),
             Some(p) => format!("/login/{p}?req={id}"),
             None => format!("/login?req={id}"),
         };
@@ -255,10 +283,7 @@ impl PendingLogin {
 
     /// The authorization request this login answers, if it signs in for a client.
     pub fn request(&self) -> Option<&AuthorizationRequest> {
-        match &self.purpose {
-            Purpose::SignIn(request) => Some(request),
-            Purpose::Link(_) | Purpose::Reauthenticate(_) | Purpose::Device(_) => None,
-        }
+        self.purpose.request()
     }
 
     /// What the upstream is asked: the app's `prompt` and `max_age`, or a forced
@@ -270,7 +295,7 @@ impl PendingLogin {
                 request.max_age,
             ),
             Purpose::Link(_) | Purpose::Reauthenticate(_) => (LoginPrompt::new(true, false), None),
-            Purpose::Device(_) => (LoginPrompt::new(false, false), None),
+            Purpose::Device(_) | Purpose::SecondFactor(_) => (LoginPrompt::new(false, false), None),
         }
     }
 
@@ -281,26 +306,28 @@ impl PendingLogin {
     /// What the login pages say it is for.
     /// The client's name, or what the login is for in the request's language.
     pub fn heading(&self, app: &AppState) -> String {
-        let purpose = match &self.purpose {
-            Purpose::SignIn(request) => {
-                return app
-                    .config
-                    .clients
-                    .get(&request.client_id)
-                    .map(|c| c.name.clone())
-                    .unwrap_or_default();
-            }
-            Purpose::Link(_) => "msg.heading_link",
-            Purpose::Reauthenticate(_) => "msg.heading_reauthenticate",
-            Purpose::Device(_) => "msg.heading_device",
-        };
-        app.pages.text(&purpose.into())
+        heading_of(&self.purpose, app)
     }
 
     /// A way back to the client that tells it `error`, for a page that ends the login.
     pub fn back_to_app(&self, app: &AppState, error: &super::OAuthError) -> Option<String> {
         let reply = self.request()?.reply(&app.config).ok()?;
         Some(reply.error_url(error).to_string())
+    }
+}
+
+fn heading_of(purpose: &Purpose, app: &AppState) -> String {
+    match purpose {
+        Purpose::SignIn(request) => app
+            .config
+            .clients
+            .get(&request.client_id)
+            .map(|c| c.name.clone())
+            .unwrap_or_default(),
+        Purpose::Link(_) => app.pages.text(&"msg.heading_link".into()),
+        Purpose::Reauthenticate(_) => app.pages.text(&"msg.heading_reauthenticate".into()),
+        Purpose::Device(_) => app.pages.text(&"msg.heading_device".into()),
+        Purpose::SecondFactor(step) => heading_of(&step.then, app),
     }
 }
 
@@ -323,6 +350,7 @@ mod tests {
             hinted_subject: None,
             provider_hint: Some("local".into()),
             resource: None,
+            acr_mfa: false,
             ui_locales: None,
         }
     }
@@ -391,6 +419,29 @@ mod tests {
                 session_hash: "sh".into(),
                 provider_id: "github".into(),
             })
+        );
+    }
+
+    #[test]
+    fn a_second_factor_step_round_trips_with_the_login_it_continues() {
+        let step = SecondFactor {
+            user_id: "u1".into(),
+            provider_id: "local".into(),
+            auth_time: 5,
+            amr: vec!["pwd".into()],
+            then: Purpose::SignIn(request()),
+        };
+        let stored = Stored {
+            version: STORED_VERSION,
+            binding_hash: "bh".into(),
+            purpose: Purpose::SecondFactor(Box::new(step.clone())),
+        };
+        let back = Stored::read(serde_json::to_value(&stored).unwrap()).unwrap();
+        assert_eq!(back.purpose, Purpose::SecondFactor(Box::new(step)));
+        assert_eq!(
+            back.purpose.request(),
+            Some(&request()),
+            "the client's request"
         );
     }
 

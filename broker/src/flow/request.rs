@@ -33,6 +33,10 @@ pub struct AuthorizationRequest {
     /// Rows stored before it existed read as none.
     #[serde(default)]
     pub resource: Option<String>,
+    /// `acr_values` named this issuer's MFA level (`urn:switchboard:acr:mfa`): the
+    /// sign-in needs a second factor. Other values are voluntary and ignored.
+    #[serde(default)]
+    pub acr_mfa: bool,
     /// `ui_locales` as asked (space-separated BCP 47 tags): the language of every
     /// page of this login. Rows stored before it existed read as none.
     #[serde(default)]
@@ -48,6 +52,16 @@ impl AuthorizationRequest {
             state: self.state.clone(),
             issuer: config.issuer.clone(),
         })
+    }
+
+    /// Whether this sign-in needs a second factor: the app asked for it (`acr_values`)
+    /// or the client always does (`require_mfa`).
+    pub fn needs_mfa(&self, config: &Config) -> bool {
+        self.acr_mfa
+            || config
+                .clients
+                .get(&self.client_id)
+                .is_some_and(|c| c.require_mfa)
     }
 
     /// True when a session's authentication is too old for this request.
@@ -77,6 +91,7 @@ mod tests {
             hinted_subject: None,
             provider_hint: None,
             resource: None,
+            acr_mfa: false,
             ui_locales: None,
         };
         assert!(!r.needs_fresh_login(100, 200));

@@ -14,6 +14,7 @@
 //! - `policy`: what usernames, emails, passwords and group names may be,
 //! - `reset` and `signup`: what people do to their own local accounts (forgotten
 //!   passwords; registration, email verification and change, password change).
+//! - `mfa`: the second factor (TOTP and recovery codes): set up, checked, removed.
 //!
 //! This module keeps the error they share and re-exports their API, so callers use
 //! `crate::identity::X` whatever file `X` lives in.
@@ -24,6 +25,7 @@ pub mod groups;
 mod lifecycle;
 mod links;
 pub mod policy;
+pub mod mfa;
 pub mod reset;
 mod resolve;
 pub mod resources;

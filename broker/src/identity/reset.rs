@@ -79,7 +79,9 @@ pub async fn request_reset(
         .clone()
         .or_else(|| user.username.clone())
         .unwrap_or_else(|| email.clone());
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::PasswordReset,
         &email,
         minijinja::context! {
@@ -90,7 +92,7 @@ pub async fn request_reset(
         },
     )?;
     store
-        .issue_account_token(&record, &secrets::random_id()?, &message)
+        .issue_account_token(&record, &mail_id, &message)
         .await?;
     mail.queued();
     Ok(true)

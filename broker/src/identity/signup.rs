@@ -13,8 +13,8 @@ use crate::email::{Mail, MailKind};
 use crate::identity::policy::PolicyViolation;
 use crate::secrets;
 use crate::store::{
-    AccountTokenPurpose, AccountTokenRecord, Confirmation, PendingRegistration, SharedStore,
-    StoreError, UnixTime, UserRecord, UserStatus,
+    AccountTokenPurpose, AccountTokenRecord, Confirmation, LogoutNotice, PendingRegistration,
+    SharedStore, StoreError, UnixTime, UserRecord, UserStatus,
 };
 use serde_json::json;
 
@@ -178,7 +178,9 @@ pub async fn register(
         created_at: now,
         expires_at: now + links.lifetime,
     };
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::ConfirmRegistration,
         email,
         minijinja::context! {
@@ -189,7 +191,7 @@ pub async fn register(
         },
     )?;
     store
-        .issue_registration(&registration, &secrets::random_id()?, &message)
+        .issue_registration(&registration, &mail_id, &message)
         .await?;
     mail.queued();
     Ok(Registered::MailSent)
@@ -289,14 +291,14 @@ pub async fn verify_email(
         && before.email_verified
         && !same_address(Some(old), &address)
     {
-        let message = mail.templates.render(
+        let mail_id = secrets::random_id()?;
+        let message = mail.compose(
+            &mail_id,
             MailKind::EmailChanged,
             old,
             minijinja::context! { name => greeting(&written), issuer, email => &address },
         )?;
-        store
-            .queue_mail(&secrets::random_id()?, &message, now)
-            .await?;
+        store.queue_mail(&mail_id, &message, now).await?;
         mail.queued();
     }
     Ok(written)
@@ -362,9 +364,22 @@ pub async fn change_password(
     }
     let mut ended = 0;
     for session in store.list_user_sessions(&user.id, now).await? {
-        if session.id_hash != change.keep_session
-            && store.revoke_session(&session.id_hash, now).await?
-        {
+        if session.id_hash == change.keep_session {
+            continue;
+        }
+        // Each app of the session hears of its end (back-channel logout; the sender
+        // drops the notices of apps that take none).
+        let mut notices: Vec<LogoutNotice> = Vec::new();
+        for grant in store.list_session_grants(&session.id_hash).await? {
+            if !notices.iter().any(|n| n.client_id == grant.client_id) {
+                notices.push(LogoutNotice {
+                    client_id: grant.client_id,
+                    sid: session.id_hash.clone(),
+                    user_id: user.id.clone(),
+                });
+            }
+        }
+        if store.end_session(&session.id_hash, now, &notices).await? {
             ended += 1;
         }
     }
@@ -400,7 +415,9 @@ async fn send_verification(
         created_at: now,
         expires_at: now + links.lifetime,
     };
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::VerifyEmail,
         address,
         minijinja::context! {
@@ -412,7 +429,7 @@ async fn send_verification(
         },
     )?;
     store
-        .issue_account_token(&record, &secrets::random_id()?, &message)
+        .issue_account_token(&record, &mail_id, &message)
         .await?;
     mail.queued();
     Ok(())
@@ -427,14 +444,14 @@ async fn tell_owner(
     issuer: &str,
     now: UnixTime,
 ) -> Result<(), SignupError> {
-    let message = mail.templates.render(
+    let mail_id = secrets::random_id()?;
+    let message = mail.compose(
+        &mail_id,
         MailKind::AlreadyRegistered,
         address,
         minijinja::context! { name => greeting(owner), issuer },
     )?;
-    store
-        .queue_mail(&secrets::random_id()?, &message, now)
-        .await?;
+    store.queue_mail(&mail_id, &message, now).await?;
     mail.queued();
     Ok(())
 }

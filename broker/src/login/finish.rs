@@ -1,16 +1,19 @@
 //! After a successful login, by the pending login's purpose: sign in (resolve the
 //! user, a fresh session, the authorization code), or link the identity to the
-//! account of the session that started the link.
+//! account of the session that started the link. A person with a second factor set up
+//! is first sent to give it (`second_factor`), which then completes the login here.
 
 use crate::flow::{
-    AccountIntent, AuthorizationRequest, DeviceIntent, PendingLogin, Purpose, issue_code,
+    AccountIntent, AuthorizationRequest, DeviceIntent, PendingLogin, Purpose, SecondFactor,
+    issue_code,
 };
-use crate::identity::{IdentityError, link_to_user, resolve_login};
+use crate::identity::{IdentityError, link_to_user, mfa, resolve_login};
 use crate::metrics::LoginOutcome;
 use crate::providers::ProviderEntry;
 use crate::secrets;
-use crate::sessions;
+use crate::sessions::{self, Authentication};
 use crate::store::{SessionRecord, UnixTime};
+use crate::tokens::amr;
 use crate::web::{AppState, PageError, browser, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
@@ -23,13 +26,103 @@ pub(super) async fn finish(
     entry: &ProviderEntry,
     identity: Identity,
 ) -> Result<HttpResponse, PageError> {
+    let first = amr::first_factor(entry.has_password());
+    let now = app.clock.now();
     match p.purpose.clone() {
-        Purpose::SignIn(request) => sign_in(req, app, &p, &request, entry, identity).await,
         Purpose::Link(intent) => link(req, app, &p, &intent, entry, identity).await,
-        Purpose::Reauthenticate(intent) => {
-            reauthenticate(req, app, &p, &intent, entry, identity).await
+        Purpose::SecondFactor(_) => {
+            tracing::warn!(provider = %entry.id, "a provider login ended on a second-factor step");
+            Err(PageError::bad_request(crate::flow::EXPIRED))
         }
-        Purpose::Device(intent) => device(req, app, &p, &intent, entry, identity).await,
+        Purpose::Reauthenticate(intent) => {
+            take_for_the_session(req, app, &p, &intent, entry).await?;
+            let auth_time = authenticated_at(identity.auth_time, now);
+            let user = resolve_user(app, entry, identity, now).await?;
+            if user.id != intent.user_id {
+                tracing::warn!(provider = %entry.id, "re-authentication as another person refused");
+                return Err(account_page_error(
+                    StatusCode::FORBIDDEN,
+                    "You signed in as someone else. Your session was not changed.",
+                ));
+            }
+            let auth = authentication(&user.id, entry, auth_time, first);
+            let purpose = Purpose::Reauthenticate(intent);
+            match ask_second_factor(req, app, &auth, &purpose).await? {
+                Some(res) => Ok(res),
+                None => complete(req, app, purpose, auth).await,
+            }
+        }
+        purpose @ (Purpose::SignIn(_) | Purpose::Device(_)) => {
+            let auth_time = authenticated_at(identity.auth_time, now);
+            let user = resolve_user(app, entry, identity, now).await?;
+            p.take(app).await?;
+            let auth = authentication(&user.id, entry, auth_time, first);
+            match ask_second_factor(req, app, &auth, &purpose).await? {
+                Some(res) => Ok(res),
+                None => complete(req, app, purpose, auth).await,
+            }
+        }
+    }
+}
+
+fn authentication(
+    user_id: &str,
+    entry: &ProviderEntry,
+    auth_time: UnixTime,
+    amr: Vec<String>,
+) -> Authentication {
+    Authentication {
+        user_id: user_id.to_string(),
+        provider_id: entry.id.clone(),
+        auth_time,
+        amr,
+    }
+}
+
+/// After the first factor: the second factor's page when the person has one set up
+/// (the pending login's purpose travels on in a new pending login), else `None`.
+async fn ask_second_factor(
+    req: &HttpRequest,
+    app: &AppState,
+    auth: &Authentication,
+    then: &Purpose,
+) -> Result<Option<HttpResponse>, PageError> {
+    let enrolled = mfa::is_enrolled(&app.store, &auth.user_id)
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "reading the second factor failed");
+            PageError::internal()
+        })?;
+    if !enrolled {
+        return Ok(None);
+    }
+    let step = SecondFactor {
+        user_id: auth.user_id.clone(),
+        provider_id: auth.provider_id.clone(),
+        auth_time: auth.auth_time,
+        amr: auth.amr.clone(),
+        then: then.clone(),
+    };
+    let started = PendingLogin::start(app, req, Purpose::SecondFactor(Box::new(step))).await?;
+    tracing::info!(provider = %auth.provider_id, user = %auth.user_id, "first factor passed; asking for the second");
+    Ok(Some(started.into_response()))
+}
+
+/// Once every factor the login needs is given: a session, and what the purpose wants.
+pub(super) async fn complete(
+    req: &HttpRequest,
+    app: &AppState,
+    purpose: Purpose,
+    auth: Authentication,
+) -> Result<HttpResponse, PageError> {
+    match purpose {
+        Purpose::SignIn(request) => sign_in(req, app, &request, auth).await,
+        Purpose::Device(intent) => device(req, app, &intent, auth).await,
+        Purpose::Reauthenticate(intent) => reauthenticated(req, app, &intent, auth).await,
+        Purpose::Link(_) | Purpose::SecondFactor(_) => {
+            tracing::error!("a login completed with a purpose that needs no session");
+            Err(PageError::internal())
+        }
     }
 }
 
@@ -78,9 +171,7 @@ async fn resolve_user(
 async fn replace_session(
     req: &HttpRequest,
     app: &AppState,
-    user_id: &str,
-    entry: &ProviderEntry,
-    auth_time: UnixTime,
+    auth: &Authentication,
     now: UnixTime,
 ) -> Result<(String, SessionRecord), PageError> {
     if let Some(old) = browser::session(req, app).await.ok().flatten() {
@@ -90,9 +181,7 @@ async fn replace_session(
     sessions::start(
         &app.store,
         &app.master,
-        user_id,
-        &entry.id,
-        auth_time,
+        auth,
         app.config.session_lifetime,
         now,
     )
@@ -108,30 +197,30 @@ fn closed_message(entry: &ProviderEntry) -> crate::web::Text {
     crate::web::Text::new("msg.no_account").arg("provider", &entry.name)
 }
 
-/// Resolve the user, start a fresh session, issue the code.
+/// Start a fresh session and issue the code; or, when the app needs a second factor the
+/// person has not set up, a page sending them to set one up (signed in meanwhile).
 async fn sign_in(
     req: &HttpRequest,
     app: &AppState,
-    p: &PendingLogin,
     request: &AuthorizationRequest,
-    entry: &ProviderEntry,
-    identity: Identity,
+    auth: Authentication,
 ) -> Result<HttpResponse, PageError> {
     let now = app.clock.now();
-    let auth_time = authenticated_at(identity.auth_time, now);
-    let user = resolve_user(app, entry, identity, now).await?;
-    p.take(app).await?;
-    let (cookie_value, session) =
-        replace_session(req, app, &user.id, entry, auth_time, now).await?;
-    tracing::info!(provider = %entry.id, user = %user.id, "login succeeded");
-    app.metrics.login(&entry.id, LoginOutcome::Success);
-    let hash = session.id_hash.clone();
-    let mut res = match issue_code(app, request, &session, &hash).await {
-        Ok(res) => res,
-        Err(e) => match request.reply(&app.config) {
-            Ok(reply) => reply.error(&e),
-            Err(_) => return Err(PageError::internal()),
-        },
+    let (cookie_value, session) = replace_session(req, app, &auth, now).await?;
+    tracing::info!(provider = %auth.provider_id, user = %auth.user_id, amr = ?auth.amr, "login succeeded");
+    app.metrics.login(&auth.provider_id, LoginOutcome::Success);
+    let mut res = if request.needs_mfa(&app.config) && !amr::has_mfa(&session.amr) {
+        tracing::info!(user = %auth.user_id, client_id = %request.client_id, "the app needs a second factor the person has not set up");
+        crate::flow::set_up_mfa_page(app)
+    } else {
+        let hash = session.id_hash.clone();
+        match issue_code(app, request, &session, &hash).await {
+            Ok(res) => res,
+            Err(e) => match request.reply(&app.config) {
+                Ok(reply) => reply.error(&e),
+                Err(_) => return Err(PageError::internal()),
+            },
+        }
     };
     if let Err(e) = res.add_cookie(&app.cookies.session_cookie(cookie_value)) {
         tracing::error!(error = %e, "setting the session cookie failed");
@@ -139,23 +228,18 @@ async fn sign_in(
     Ok(res)
 }
 
-/// Resolve the user, start a fresh session, and go back to the `/device` page (with
-/// the user code the login started with) where the person approves the device.
+/// Start a fresh session, and go back to the `/device` page (with the user code the
+/// login started with) where the person approves the device.
 async fn device(
     req: &HttpRequest,
     app: &AppState,
-    p: &PendingLogin,
     intent: &DeviceIntent,
-    entry: &ProviderEntry,
-    identity: Identity,
+    auth: Authentication,
 ) -> Result<HttpResponse, PageError> {
     let now = app.clock.now();
-    let auth_time = authenticated_at(identity.auth_time, now);
-    let user = resolve_user(app, entry, identity, now).await?;
-    p.take(app).await?;
-    let (cookie_value, _) = replace_session(req, app, &user.id, entry, auth_time, now).await?;
-    tracing::info!(provider = %entry.id, user = %user.id, "login succeeded for a device");
-    app.metrics.login(&entry.id, LoginOutcome::Success);
+    let (cookie_value, _) = replace_session(req, app, &auth, now).await?;
+    tracing::info!(provider = %auth.provider_id, user = %auth.user_id, "login succeeded for a device");
+    app.metrics.login(&auth.provider_id, LoginOutcome::Success);
     let page = match intent
         .user_code
         .as_deref()
@@ -248,29 +332,30 @@ async fn link(
     }
 }
 
-/// The signed-in person proved themselves again at their provider: the same user, from
-/// the session that asked, gets a new session with this authentication's time.
-async fn reauthenticate(
+/// The signed-in person proved themselves again: the same user, from the session that
+/// asked (still live), gets a new session with this authentication's time and methods.
+async fn reauthenticated(
     req: &HttpRequest,
     app: &AppState,
-    p: &PendingLogin,
     intent: &AccountIntent,
-    entry: &ProviderEntry,
-    identity: Identity,
+    auth: Authentication,
 ) -> Result<HttpResponse, PageError> {
-    take_for_the_session(req, app, p, intent, entry).await?;
-    let now = app.clock.now();
-    let auth_time = authenticated_at(identity.auth_time, now);
-    let user = resolve_user(app, entry, identity, now).await?;
-    if user.id != intent.user_id {
-        tracing::warn!(provider = %entry.id, "re-authentication as another person refused");
+    let session = browser::session(req, app).await?;
+    let same_session = session.is_some_and(|s| {
+        s.user_id == intent.user_id
+            && auth.user_id == intent.user_id
+            && secrets::constant_time_eq(s.id_hash.as_bytes(), intent.session_hash.as_bytes())
+    });
+    if !same_session {
+        tracing::warn!("a re-authentication finished outside the session that started it");
         return Err(account_page_error(
             StatusCode::FORBIDDEN,
             "msg.someone_else",
         ));
     }
-    let (cookie_value, _) = replace_session(req, app, &user.id, entry, auth_time, now).await?;
-    tracing::info!(provider = %entry.id, user = %user.id, "re-authenticated from the account page");
+    let now = app.clock.now();
+    let (cookie_value, _) = replace_session(req, app, &auth, now).await?;
+    tracing::info!(provider = %auth.provider_id, user = %auth.user_id, "re-authenticated from the account page");
     let mut res = see_other("/account");
     if let Err(e) = res.add_cookie(&app.cookies.session_cookie(cookie_value)) {
         tracing::error!(error = %e, "setting the session cookie failed");

@@ -1,14 +1,16 @@
 //! The login pages a [`PendingLogin`] walks through: choose a provider, then the
-//! password form (`password`) or the trip upstream and back (`redirect`), and what
-//! happens after a successful login (`finish`: a session and the code, or a link);
-//! and the local provider's self-service pages that need no session (`reset`:
-//! forgotten passwords; `register`: registration and email links).
+//! password form (`password`) or the trip upstream and back (`redirect`), the second
+//! factor when the person has one (`second_factor`), and what happens after a
+//! successful login (`finish`: a session and the code, or a link); and the local
+//! provider's self-service pages that need no session (`reset`: forgotten passwords;
+//! `register`: registration and email links).
 
 mod finish;
 mod password;
 mod redirect;
 mod register;
 mod reset;
+mod second_factor;
 mod throttle;
 
 use crate::flow::PendingLogin;
@@ -22,6 +24,8 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/login", web::get().to(choose))
         .route("/login/{provider}", web::get().to(start_provider))
         .route("/login/{provider}", web::post().to(password::submit))
+        .route("/second-factor", web::get().to(second_factor::form))
+        .route("/second-factor", web::post().to(second_factor::submit))
         .route("/callback/{provider}", web::get().to(redirect::callback))
         .route("/callback/{provider}", web::post().to(redirect::callback))
         .route(

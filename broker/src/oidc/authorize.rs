@@ -5,10 +5,11 @@
 use super::clients::match_redirect_uri;
 use crate::config::Client;
 use crate::flow::{
-    AuthorizationReply, AuthorizationRequest, OAuthError, PendingLogin, Prompt, Purpose, issue_code,
+    AuthorizationReply, AuthorizationRequest, OAuthError, PendingLogin, Prompt, Purpose,
+    issue_code, step_up,
 };
 use crate::store::SessionRecord;
-use crate::tokens::{ID_TOKEN_TYP, IdTokenClaims, jwt};
+use crate::tokens::{ID_TOKEN_TYP, IdTokenClaims, amr, jwt};
 use crate::web::{AppState, PageError, Params, browser};
 use actix_web::{HttpRequest, HttpResponse, web};
 
@@ -181,6 +182,9 @@ pub async fn validate(app: &AppState, params: &Params) -> Result<AuthorizationRe
         hinted_subject,
         provider_hint,
         resource,
+        acr_mfa: params
+            .get("acr_values")
+            .is_some_and(|v| v.split(' ').any(|acr| acr == crate::tokens::amr::ACR_MFA)),
         ui_locales,
     })
 }
@@ -316,6 +320,15 @@ async fn decide(
         && !request.needs_fresh_login(session.auth_time, now)
         && hint_ok(&session)
     {
+        if request.needs_mfa(&app.config) && !amr::has_mfa(&session.amr) {
+            if request.prompt.none {
+                return Ok(reply.error(&OAuthError::new(
+                    "interaction_required",
+                    "the session has no second factor and this request needs one",
+                )));
+            }
+            return step_up(app, req, &session, request).await;
+        }
         let hash = session.id_hash.clone();
         return Ok(issue_code(app, &request, &session, &hash)
             .await

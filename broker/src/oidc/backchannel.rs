@@ -9,6 +9,10 @@
 //! when the client answers 2xx; a failed attempt is retried with a doubling delay, up
 //! to `[backchannel_logout] max_attempts`, then given up with an error in the log. The
 //! token is signed at each attempt, so it is never stale when it finally arrives.
+//! Sessions end this way at /logout, and all of a user's at once when the user is
+//! disabled, their password is set, or an operator ends their sessions (the store
+//! queues a notice for every client of each session then; the sender drops those of
+//! clients without a `backchannel_logout_uri`).
 
 use crate::config::Client;
 use crate::store::{LogoutDelivery, UnixTime};
@@ -76,8 +80,11 @@ fn retry_delay(first: i64, attempts: u32) -> i64 {
 enum Attempt {
     Delivered,
     Failed(String),
-    /// The client is gone from the config or no longer takes back-channel logout.
+    /// The client is gone from the config.
     Unaddressable,
+    /// The client takes no back-channel logout: the notice was queued for every
+    /// client of a session (a user's sessions ended all at once), not for this one.
+    NotWanted,
 }
 
 /// One attempt at one notice.
@@ -87,7 +94,7 @@ async fn attempt(app: &AppState, delivery: &LogoutDelivery) -> Attempt {
         return Attempt::Unaddressable;
     };
     let Some(uri) = &client.backchannel_logout_uri else {
-        return Attempt::Unaddressable;
+        return Attempt::NotWanted;
     };
     let token = match logout_token(&app.signer, client, &n.user_id, &n.sid, app.clock.now()) {
         Ok(t) => t,
@@ -121,7 +128,13 @@ async fn deliver(app: &AppState, owner: &str, delivery: LogoutDelivery) {
                 .await
         }
         Attempt::Unaddressable => {
-            tracing::warn!(client_id = %n.client_id, sid = sid_prefix, "back-channel logout dropped: the client no longer takes it");
+            tracing::warn!(client_id = %n.client_id, sid = sid_prefix, "back-channel logout dropped: the client is no longer configured");
+            app.store
+                .finish_logout_delivery(&n.client_id, &n.sid, owner)
+                .await
+        }
+        Attempt::NotWanted => {
+            tracing::debug!(client_id = %n.client_id, sid = sid_prefix, "no back-channel logout for this client");
             app.store
                 .finish_logout_delivery(&n.client_id, &n.sid, owner)
                 .await

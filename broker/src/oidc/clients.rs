@@ -148,6 +148,7 @@ mod tests {
                 .map(|u| RedirectUri::parse(u).unwrap())
                 .collect(),
             require_pkce: true,
+            require_mfa: false,
             scopes: BTreeSet::new(),
             grants: BTreeSet::new(),
             cors_origins: BTreeSet::new(),

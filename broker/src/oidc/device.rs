@@ -92,7 +92,7 @@ async fn start(
             normalize_user_code(&user_code).ok_or_else(|| internal(&"bad user code"))?;
         let record = DeviceCodeRecord {
             device_code_hash: secrets::hash_secret(&device_code),
-            user_code_hash: user_code_hash(&normalized),
+            user_code_hash: user_code_hash(&app.master, &normalized),
             client_id: client.id.clone(),
             scopes: scopes.clone(),
             created_at: now,
@@ -263,7 +263,7 @@ pub async fn submit(
     let device = match typed.as_deref().and_then(normalize_user_code) {
         Some(code) => app
             .store
-            .find_device_code(&user_code_hash(&code), now)
+            .find_device_code(&user_code_hash(&app.master, &code), now)
             .await
             .map_err(store_failed)?,
         None => None,
@@ -372,6 +372,7 @@ mod tests {
             auth: ClientAuth::None,
             redirect_uris: vec![],
             require_pkce: true,
+            require_mfa: false,
             scopes: scopes.iter().map(|s| s.to_string()).collect(),
             grants: BTreeSet::new(),
             cors_origins: BTreeSet::new(),

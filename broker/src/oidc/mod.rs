@@ -175,6 +175,8 @@ pub fn metadata(config: &Config) -> (String, String) {
                 "nonce",
                 "at_hash",
                 "sid",
+                "amr",
+                "acr",
                 "email",
                 "email_verified",
                 "name",
@@ -186,6 +188,14 @@ pub fn metadata(config: &Config) -> (String, String) {
                 "roles",
                 "permissions"
             ]),
+        );
+        o.insert(
+            "acr_values_supported".into(),
+            serde_json::json!(crate::tokens::amr::ACR_VALUES),
+        );
+        o.insert(
+            "amr_values_supported".into(),
+            serde_json::json!(crate::tokens::amr::AMR_VALUES),
         );
         o.insert(
             "prompt_values_supported".into(),

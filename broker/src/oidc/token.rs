@@ -486,7 +486,7 @@ async fn refresh(
         .await
         .map_err(server_error("rotating refresh token failed"))?;
     let grant = match outcome {
-        RotateOutcome::Rotated(g) => g,
+        RotateOutcome::Rotated(g) => *g,
         RotateOutcome::Reused { grant_id } => {
             tracing::warn!(grant = %grant_id, "refresh token reused; family revoked");
             return Err(OAuthError::invalid_grant("refresh token was already used"));

@@ -107,25 +107,34 @@ pub struct ActiveSession {
     pub record: SessionRecord,
 }
 
+/// How a session's person authenticated: who, through which provider, when, and by
+/// which methods (RFC 8176 `amr` values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authentication {
+    pub user_id: String,
+    pub provider_id: String,
+    pub auth_time: UnixTime,
+    pub amr: Vec<String>,
+}
+
 /// Starts a new session (always a new id: no fixation) and returns the cookie value.
 pub async fn start(
     store: &SharedStore,
     master: &MasterKey,
-    user_id: &str,
-    provider_id: &str,
-    auth_time: UnixTime,
+    auth: &Authentication,
     lifetime: i64,
     now: UnixTime,
 ) -> Result<(String, SessionRecord), SessionError> {
     let id = secrets::random_token()?;
     let record = SessionRecord {
         id_hash: secrets::hash_secret(&id),
-        user_id: user_id.to_string(),
-        provider_id: provider_id.to_string(),
-        auth_time,
+        user_id: auth.user_id.clone(),
+        provider_id: auth.provider_id.clone(),
+        auth_time: auth.auth_time,
         created_at: now,
         expires_at: now + lifetime,
         revoked_at: None,
+        amr: auth.amr.clone(),
     };
     store.create_session(&record).await?;
     Ok((signed(master, SESSION_PURPOSE, &id), record))

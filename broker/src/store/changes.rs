@@ -23,15 +23,7 @@
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord,
-    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
-    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
-    Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome, RedeemedToken,
-    RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore,
-    ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore,
-    RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord,
-    SessionStore, SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, UnixTime, UserFilter,
-    UserRecord, UserResource, UserStatus, UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemedToken, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;
@@ -350,6 +342,22 @@ forward!(AccountTokenStore {
         mail: &OutgoingMail) -> StoreResult<()>;
     fn confirm_registration(&self, token_hash: &str, now: UnixTime)
         -> StoreResult<Confirmation>;
+});
+
+// A second factor ends no token and changes nothing a live token shows (a grant's
+// `amr` is fixed when it is made).
+forward!(MfaStore {
+    fn put_pending_totp(&self, user_id: &str, sealed_secret: &[u8], now: UnixTime)
+        -> StoreResult<bool>;
+    fn get_totp(&self, user_id: &str) -> StoreResult<Option<TotpRecord>>;
+    fn confirm_totp(&self, user_id: &str, sealed_secret: &[u8], step: i64,
+        recovery_hashes: &[String], now: UnixTime) -> StoreResult<bool>;
+    fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    fn delete_totp(&self, user_id: &str) -> StoreResult<bool>;
+    fn replace_recovery_codes(&self, user_id: &str, hashes: &[String], now: UnixTime)
+        -> StoreResult<bool>;
+    fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool>;
+    fn count_recovery_codes(&self, user_id: &str) -> StoreResult<u32>;
 });
 
 forward!(Maintenance {

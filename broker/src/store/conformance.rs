@@ -218,6 +218,7 @@ fn grant(id: &str, user_id: &str, expires_at: UnixTime) -> GrantRecord {
         expires_at,
         revoked_at: None,
         resource: None,
+        amr: vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()],
     }
 }
 
@@ -252,6 +253,7 @@ fn session(id_hash: &str, user_id: &str, expires_at: UnixTime) -> SessionRecord 
         created_at: NOW,
         expires_at,
         revoked_at: None,
+        amr: vec!["pwd".to_owned(), "otp".to_owned(), "mfa".to_owned()],
     }
 }
 
@@ -1391,6 +1393,305 @@ async fn concurrent_redeems_of_one_account_token_have_one_winner(store: SharedSt
     assert_eq!(winners, 1);
 }
 
+// ---- second factor (TOTP and recovery codes) ----
+
+fn hashes(names: &[&str]) -> Vec<String> {
+    names.iter().map(|n| (*n).to_owned()).collect()
+}
+
+async fn totp_enrolment_is_pending_until_confirmed_with_its_own_secret(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    assert_eq!(store.get_totp("u1").await.unwrap(), None);
+    assert!(
+        store
+            .put_pending_totp("u1", b"sealed-1", NOW)
+            .await
+            .unwrap()
+    );
+    let pending = store.get_totp("u1").await.unwrap().unwrap();
+    assert_eq!(pending.sealed_secret, b"sealed-1");
+    assert_eq!(pending.confirmed_at, None);
+    assert_eq!(pending.created_at, NOW);
+    // Starting over replaces the pending secret.
+    assert!(
+        store
+            .put_pending_totp("u1", b"sealed-2", NOW + 5)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .confirm_totp("u1", b"sealed-1", 10, &hashes(&["r1"]), NOW + 6)
+            .await
+            .unwrap(),
+        "a secret replaced meanwhile is not confirmed"
+    );
+    assert!(!store.use_totp_step("u1", 11).await.unwrap(), "pending");
+    assert!(!store.use_recovery_code("u1", "r1").await.unwrap());
+    assert!(
+        store
+            .confirm_totp("u1", b"sealed-2", 10, &hashes(&["r1", "r2"]), NOW + 6)
+            .await
+            .unwrap()
+    );
+    let confirmed = store.get_totp("u1").await.unwrap().unwrap();
+    assert_eq!(confirmed.sealed_secret, b"sealed-2");
+    assert_eq!(confirmed.confirmed_at, Some(NOW + 6));
+    assert_eq!(confirmed.last_step, Some(10));
+    assert_eq!(store.count_recovery_codes("u1").await.unwrap(), 2);
+    assert!(
+        !store
+            .confirm_totp("u1", b"sealed-2", 12, &hashes(&["r3"]), NOW + 7)
+            .await
+            .unwrap(),
+        "confirmed once"
+    );
+    assert!(
+        !store
+            .put_pending_totp("u1", b"sealed-3", NOW + 8)
+            .await
+            .unwrap(),
+        "a confirmed enrolment is never replaced by a pending one"
+    );
+    assert_eq!(
+        store.get_totp("u1").await.unwrap().unwrap().sealed_secret,
+        b"sealed-2"
+    );
+    assert!(
+        store.put_pending_totp("nobody", b"s", NOW).await.is_err(),
+        "the user must exist"
+    );
+}
+
+async fn a_totp_step_is_used_once_and_never_an_earlier_one(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.put_pending_totp("u1", b"s", NOW).await.unwrap();
+    store
+        .confirm_totp("u1", b"s", 100, &hashes(&["r1"]), NOW)
+        .await
+        .unwrap();
+    assert!(
+        !store.use_totp_step("u1", 100).await.unwrap(),
+        "the confirming step"
+    );
+    assert!(store.use_totp_step("u1", 101).await.unwrap());
+    assert!(!store.use_totp_step("u1", 101).await.unwrap(), "replayed");
+    assert!(!store.use_totp_step("u1", 99).await.unwrap(), "earlier");
+    assert!(store.use_totp_step("u1", 103).await.unwrap());
+    assert!(
+        !store.use_totp_step("u1", 102).await.unwrap(),
+        "skipped over"
+    );
+    assert_eq!(
+        store.get_totp("u1").await.unwrap().unwrap().last_step,
+        Some(103)
+    );
+    assert!(!store.use_totp_step("nobody", 200).await.unwrap());
+}
+
+async fn recovery_codes_work_once_and_are_replaced_whole(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    assert!(
+        !store
+            .replace_recovery_codes("u1", &hashes(&["x"]), NOW)
+            .await
+            .unwrap(),
+        "no enrolment"
+    );
+    store.put_pending_totp("u1", b"s", NOW).await.unwrap();
+    store
+        .confirm_totp("u1", b"s", 1, &hashes(&["r1", "r2", "r3"]), NOW)
+        .await
+        .unwrap();
+    assert!(store.use_recovery_code("u1", "r2").await.unwrap());
+    assert!(!store.use_recovery_code("u1", "r2").await.unwrap(), "once");
+    assert!(
+        !store.use_recovery_code("u2", "r1").await.unwrap(),
+        "another user's code"
+    );
+    assert_eq!(store.count_recovery_codes("u1").await.unwrap(), 2);
+    assert!(
+        store
+            .replace_recovery_codes("u1", &hashes(&["n1", "n2"]), NOW + 1)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store.use_recovery_code("u1", "r1").await.unwrap(),
+        "replaced"
+    );
+    assert_eq!(store.count_recovery_codes("u1").await.unwrap(), 2);
+    assert!(store.use_recovery_code("u1", "n1").await.unwrap());
+    assert_eq!(store.count_recovery_codes("u2").await.unwrap(), 0);
+}
+
+async fn removing_totp_or_the_user_takes_the_enrolment_and_its_codes(store: SharedStore) {
+    for id in ["u1", "u2"] {
+        store.create_user(&user(id, None, None)).await.unwrap();
+        store.put_pending_totp(id, b"s", NOW).await.unwrap();
+        store
+            .confirm_totp(id, b"s", 1, &hashes(&["r1", "r2"]), NOW)
+            .await
+            .unwrap();
+    }
+    assert!(store.delete_totp("u1").await.unwrap());
+    assert!(!store.delete_totp("u1").await.unwrap(), "gone already");
+    assert_eq!(store.get_totp("u1").await.unwrap(), None);
+    assert_eq!(store.count_recovery_codes("u1").await.unwrap(), 0);
+    // A new enrolment starts clean.
+    assert!(store.put_pending_totp("u1", b"t", NOW + 1).await.unwrap());
+    assert_eq!(store.get_totp("u1").await.unwrap().unwrap().last_step, None);
+    assert!(store.delete_user("u2").await.unwrap());
+    assert_eq!(store.get_totp("u2").await.unwrap(), None);
+    assert_eq!(store.count_recovery_codes("u2").await.unwrap(), 0);
+}
+
+async fn sessions_and_grants_keep_how_the_person_authenticated(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    let one_factor = SessionRecord {
+        amr: vec!["pwd".to_owned()],
+        ..session("s1", "u1", NOW + HOUR)
+    };
+    store.create_session(&one_factor).await.unwrap();
+    store
+        .create_session(&session("s2", "u1", NOW + HOUR))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_session("s1", NOW).await.unwrap().unwrap().amr,
+        ["pwd"]
+    );
+    assert_eq!(
+        store.get_session("s2", NOW).await.unwrap().unwrap().amr,
+        ["pwd", "otp", "mfa"]
+    );
+    let g = grant("g1", "u1", NOW + HOUR);
+    store
+        .create_grant_with_code(&g, &code("c1", "g1", NOW + 60))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_grant("g1").await.unwrap().unwrap().amr,
+        ["pwd", "otp", "mfa"]
+    );
+    store
+        .put_refresh_token("rt1", "g1", NOW + HOUR, NOW)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .refresh_token_grant("rt1", NOW)
+            .await
+            .unwrap()
+            .unwrap()
+            .amr,
+        ["pwd", "otp", "mfa"],
+        "what a refresh issues from"
+    );
+}
+
+async fn totp_secrets_are_listed_and_rewritten_for_rekeying(store: SharedStore) {
+    for id in ["u2", "u1", "u3"] {
+        store.create_user(&user(id, None, None)).await.unwrap();
+        store
+            .put_pending_totp(id, format!("sealed-{id}").as_bytes(), NOW)
+            .await
+            .unwrap();
+    }
+    let row = |id: &str| SealedRow::TotpSecret {
+        user_id: id.to_owned(),
+    };
+    let first = store
+        .list_sealed(SealedColumn::TotpSecrets, None, 2)
+        .await
+        .unwrap();
+    let rows: Vec<SealedRow> = first.iter().map(|v| v.row.clone()).collect();
+    assert_eq!(rows, [row("u1"), row("u2")]);
+    assert_eq!(first[0].sealed, b"sealed-u1");
+    let rest = store
+        .list_sealed(SealedColumn::TotpSecrets, Some(&row("u2")), 2)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].row, row("u3"));
+    let changed = store
+        .rewrite_sealed(&[
+            SealedRewrite {
+                row: row("u1"),
+                old: b"sealed-u1".to_vec(),
+                new: b"resealed-u1".to_vec(),
+            },
+            SealedRewrite {
+                row: row("u2"),
+                old: b"not what it holds".to_vec(),
+                new: b"lost".to_vec(),
+            },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(changed, 1);
+    assert_eq!(
+        store.get_totp("u1").await.unwrap().unwrap().sealed_secret,
+        b"resealed-u1"
+    );
+    assert_eq!(
+        store.get_totp("u2").await.unwrap().unwrap().sealed_secret,
+        b"sealed-u2"
+    );
+}
+
+async fn concurrent_uses_of_one_recovery_code_have_one_winner(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.put_pending_totp("u1", b"s", NOW).await.unwrap();
+    store
+        .confirm_totp("u1", b"s", 1, &hashes(&["r1", "r2"]), NOW)
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (s, b) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            s.use_recovery_code("u1", "r1").await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+    assert_eq!(store.count_recovery_codes("u1").await.unwrap(), 1);
+}
+
+async fn concurrent_uses_of_one_totp_step_have_one_winner(store: SharedStore) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.put_pending_totp("u1", b"s", NOW).await.unwrap();
+    store
+        .confirm_totp("u1", b"s", 1, &hashes(&["r1"]), NOW)
+        .await
+        .unwrap();
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for _ in 0..RACERS {
+        let (s, b) = (store.clone(), barrier.clone());
+        tasks.push(tokio::spawn(async move {
+            b.wait().await;
+            s.use_totp_step("u1", 5).await.unwrap()
+        }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        if t.await.unwrap() {
+            winners += 1;
+        }
+    }
+    assert_eq!(winners, 1);
+}
+
 // ---- back-channel logout outbox ----
 
 fn notice(client_id: &str, sid: &str) -> LogoutNotice {
@@ -1435,6 +1736,73 @@ async fn ending_a_session_queues_its_notices_once(store: SharedStore) {
         ],
         "one notice per client and session"
     );
+}
+
+async fn ending_a_users_sessions_queues_a_notice_per_client_of_each_live_session(
+    store: SharedStore,
+) {
+    store.create_user(&user("u1", None, None)).await.unwrap();
+    store.create_user(&user("u2", None, None)).await.unwrap();
+    for (sid, owner, expires) in [
+        ("s1", "u1", NOW + HOUR),
+        ("s2", "u1", NOW + HOUR),
+        ("old", "u1", NOW - 1),
+        ("theirs", "u2", NOW + HOUR),
+    ] {
+        store
+            .create_session(&session(sid, owner, expires))
+            .await
+            .unwrap();
+    }
+    let in_session = |id: &str, client: &str, sid: &str, owner: &str| GrantRecord {
+        client_id: client.to_owned(),
+        session_id_hash: Some(sid.to_owned()),
+        ..grant(id, owner, NOW + 24 * HOUR)
+    };
+    for (i, g) in [
+        in_session("g1", "app", "s1", "u1"),
+        in_session("g2", "other", "s1", "u1"),
+        in_session("g3", "app", "s1", "u1"),
+        in_session("g4", "app", "s2", "u1"),
+        in_session("g5", "app", "old", "u1"),
+        in_session("g6", "app", "theirs", "u2"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        store
+            .create_grant_with_code(g, &code(&format!("c{i}"), &g.id, NOW + 60))
+            .await
+            .unwrap();
+    }
+    assert_eq!(store.revoke_user_sessions("u1", NOW).await.unwrap(), 3);
+    assert_eq!(
+        store.revoke_user_sessions("u1", NOW + 1).await.unwrap(),
+        0,
+        "ending them again queues nothing more"
+    );
+    let claimed = store
+        .claim_logout_deliveries("a", NOW, NOW + 60, 10)
+        .await
+        .unwrap();
+    let mut got: Vec<(String, String, String)> = claimed
+        .iter()
+        .map(|d| {
+            (
+                d.notice.client_id.clone(),
+                d.notice.sid.clone(),
+                d.notice.user_id.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let want = |c: &str, s: &str| (c.to_owned(), s.to_owned(), "u1".to_owned());
+    assert_eq!(
+        got,
+        vec![want("app", "s1"), want("app", "s2"), want("other", "s1")],
+        "one per client and live session of this user; none for an expired one"
+    );
+    assert!(store.get_session("theirs", NOW).await.unwrap().is_some());
 }
 
 async fn outbox_notices_are_leased_to_one_sender_and_retried_when_due(store: SharedStore) {
@@ -1792,14 +2160,14 @@ async fn refresh_token_rotates_along_the_family(store: SharedStore) {
             .rotate_refresh("t1", "t2", NOW + 12 * HOUR, NOW + 10, 0)
             .await
             .unwrap(),
-        RotateOutcome::Rotated(g1.clone())
+        RotateOutcome::Rotated(Box::new(g1.clone()))
     );
     assert_eq!(
         store
             .rotate_refresh("t2", "t3", NOW + 12 * HOUR, NOW + 20, 0)
             .await
             .unwrap(),
-        RotateOutcome::Rotated(g1)
+        RotateOutcome::Rotated(Box::new(g1))
     );
     assert_eq!(
         store
@@ -3839,13 +4207,12 @@ macro_rules! conformance_tests {
                 deleting_a_user_takes_their_approved_device_code,
                 sealed_values_page_by_row_and_are_rewritten_only_where_unchanged,
                 ending_a_session_queues_its_notices_once,
+                ending_a_users_sessions_queues_a_notice_per_client_of_each_live_session,
                 outbox_notices_are_leased_to_one_sender_and_retried_when_due,
                 mail_is_leased_to_one_sender_and_retried_when_due,
                 account_tokens_are_single_use_and_queue_their_mail,
                 expired_account_tokens_are_purged_and_deleted_users_take_theirs,
-                verify_email_links_carry_their_address_and_differ_from_reset_links,
-                registrations_are_confirmed_once_into_a_verified_active_user,
-                a_registration_whose_username_was_taken_meanwhile_makes_no_user,
+    a_registration_whose_username_was_taken_meanwhile_makes_no_user, a_totp_step_is_used_once_and_never_an_earlier_one, recovery_codes_work_once_and_are_replaced_whole, registrations_are_confirmed_once_into_a_verified_active_user, removing_totp_or_the_user_takes_the_enrolment_and_its_codes, sessions_and_grants_keep_how_the_person_authenticated, totp_enrolment_is_pending_until_confirmed_with_its_own_secret, totp_secrets_are_listed_and_rewritten_for_rekeying, verify_email_links_carry_their_address_and_differ_from_reset_links,
             ]);
             conformance_tests!(@cases $fixture,
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)], [
@@ -3861,7 +4228,7 @@ macro_rules! conformance_tests {
                 concurrent_approvals_of_one_device_code_have_one_winner,
                 concurrent_claims_of_the_outbox_take_each_notice_once,
                 concurrent_redeems_of_one_account_token_have_one_winner,
-                concurrent_confirmations_of_one_registration_have_one_winner,
+    concurrent_confirmations_of_one_registration_have_one_winner, concurrent_uses_of_one_recovery_code_have_one_winner, concurrent_uses_of_one_totp_step_have_one_winner,
             ]);
         }
     };

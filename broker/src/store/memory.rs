@@ -14,15 +14,7 @@ use async_trait::async_trait;
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll,
-    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
-    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox,
-    Maintenance, Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome,
-    RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
-    SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
-    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemedToken, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
@@ -67,6 +59,10 @@ struct State {
     account_tokens: HashMap<String, AccountTokenRecord>,
     /// Registrations waiting for their link, by token hash.
     registrations: HashMap<String, PendingRegistration>,
+    /// TOTP enrolments by user id.
+    totp: HashMap<String, TotpRecord>,
+    /// Unused recovery codes: `(user_id, code_hash)`.
+    recovery_codes: HashSet<(String, String)>,
 }
 
 #[derive(Debug)]
@@ -297,6 +293,8 @@ impl UserStore for MemoryStore {
         state.sessions.retain(|_, s| s.user_id != id);
         state.api_keys.retain(|_, k| k.user_id != id);
         state.account_tokens.retain(|_, t| t.user_id != id);
+        state.totp.remove(id);
+        state.recovery_codes.retain(|(user, _)| user != id);
         state
             .resource_grants
             .retain(|(_, holder, _), _| *holder != Holder::User(id.to_owned()));
@@ -881,7 +879,7 @@ impl GrantStore for MemoryStore {
                 superseded_at: None,
             },
         );
-        Ok(RotateOutcome::Rotated(grant))
+        Ok(RotateOutcome::Rotated(Box::new(grant)))
     }
 }
 
@@ -966,12 +964,41 @@ impl SessionStore for MemoryStore {
 
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
         let mut state = self.lock()?;
+        let state = &mut *state;
         let mut revoked = 0;
+        let mut ended_live = Vec::new();
         for session in state.sessions.values_mut() {
             if session.user_id == user_id && session.revoked_at.is_none() {
                 session.revoked_at = Some(now);
                 revoked += 1;
+                if session.expires_at > now {
+                    ended_live.push(session.id_hash.clone());
+                }
             }
+        }
+        for grant in state.grants.values() {
+            let Some(sid) = &grant.session_id_hash else {
+                continue;
+            };
+            if !ended_live.contains(sid) {
+                continue;
+            }
+            state
+                .logout_outbox
+                .entry((grant.client_id.clone(), sid.clone()))
+                .or_insert_with(|| OutboxRow {
+                    delivery: LogoutDelivery {
+                        notice: LogoutNotice {
+                            client_id: grant.client_id.clone(),
+                            sid: sid.clone(),
+                            user_id: user_id.to_string(),
+                        },
+                        created_at: now,
+                        attempts: 0,
+                    },
+                    next_attempt_at: now,
+                    lease: None,
+                });
         }
         Ok(revoked)
     }
@@ -1008,6 +1035,16 @@ impl SealedStore for MemoryStore {
                     })
                 })
                 .collect(),
+            SealedColumn::TotpSecrets => state
+                .totp
+                .values()
+                .map(|t| SealedValue {
+                    row: SealedRow::TotpSecret {
+                        user_id: t.user_id.clone(),
+                    },
+                    sealed: t.sealed_secret.clone(),
+                })
+                .collect(),
         };
         values.retain(|v| after.is_none_or(|a| v.row > *a));
         values.sort_by(|a, b| a.row.cmp(&b.row));
@@ -1030,6 +1067,9 @@ impl SealedStore for MemoryStore {
                     .links
                     .get_mut(&(provider_id.clone(), subject.clone()))
                     .and_then(|l| l.sealed_provider_data.as_mut()),
+                SealedRow::TotpSecret { user_id } => {
+                    state.totp.get_mut(user_id).map(|t| &mut t.sealed_secret)
+                }
             };
             if let Some(value) = slot
                 && *value == r.old
@@ -1301,6 +1341,129 @@ impl AccountTokenStore for MemoryStore {
         }
         state.users.insert(user.id.clone(), user.clone());
         Ok(Confirmation::Created(Box::new(user)))
+    }
+}
+
+#[async_trait]
+impl MfaStore for MemoryStore {
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if !state.users.contains_key(user_id) {
+            return Err(missing("user"));
+        }
+        if state
+            .totp
+            .get(user_id)
+            .is_some_and(|t| t.confirmed_at.is_some())
+        {
+            return Ok(false);
+        }
+        state.totp.insert(
+            user_id.to_owned(),
+            TotpRecord {
+                user_id: user_id.to_owned(),
+                sealed_secret: sealed_secret.to_vec(),
+                created_at: now,
+                confirmed_at: None,
+                last_step: None,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<TotpRecord>> {
+        Ok(self.lock()?.totp.get(user_id).cloned())
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_hashes: &[String],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        let Some(t) = state.totp.get_mut(user_id) else {
+            return Ok(false);
+        };
+        if t.confirmed_at.is_some() || t.sealed_secret != sealed_secret {
+            return Ok(false);
+        }
+        t.confirmed_at = Some(now);
+        t.last_step = Some(step);
+        state.recovery_codes.retain(|(user, _)| user != user_id);
+        for h in recovery_hashes {
+            state.recovery_codes.insert((user_id.to_owned(), h.clone()));
+        }
+        Ok(true)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        match state.totp.get_mut(user_id) {
+            Some(t) if t.confirmed_at.is_some() && t.last_step.is_none_or(|l| l < step) => {
+                t.last_step = Some(step);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        state.recovery_codes.retain(|(user, _)| user != user_id);
+        Ok(state.totp.remove(user_id).is_some())
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+        _now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if state
+            .totp
+            .get(user_id)
+            .is_none_or(|t| t.confirmed_at.is_none())
+        {
+            return Ok(false);
+        }
+        state.recovery_codes.retain(|(user, _)| user != user_id);
+        for h in hashes {
+            state.recovery_codes.insert((user_id.to_owned(), h.clone()));
+        }
+        Ok(true)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool> {
+        let mut state = self.lock()?;
+        if state
+            .totp
+            .get(user_id)
+            .is_none_or(|t| t.confirmed_at.is_none())
+        {
+            return Ok(false);
+        }
+        Ok(state
+            .recovery_codes
+            .remove(&(user_id.to_owned(), code_hash.to_owned())))
+    }
+
+    async fn count_recovery_codes(&self, user_id: &str) -> StoreResult<u32> {
+        let state = self.lock()?;
+        let n = state
+            .recovery_codes
+            .iter()
+            .filter(|(user, _)| user == user_id)
+            .count();
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 

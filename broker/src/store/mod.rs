@@ -406,6 +406,10 @@ pub struct GrantRecord {
     /// The resource (RFC 8707) asked for at authorization: the `aud` of the grant's
     /// access tokens. `None`: the client's default audience.
     pub resource: Option<String>,
+    /// How the person authenticated for this grant (RFC 8176 `amr` values, copied from
+    /// the session): what every ID token of the grant says, refreshed ones included.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 /// A refresh token as stored, whatever its state: what its own status is made of.
@@ -436,8 +440,9 @@ impl RefreshTokenRecord {
 /// Result of presenting a refresh token.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RotateOutcome {
-    /// The old token is spent; the new one is stored. The grant is returned.
-    Rotated(GrantRecord),
+    /// The old token is spent; the new one is stored. The grant is returned (boxed:
+    /// the other outcomes are small).
+    Rotated(Box<GrantRecord>),
     /// The token had been spent before, outside the grace window or after its
     /// successor was used: the whole family was revoked in the same transaction.
     Reused { grant_id: String },
@@ -682,6 +687,10 @@ pub struct SessionRecord {
     pub created_at: UnixTime,
     pub expires_at: UnixTime,
     pub revoked_at: Option<UnixTime>,
+    /// How the person authenticated (RFC 8176 `amr` values: `pwd`, `otp`, `mfa`, …).
+    /// Empty for sessions started before it was recorded.
+    #[serde(default)]
+    pub amr: Vec<String>,
 }
 
 #[async_trait]
@@ -691,6 +700,10 @@ pub trait SessionStore: Send + Sync {
     async fn get_session(&self, id_hash: &str, now: UnixTime)
     -> StoreResult<Option<SessionRecord>>;
     async fn revoke_session(&self, id_hash: &str, now: UnixTime) -> StoreResult<bool>;
+    /// Ends every session of the user and, in the same transaction, queues a
+    /// back-channel logout notice (as [`LogoutOutbox::end_session`]) for each client
+    /// with a grant in each session that was still live at `now`: the sender drops
+    /// those of clients that take no back-channel logout. Returns the sessions ended.
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64>;
     /// A user's live sessions at `now`, oldest first.
     async fn list_user_sessions(
@@ -908,6 +921,8 @@ pub enum SealedColumn {
     /// `identity_links.sealed_provider_data`, by `(provider_id, subject)`; links
     /// without provider data are skipped.
     ProviderData,
+    /// `totp_enrolments.sealed_secret`, by user id.
+    TotpSecrets,
 }
 
 /// The row a sealed value belongs to (its seal is bound to it).
@@ -919,6 +934,9 @@ pub enum SealedRow {
     ProviderData {
         provider_id: String,
         subject: String,
+    },
+    TotpSecret {
+        user_id: String,
     },
 }
 
@@ -1198,6 +1216,67 @@ pub trait AccountTokenStore: Send + Sync {
     ) -> StoreResult<Confirmation>;
 }
 
+/// A user's TOTP (RFC 6238) enrolment: pending until the person confirms it with a
+/// code, then asked for at every sign-in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TotpRecord {
+    pub user_id: String,
+    /// The shared secret, sealed by `secrets` (bound to the user id).
+    pub sealed_secret: Vec<u8>,
+    pub created_at: UnixTime,
+    /// When the person confirmed it; `None` while pending.
+    pub confirmed_at: Option<UnixTime>,
+    /// The last time step a code was accepted for: that step and earlier ones are
+    /// never accepted again (a code cannot be replayed within its window).
+    pub last_step: Option<i64>,
+}
+
+/// TOTP enrolments and their single-use recovery codes (kept as hashes only).
+#[async_trait]
+pub trait MfaStore: Send + Sync {
+    /// Stores a pending enrolment, replacing an earlier pending one. False (nothing
+    /// written) when the user already has a confirmed enrolment. Fails if the user
+    /// does not exist.
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// The user's enrolment, pending or confirmed.
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<TotpRecord>>;
+    /// Confirms the pending enrolment that holds exactly `sealed_secret`, records
+    /// `step` as used and replaces the recovery codes by `recovery_hashes`, in one
+    /// transaction. False (nothing written) when there is no such pending enrolment.
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_hashes: &[String],
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Records `step` as used on a confirmed enrolment if it is later than the last
+    /// step used. Of callers racing with one step exactly one gets true.
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool>;
+    /// Removes the enrolment (pending or confirmed) and every recovery code. False
+    /// when there was none.
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<bool>;
+    /// Replaces the recovery codes of a confirmed enrolment. False (nothing written)
+    /// when the user has none confirmed.
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+        now: UnixTime,
+    ) -> StoreResult<bool>;
+    /// Uses up an unused recovery code of a confirmed enrolment. Of callers racing
+    /// with one code exactly one gets true.
+    async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool>;
+    /// How many unused recovery codes the user has.
+    async fn count_recovery_codes(&self, user_id: &str) -> StoreResult<u32>;
+}
+
 #[async_trait]
 pub trait Maintenance: Send + Sync {
     /// Deletes expired auth requests, codes, refresh tokens, grants, sessions, signing
@@ -1226,6 +1305,7 @@ pub trait Store:
     + LogoutOutbox
     + MailOutbox
     + AccountTokenStore
+    + MfaStore
     + Maintenance
     + ChangeFeed
     + std::fmt::Debug
@@ -1250,6 +1330,7 @@ impl<T> Store for T where
         + LogoutOutbox
         + MailOutbox
         + AccountTokenStore
+        + MfaStore
         + Maintenance
         + ChangeFeed
         + std::fmt::Debug

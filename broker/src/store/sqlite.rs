@@ -25,15 +25,7 @@ use sqlx::{
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll,
-    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
-    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox,
-    Maintenance, Membership, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome,
-    RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
-    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
-    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
-    SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
-    ThrottleStore, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemedToken, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
 };
 
 /// The `format_version` this code writes, and the only one it reads.
@@ -185,6 +177,11 @@ fn migrator() -> Migrator {
             14,
             "registrations and email verification",
             include_str!("../../migrations/sqlite/0014_registrations.sql"),
+        ),
+        migration(
+            15,
+            "mfa",
+            include_str!("../../migrations/sqlite/0015_mfa.sql"),
         ),
     ])
 }
@@ -356,7 +353,7 @@ fn auth_request_from_row(row: &SqliteRow) -> StoreResult<AuthRequestRecord> {
 macro_rules! grant_columns {
     () => {
         "id, user_id, client_id, session_id_hash, scopes_json, auth_time, provider_id, \
-         created_at, expires_at, revoked_at, format_version, resource"
+         created_at, expires_at, revoked_at, format_version, resource, amr_json"
     };
 }
 
@@ -374,6 +371,7 @@ fn grant_from_row(row: &SqliteRow) -> StoreResult<GrantRecord> {
         expires_at: c.get("expires_at")?,
         revoked_at: c.get("revoked_at")?,
         resource: c.get("resource")?,
+        amr: c.json("amr_json")?,
     })
 }
 
@@ -419,7 +417,7 @@ fn refresh_token_from_row(row: &SqliteRow) -> StoreResult<RefreshTokenRecord> {
 
 macro_rules! session_columns {
     () => {
-        "id_hash, user_id, provider_id, auth_time, created_at, expires_at, revoked_at"
+        "id_hash, user_id, provider_id, auth_time, created_at, expires_at, revoked_at, amr_json"
     };
 }
 
@@ -433,6 +431,7 @@ fn session_from_row(row: &SqliteRow) -> StoreResult<SessionRecord> {
         created_at: c.get("created_at")?,
         expires_at: c.get("expires_at")?,
         revoked_at: c.get("revoked_at")?,
+        amr: c.json("amr_json")?,
     })
 }
 
@@ -1218,7 +1217,7 @@ async fn insert_grant(conn: &mut SqliteConnection, grant: &GrantRecord) -> Store
     sqlx::query(concat!(
         "INSERT INTO grants (",
         grant_columns!(),
-        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)"
+        ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)"
     ))
     .bind(&grant.id)
     .bind(&grant.user_id)
@@ -1232,6 +1231,7 @@ async fn insert_grant(conn: &mut SqliteConnection, grant: &GrantRecord) -> Store
     .bind(grant.revoked_at)
     .bind(FORMAT_VERSION)
     .bind(grant.resource.as_deref())
+    .bind(to_json(&grant.amr, "amr")?)
     .execute(conn)
     .await
     .map_err(conflict_or_backend("grant"))?;
@@ -1399,7 +1399,7 @@ async fn rotate_in(
         now,
     )
     .await?;
-    Ok(RotateOutcome::Rotated(grant))
+    Ok(RotateOutcome::Rotated(Box::new(grant)))
 }
 
 async fn revoke_family(
@@ -1600,7 +1600,7 @@ impl SessionStore for SqliteStore {
         sqlx::query(concat!(
             "INSERT INTO sessions (",
             session_columns!(),
-            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
         ))
         .bind(&session.id_hash)
         .bind(&session.user_id)
@@ -1609,6 +1609,7 @@ impl SessionStore for SqliteStore {
         .bind(session.created_at)
         .bind(session.expires_at)
         .bind(session.revoked_at)
+        .bind(to_json(&session.amr, "amr")?)
         .execute(&self.pool)
         .await
         .map_err(conflict_or_backend("session"))?;
@@ -1669,14 +1670,32 @@ impl SessionStore for SqliteStore {
     }
 
     async fn revoke_user_sessions(&self, user_id: &str, now: UnixTime) -> StoreResult<u64> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO logout_outbox (client_id, sid, user_id, created_at, next_attempt_at) \
+             SELECT DISTINCT g.client_id, s.id_hash, s.user_id, ?2, ?2 \
+             FROM sessions s JOIN grants g ON g.session_id_hash = s.id_hash \
+             WHERE s.user_id = ?1 AND s.revoked_at IS NULL AND s.expires_at > ?2 \
+             ON CONFLICT (client_id, sid) DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
         let done = sqlx::query(
             "UPDATE sessions SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL",
         )
         .bind(user_id)
         .bind(now)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
         Ok(done.rows_affected())
     }
 }
@@ -1747,6 +1766,31 @@ impl SealedStore for SqliteStore {
                     })
                     .collect()
             }
+            SealedColumn::TotpSecrets => {
+                let after = match after {
+                    Some(SealedRow::TotpSecret { user_id }) => Some(user_id.as_str()),
+                    _ => None,
+                };
+                let rows = sqlx::query(
+                    "SELECT user_id, sealed_secret FROM totp_enrolments \
+                     WHERE ?1 IS NULL OR user_id > ?1 ORDER BY user_id LIMIT ?2",
+                )
+                .bind(after)
+                .bind(i64::from(limit))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(backend)?;
+                rows.iter()
+                    .map(|r| {
+                        Ok(SealedValue {
+                            row: SealedRow::TotpSecret {
+                                user_id: r.try_get("user_id").map_err(backend)?,
+                            },
+                            sealed: r.try_get("sealed_secret").map_err(backend)?,
+                        })
+                    })
+                    .collect()
+            }
         }
     }
 
@@ -1773,6 +1817,11 @@ impl SealedStore for SqliteStore {
                 )
                 .bind(provider_id)
                 .bind(subject),
+                SealedRow::TotpSecret { user_id } => sqlx::query(
+                    "UPDATE totp_enrolments SET sealed_secret = ?3 \
+                     WHERE user_id = ?1 AND sealed_secret = ?2",
+                )
+                .bind(user_id),
             }
             .bind(r.old.as_slice())
             .bind(r.new.as_slice())
@@ -2077,6 +2126,195 @@ fn registration_of(row: PendingRow) -> PendingRegistration {
         password_hash,
         created_at,
         expires_at,
+    }
+}
+
+fn totp_from_row(row: &SqliteRow) -> StoreResult<TotpRecord> {
+    let c = Columns::new(row, "totp enrolment");
+    Ok(TotpRecord {
+        user_id: c.get("user_id")?,
+        sealed_secret: c.get("sealed_secret")?,
+        created_at: c.get("created_at")?,
+        confirmed_at: c.get("confirmed_at")?,
+        last_step: c.get("last_step")?,
+    })
+}
+
+/// Replaces a user's recovery codes inside a transaction.
+async fn put_recovery_codes(
+    conn: &mut SqliteConnection,
+    user_id: &str,
+    hashes: &[String],
+    now: UnixTime,
+) -> StoreResult<()> {
+    sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    for h in hashes {
+        sqlx::query(
+            "INSERT INTO recovery_codes (user_id, code_hash, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(user_id)
+        .bind(h)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl MfaStore for SqliteStore {
+    async fn put_pending_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "INSERT INTO totp_enrolments (user_id, sealed_secret, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (user_id) DO UPDATE SET sealed_secret = excluded.sealed_secret, \
+             created_at = excluded.created_at, last_step = NULL \
+             WHERE totp_enrolments.confirmed_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn get_totp(&self, user_id: &str) -> StoreResult<Option<TotpRecord>> {
+        sqlx::query(
+            "SELECT user_id, sealed_secret, created_at, confirmed_at, last_step \
+             FROM totp_enrolments WHERE user_id = ?1",
+        )
+        .bind(user_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?
+        .as_ref()
+        .map(totp_from_row)
+        .transpose()
+    }
+
+    async fn confirm_totp(
+        &self,
+        user_id: &str,
+        sealed_secret: &[u8],
+        step: i64,
+        recovery_hashes: &[String],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query(
+            "UPDATE totp_enrolments SET confirmed_at = ?3, last_step = ?4 \
+             WHERE user_id = ?1 AND sealed_secret = ?2 AND confirmed_at IS NULL",
+        )
+        .bind(user_id)
+        .bind(sealed_secret)
+        .bind(now)
+        .bind(step)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
+        }
+        put_recovery_codes(&mut tx, user_id, recovery_hashes, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn use_totp_step(&self, user_id: &str, step: i64) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE totp_enrolments SET last_step = ?2 WHERE user_id = ?1 \
+             AND confirmed_at IS NOT NULL AND (last_step IS NULL OR last_step < ?2)",
+        )
+        .bind(user_id)
+        .bind(step)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_totp(&self, user_id: &str) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        sqlx::query("DELETE FROM recovery_codes WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        let done = sqlx::query("DELETE FROM totp_enrolments WHERE user_id = ?1")
+            .bind(user_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_recovery_codes(
+        &self,
+        user_id: &str,
+        hashes: &[String],
+        now: UnixTime,
+    ) -> StoreResult<bool> {
+        let mut tx = self
+            .pool
+            .begin_with(BEGIN_IMMEDIATE)
+            .await
+            .map_err(backend)?;
+        let confirmed: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM totp_enrolments WHERE user_id = ?1 AND confirmed_at IS NOT NULL",
+        )
+        .bind(user_id)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if confirmed.is_none() {
+            return Ok(false);
+        }
+        put_recovery_codes(&mut tx, user_id, hashes, now).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn use_recovery_code(&self, user_id: &str, code_hash: &str) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "DELETE FROM recovery_codes WHERE user_id = ?1 AND code_hash = ?2 AND EXISTS \
+             (SELECT 1 FROM totp_enrolments t WHERE t.user_id = ?1 AND t.confirmed_at IS NOT NULL)",
+        )
+        .bind(user_id)
+        .bind(code_hash)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_recovery_codes(&self, user_id: &str) -> StoreResult<u32> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM recovery_codes WHERE user_id = ?1")
+            .bind(user_id)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(u32::try_from(n).unwrap_or(u32::MAX))
     }
 }
 

@@ -124,6 +124,8 @@ mod tests {
                 auth_time: None,
                 gid: None,
                 act: None,
+                amr: Vec::new(),
+                acr: None,
                 person: PersonClaims::default(),
             },
             person: None,

@@ -1,5 +1,6 @@
 //! Tokens Switchboard signs: ID tokens (OIDC Core) and JWT access tokens (RFC 9068).
 
+pub mod amr;
 pub mod jwt;
 pub mod keyring;
 pub mod keys;
@@ -120,6 +121,13 @@ pub struct IdTokenClaims {
     pub at_hash: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// How the person authenticated (RFC 8176); absent for sessions from before it was
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    /// [`amr::ACR_PWD`] or [`amr::ACR_MFA`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     #[serde(flatten)]
     pub profile: ProfileClaims,
     #[serde(flatten)]
@@ -147,6 +155,12 @@ pub struct AccessTokenClaims {
     /// person's token for it, acting for them. Absent on every other token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub act: Option<Actor>,
+    /// How the person authenticated (RFC 9068 §2.2.1, as in the ID token); absent on
+    /// client-credentials tokens.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
     /// Groups, roles and permissions, by scope (none on client-credentials tokens).
     #[serde(flatten)]
     pub person: PersonClaims,
@@ -203,6 +217,8 @@ impl TokenSigner {
             auth_time: Some(grant.auth_time),
             gid: Some(grant.id.clone()),
             act: None,
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             person,
         };
         self.sign_access(client, claims)
@@ -230,6 +246,8 @@ impl TokenSigner {
             auth_time: None,
             gid: None,
             act: None,
+            amr: Vec::new(),
+            acr: None,
             person: PersonClaims {
                 groups: None,
                 roles,
@@ -266,6 +284,8 @@ impl TokenSigner {
             act: Some(Actor {
                 sub: client.id.clone(),
             }),
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             person,
         };
         self.sign_access(client, claims)
@@ -315,6 +335,8 @@ impl TokenSigner {
             nonce: nonce.map(str::to_string),
             at_hash: Some(jwt::half_hash(alg, access_token)),
             sid: sid.map(str::to_string),
+            amr: grant.amr.clone(),
+            acr: Some(amr::acr_for(&grant.amr).to_string()),
             profile: ProfileClaims::for_scopes(user, &grant.scopes),
             roles,
         };

@@ -416,6 +416,7 @@ mod tests {
             introspection,
             exchange_audiences: BTreeSet::new(),
             require_pkce: true,
+            require_mfa: false,
         }
     }
 
@@ -432,6 +433,8 @@ mod tests {
             auth_time: None,
             gid: None,
             act: None,
+            amr: Vec::new(),
+            acr: None,
             person: PersonClaims::default(),
         }
     }
@@ -542,6 +545,7 @@ mod tests {
                 expires_at: self.now + 7200,
                 revoked_at: None,
                 resource: None,
+                amr: vec!["pwd".into()],
             };
             self.store
                 .create_user(&crate::store::UserRecord {

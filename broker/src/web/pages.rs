@@ -76,6 +76,15 @@ pub const TEMPLATES: &[(&str, &str)] = &[
         "account_credentials.html",
         include_str!("../../templates/account_credentials.html"),
     ),
+    ("totp.html", include_str!("../../templates/totp.html")),
+    (
+        "account_mfa.html",
+        include_str!("../../templates/account_mfa.html"),
+    ),
+    (
+        "mfa_enrol.html",
+        include_str!("../../templates/mfa_enrol.html"),
+    ),
 ];
 
 /// The policy of every page: nothing but our own style sheets and images; no script,
