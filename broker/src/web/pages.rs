@@ -349,6 +349,9 @@ fn sample_contexts() -> Vec<Value> {
             permissions => vec!["admin:read"],
             lifetimes => vec![minijinja::context! { seconds => 86_400, label => Text::new("msg.lifetime.one_day") }],
             default_lifetime => 86_400,
+            mfa => minijinja::context! { enrolled => on, recovery_codes_left => 8 },
+            enrolled_now => on, recovery_codes => vec!["abcd-efgh"],
+            qr_svg => "<svg xmlns=\"http://www.w3.org/2000/svg\"/>", secret => "JBSWY3DPEHPK3PXP",
         });
     }
     out
