@@ -38,10 +38,8 @@ pub(super) fn offer(app: &AppState, user: &UserRecord) -> Offer {
 /// The notice for `?done=…` after a change that worked.
 pub(super) fn done_notice(done: &str) -> Option<&'static str> {
     match done {
-        "password" => Some(
-            "Your password is changed. Every other session and app sign-in of your account has ended.",
-        ),
-        "email" => Some("We sent a link to the new address. Your email changes when you open it."),
+        "password" => Some("msg.password_changed"),
+        "email" => Some("msg.email_link_sent"),
         _ => None,
     }
 }
@@ -86,7 +84,7 @@ pub(super) async fn change_password(
     if !offer(&app, &user).password {
         return Err(account_error(
             StatusCode::NOT_FOUND,
-            "Your account's password cannot be changed here.",
+            "msg.password_not_changeable",
         ));
     }
     let now = app.clock.now();
@@ -107,12 +105,12 @@ pub(super) async fn change_password(
         }
         Err(SignupError::WrongPassword) => {
             tracing::info!(user = %user.id, "password change with a wrong current password");
-            let why = "The current password is wrong.".to_string();
+            let why = "msg.current_password_wrong".to_string();
             refused(&app, &session, StatusCode::FORBIDDEN, why).await
         }
         Err(SignupError::Throttled) => {
             tracing::warn!(user = %user.id, "password changes throttled after wrong passwords");
-            let why = "Too many wrong passwords. Wait a few minutes and try again.".to_string();
+            let why = "msg.password_change_throttled".to_string();
             refused(&app, &session, StatusCode::TOO_MANY_REQUESTS, why).await
         }
         Err(e) => {
@@ -143,7 +141,7 @@ pub(super) async fn change_email(
     else {
         return Err(account_error(
             StatusCode::NOT_FOUND,
-            "Your account's email cannot be changed here.",
+            "msg.email_not_changeable",
         ));
     };
     let page = format!("{}/email/verify", app.config.issuer.trim_end_matches('/'));
@@ -164,7 +162,7 @@ pub(super) async fn change_email(
             refused(&app, &session, StatusCode::BAD_REQUEST, why.sentence()).await
         }
         Err(SignupError::SameEmail) => {
-            let why = "This is already your account's email.".to_string();
+            let why = "msg.email_unchanged".to_string();
             refused(&app, &session, StatusCode::BAD_REQUEST, why).await
         }
         Err(e) => {

@@ -18,7 +18,7 @@ const CSRF_PURPOSE: &str = "register";
 /// Registrations one address may post per window, whatever their outcome.
 const REGISTRATIONS_PER_IP: u32 = 10;
 const REGISTRATION_WINDOW: i64 = 3600;
-const INVALID_LINK: &str = "This link is unknown, was used already or has expired.";
+const INVALID_LINK: &str = "msg.register_link_invalid";
 
 /// The provider's signup settings and link lifetime, or a 404 when it takes none.
 fn signup_of(app: &AppState, provider_id: &str) -> Result<(Signup, i64), PageError> {
@@ -27,7 +27,7 @@ fn signup_of(app: &AppState, provider_id: &str) -> Result<(Signup, i64), PageErr
         .iter()
         .find(|p| p.id == provider_id)
         .and_then(|p| p.policy.signup.map(|s| (s, p.policy.confirmation_lifetime)))
-        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "No such page."))
+        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "msg.no_such_page"))
 }
 
 #[derive(Deserialize)]
@@ -137,7 +137,7 @@ pub(super) async fn submit(
         tracing::warn!("registration form with a missing or wrong CSRF token");
         return Err(PageError::sign_in(
             StatusCode::FORBIDDEN,
-            "The form expired. Open the registration page again.",
+            "msg.register_form_expired",
         ));
     };
     let csrf = app.master.mac(CSRF_PURPOSE, &binding);
@@ -164,10 +164,7 @@ pub(super) async fn submit(
         match app.store.hit(&key, REGISTRATION_WINDOW, now).await {
             Ok(n) if n > REGISTRATIONS_PER_IP => {
                 tracing::warn!(provider = %path, "registrations throttled for an address");
-                return again(
-                    "Too many registrations from your network. Try again later.",
-                    StatusCode::TOO_MANY_REQUESTS,
-                );
+                return again("msg.register_throttled", StatusCode::TOO_MANY_REQUESTS);
             }
             Ok(_) => {}
             Err(e) => {
@@ -220,10 +217,7 @@ pub(super) async fn submit(
             ))
         }
         Err(SignupError::Policy(why)) => again(&why.sentence(), StatusCode::BAD_REQUEST),
-        Err(SignupError::UsernameTaken) => again(
-            "This username is taken. Choose another.",
-            StatusCode::CONFLICT,
-        ),
+        Err(SignupError::UsernameTaken) => again("msg.username_taken", StatusCode::CONFLICT),
         Err(e) => {
             tracing::error!(provider = %path, error = %e, "registration failed");
             Err(PageError::internal())
@@ -319,9 +313,7 @@ pub(super) async fn confirm_submit(
         }
         Err(SignupError::Taken(what)) => {
             tracing::info!(provider = %path, what, "registration confirmed too late: taken meanwhile");
-            failed(
-                "Another account took this username or email since you registered. Register again with another.",
-            )
+            failed("msg.register_race")
         }
         Err(e) => {
             tracing::error!(provider = %path, error = %e, "confirming a registration failed");
@@ -397,9 +389,7 @@ pub(super) async fn verify_submit(
             ))
         }
         Err(SignupError::InvalidLink) => failed(INVALID_LINK),
-        Err(SignupError::Taken(_)) => {
-            failed("Another account has confirmed this address since. It cannot be yours too.")
-        }
+        Err(SignupError::Taken(_)) => failed("msg.email_confirmed_elsewhere"),
         Err(e) => {
             tracing::error!(error = %e, "verifying an email failed");
             Err(PageError::internal())

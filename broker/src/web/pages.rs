@@ -175,16 +175,25 @@ impl Pages {
     /// theme's template that fails does so now, naming its file.
     fn check(&self, files: &BTreeMap<String, std::path::PathBuf>) -> Result<(), PagesError> {
         for (name, _) in TEMPLATES {
-            for ctx in sample_contexts() {
+            'template: for ctx in sample_contexts() {
                 for locale in self.catalogues.locales() {
                     let ctx = minijinja::context! { lang => locale, ..ctx.clone() };
                     let rendered = self.env.get_template(name).and_then(|t| t.render(ctx));
                     if let Err(e) = rendered {
                         let failed = e.name().unwrap_or(name);
-                        return Err(match files.get(failed).or_else(|| files.get(*name)) {
-                            Some(file) => ThemeError::new(file, template_error(&e)).into(),
-                            None => PagesError::BuiltIn(format!("{name}: {e}")),
-                        });
+                        match files.get(failed).or_else(|| files.get(*name)) {
+                            Some(file) => {
+                                return Err(ThemeError::new(file, template_error(&e)).into());
+                            }
+                            // A built-in page the sample data does not fit (a new page's
+                            // variable missing from `sample_contexts`): the unit test
+                            // `every_built_in_template_renders_with_the_sample_data`
+                            // fails on it; the running broker renders it with real data.
+                            None => {
+                                tracing::warn!(template = name, error = %e, "a built-in template does not render with the sample data");
+                                break 'template;
+                            }
+                        }
                     }
                 }
             }
@@ -516,6 +525,20 @@ mod tests {
 
     fn body_of(res: HttpResponse) -> String {
         futures_lite_block_on(actix_web::body::to_bytes(res.into_body()))
+    }
+
+    #[test]
+    fn every_built_in_template_renders_with_the_sample_data() {
+        let pages = Pages::new().unwrap();
+        for (name, _) in TEMPLATES {
+            for ctx in sample_contexts() {
+                for locale in pages.catalogues.locales() {
+                    let ctx = minijinja::context! { lang => locale, ..ctx.clone() };
+                    let rendered = pages.env.get_template(name).and_then(|t| t.render(ctx));
+                    assert!(rendered.is_ok(), "{name} in {locale}: {rendered:?}");
+                }
+            }
+        }
     }
 
     /// Every `t("key")` in every file of broker/templates (read from the directory, so
