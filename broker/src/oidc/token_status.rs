@@ -200,7 +200,7 @@ pub async fn introspect(
 }
 
 async fn introspect_form(req: &HttpRequest, app: &AppState, form: TokenForm) -> HttpResponse {
-    let client = match authenticated(&req, &app, &form).await {
+    let client = match authenticated(req, app, &form).await {
         Ok(c) if !c.is_public() => c,
         Ok(_) => {
             return OAuthError::invalid_client("public clients cannot introspect").token_response();
@@ -211,7 +211,7 @@ async fn introspect_form(req: &HttpRequest, app: &AppState, form: TokenForm) -> 
         return OAuthError::invalid_request("token is required").token_response();
     };
     if api_keys::is_api_key(token) {
-        let ip = client_ip(&req, &app.config.trusted_proxies);
+        let ip = client_ip(req, &app.config.trusted_proxies);
         match app
             .token_status()
             .introspect_api_key(&app.config, token, ip)
@@ -219,7 +219,7 @@ async fn introspect_form(req: &HttpRequest, app: &AppState, form: TokenForm) -> 
         {
             Ok(Verified::Live(key)) => {
                 tracing::info!(client_id = %client.id, key_id = %key.key.id, "introspected an active API key");
-                return no_store_json(api_key_body(&app, &key));
+                return no_store_json(api_key_body(app, &key));
             }
             // A refresh token may start with `sbk_` by chance: look further.
             Ok(Verified::Inactive) => {}
