@@ -13,7 +13,7 @@ use crate::store::{
 use crate::tokens::TokenSigner;
 use crate::tokens::keyring::{Keyring, RotationPolicy};
 use crate::tokens::live::LiveTokenCache;
-use crate::web::middleware::{hsts, request_context};
+use crate::web::middleware::{Gate, RequestContext, RequestIds};
 use crate::web::{AppState, Pages};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use std::collections::BTreeSet;
@@ -238,14 +238,16 @@ fn routes(app: &AppState, cfg: &mut web::ServiceConfig) {
         .app_data(web::FormConfig::default().limit(limit))
         .app_data(web::PayloadConfig::default().limit(limit))
         .app_data(web::JsonConfig::default().limit(limit));
+    // Routes are tried in this order, the ones with `{…}` by a regex each: the probes
+    // (exact paths, hit every few seconds by every orchestrator) go first.
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
     crate::oidc::routes(&app.config, cfg);
     crate::login::routes(cfg);
     crate::account::routes(cfg);
     cfg.service(crate::admin::scope());
     crate::access::routes(cfg);
-    cfg.route("/metrics", web::get().to(metrics))
-        .route("/healthz", web::get().to(healthz))
-        .route("/readyz", web::get().to(readyz));
 }
 
 async fn metrics(app: web::Data<AppState>) -> HttpResponse {
@@ -285,18 +287,20 @@ pub async fn serve(app: AppState) -> std::io::Result<()> {
     let https = app.config.issuer_url.scheme() == "https";
     let shutdown_timeout = u64::try_from(app.config.shutdown_timeout).unwrap_or(10);
     let routed = app.clone();
+    let ids = Arc::new(RequestIds::new().map_err(std::io::Error::other)?);
     let server = HttpServer::new(move || {
+        // Without an admin listener, every route is on the one listener.
+        let gate = admin_listen.map(|admin| -> Gate {
+            Box::new(move |req| crate::admin::on_wrong_listener(req, admin))
+        });
         App::new()
-            .wrap(actix_web::middleware::Condition::new(
+            .wrap(RequestContext::new(
+                routed.pages.clone(),
+                routed.metrics.clone(),
+                ids.clone(),
                 https,
-                actix_web::middleware::from_fn(hsts),
+                gate,
             ))
-            // Without an admin listener, every route is on the one listener.
-            .wrap(actix_web::middleware::Condition::new(
-                admin_listen.is_some(),
-                actix_web::middleware::from_fn(crate::admin::each_on_its_listener),
-            ))
-            .wrap(actix_web::middleware::from_fn(request_context))
             .configure(|cfg| routes(&routed, cfg))
     })
     .shutdown_timeout(shutdown_timeout)

@@ -13,6 +13,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// The media type of the text exposition format `render` writes.
@@ -157,6 +159,26 @@ pub struct Metrics {
     store_latency: Family<StoreLabels, Histogram, LatencyHistogram>,
     cache_lookups: Family<CacheLabels, Counter>,
     tokens_signed: Family<SignedLabels, Counter>,
+    /// The request series already resolved, by route: a request counts on handles it
+    /// finds here instead of hashing its labels into both families. Bounded as the
+    /// labels are (routes, methods, statuses).
+    request_handles: RwLock<HashMap<String, RouteHandles>>,
+}
+
+/// A route's latency histogram and its request counters by method and status (a few).
+#[derive(Debug)]
+struct RouteHandles {
+    latency: Histogram,
+    requests: Vec<(&'static str, u16, Counter)>,
+}
+
+impl RouteHandles {
+    fn counter(&self, method: &str, status: u16) -> Option<&Counter> {
+        self.requests
+            .iter()
+            .find(|(m, s, _)| *s == status && *m == method)
+            .map(|(_, _, counter)| counter)
+    }
 }
 
 impl Default for Metrics {
@@ -241,6 +263,7 @@ impl Metrics {
             store_latency,
             cache_lookups,
             tokens_signed,
+            request_handles: RwLock::default(),
         }
     }
 
@@ -256,17 +279,61 @@ impl Metrics {
             .iter()
             .find(|m| **m == method)
             .map_or("other", |m| m);
-        let route = route.unwrap_or("unmatched").to_string();
-        self.requests
+        let route = route.unwrap_or("unmatched");
+        let seconds = elapsed.as_secs_f64();
+        {
+            let handles = self
+                .request_handles
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(route) = handles.get(route)
+                && let Some(counter) = route.counter(method, status)
+            {
+                counter.inc();
+                route.latency.observe(seconds);
+                return;
+            }
+        }
+        let (counter, latency) = self.request_handles_for(method, route, status);
+        counter.inc();
+        latency.observe(seconds);
+    }
+
+    /// Resolves (once per route, method and status) the series a request counts on.
+    fn request_handles_for(
+        &self,
+        method: &'static str,
+        route: &str,
+        status: u16,
+    ) -> (Counter, Histogram) {
+        let mut handles = self
+            .request_handles
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let entry = handles
+            .entry(route.to_owned())
+            .or_insert_with(|| RouteHandles {
+                latency: self
+                    .latency
+                    .get_or_create(&RouteLabels {
+                        route: route.to_owned(),
+                    })
+                    .clone(),
+                requests: Vec::new(),
+            });
+        if let Some(counter) = entry.counter(method, status) {
+            return (counter.clone(), entry.latency.clone());
+        }
+        let counter = self
+            .requests
             .get_or_create(&RequestLabels {
-                method: method.to_string(),
-                route: route.clone(),
+                method: method.to_owned(),
+                route: route.to_owned(),
                 status,
             })
-            .inc();
-        self.latency
-            .get_or_create(&RouteLabels { route })
-            .observe(elapsed.as_secs_f64());
+            .clone();
+        entry.requests.push((method, status, counter.clone()));
+        (counter, entry.latency.clone())
     }
 
     /// A login through `provider` (a configured provider id) ended with `outcome`.
@@ -382,6 +449,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.observe_request("GET", Some("/users/{id}"), 200, Duration::from_millis(3));
         metrics.observe_request("BREW", None, 404, Duration::from_millis(1));
+        // Later requests count on the series resolved by the first.
+        metrics.observe_request("GET", Some("/users/{id}"), 200, Duration::from_millis(1));
+        metrics.observe_request("GET", Some("/users/{id}"), 404, Duration::from_millis(1));
+        metrics.observe_request("POST", Some("/users/{id}"), 200, Duration::from_millis(1));
         metrics.login("corp", LoginOutcome::InvalidCredentials);
         metrics.token_request(Some("client_credentials"), Ok(()));
         metrics.token_request(Some("urn:made:up"), Err("unsupported_grant_type"));
@@ -399,7 +470,10 @@ mod tests {
         cache.miss();
         let text = metrics.render().unwrap();
         for line in [
-            r#"switchboard_http_requests_total{method="GET",route="/users/{id}",status="200"} 1"#,
+            r#"switchboard_http_requests_total{method="GET",route="/users/{id}",status="200"} 2"#,
+            r#"switchboard_http_requests_total{method="GET",route="/users/{id}",status="404"} 1"#,
+            r#"switchboard_http_requests_total{method="POST",route="/users/{id}",status="200"} 1"#,
+            r#"switchboard_http_request_duration_seconds_count{route="/users/{id}"} 4"#,
             r#"switchboard_http_requests_total{method="other",route="unmatched",status="404"} 1"#,
             r#"switchboard_logins_total{provider="corp",outcome="invalid_credentials"} 1"#,
             r#"switchboard_token_requests_total{grant_type="client_credentials",result="issued"} 1"#,

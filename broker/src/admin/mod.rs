@@ -22,6 +22,7 @@ use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::http::{StatusCode, header};
 use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpResponse, ResponseError, get, web};
+use std::net::SocketAddr;
 use std::sync::OnceLock;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{InfoBuilder, OpenApi};
@@ -134,30 +135,24 @@ async fn openapi_json() -> HttpResponse {
 }
 
 /// With `[admin] listen`, the admin API and `/metrics` answer only there and nothing
-/// else does: a request on the other listener finds no such route.
-pub async fn each_on_its_listener(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let admin_listen = req
-        .app_data::<web::Data<crate::web::AppState>>()
-        .and_then(|app| app.config.admin.listen);
-    if let Some(admin) = admin_listen {
-        let on_admin = req.app_config().local_addr().port() == admin.port();
-        let for_admin = req.path() == PREFIX
-            || req.path().starts_with(&format!("{PREFIX}/"))
-            || req.path() == "/metrics";
-        if on_admin != for_admin {
-            let (req, _) = req.into_parts();
-            let response = match for_admin {
-                true => Problem::new(StatusCode::NOT_FOUND, "the admin API listens elsewhere")
-                    .error_response(),
-                false => HttpResponse::NotFound().finish(),
-            };
-            return Ok(ServiceResponse::new(req, response));
-        }
+/// else does: a request on the other listener finds no such route. The answer for a
+/// request on the wrong listener, `None` when it is on its own (the request middleware's
+/// gate, set only when there is an admin listener).
+pub fn on_wrong_listener(req: &ServiceRequest, admin: SocketAddr) -> Option<HttpResponse> {
+    let on_admin = req.app_config().local_addr().port() == admin.port();
+    let path = req.path();
+    let for_admin = path == PREFIX
+        || path
+            .strip_prefix(PREFIX)
+            .is_some_and(|rest| rest.starts_with('/'))
+        || path == "/metrics";
+    match (on_admin == for_admin, for_admin) {
+        (true, _) => None,
+        (false, true) => Some(
+            Problem::new(StatusCode::NOT_FOUND, "the admin API listens elsewhere").error_response(),
+        ),
+        (false, false) => Some(HttpResponse::NotFound().finish()),
     }
-    Ok(next.call(req).await?.map_into_boxed_body())
 }
 
 /// Turns any error response that is not yet a problem (an extractor's, a too large
