@@ -69,12 +69,12 @@
 #![allow(unsafe_code)] // this module is the unsafe edge of the C ABI
 
 use crate::abi::{
-    self, COMPILER_LEN, CreateFn, DescriptorV1, HostV1, NAME_LEN, Operation, ReplyFn, VERSION_LEN,
-    status,
+    self, COMPILER_LEN, CreateFn, DescriptorV1, DescriptorV1_1, HostV1, NAME_LEN, Operation,
+    ReplyFn, VERSION_LEN, status,
 };
 use crate::{
-    BeginRequest, Callback, PasswordRequest, Provider, ProviderContext, ProviderError,
-    ProviderFactory, RefreshRequest,
+    BeginRequest, Callback, HeaderRequest, PasswordRequest, Provider, ProviderContext,
+    ProviderError, ProviderFactory, RefreshRequest,
 };
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -86,11 +86,13 @@ use zeroize::Zeroize;
 /// Exports a plugin: the ABI's entry symbol and descriptor, with shims that build
 /// instances from `factory` (an expression evaluated at each `create`).
 ///
-/// `capabilities` lists what instances can offer, among `redirect`, `password` and
-/// `refresh`; `broker plugin inspect` shows it without running the plugin.
+/// `capabilities` lists what instances can offer, among `redirect`, `password`,
+/// `refresh` and `header`; a `header` plugin adds `headers: ["authorization"]`, the
+/// request headers it reads (the broker passes no others). `broker plugin inspect`
+/// shows both without running the plugin.
 #[macro_export]
 macro_rules! export_plugin {
-    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?] $(,)?) => {
+    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?], headers: [$($header:expr),* $(,)?] $(,)?) => {
         const _: () = {
             #[allow(unsafe_code)]
             unsafe extern "C" fn __switchboard_create(
@@ -115,22 +117,33 @@ macro_rules! export_plugin {
 
             #[allow(unsafe_code, non_upper_case_globals)]
             #[unsafe(no_mangle)]
-            pub static switchboard_plugin_descriptor_v1: $crate::abi::DescriptorV1 =
-                $crate::export::descriptor(
-                    $name,
-                    env!("CARGO_PKG_VERSION"),
-                    0 $(| $crate::__capability_bit!($cap))*,
-                    cfg!(panic = "unwind"),
-                    __switchboard_create,
-                    $crate::export::call,
+            pub static switchboard_plugin_descriptor_v1: $crate::abi::DescriptorV1_1 =
+                $crate::export::descriptor_v1_1(
+                    $crate::export::descriptor(
+                        $name,
+                        env!("CARGO_PKG_VERSION"),
+                        0 $(| $crate::__capability_bit!($cap))*,
+                        cfg!(panic = "unwind"),
+                        __switchboard_create,
+                        $crate::export::call,
+                    ),
+                    concat!("" $(, $header, ",")*),
                 );
 
             #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
             pub extern "C" fn switchboard_plugin_entry_v1() -> *const $crate::abi::DescriptorV1 {
-                &switchboard_plugin_descriptor_v1
+                &switchboard_plugin_descriptor_v1.v1_0
             }
         };
+    };
+    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?] $(,)?) => {
+        $crate::export_plugin! {
+            name: $name,
+            factory: $factory,
+            capabilities: [$($cap),*],
+            headers: [],
+        }
     };
 }
 
@@ -146,6 +159,9 @@ macro_rules! __capability_bit {
     };
     (refresh) => {
         $crate::abi::CAP_REFRESH
+    };
+    (header) => {
+        $crate::abi::CAP_HEADER
     };
 }
 
@@ -172,6 +188,16 @@ pub const fn descriptor(
         call,
         cancel,
         destroy,
+    }
+}
+
+/// A version-1.1 descriptor: `v1_0` with the header names appended (comma-separated)
+/// and `struct_size` covering them.
+pub const fn descriptor_v1_1(mut v1_0: DescriptorV1, header_names: &str) -> DescriptorV1_1 {
+    v1_0.struct_size = std::mem::size_of::<DescriptorV1_1>() as u32;
+    DescriptorV1_1 {
+        v1_0,
+        header_names: abi::fixed_str::<{ abi::HEADER_NAMES_LEN }>(header_names),
     }
 }
 
@@ -372,6 +398,7 @@ fn operation_future(
         Operation::Begin | Operation::Complete => capabilities.redirect,
         Operation::Authenticate => capabilities.password,
         Operation::Refresh => capabilities.refresh,
+        Operation::Header => capabilities.header,
     };
     if !has {
         return Err(status::UNSUPPORTED);
@@ -403,6 +430,13 @@ fn operation_future(
             Box::pin(async move {
                 let refresh = provider.refresh().ok_or_else(|| unsupported("refresh"))?;
                 Ok(to_json(&refresh.refresh(request).await?))
+            })
+        }
+        Operation::Header => {
+            let request: HeaderRequest = parse(body)?;
+            Box::pin(async move {
+                let header = provider.header().ok_or_else(|| unsupported("header"))?;
+                Ok(to_json(&header.read_headers(request).await?))
             })
         }
     })
