@@ -165,7 +165,8 @@ macro_rules! __capability_bit {
     };
 }
 
-/// A version-1 descriptor with this module's `cancel` and `destroy`.
+/// A version-1.0 descriptor with this module's `cancel` and `destroy` (a plugin that
+/// exports it alone is an ABI 1.0 plugin; [`descriptor_v1_1`] appends the 1.1 fields).
 pub const fn descriptor(
     name: &str,
     version: &str,
@@ -177,7 +178,7 @@ pub const fn descriptor(
     DescriptorV1 {
         struct_size: std::mem::size_of::<DescriptorV1>() as u32,
         abi_major: abi::ABI_MAJOR,
-        abi_minor: abi::ABI_MINOR,
+        abi_minor: 0,
         flags: if unwinds { abi::FLAG_PANIC_UNWIND } else { 0 },
         capabilities,
         name: abi::fixed_str::<NAME_LEN>(name),
@@ -195,6 +196,7 @@ pub const fn descriptor(
 /// and `struct_size` covering them.
 pub const fn descriptor_v1_1(mut v1_0: DescriptorV1, header_names: &str) -> DescriptorV1_1 {
     v1_0.struct_size = std::mem::size_of::<DescriptorV1_1>() as u32;
+    v1_0.abi_minor = 1;
     DescriptorV1_1 {
         v1_0,
         header_names: abi::fixed_str::<{ abi::HEADER_NAMES_LEN }>(header_names),
@@ -866,12 +868,23 @@ mod tests {
         }
         let d = descriptor("echo", "1.2.3", abi::CAP_PASSWORD, true, no_create, call);
         assert_eq!(d.struct_size as usize, abi::DESCRIPTOR_V1_SIZE);
-        assert_eq!((d.abi_major, d.abi_minor), (abi::ABI_MAJOR, abi::ABI_MINOR));
+        assert_eq!((d.abi_major, d.abi_minor), (abi::ABI_MAJOR, 0));
         assert_eq!(abi::field_str(&d.name), Some("echo"));
         assert_eq!(abi::field_str(&d.version), Some("1.2.3"));
         assert_eq!(abi::field_str(&d.api_version), Some(crate::API_VERSION));
         assert!(abi::field_str(&d.compiler).unwrap().starts_with("rustc "));
         assert_eq!(d.flags & abi::FLAG_PANIC_UNWIND, abi::FLAG_PANIC_UNWIND);
         assert_eq!(d.capabilities, abi::CAP_PASSWORD);
+
+        let d = descriptor_v1_1(
+            descriptor("negotiate", "1.0.0", abi::CAP_HEADER, true, no_create, call),
+            "authorization,",
+        );
+        assert_eq!(d.v1_0.struct_size as usize, abi::DESCRIPTOR_V1_1_SIZE);
+        assert_eq!((d.v1_0.abi_major, d.v1_0.abi_minor), (abi::ABI_MAJOR, abi::ABI_MINOR));
+        assert_eq!(
+            abi::header_names_of(&d.header_names).unwrap(),
+            vec!["authorization".to_owned()]
+        );
     }
 }
