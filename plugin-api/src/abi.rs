@@ -209,7 +209,8 @@ pub type EntryFn = unsafe extern "C" fn() -> *const DescriptorV1;
 #[repr(C)]
 #[derive(Debug)]
 pub struct DescriptorV1 {
-    /// `size_of::<DescriptorV1>()` as the plugin was built. Never moves.
+    /// The size of the descriptor the plugin exports: `size_of::<DescriptorV1>()` for
+    /// 1.0, `size_of::<DescriptorV1_1>()` for 1.1. Never moves.
     pub struct_size: u32,
     /// [`ABI_MAJOR`] the plugin was built against. Never moves.
     pub abi_major: u16,

@@ -881,7 +881,10 @@ mod tests {
             "authorization,",
         );
         assert_eq!(d.v1_0.struct_size as usize, abi::DESCRIPTOR_V1_1_SIZE);
-        assert_eq!((d.v1_0.abi_major, d.v1_0.abi_minor), (abi::ABI_MAJOR, abi::ABI_MINOR));
+        assert_eq!(
+            (d.v1_0.abi_major, d.v1_0.abi_minor),
+            (abi::ABI_MAJOR, abi::ABI_MINOR)
+        );
         assert_eq!(
             abi::header_names_of(&d.header_names).unwrap(),
             vec!["authorization".to_owned()]

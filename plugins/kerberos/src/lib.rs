@@ -76,11 +76,18 @@ fn yes() -> bool {
 pub struct Kerberos {
     service: String,
     acceptor: Arc<gss::Cred>,
+    people: People,
+    password_login: bool,
+}
+
+/// Who may log in, and what their identity says: the part of the config that needs
+/// no KDC and no keytab.
+#[derive(Debug)]
+struct People {
     allowed_realms: Vec<String>,
     default_realm: String,
     email_domains: BTreeMap<String, String>,
     email_verified: bool,
-    password_login: bool,
 }
 
 fn misconfigured(id: &str, key: &str, detail: impl std::fmt::Display) -> ProviderError {
@@ -189,14 +196,18 @@ impl Kerberos {
         Ok(Kerberos {
             service: config.service_principal,
             acceptor: Arc::new(acceptor),
-            allowed_realms: config.allowed_realms,
-            default_realm,
-            email_domains: config.email_domains,
-            email_verified: config.email_verified,
+            people: People {
+                allowed_realms: config.allowed_realms,
+                default_realm,
+                email_domains: config.email_domains,
+                email_verified: config.email_verified,
+            },
             password_login: config.password_login,
         })
     }
+}
 
+impl People {
     /// The identity of an authenticated principal, or why it may not log in.
     fn identity(&self, principal: &str) -> Result<Identity, String> {
         let (name, realm) = split_principal(principal)
@@ -280,7 +291,7 @@ impl HeaderLogin for Kerberos {
             .await
             .map_err(|e| ProviderError::unavailable(format!("GSSAPI task: {e}")))?
             .map_err(|e| refused(format!("ticket for {} not accepted: {e}", self.service)))?;
-        let identity = self.identity(&accepted.client).map_err(refused)?;
+        let identity = self.people.identity(&accepted.client).map_err(refused)?;
         tracing::info!(principal = %accepted.client, "Kerberos ticket accepted");
         let headers = match accepted.reply {
             Some(reply) => vec![ResponseHeader::new(
@@ -299,9 +310,12 @@ impl HeaderLogin for Kerberos {
 #[async_trait::async_trait]
 impl PasswordLogin for Kerberos {
     async fn authenticate(&self, request: PasswordRequest) -> Result<Identity, ProviderError> {
-        let principal = self.typed_principal(&request.username).map_err(refused)?;
+        let principal = self
+            .people
+            .typed_principal(&request.username)
+            .map_err(refused)?;
         // Refused before the KDC hears of it: no ticket for a realm we would refuse.
-        let identity = self.identity(&principal).map_err(refused)?;
+        let identity = self.people.identity(&principal).map_err(refused)?;
         let acceptor = self.acceptor.clone();
         let service = self.service.clone();
         let person = principal.clone();
@@ -410,6 +424,51 @@ mod tests {
         }));
         assert!(err.contains("providers.krb.config.keytab"), "{err}");
         assert!(err.contains("HTTP/localhost@EXAMPLE.TEST"), "{err}");
+    }
+
+    fn people() -> People {
+        People {
+            allowed_realms: vec!["EXAMPLE.COM".into(), "CORP.EXAMPLE.COM".into()],
+            default_realm: "EXAMPLE.COM".into(),
+            email_domains: [("EXAMPLE.COM".to_owned(), "example.com".to_owned())].into(),
+            email_verified: false,
+        }
+    }
+
+    #[test]
+    fn the_subject_is_the_principal_and_the_username_its_name() {
+        let ada = people().identity("ada@EXAMPLE.COM").unwrap();
+        assert_eq!(ada.subject, "ada@EXAMPLE.COM");
+        assert_eq!(ada.username.as_deref(), Some("ada"));
+        assert_eq!(ada.email.as_deref(), Some("ada@example.com"));
+        assert!(!ada.email_verified);
+        assert_eq!(ada.claims["realm"], "EXAMPLE.COM");
+        let bob = people().identity("bob@CORP.EXAMPLE.COM").unwrap();
+        assert_eq!(bob.email, None, "no domain configured for that realm");
+    }
+
+    #[test]
+    fn other_realms_and_service_principals_are_refused() {
+        let people = people();
+        let err = people.identity("ada@EVIL.ORG").unwrap_err();
+        assert!(err.contains("\"EVIL.ORG\""), "{err}");
+        assert!(people.identity("HTTP/host@EXAMPLE.COM").is_err());
+        assert!(people.identity("ada/admin@EXAMPLE.COM").is_err());
+        assert!(people.identity("ada@").is_err());
+        assert!(people.identity("ada").is_err());
+    }
+
+    #[test]
+    fn a_typed_username_gets_the_default_realm() {
+        let people = people();
+        assert_eq!(people.typed_principal(" ada ").unwrap(), "ada@EXAMPLE.COM");
+        assert_eq!(
+            people.typed_principal("bob@CORP.EXAMPLE.COM").unwrap(),
+            "bob@CORP.EXAMPLE.COM"
+        );
+        for bad in ["", "HTTP/host", "a b", "ada@", "@EXAMPLE.COM", "x\0y"] {
+            assert!(people.typed_principal(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
