@@ -427,3 +427,66 @@ async fn a_keytab_others_can_read_stops_the_broker_at_start() {
     assert!(log.contains("mode 640"), "{log}");
     let _ = Path::new(&realm.keytab);
 }
+
+#[tokio::test]
+async fn a_ticket_logs_in_only_with_the_pending_logins_csrf_token_and_browser() {
+    let Some(realm) = realm("kerberos csrf and binding") else {
+        return;
+    };
+    let broker = realm.broker(&format!("[{KRB_REALM:?}]")).await;
+    let ccache = realm.ticket("ada");
+    let curl = Curl::new(&realm, &broker, Some(ccache.clone()), "localhost");
+    let request = authorize();
+    // /authorize → /login/krb → the header login URL, without following it.
+    let mut url = request.url_at(&curl.base());
+    let header_url = loop {
+        let step = curl.get(&url, None);
+        assert_eq!(step.status, 303, "{}", step.body);
+        let next = url.join(step.header("location").unwrap()).unwrap();
+        if next.path() == "/login/krb/header" {
+            break next;
+        }
+        url = next;
+    };
+    let pairs: Vec<(String, String)> = header_url.query_pairs().into_owned().collect();
+    let with_csrf = |csrf: Option<&str>| {
+        let mut forged = header_url.clone();
+        forged.query_pairs_mut().clear();
+        for (k, v) in &pairs {
+            if k == "csrf" {
+                if let Some(csrf) = csrf {
+                    forged.query_pairs_mut().append_pair(k, csrf);
+                }
+            } else {
+                forged.query_pairs_mut().append_pair(k, v);
+            }
+        }
+        forged
+    };
+
+    // A wrong or missing CSRF token: refused before the provider sees the ticket.
+    for forged in [with_csrf(Some("AAAA")), with_csrf(None)] {
+        let page = curl.get(&forged, None);
+        assert_eq!(page.status, 403, "{forged}: {}", page.body);
+        assert!(page.body.contains("The sign-in expired"), "{}", page.body);
+    }
+    // curl sends its ticket unasked; the provider never saw it.
+    assert!(!broker.log().contains("Kerberos ticket accepted"));
+    // The right URL from another browser (no binding cookie), even with a ticket.
+    let other = Curl::new(&realm, &broker, Some(ccache), "localhost");
+    let page = other.get(&header_url, None);
+    assert_eq!(page.status, 400, "{}", page.body);
+    assert!(!broker.log().contains("Kerberos ticket accepted"));
+
+    // The browser that started it, with its token: signed in.
+    let done = curl.get(&header_url, None);
+    assert_eq!(done.status, 303, "{}", done.body);
+    let app = header_url.join(done.header("location").unwrap()).unwrap();
+    let tokens = broker
+        .redeem(&request.client, &code_of(&app), request.verifier())
+        .await;
+    tokens.assert_ok();
+    // The pending login is used up: the same URL again finds nothing to finish.
+    let again = curl.get(&header_url, None);
+    assert_eq!(again.status, 400, "{}", again.body);
+}
