@@ -60,10 +60,15 @@ fn realm(test: &str) -> Option<Realm> {
 
 impl Realm {
     fn section(&self, allowed_realms: &str) -> String {
+        self.section_with(allowed_realms, "")
+    }
+
+    /// The provider section, with extra broker keys for the provider.
+    fn section_with(&self, allowed_realms: &str, keys: &str) -> String {
         plugin_section(
             "krb",
             &self.library,
-            "name = \"Windows sign-in\"",
+            &format!("name = \"Windows sign-in\"\n{keys}"),
             &format!(
                 "service_principal = {SERVICE:?}\n\
                  keytab = {:?}\n\
@@ -77,7 +82,11 @@ impl Realm {
     }
 
     async fn broker(&self, allowed_realms: &str) -> Broker {
-        let mut setup = Broker::setup().extra(&self.section(allowed_realms));
+        self.broker_with(allowed_realms, "").await
+    }
+
+    async fn broker_with(&self, allowed_realms: &str, keys: &str) -> Broker {
+        let mut setup = Broker::setup().extra(&self.section_with(allowed_realms, keys));
         for (name, value) in self.kdc.env() {
             setup = setup.env(&name, &value);
         }
@@ -489,4 +498,37 @@ async fn a_ticket_logs_in_only_with_the_pending_logins_csrf_token_and_browser() 
     // The pending login is used up: the same URL again finds nothing to finish.
     let again = curl.get(&header_url, None);
     assert_eq!(again.status, 400, "{}", again.body);
+}
+
+#[tokio::test]
+async fn refresh_cannot_recheck_kerberos_so_it_ends_after_max_session_without_recheck() {
+    let Some(realm) = realm("kerberos refresh") else {
+        return;
+    };
+    let broker = realm
+        .broker_with(
+            &format!("[{KRB_REALM:?}]"),
+            "max_session_without_recheck = \"2s\"",
+        )
+        .await;
+    let curl = Curl::new(&realm, &broker, Some(realm.ticket("ada")), "localhost");
+    let request = AuthorizeRequest::new(WEB_APP)
+        .scope("openid offline_access")
+        .param("provider", "krb");
+    let (landed, _) = curl.walk(&request.url_at(&curl.base()));
+    let app = landed.unwrap_or_else(|page| panic!("{} {}", page.status, page.body));
+    let tokens = broker
+        .redeem(&request.client, &code_of(&app), request.verifier())
+        .await;
+    tokens.assert_ok();
+    // Within the window the stored identity stands (the plugin has no refresh).
+    let refreshed = broker.refresh(&WEB_APP, tokens.refresh_token()).await;
+    refreshed.assert_ok();
+    tokio::time::sleep(std::time::Duration::from_millis(3200)).await;
+    let late = broker.refresh(&WEB_APP, refreshed.refresh_token()).await;
+    assert_eq!(
+        late.error(),
+        Some("invalid_grant"),
+        "past the window: log in again"
+    );
 }
