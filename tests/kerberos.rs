@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use switchboard_e2e::{
     AuthorizeRequest, Broker, Browser, KRB_REALM, Kdc, Landing, PluginDir, WEB_APP, built_plugin,
-    inspect_plugin, jwt_claims, plugin_section,
+    descriptor_offset, inspect_plugin, jwt_claims, plugin_section, replace_bytes,
 };
+use switchboard_plugin_api::abi;
 use url::Url;
 
 const PASSWORD: &str = "correct-horse-kerberos";
@@ -530,5 +531,39 @@ async fn refresh_cannot_recheck_kerberos_so_it_ends_after_max_session_without_re
         late.error(),
         Some("invalid_grant"),
         "past the window: log in again"
+    );
+}
+
+/// The 1.1 field is read only when version and size both say it is there: a 1.0
+/// descriptor claiming the header bit gets no header login, and a header plugin
+/// without header names is refused.
+#[tokio::test]
+async fn header_logins_are_read_only_from_a_whole_1_1_descriptor() {
+    let dir = PluginDir::new();
+    let old = built_plugin("switchboard_faulty_plugin");
+    let at = descriptor_offset(&old);
+    let patch = |bytes: &[u8], offset: usize, with: &[u8]| {
+        let mut copy = bytes.to_vec();
+        copy[at + offset..at + offset + with.len()].copy_from_slice(with);
+        copy
+    };
+    let caps = (abi::CAP_PASSWORD | abi::CAP_HEADER).to_ne_bytes();
+    let claims_header = patch(&old, abi::offsets::CAPABILITIES, &caps);
+    let claims_minor_too = patch(&claims_header, abi::offsets::ABI_MINOR, &1u16.to_ne_bytes());
+    for (name, bytes) in [
+        ("libold-a.so", claims_header),
+        ("libold-b.so", claims_minor_too),
+    ] {
+        let text = inspect_plugin(&dir.install(name, &bytes)).unwrap();
+        assert!(text.contains("capabilities: password\n"), "{text}");
+        assert!(!text.contains("headers:"), "{text}");
+    }
+
+    let kerberos = built_plugin("switchboard_kerberos");
+    let nameless = replace_bytes(&kerberos, b"authorization,", &[0u8; 14]);
+    let refused = inspect_plugin(&dir.install("libnameless.so", &nameless)).unwrap_err();
+    assert!(
+        refused.contains("header capability without header names"),
+        "{refused}"
     );
 }
