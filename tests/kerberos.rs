@@ -87,7 +87,14 @@ impl Realm {
     }
 
     async fn broker_with(&self, allowed_realms: &str, keys: &str) -> Broker {
-        let mut setup = Broker::setup().extra(&self.section_with(allowed_realms, keys));
+        self.broker_full(allowed_realms, keys, "").await
+    }
+
+    /// A broker with the provider's extra `keys` and more config (`extra`) after it.
+    async fn broker_full(&self, allowed_realms: &str, keys: &str, extra: &str) -> Broker {
+        let mut setup = Broker::setup()
+            .extra(&self.section_with(allowed_realms, keys))
+            .extra(extra);
         for (name, value) in self.kdc.env() {
             setup = setup.env(&name, &value);
         }
@@ -319,9 +326,18 @@ async fn without_a_ticket_the_challenge_page_is_the_password_form_and_the_passwo
     let Some(realm) = realm("kerberos password login") else {
         return;
     };
-    let broker = realm.broker(&format!("[{KRB_REALM:?}]")).await;
+    let roles = "[roles.permissions]\nstaff = [\"intranet:read\"]\noutsider = [\"lobby:read\"]\n\n\
+                 [[roles.rules]]\nrole = \"staff\"\nprovider = \"krb\"\n\
+                 claim = { path = \"realm\", equals = \"EXAMPLE.TEST\" }\n\n\
+                 [[roles.rules]]\nrole = \"outsider\"\nprovider = \"krb\"\n\
+                 claim = { path = \"realm\", equals = \"OTHER.TEST\" }\n";
+    let broker = realm
+        .broker_full(&format!("[{KRB_REALM:?}]"), "", roles)
+        .await;
     let browser = Browser::new(&broker);
-    let request = authorize();
+    let request = AuthorizeRequest::new(WEB_APP)
+        .scope("openid profile roles")
+        .param("provider", "krb");
     let form = browser.open(&request.url(&broker)).await.expect_form();
     assert_eq!(
         form.page.status, 401,
@@ -338,6 +354,11 @@ async fn without_a_ticket_the_challenge_page_is_the_password_form_and_the_passwo
     tokens.assert_ok();
     let claims = jwt_claims(tokens.id_token());
     assert_eq!(claims["preferred_username"], "ada");
+    assert_eq!(
+        claims["roles"],
+        serde_json::json!(["staff"]),
+        "a role rule by provider and realm: {claims}"
+    );
     broker
         .wait_for_log("Kerberos password verified against the keytab")
         .await;
