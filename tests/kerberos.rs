@@ -499,7 +499,7 @@ async fn a_ticket_logs_in_only_with_the_pending_logins_csrf_token_and_browser() 
     for forged in [with_csrf(Some("AAAA")), with_csrf(None)] {
         let page = curl.get(&forged, None);
         assert_eq!(page.status, 403, "{forged}: {}", page.body);
-        assert!(page.body.contains("The sign-in expired"), "{}", page.body);
+        assert!(page.body.contains("The form expired"), "{}", page.body);
     }
     // curl sends its ticket unasked; the provider never saw it.
     assert!(!broker.log().contains("Kerberos ticket accepted"));
