@@ -18,6 +18,12 @@
 //! - Fields are never reordered or removed. A new minor version only appends fields
 //!   and says so in `struct_size`; a new major version is a new entry symbol.
 //!
+//!
+//! ABI 1.1 appended [`DescriptorV1_1`]: the header-login capability ([`CAP_HEADER`],
+//! [`Operation::Header`]) and the names of the request headers such a plugin reads.
+//! A host reads the appended field only when `abi_minor >= 1` and `struct_size` covers
+//! it, so a 1.0 plugin (whose descriptor ends at the function pointers) still loads.
+//!
 //! Authors do not touch any of this: `export_plugin!` (feature `export`) writes it.
 
 #![allow(unsafe_code)] // raw pointers and extern "C" are what a C ABI is made of
@@ -27,7 +33,7 @@ use std::ffi::c_void;
 /// The major version of this ABI, also the suffix of the entry symbol's name.
 pub const ABI_MAJOR: u16 = 1;
 /// The minor version: fields appended since the major version appeared.
-pub const ABI_MINOR: u16 = 0;
+pub const ABI_MINOR: u16 = 1;
 
 /// The exported function returning `*const DescriptorV1`.
 pub const ENTRY_SYMBOL: &str = "switchboard_plugin_entry_v1";
@@ -46,6 +52,9 @@ pub const CAP_REDIRECT: u32 = 1;
 pub const CAP_PASSWORD: u32 = 1 << 1;
 /// Capability bit: the plugin can re-read identities at refresh.
 pub const CAP_REFRESH: u32 = 1 << 2;
+/// Capability bit (ABI 1.1): the plugin can log people in from request headers
+/// (`Authorization: Negotiate`, later trusted-proxy headers or client certificates).
+pub const CAP_HEADER: u32 = 1 << 3;
 
 /// Bytes reserved for the plugin's name in the descriptor (NUL-padded UTF-8).
 pub const NAME_LEN: usize = 64;
@@ -53,6 +62,9 @@ pub const NAME_LEN: usize = 64;
 pub const VERSION_LEN: usize = 32;
 /// Bytes reserved for the compiler's version string.
 pub const COMPILER_LEN: usize = 96;
+/// Bytes reserved (ABI 1.1) for the header names a header-login plugin reads:
+/// lowercase, comma-separated, NUL-padded ASCII.
+pub const HEADER_NAMES_LEN: usize = 256;
 
 /// Status of a completion, of a `create` reply, or of a refused `call`.
 pub mod status {
@@ -83,6 +95,8 @@ pub enum Operation {
     Authenticate = 3,
     /// `RefreshRequest` → `Identity`.
     Refresh = 4,
+    /// ABI 1.1: `HeaderRequest` → `HeaderAnswer`.
+    Header = 5,
 }
 
 impl Operation {
@@ -93,6 +107,7 @@ impl Operation {
             2 => Some(Operation::Complete),
             3 => Some(Operation::Authenticate),
             4 => Some(Operation::Refresh),
+            5 => Some(Operation::Header),
             _ => None,
         }
     }
@@ -194,7 +209,8 @@ pub type EntryFn = unsafe extern "C" fn() -> *const DescriptorV1;
 #[repr(C)]
 #[derive(Debug)]
 pub struct DescriptorV1 {
-    /// `size_of::<DescriptorV1>()` as the plugin was built. Never moves.
+    /// The size of the descriptor the plugin exports: `size_of::<DescriptorV1>()` for
+    /// 1.0, `size_of::<DescriptorV1_1>()` for 1.1. Never moves.
     pub struct_size: u32,
     /// [`ABI_MAJOR`] the plugin was built against. Never moves.
     pub abi_major: u16,
@@ -222,8 +238,37 @@ pub struct DescriptorV1 {
     pub destroy: DestroyFn,
 }
 
-/// The descriptor size a version-1.0 host needs.
+/// The descriptor size a version-1.0 host needs: every 1.x descriptor is at least this.
 pub const DESCRIPTOR_V1_SIZE: usize = std::mem::size_of::<DescriptorV1>();
+
+/// The descriptor of ABI 1.1: the 1.0 descriptor with fields appended. A plugin built
+/// today exports this (under the same symbols, `struct_size` saying how far it goes);
+/// the host holds it as a [`DescriptorV1`] and reads the appended fields only when
+/// `abi_minor` and `struct_size` say they exist.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DescriptorV1_1 {
+    /// Everything of ABI 1.0, unchanged and first.
+    pub v1_0: DescriptorV1,
+    /// The request headers a [`CAP_HEADER`] plugin reads (see [`HEADER_NAMES_LEN`]).
+    /// The host passes these and no others: an operator sees in `plugin inspect` that
+    /// a plugin never gets, say, `cookie`.
+    pub header_names: [u8; HEADER_NAMES_LEN],
+}
+
+/// The descriptor size that holds the 1.1 fields.
+pub const DESCRIPTOR_V1_1_SIZE: usize = std::mem::size_of::<DescriptorV1_1>();
+
+/// The header names of a 1.1 descriptor's field: lowercase names, comma-separated.
+pub fn header_names_of(field: &[u8]) -> Option<Vec<String>> {
+    let text = field_str(field)?;
+    Some(
+        text.split(',')
+            .map(|n| n.trim().to_ascii_lowercase())
+            .filter(|n| !n.is_empty())
+            .collect(),
+    )
+}
 
 /// Byte offsets of the descriptor's plain-data fields, for reading it from a file.
 pub mod offsets {
@@ -250,6 +295,8 @@ pub mod offsets {
     pub const COMPILER: usize = offset_of!(DescriptorV1, compiler);
     /// Where the function pointers start: everything before is plain data.
     pub const PLAIN_DATA_END: usize = offset_of!(DescriptorV1, create);
+    /// ABI 1.1: `header_names`, after the 1.0 descriptor (and so after its pointers).
+    pub const HEADER_NAMES: usize = offset_of!(super::DescriptorV1_1, header_names);
 }
 
 /// `text` as a NUL-padded fixed-size field. Fails the build when it does not fit.
@@ -300,6 +347,9 @@ pub fn capability_bits(capabilities: crate::Capabilities) -> u32 {
     if capabilities.refresh {
         bits |= CAP_REFRESH;
     }
+    if capabilities.header {
+        bits |= CAP_HEADER;
+    }
     bits
 }
 
@@ -309,6 +359,7 @@ pub fn capabilities_of(bits: u32) -> crate::Capabilities {
         redirect: bits & CAP_REDIRECT != 0,
         password: bits & CAP_PASSWORD != 0,
         refresh: bits & CAP_REFRESH != 0,
+        header: bits & CAP_HEADER != 0,
     }
 }
 
@@ -341,6 +392,21 @@ mod tests {
     }
 
     #[test]
+    fn the_1_1_fields_come_after_the_whole_1_0_descriptor() {
+        assert_eq!(std::mem::offset_of!(DescriptorV1_1, v1_0), 0);
+        const { assert!(offsets::HEADER_NAMES >= DESCRIPTOR_V1_SIZE) };
+        assert_eq!(
+            DESCRIPTOR_V1_1_SIZE,
+            offsets::HEADER_NAMES + HEADER_NAMES_LEN
+        );
+        let field: [u8; HEADER_NAMES_LEN] = fixed_str("Authorization, x-remote-user,");
+        assert_eq!(
+            header_names_of(&field).unwrap(),
+            vec!["authorization".to_owned(), "x-remote-user".to_owned()]
+        );
+    }
+
+    #[test]
     fn fixed_fields_round_trip() {
         let field: [u8; 8] = fixed_str("abc");
         assert_eq!(field_str(&field), Some("abc"));
@@ -349,7 +415,7 @@ mod tests {
 
     #[test]
     fn capability_bits_round_trip() {
-        for bits in 0..8 {
+        for bits in 0..16 {
             assert_eq!(capability_bits(capabilities_of(bits)), bits);
         }
     }
@@ -357,6 +423,7 @@ mod tests {
     #[test]
     fn unknown_operations_are_none() {
         assert_eq!(Operation::from_u32(3), Some(Operation::Authenticate));
+        assert_eq!(Operation::from_u32(5), Some(Operation::Header));
         assert_eq!(Operation::from_u32(0), None);
         assert_eq!(Operation::from_u32(99), None);
     }

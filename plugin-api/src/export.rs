@@ -69,12 +69,12 @@
 #![allow(unsafe_code)] // this module is the unsafe edge of the C ABI
 
 use crate::abi::{
-    self, COMPILER_LEN, CreateFn, DescriptorV1, HostV1, NAME_LEN, Operation, ReplyFn, VERSION_LEN,
-    status,
+    self, COMPILER_LEN, CreateFn, DescriptorV1, DescriptorV1_1, HostV1, NAME_LEN, Operation,
+    ReplyFn, VERSION_LEN, status,
 };
 use crate::{
-    BeginRequest, Callback, PasswordRequest, Provider, ProviderContext, ProviderError,
-    ProviderFactory, RefreshRequest,
+    BeginRequest, Callback, HeaderRequest, PasswordRequest, Provider, ProviderContext,
+    ProviderError, ProviderFactory, RefreshRequest,
 };
 use std::collections::HashMap;
 use std::ffi::c_void;
@@ -86,11 +86,13 @@ use zeroize::Zeroize;
 /// Exports a plugin: the ABI's entry symbol and descriptor, with shims that build
 /// instances from `factory` (an expression evaluated at each `create`).
 ///
-/// `capabilities` lists what instances can offer, among `redirect`, `password` and
-/// `refresh`; `broker plugin inspect` shows it without running the plugin.
+/// `capabilities` lists what instances can offer, among `redirect`, `password`,
+/// `refresh` and `header`; a `header` plugin adds `headers: ["authorization"]`, the
+/// request headers it reads (the broker passes no others). `broker plugin inspect`
+/// shows both without running the plugin.
 #[macro_export]
 macro_rules! export_plugin {
-    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?] $(,)?) => {
+    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?], headers: [$($header:expr),* $(,)?] $(,)?) => {
         const _: () = {
             #[allow(unsafe_code)]
             unsafe extern "C" fn __switchboard_create(
@@ -115,22 +117,33 @@ macro_rules! export_plugin {
 
             #[allow(unsafe_code, non_upper_case_globals)]
             #[unsafe(no_mangle)]
-            pub static switchboard_plugin_descriptor_v1: $crate::abi::DescriptorV1 =
-                $crate::export::descriptor(
-                    $name,
-                    env!("CARGO_PKG_VERSION"),
-                    0 $(| $crate::__capability_bit!($cap))*,
-                    cfg!(panic = "unwind"),
-                    __switchboard_create,
-                    $crate::export::call,
+            pub static switchboard_plugin_descriptor_v1: $crate::abi::DescriptorV1_1 =
+                $crate::export::descriptor_v1_1(
+                    $crate::export::descriptor(
+                        $name,
+                        env!("CARGO_PKG_VERSION"),
+                        0 $(| $crate::__capability_bit!($cap))*,
+                        cfg!(panic = "unwind"),
+                        __switchboard_create,
+                        $crate::export::call,
+                    ),
+                    concat!("" $(, $header, ",")*),
                 );
 
             #[allow(unsafe_code)]
             #[unsafe(no_mangle)]
             pub extern "C" fn switchboard_plugin_entry_v1() -> *const $crate::abi::DescriptorV1 {
-                &switchboard_plugin_descriptor_v1
+                &switchboard_plugin_descriptor_v1.v1_0
             }
         };
+    };
+    (name: $name:expr, factory: $factory:expr, capabilities: [$($cap:ident),* $(,)?] $(,)?) => {
+        $crate::export_plugin! {
+            name: $name,
+            factory: $factory,
+            capabilities: [$($cap),*],
+            headers: [],
+        }
     };
 }
 
@@ -147,9 +160,13 @@ macro_rules! __capability_bit {
     (refresh) => {
         $crate::abi::CAP_REFRESH
     };
+    (header) => {
+        $crate::abi::CAP_HEADER
+    };
 }
 
-/// A version-1 descriptor with this module's `cancel` and `destroy`.
+/// A version-1.0 descriptor with this module's `cancel` and `destroy` (a plugin that
+/// exports it alone is an ABI 1.0 plugin; [`descriptor_v1_1`] appends the 1.1 fields).
 pub const fn descriptor(
     name: &str,
     version: &str,
@@ -161,7 +178,7 @@ pub const fn descriptor(
     DescriptorV1 {
         struct_size: std::mem::size_of::<DescriptorV1>() as u32,
         abi_major: abi::ABI_MAJOR,
-        abi_minor: abi::ABI_MINOR,
+        abi_minor: 0,
         flags: if unwinds { abi::FLAG_PANIC_UNWIND } else { 0 },
         capabilities,
         name: abi::fixed_str::<NAME_LEN>(name),
@@ -172,6 +189,17 @@ pub const fn descriptor(
         call,
         cancel,
         destroy,
+    }
+}
+
+/// A version-1.1 descriptor: `v1_0` with the header names appended (comma-separated)
+/// and `struct_size` covering them.
+pub const fn descriptor_v1_1(mut v1_0: DescriptorV1, header_names: &str) -> DescriptorV1_1 {
+    v1_0.struct_size = std::mem::size_of::<DescriptorV1_1>() as u32;
+    v1_0.abi_minor = 1;
+    DescriptorV1_1 {
+        v1_0,
+        header_names: abi::fixed_str::<{ abi::HEADER_NAMES_LEN }>(header_names),
     }
 }
 
@@ -372,6 +400,7 @@ fn operation_future(
         Operation::Begin | Operation::Complete => capabilities.redirect,
         Operation::Authenticate => capabilities.password,
         Operation::Refresh => capabilities.refresh,
+        Operation::Header => capabilities.header,
     };
     if !has {
         return Err(status::UNSUPPORTED);
@@ -403,6 +432,13 @@ fn operation_future(
             Box::pin(async move {
                 let refresh = provider.refresh().ok_or_else(|| unsupported("refresh"))?;
                 Ok(to_json(&refresh.refresh(request).await?))
+            })
+        }
+        Operation::Header => {
+            let request: HeaderRequest = parse(body)?;
+            Box::pin(async move {
+                let header = provider.header().ok_or_else(|| unsupported("header"))?;
+                Ok(to_json(&header.read_headers(request).await?))
             })
         }
     })
@@ -832,12 +868,26 @@ mod tests {
         }
         let d = descriptor("echo", "1.2.3", abi::CAP_PASSWORD, true, no_create, call);
         assert_eq!(d.struct_size as usize, abi::DESCRIPTOR_V1_SIZE);
-        assert_eq!((d.abi_major, d.abi_minor), (abi::ABI_MAJOR, abi::ABI_MINOR));
+        assert_eq!((d.abi_major, d.abi_minor), (abi::ABI_MAJOR, 0));
         assert_eq!(abi::field_str(&d.name), Some("echo"));
         assert_eq!(abi::field_str(&d.version), Some("1.2.3"));
         assert_eq!(abi::field_str(&d.api_version), Some(crate::API_VERSION));
         assert!(abi::field_str(&d.compiler).unwrap().starts_with("rustc "));
         assert_eq!(d.flags & abi::FLAG_PANIC_UNWIND, abi::FLAG_PANIC_UNWIND);
         assert_eq!(d.capabilities, abi::CAP_PASSWORD);
+
+        let d = descriptor_v1_1(
+            descriptor("negotiate", "1.0.0", abi::CAP_HEADER, true, no_create, call),
+            "authorization,",
+        );
+        assert_eq!(d.v1_0.struct_size as usize, abi::DESCRIPTOR_V1_1_SIZE);
+        assert_eq!(
+            (d.v1_0.abi_major, d.v1_0.abi_minor),
+            (abi::ABI_MAJOR, abi::ABI_MINOR)
+        );
+        assert_eq!(
+            abi::header_names_of(&d.header_names).unwrap(),
+            vec!["authorization".to_owned()]
+        );
     }
 }

@@ -8,6 +8,9 @@
 //! - [`PasswordLogin`]: check a username and password (local users, LDAP).
 //! - [`RefreshIdentity`]: re-read the identity when an app refreshes its tokens, so a
 //!   person removed or changed upstream is seen.
+//! - [`HeaderLogin`] (ABI 1.1): log a person in from the login request's own headers
+//!   (Kerberos SPNEGO's `Authorization: Negotiate`; later trusted reverse-proxy headers
+//!   or client certificates), answering an identity, a challenge, or "not possible".
 //!
 //! The broker owns all per-login state (`state`, PKCE, nonce, the provider's own
 //! `provider_state`) and hands it back at the callback, so a provider keeps no memory
@@ -427,6 +430,9 @@ pub struct Capabilities {
     /// Implements [`RefreshIdentity`].
     #[serde(default)]
     pub refresh: bool,
+    /// Implements [`HeaderLogin`] (ABI 1.1; absent, so false, from a 1.0 plugin).
+    #[serde(default)]
+    pub header: bool,
 }
 
 /// Sends the browser upstream and turns the callback into an identity.
@@ -454,6 +460,101 @@ pub trait RefreshIdentity: Send + Sync {
     async fn refresh(&self, request: RefreshRequest) -> Result<Identity, ProviderError>;
 }
 
+/// A header a [`HeaderAnswer`] asks the broker to send back to the browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct ResponseHeader {
+    /// The header's name, e.g. `WWW-Authenticate`.
+    pub name: String,
+    /// Its value, e.g. `Negotiate` or `Negotiate <base64 token>`.
+    pub value: String,
+}
+
+impl ResponseHeader {
+    /// Builds a header.
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        ResponseHeader {
+            name: name.into(),
+            value: value.into(),
+        }
+    }
+}
+
+/// The login request's headers a [`HeaderLogin`] provider reads: only those its plugin
+/// declares (see `abi::DescriptorV1_1::header_names`), lowercase names.
+#[derive(Clone, Serialize, Deserialize)]
+#[non_exhaustive]
+pub struct HeaderRequest {
+    /// Header name (lowercase) → value, for the declared headers the request carried.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The client's address as the broker sees it (after its trusted proxies), for a
+    /// provider that trusts headers only from certain peers.
+    #[serde(default)]
+    pub client_ip: Option<String>,
+}
+
+impl fmt::Debug for HeaderRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Header values are credentials (tickets, assertions): names only.
+        f.debug_struct("HeaderRequest")
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field("client_ip", &self.client_ip)
+            .finish()
+    }
+}
+
+impl HeaderRequest {
+    /// Builds a request.
+    pub fn new(headers: BTreeMap<String, String>, client_ip: Option<String>) -> Self {
+        HeaderRequest { headers, client_ip }
+    }
+
+    /// The value of header `name` (any case), if the request carried it.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
+    }
+}
+
+/// What a [`HeaderLogin`] provider makes of the request's headers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum HeaderAnswer {
+    /// The headers prove who this is. `headers` go back with the broker's next
+    /// response (Kerberos: the mutual-authentication token).
+    Identity {
+        /// Who logged in.
+        identity: Box<Identity>,
+        /// Sent back to the browser.
+        #[serde(default)]
+        headers: Vec<ResponseHeader>,
+    },
+    /// Ask the browser for the headers: the broker answers `status` with these headers
+    /// and, as the body, its page of other ways to sign in (so a browser that cannot
+    /// answer the challenge simply shows that page).
+    Challenge {
+        /// The HTTP status, e.g. 401.
+        status: u16,
+        /// E.g. `WWW-Authenticate: Negotiate`.
+        headers: Vec<ResponseHeader>,
+    },
+    /// No header login here: the broker shows its other options.
+    NotPossible,
+}
+
+/// Logs a person in from the login request's headers. A refusal of what the headers
+/// carried (a bad, replayed or foreign ticket) is [`ProviderError::InvalidCredentials`]
+/// or [`ProviderError::Denied`]; the broker shows the person one message for all of
+/// them, and the provider logs the reason.
+#[async_trait]
+pub trait HeaderLogin: Send + Sync {
+    /// Reads the headers.
+    async fn read_headers(&self, request: HeaderRequest) -> Result<HeaderAnswer, ProviderError>;
+}
+
 /// An identity provider instance. Implement the capability traits it has and return
 /// them from the matching accessor.
 pub trait Provider: Send + Sync + fmt::Debug {
@@ -469,12 +570,17 @@ pub trait Provider: Send + Sync + fmt::Debug {
     fn refresh(&self) -> Option<&dyn RefreshIdentity> {
         None
     }
+    /// The header-login capability (ABI 1.1), if any.
+    fn header(&self) -> Option<&dyn HeaderLogin> {
+        None
+    }
     /// Which capabilities this provider has, derived from the accessors.
     fn capabilities(&self) -> Capabilities {
         Capabilities {
             redirect: self.redirect().is_some(),
             password: self.password().is_some(),
             refresh: self.refresh().is_some(),
+            header: self.header().is_some(),
         }
     }
 }
@@ -562,6 +668,28 @@ mod tests {
             Some("login select_account")
         );
         assert_eq!(LoginPrompt::default().as_param(), None);
+    }
+
+    #[test]
+    fn header_answers_cross_as_tagged_json_and_requests_never_print_values() {
+        let answer = HeaderAnswer::Challenge {
+            status: 401,
+            headers: vec![ResponseHeader::new("WWW-Authenticate", "Negotiate")],
+        };
+        let json = serde_json::to_value(&answer).unwrap();
+        assert_eq!(json["outcome"], "challenge");
+        assert_eq!(
+            serde_json::from_value::<HeaderAnswer>(json).unwrap(),
+            answer
+        );
+        let none: HeaderAnswer = serde_json::from_str(r#"{"outcome":"not_possible"}"#).unwrap();
+        assert_eq!(none, HeaderAnswer::NotPossible);
+        let request = HeaderRequest::new(
+            [("authorization".to_owned(), "Negotiate c2VjcmV0".to_owned())].into(),
+            None,
+        );
+        assert_eq!(request.header("Authorization"), Some("Negotiate c2VjcmV0"));
+        assert!(!format!("{request:?}").contains("c2VjcmV0"));
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod broker;
 mod browser;
 mod chrome;
 mod clients;
+mod kdc;
 mod pg;
 mod plugins;
 mod relying_party;
@@ -33,6 +34,7 @@ pub use clients::{
     ADMIN, AuthorizeRequest, BOB, EDDSA_APP, ES256_APP, NATIVE_APP, Pkce, SECOND_APP, TestClient,
     TestUser, TokenReply, UserinfoReply, WEB_APP, jwt_claims, jwt_header, jwt_stable_claims,
 };
+pub use kdc::{Kdc, REALM as KRB_REALM};
 pub use pg::PgSchema;
 pub use plugins::{
     PluginDir, as_plugin_section, built_plugin, descriptor_offset, inspect_plugin, plugin_section,

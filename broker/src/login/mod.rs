@@ -1,11 +1,13 @@
 //! The login pages a [`PendingLogin`] walks through: choose a provider, then the
-//! password form (`password`) or the trip upstream and back (`redirect`), the second
-//! factor when the person has one (`second_factor`), and what happens after a
+//! password form (`password`), the trip upstream and back (`redirect`) or a login from
+//! the request's headers (`header`, e.g. Kerberos SPNEGO), the second factor when the
+//! person has one (`second_factor`), and what happens after a
 //! successful login (`finish`: a session and the code, or a link); and the local
 //! provider's self-service pages that need no session (`reset`: forgotten passwords;
 //! `register`: registration and email links).
 
 mod finish;
+mod header;
 mod password;
 mod redirect;
 mod register;
@@ -26,6 +28,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .route("/login/{provider}", web::post().to(password::submit))
         .route("/second-factor", web::get().to(second_factor::form))
         .route("/second-factor", web::post().to(second_factor::submit))
+        .route("/login/{provider}/header", web::get().to(header::attempt))
         .route("/callback/{provider}", web::get().to(redirect::callback))
         .route("/callback/{provider}", web::post().to(redirect::callback))
         .route(
@@ -131,6 +134,9 @@ async fn start_provider(
 ) -> Result<HttpResponse, PageError> {
     let p = PendingLogin::load(&app, &req, q.req.as_deref()).await?;
     let entry = provider(&app, &path)?;
+    if entry.has_header() {
+        return Ok(header::start(&app, &p, entry));
+    }
     if entry.has_password() {
         let hint = p.login_hint().unwrap_or_default().to_string();
         return Ok(password::page(&app, &p, entry, &hint, None, StatusCode::OK));

@@ -15,8 +15,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use switchboard_plugin_api::{
-    BeginRequest, BeginResponse, Callback, Identity, PasswordRequest, Provider, ProviderContext,
-    ProviderError, ProviderFactory, RefreshRequest,
+    BeginRequest, BeginResponse, Callback, HeaderAnswer, HeaderRequest, Identity, PasswordRequest,
+    Provider, ProviderContext, ProviderError, ProviderFactory, RefreshRequest,
 };
 use tokio::sync::Semaphore;
 
@@ -124,6 +124,11 @@ impl ProviderEntry {
         self.provider.refresh().is_some()
     }
 
+    /// True when the provider logs people in from request headers (Kerberos SPNEGO).
+    pub fn has_header(&self) -> bool {
+        self.provider.header().is_some()
+    }
+
     /// Runs one call under this entry's bounds, and counts it.
     async fn bounded<T>(
         &self,
@@ -195,6 +200,17 @@ impl ProviderEntry {
             .ok_or_else(|| self.unsupported("password"))?;
         self.bounded("authenticate", password.authenticate(request))
             .await
+    }
+
+    pub async fn read_headers(
+        &self,
+        request: HeaderRequest,
+    ) -> Result<HeaderAnswer, ProviderError> {
+        let header = self
+            .provider
+            .header()
+            .ok_or_else(|| self.unsupported("header"))?;
+        self.bounded("header", header.read_headers(request)).await
     }
 
     /// `None` when the provider cannot re-check a person: what was stored stands.

@@ -87,6 +87,8 @@ pub struct PluginInfo {
     pub abi_major: u16,
     pub abi_minor: u16,
     pub capabilities: Capabilities,
+    /// ABI 1.1: the request headers a header-login plugin reads (empty before).
+    pub header_names: Vec<String>,
 }
 
 impl fmt::Display for PluginInfo {
@@ -96,6 +98,7 @@ impl fmt::Display for PluginInfo {
             (caps.redirect, "redirect"),
             (caps.password, "password"),
             (caps.refresh, "refresh"),
+            (caps.header, "header"),
         ]
         .into_iter()
         .filter_map(|(on, name)| on.then_some(name))
@@ -106,6 +109,9 @@ impl fmt::Display for PluginInfo {
         writeln!(f, "version:      {}", self.version)?;
         writeln!(f, "abi:          {}.{}", self.abi_major, self.abi_minor)?;
         writeln!(f, "capabilities: {}", list.join(", "))?;
+        if !self.header_names.is_empty() {
+            writeln!(f, "headers:      {}", self.header_names.join(", "))?;
+        }
         writeln!(f, "plugin-api:   {}", self.api_version)?;
         write!(f, "compiler:     {}", self.compiler)
     }
@@ -235,7 +241,7 @@ fn describe(bytes: &[u8], path: &Path, sha256: String) -> Result<PluginInfo, Ref
         });
     }
     let (address, _) = descriptor.ok_or(Refusal::DescriptorMissing)?;
-    let plain = descriptor_bytes(&file, address)?;
+    let plain = descriptor_bytes(&file, address, 0, offsets::PLAIN_DATA_END)?;
 
     let u32_at =
         |at: usize| u32::from_ne_bytes([plain[at], plain[at + 1], plain[at + 2], plain[at + 3]]);
@@ -265,6 +271,24 @@ fn describe(bytes: &[u8], path: &Path, sha256: String) -> Result<PluginInfo, Ref
     if name.is_empty() {
         return Err(Refusal::BadDescriptor("empty name".into()));
     }
+    let abi_minor = u16_at(offsets::ABI_MINOR);
+    let mut capabilities = abi::capabilities_of(u32_at(offsets::CAPABILITIES));
+    // The 1.1 fields exist only when both the version and the size say so: a 1.0
+    // descriptor ends at its function pointers.
+    let header_names = if abi_minor >= 1 && struct_size >= abi::DESCRIPTOR_V1_1_SIZE {
+        let field = descriptor_bytes(&file, address, offsets::HEADER_NAMES, abi::HEADER_NAMES_LEN)?;
+        abi::header_names_of(field)
+            .ok_or_else(|| Refusal::BadDescriptor("header names are not UTF-8".into()))?
+    } else {
+        // A 1.0 plugin cannot have asked for headers: a stray bit means nothing.
+        capabilities.header = false;
+        Vec::new()
+    };
+    if capabilities.header && header_names.is_empty() {
+        return Err(Refusal::BadDescriptor(
+            "header capability without header names".into(),
+        ));
+    }
     Ok(PluginInfo {
         path: path.to_path_buf(),
         sha256,
@@ -273,14 +297,20 @@ fn describe(bytes: &[u8], path: &Path, sha256: String) -> Result<PluginInfo, Ref
         compiler: text(offsets::COMPILER, abi::COMPILER_LEN, "compiler")?,
         name,
         abi_major,
-        abi_minor: u16_at(offsets::ABI_MINOR),
-        capabilities: abi::capabilities_of(u32_at(offsets::CAPABILITIES)),
+        abi_minor,
+        capabilities,
+        header_names,
     })
 }
 
-/// The descriptor's plain-data prefix as stored in the file (the relocated function
-/// pointers after it are not read).
-fn descriptor_bytes<'a>(file: &object::File<'a>, address: u64) -> Result<&'a [u8], Refusal> {
+/// `len` plain-data bytes at `offset` in the descriptor as stored in the file (the
+/// relocated function pointers are never read).
+fn descriptor_bytes<'a>(
+    file: &object::File<'a>,
+    address: u64,
+    offset: usize,
+    len: usize,
+) -> Result<&'a [u8], Refusal> {
     let section = file
         .sections()
         .find(|s| s.address() <= address && address < s.address().saturating_add(s.size()))
@@ -290,7 +320,7 @@ fn descriptor_bytes<'a>(file: &object::File<'a>, address: u64) -> Result<&'a [u8
         .map_err(|e| Refusal::BadDescriptor(e.to_string()))?;
     let start = usize::try_from(address - section.address())
         .map_err(|_| Refusal::BadDescriptor("offset out of range".into()))?;
-    data.get(start..start + offsets::PLAIN_DATA_END)
+    data.get(start + offset..start + offset + len)
         .ok_or_else(|| Refusal::BadDescriptor("truncated".into()))
 }
 

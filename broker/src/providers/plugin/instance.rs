@@ -21,8 +21,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use switchboard_plugin_api::abi::{self, HostV1, Operation, status};
 use switchboard_plugin_api::{
-    BeginRequest, BeginResponse, Callback, Capabilities, Identity, PasswordLogin, PasswordRequest,
-    Provider, ProviderContext, ProviderError, RedirectLogin, RefreshIdentity, RefreshRequest,
+    BeginRequest, BeginResponse, Callback, Capabilities, HeaderAnswer, HeaderLogin, HeaderRequest,
+    Identity, PasswordLogin, PasswordRequest, Provider, ProviderContext, ProviderError,
+    RedirectLogin, RefreshIdentity, RefreshRequest,
 };
 use tokio::sync::{Semaphore, oneshot};
 use zeroize::Zeroize;
@@ -300,6 +301,7 @@ impl PluginProvider {
         if (capabilities.redirect && !declared.redirect)
             || (capabilities.password && !declared.password)
             || (capabilities.refresh && !declared.refresh)
+            || (capabilities.header && !declared.header)
         {
             return Err(CreateFailure::UndeclaredCapability);
         }
@@ -464,6 +466,23 @@ impl Provider for PluginProvider {
         self.capabilities
             .refresh
             .then_some(self as &dyn RefreshIdentity)
+    }
+    fn header(&self) -> Option<&dyn HeaderLogin> {
+        self.capabilities.header.then_some(self as &dyn HeaderLogin)
+    }
+}
+
+#[async_trait]
+impl HeaderLogin for PluginProvider {
+    async fn read_headers(
+        &self,
+        mut request: HeaderRequest,
+    ) -> Result<HeaderAnswer, ProviderError> {
+        // Only the headers the plugin's descriptor names cross, whatever the caller
+        // collected.
+        let declared = &self.library.info.header_names;
+        request.headers.retain(|name, _| declared.contains(name));
+        self.call(Operation::Header, &request).await
     }
 }
 
