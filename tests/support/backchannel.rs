@@ -34,9 +34,7 @@ fn serve(listener: TcpListener) -> mpsc::UnboundedReceiver<String> {
             tokio::spawn(async move {
                 let body = read_body(&mut socket).await;
                 let _ = socket
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                    )
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
                     .await;
                 if let Some(b) = body {
                     let _ = tx.send(b);

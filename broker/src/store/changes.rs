@@ -23,7 +23,16 @@
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemedToken, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord, StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeStore, DevicePoll, GrantRecord,
+    GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore,
+    LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance,
+    Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemOutcome,
+    RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
+    SealedValue, SessionRecord, SessionStore, SharedStore, SigningKeyRecord, StoreResult,
+    ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
+    UserStore,
 };
 use crate::metrics::Metrics;
 use async_trait::async_trait;

@@ -14,7 +14,16 @@ use async_trait::async_trait;
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
-    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll, GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink, KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox, Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration, RedeemedToken, RedeemOutcome, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord, ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord, RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore, SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult, ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus, UserStore,
+    CodeRecord, Confirmation, DeviceCodeRecord, DeviceCodeState, DeviceCodeStore, DevicePoll,
+    GrantRecord, GrantStore, GroupRecord, GroupStore, HeldResourceRole, Holder, IdentityLink,
+    KeyStore, LoginStore, LogoutDelivery, LogoutNotice, LogoutOutbox, MailDelivery, MailOutbox,
+    Maintenance, Membership, MfaStore, OutgoingMail, PageCursor, PendingRegistration,
+    RedeemOutcome, RedeemedToken, RefreshTokenRecord, ResourceGrantCursor, ResourceGrantRecord,
+    ResourceGrantStore, ResourceGrantWrite, ResourceRef, RevocationStore, RoleGrantRecord,
+    RoleGrantStore, RotateOutcome, SealedColumn, SealedRewrite, SealedRow, SealedStore,
+    SealedValue, SessionRecord, SessionStore, SigningKeyRecord, StoreError, StoreResult,
+    ThrottleStore, TotpRecord, UnixTime, UserFilter, UserRecord, UserResource, UserStatus,
+    UserStore,
 };
 
 /// In-memory [`Store`](super::Store). Nothing survives the process.
