@@ -7,7 +7,7 @@ use super::{CsrfForm, account_error, form_session, internal, recent_enough, rend
 use crate::config::ProviderSection;
 use crate::identity::signup::{self, Links, PasswordChange, SignupError};
 use crate::store::{SessionRecord, UserRecord};
-use crate::web::{AppState, PageError, see_other};
+use crate::web::{AppState, PageError, Text, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -35,13 +35,11 @@ pub(super) fn offer(app: &AppState, user: &UserRecord) -> Offer {
     }
 }
 
-/// The notice for `?done=…` after a change that worked.
+/// The notice (a catalogue key) for `?done=…` after a change that worked.
 pub(super) fn done_notice(done: &str) -> Option<&'static str> {
     match done {
-        "password" => Some(
-            "Your password is changed. Every other session and app sign-in of your account has ended.",
-        ),
-        "email" => Some("We sent a link to the new address. Your email changes when you open it."),
+        "password" => Some("msg.password_changed"),
+        "email" => Some("msg.email_change_sent"),
         _ => None,
     }
 }
@@ -61,7 +59,7 @@ async fn refused(
     app: &AppState,
     session: &SessionRecord,
     status: StatusCode,
-    why: String,
+    why: Text,
 ) -> Result<HttpResponse, PageError> {
     let extra = minijinja::context! { credentials_error => why };
     render_with(app, session, status, None, None, extra).await
@@ -86,7 +84,7 @@ pub(super) async fn change_password(
     if !offer(&app, &user).password {
         return Err(account_error(
             StatusCode::NOT_FOUND,
-            "Your account's password cannot be changed here.",
+            "msg.password_not_changeable",
         ));
     }
     let now = app.clock.now();
@@ -103,16 +101,16 @@ pub(super) async fn change_password(
             Ok(see_other("/account?done=password#password"))
         }
         Err(SignupError::Policy(why)) => {
-            refused(&app, &session, StatusCode::BAD_REQUEST, why.sentence()).await
+            refused(&app, &session, StatusCode::BAD_REQUEST, Text::from(&why)).await
         }
         Err(SignupError::WrongPassword) => {
             tracing::info!(user = %user.id, "password change with a wrong current password");
-            let why = "The current password is wrong.".to_string();
+            let why = Text::new("msg.current_password_wrong");
             refused(&app, &session, StatusCode::FORBIDDEN, why).await
         }
         Err(SignupError::Throttled) => {
             tracing::warn!(user = %user.id, "password changes throttled after wrong passwords");
-            let why = "Too many wrong passwords. Wait a few minutes and try again.".to_string();
+            let why = Text::new("msg.password_throttled");
             refused(&app, &session, StatusCode::TOO_MANY_REQUESTS, why).await
         }
         Err(e) => {
@@ -143,7 +141,7 @@ pub(super) async fn change_email(
     else {
         return Err(account_error(
             StatusCode::NOT_FOUND,
-            "Your account's email cannot be changed here.",
+            "msg.email_not_changeable",
         ));
     };
     let page = format!("{}/email/verify", app.config.issuer.trim_end_matches('/'));
@@ -161,10 +159,10 @@ pub(super) async fn change_email(
             Ok(see_other("/account?done=email#email"))
         }
         Err(SignupError::Policy(why)) => {
-            refused(&app, &session, StatusCode::BAD_REQUEST, why.sentence()).await
+            refused(&app, &session, StatusCode::BAD_REQUEST, Text::from(&why)).await
         }
         Err(SignupError::SameEmail) => {
-            let why = "This is already your account's email.".to_string();
+            let why = Text::new("msg.same_email");
             refused(&app, &session, StatusCode::BAD_REQUEST, why).await
         }
         Err(e) => {

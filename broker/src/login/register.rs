@@ -9,7 +9,7 @@
 use crate::config::Signup;
 use crate::identity::signup::{self, Links, NewAccount, Registered, SignupError};
 use crate::web::client_ip::client_ip;
-use crate::web::{AppState, PageError, browser};
+use crate::web::{AppState, PageError, Text, browser};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
@@ -18,7 +18,7 @@ const CSRF_PURPOSE: &str = "register";
 /// Registrations one address may post per window, whatever their outcome.
 const REGISTRATIONS_PER_IP: u32 = 10;
 const REGISTRATION_WINDOW: i64 = 3600;
-const INVALID_LINK: &str = "This link is unknown, was used already or has expired.";
+const INVALID_LINK: &str = "msg.link_invalid";
 
 /// The provider's signup settings and link lifetime, or a 404 when it takes none.
 fn signup_of(app: &AppState, provider_id: &str) -> Result<(Signup, i64), PageError> {
@@ -27,7 +27,7 @@ fn signup_of(app: &AppState, provider_id: &str) -> Result<(Signup, i64), PageErr
         .iter()
         .find(|p| p.id == provider_id)
         .and_then(|p| p.policy.signup.map(|s| (s, p.policy.confirmation_lifetime)))
-        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "No such page."))
+        .ok_or_else(|| PageError::sign_in(StatusCode::NOT_FOUND, "msg.no_such_page"))
 }
 
 #[derive(Deserialize)]
@@ -50,7 +50,7 @@ fn form_page(
     csrf: &str,
     login_id: Option<&str>,
     typed: &Typed,
-    error: Option<&str>,
+    error: Option<Text>,
     status: StatusCode,
 ) -> HttpResponse {
     app.pages.render(
@@ -137,7 +137,7 @@ pub(super) async fn submit(
         tracing::warn!("registration form with a missing or wrong CSRF token");
         return Err(PageError::sign_in(
             StatusCode::FORBIDDEN,
-            "The form expired. Open the registration page again.",
+            "msg.register_form_expired",
         ));
     };
     let csrf = app.master.mac(CSRF_PURPOSE, &binding);
@@ -147,7 +147,7 @@ pub(super) async fn submit(
         email: form.email.clone().unwrap_or_default(),
         name: form.name.clone().unwrap_or_default(),
     };
-    let again = |error: &str, status| {
+    let again = |error: Text, status| {
         Ok(form_page(
             &app,
             &path,
@@ -165,7 +165,7 @@ pub(super) async fn submit(
             Ok(n) if n > REGISTRATIONS_PER_IP => {
                 tracing::warn!(provider = %path, "registrations throttled for an address");
                 return again(
-                    "Too many registrations from your network. Try again later.",
+                    Text::new("msg.register_throttled"),
                     StatusCode::TOO_MANY_REQUESTS,
                 );
             }
@@ -219,11 +219,10 @@ pub(super) async fn submit(
                 },
             ))
         }
-        Err(SignupError::Policy(why)) => again(&why.sentence(), StatusCode::BAD_REQUEST),
-        Err(SignupError::UsernameTaken) => again(
-            "This username is taken. Choose another.",
-            StatusCode::CONFLICT,
-        ),
+        Err(SignupError::Policy(why)) => again(Text::from(&why), StatusCode::BAD_REQUEST),
+        Err(SignupError::UsernameTaken) => {
+            again(Text::new("msg.username_taken"), StatusCode::CONFLICT)
+        }
         Err(e) => {
             tracing::error!(provider = %path, error = %e, "registration failed");
             Err(PageError::internal())
@@ -319,9 +318,7 @@ pub(super) async fn confirm_submit(
         }
         Err(SignupError::Taken(what)) => {
             tracing::info!(provider = %path, what, "registration confirmed too late: taken meanwhile");
-            failed(
-                "Another account took this username or email since you registered. Register again with another.",
-            )
+            failed("msg.registration_taken")
         }
         Err(e) => {
             tracing::error!(provider = %path, error = %e, "confirming a registration failed");
@@ -397,9 +394,7 @@ pub(super) async fn verify_submit(
             ))
         }
         Err(SignupError::InvalidLink) => failed(INVALID_LINK),
-        Err(SignupError::Taken(_)) => {
-            failed("Another account has confirmed this address since. It cannot be yours too.")
-        }
+        Err(SignupError::Taken(_)) => failed("msg.email_taken"),
         Err(e) => {
             tracing::error!(error = %e, "verifying an email failed");
             Err(PageError::internal())
