@@ -399,3 +399,89 @@ async fn chromium_shows_the_themed_page_and_signs_in_through_it() {
     chrome.close().await;
     app.abort();
 }
+
+/// Posts the registration form of `form` (the page of `/register/local`).
+async fn register(
+    http: &reqwest::Client,
+    broker: &Broker,
+    form: &Page,
+    username: &str,
+    email: &str,
+) -> Page {
+    let csrf = hidden_value(&form.body, "csrf").expect("the form has a CSRF token");
+    let res = http
+        .post(broker.url("/register/local"))
+        .form(&[
+            ("csrf", csrf.as_str()),
+            ("username", username),
+            ("email", email),
+            ("password", "lantern-orbit-ferry"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    page(res).await
+}
+
+/// The self-service pages speak German too: the registration form, a refusal from
+/// the account policy, and the page after an account is made.
+#[tokio::test]
+async fn the_registration_pages_follow_the_browser_language() {
+    let broker = Broker::setup()
+        .env("BROKER_PROVIDERS__LOCAL__ALLOW_REGISTRATION", "true")
+        .env("BROKER_PROVIDERS__LOCAL__AUTO_ACTIVATE", "true")
+        .start()
+        .await;
+
+    let german = client(Some("de-DE, en;q=0.5"));
+    let form = get(&german, broker.url("/register/local")).await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    assert!(form.body.contains("<html lang=\"de\">"), "{}", form.body);
+    assert!(form.body.contains("<title>Konto anlegen"), "{}", form.body);
+    assert!(
+        form.body
+            .contains(">Passwort (mindestens 8 Zeichen)</label>"),
+        "{}",
+        form.body
+    );
+    assert!(!form.body.contains("Create an account"), "{}", form.body);
+    assert!(!form.body.contains("Username"), "{}", form.body);
+
+    let refused = register(&german, &broker, &form, "hanna", "not-an-address").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused
+            .body
+            .contains("id=\"register-error\" role=\"alert\">Das ist keine E-Mail-Adresse.</p>"),
+        "{}",
+        refused.body
+    );
+    assert!(!refused.body.contains("Not an email address"));
+
+    let made = register(&german, &broker, &refused, "hanna", "hanna@example.com").await;
+    assert_eq!(made.status, 200, "{}", made.body);
+    assert!(made.body.contains("Ihr Konto ist bereit"), "{}", made.body);
+    assert!(
+        made.body
+            .contains("id=\"register-ready\" role=\"status\">Sie können sich jetzt anmelden."),
+        "{}",
+        made.body
+    );
+
+    // The same refusal in English for a browser that asks for nothing else.
+    let english = client(None);
+    let form = get(&english, broker.url("/register/local")).await;
+    assert!(form.body.contains("<html lang=\"en\">"), "{}", form.body);
+    assert!(
+        form.body.contains("<h1>Create an account</h1>"),
+        "{}",
+        form.body
+    );
+    let refused = register(&english, &broker, &form, "hanna2", "not-an-address").await;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains(">Not an email address.</p>"),
+        "{}",
+        refused.body
+    );
+}

@@ -7,6 +7,7 @@ use super::{CsrfForm, account_error, form_session, internal, recent_enough, rend
 use crate::config::ProviderSection;
 use crate::identity::signup::{self, Links, PasswordChange, SignupError};
 use crate::store::{SessionRecord, UserRecord};
+use crate::web::i18n::Text;
 use crate::web::{AppState, PageError, see_other};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -59,9 +60,9 @@ async fn refused(
     app: &AppState,
     session: &SessionRecord,
     status: StatusCode,
-    why: String,
+    why: impl Into<Text>,
 ) -> Result<HttpResponse, PageError> {
-    let extra = minijinja::context! { credentials_error => why };
+    let extra = minijinja::context! { credentials_error => why.into() };
     render_with(app, session, status, None, None, extra).await
 }
 
@@ -101,7 +102,7 @@ pub(super) async fn change_password(
             Ok(see_other("/account?done=password#password"))
         }
         Err(SignupError::Policy(why)) => {
-            refused(&app, &session, StatusCode::BAD_REQUEST, why.sentence()).await
+            refused(&app, &session, StatusCode::BAD_REQUEST, Text::from(&why)).await
         }
         Err(SignupError::WrongPassword) => {
             tracing::info!(user = %user.id, "password change with a wrong current password");
@@ -159,7 +160,7 @@ pub(super) async fn change_email(
             Ok(see_other("/account?done=email#email"))
         }
         Err(SignupError::Policy(why)) => {
-            refused(&app, &session, StatusCode::BAD_REQUEST, why.sentence()).await
+            refused(&app, &session, StatusCode::BAD_REQUEST, Text::from(&why)).await
         }
         Err(SignupError::SameEmail) => {
             let why = "msg.email_unchanged".to_string();

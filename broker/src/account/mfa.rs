@@ -12,12 +12,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-const NEEDS_RECENT: &str = "Setting up a second factor needs a recent sign-in. \
-     Use \"Sign in again\" on your account page, then come back within five minutes.";
-const NEEDS_CODE: &str = "Type a code from your authenticator app or a recovery code \
-     (or use \"Sign in again\" first).";
-const WRONG_CODE: &str = "That code is not right, or was used already.";
-const THROTTLED: &str = "Too many wrong codes. Wait a few minutes and try again.";
+const NEEDS_RECENT: &str = "msg.mfa.needs_recent";
+const NEEDS_CODE: &str = "msg.mfa.needs_code";
+const WRONG_CODE: &str = "msg.mfa.wrong_code";
+const THROTTLED: &str = "msg.mfa.code_throttled";
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/account/mfa/enrol", web::post().to(enrol))
@@ -147,7 +145,7 @@ async fn enrol(
         }
         Err(MfaError::AlreadyEnrolled) => Err(account_error(
             StatusCode::CONFLICT,
-            "An authenticator app is already set up. Turn it off first to set up another.",
+            "msg.mfa.already_enrolled",
         )),
         Err(e) => Err(failed(e)),
     }
@@ -200,10 +198,9 @@ async fn confirm(
                 StatusCode::UNAUTHORIZED,
             ))
         }
-        Err(MfaError::NoPendingEnrolment | MfaError::AlreadyEnrolled) => Err(account_error(
-            StatusCode::CONFLICT,
-            "There is no set-up waiting for a code. Open your account page and start again.",
-        )),
+        Err(MfaError::NoPendingEnrolment | MfaError::AlreadyEnrolled) => {
+            Err(account_error(StatusCode::CONFLICT, "msg.mfa.no_pending"))
+        }
         Err(e) => Err(failed(e)),
     }
 }
@@ -255,10 +252,9 @@ async fn proven(app: &AppState, session: &SessionRecord, form: &CodeForm) -> Res
             tracing::info!(user = %session.user_id, "wrong code on the account page");
             Err(account_error(StatusCode::UNAUTHORIZED, WRONG_CODE))
         }
-        Err(MfaError::NotEnrolled) => Err(account_error(
-            StatusCode::CONFLICT,
-            "No authenticator app is set up.",
-        )),
+        Err(MfaError::NotEnrolled) => {
+            Err(account_error(StatusCode::CONFLICT, "msg.mfa.not_enrolled"))
+        }
         Err(e) => Err(failed(e)),
     }
 }
@@ -295,10 +291,9 @@ async fn regenerate(
             tracing::info!(user = %session.user_id, "new recovery codes made");
             Ok(codes_page(&app, &codes, false))
         }
-        Err(MfaError::NotEnrolled) => Err(account_error(
-            StatusCode::CONFLICT,
-            "No authenticator app is set up.",
-        )),
+        Err(MfaError::NotEnrolled) => {
+            Err(account_error(StatusCode::CONFLICT, "msg.mfa.not_enrolled"))
+        }
         Err(e) => Err(failed(e)),
     }
 }

@@ -13,8 +13,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse};
 
 /// What a person sees when the app needs a second factor they have not set up.
-const SET_UP_MFA: &str = "This application needs a second factor: a code from an authenticator app. \
-     Set one up on your account page, then go back to the application and sign in again.";
+const SET_UP_MFA: &str = "msg.mfa.required";
 
 /// The page for a signed-in person whose app needs a second factor they have not set up.
 pub fn set_up_mfa_page(app: &AppState) -> HttpResponse {
@@ -22,12 +21,12 @@ pub fn set_up_mfa_page(app: &AppState) -> HttpResponse {
         "error.html",
         StatusCode::FORBIDDEN,
         minijinja::context! {
-            title => "Second factor needed",
+            title => "msg.title.second_factor",
             message => SET_UP_MFA,
             back => WayBack {
                 id: "set-up-mfa",
                 url: "/account#mfa".into(),
-                label: "Set up a second factor",
+                label: "msg.set_up_mfa",
             },
         },
     )

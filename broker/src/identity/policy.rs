@@ -36,13 +36,22 @@ pub enum PolicyViolation {
 }
 
 impl PolicyViolation {
-    /// The reason as a sentence for a page.
-    pub fn sentence(&self) -> String {
-        let text = self.to_string();
-        let mut chars = text.chars();
-        match chars.next() {
-            Some(first) => format!("{}{}.", first.to_uppercase(), chars.as_str()),
-            None => text,
+    /// The reason for a page: a catalogue key (`msg.policy.…`) and its arguments.
+    /// The English catalogue says what the `Display` text (for logs and API
+    /// problems) says, as a sentence.
+    pub fn message(&self) -> (&'static str, Vec<(&'static str, usize)>) {
+        match self {
+            Self::PasswordLength { min } => (
+                "msg.policy.password_length",
+                vec![("min", *min), ("max", MAX_PASSWORD_LEN)],
+            ),
+            Self::CommonPassword => ("msg.policy.common_password", Vec::new()),
+            Self::PasswordPattern => ("msg.policy.password_pattern", Vec::new()),
+            Self::UsernameForm => ("msg.policy.username_form", vec![("max", MAX_USERNAME_LEN)]),
+            Self::UsernamePattern => ("msg.policy.username_pattern", Vec::new()),
+            Self::EmailForm => ("msg.policy.email_form", Vec::new()),
+            Self::EmailPattern => ("msg.policy.email_pattern", Vec::new()),
+            Self::GroupNamePattern => ("msg.policy.group_name_pattern", Vec::new()),
         }
     }
 }

@@ -42,7 +42,7 @@ pub(super) async fn finish(
                 tracing::warn!(provider = %entry.id, "re-authentication as another person refused");
                 return Err(account_page_error(
                     StatusCode::FORBIDDEN,
-                    "You signed in as someone else. Your session was not changed.",
+                    "msg.someone_else",
                 ));
             }
             let auth = authentication(&user.id, entry, auth_time, first);

@@ -9,6 +9,7 @@
 use crate::config::Signup;
 use crate::identity::signup::{self, Links, NewAccount, Registered, SignupError};
 use crate::web::client_ip::client_ip;
+use crate::web::i18n::Text;
 use crate::web::{AppState, PageError, browser};
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -50,7 +51,7 @@ fn form_page(
     csrf: &str,
     login_id: Option<&str>,
     typed: &Typed,
-    error: Option<&str>,
+    error: Option<Text>,
     status: StatusCode,
 ) -> HttpResponse {
     app.pages.render(
@@ -147,7 +148,7 @@ pub(super) async fn submit(
         email: form.email.clone().unwrap_or_default(),
         name: form.name.clone().unwrap_or_default(),
     };
-    let again = |error: &str, status| {
+    let again = |error: Text, status| {
         Ok(form_page(
             &app,
             &path,
@@ -164,7 +165,10 @@ pub(super) async fn submit(
         match app.store.hit(&key, REGISTRATION_WINDOW, now).await {
             Ok(n) if n > REGISTRATIONS_PER_IP => {
                 tracing::warn!(provider = %path, "registrations throttled for an address");
-                return again("msg.register_throttled", StatusCode::TOO_MANY_REQUESTS);
+                return again(
+                    Text::new("msg.register_throttled"),
+                    StatusCode::TOO_MANY_REQUESTS,
+                );
             }
             Ok(_) => {}
             Err(e) => {
@@ -216,8 +220,10 @@ pub(super) async fn submit(
                 },
             ))
         }
-        Err(SignupError::Policy(why)) => again(&why.sentence(), StatusCode::BAD_REQUEST),
-        Err(SignupError::UsernameTaken) => again("msg.username_taken", StatusCode::CONFLICT),
+        Err(SignupError::Policy(why)) => again(Text::from(&why), StatusCode::BAD_REQUEST),
+        Err(SignupError::UsernameTaken) => {
+            again(Text::new("msg.username_taken"), StatusCode::CONFLICT)
+        }
         Err(e) => {
             tracing::error!(provider = %path, error = %e, "registration failed");
             Err(PageError::internal())

@@ -196,7 +196,7 @@ pub(super) async fn reset_submit(
             &app,
             &path,
             Some(&token),
-            Some(Text::new(why.sentence())),
+            Some(Text::from(&why)),
             StatusCode::BAD_REQUEST,
         )),
         Err(ResetError::InvalidLink) => {

@@ -20,9 +20,9 @@ use serde::Deserialize;
 
 /// Wrong codes after which the login ends.
 pub const MAX_WRONG_CODES: u32 = 5;
-const WRONG: &str = "That code is not right, or was used already. Try again.";
-const THROTTLED: &str = "Too many attempts. Wait a few minutes and try again.";
-const ENDED: &str = "Too many wrong codes. Start again from the application.";
+const WRONG: &str = "msg.mfa.wrong";
+const THROTTLED: &str = "msg.mfa.throttled";
+const ENDED: &str = "msg.mfa.ended";
 /// Throttle keys of the second step use this in place of a provider id.
 const THROTTLE_SCOPE: &str = "second-factor";
 
@@ -89,7 +89,7 @@ pub(super) async fn submit(
         tracing::warn!("second-factor form with a missing or wrong CSRF token");
         return Err(PageError::sign_in(
             StatusCode::FORBIDDEN,
-            "The form expired. Go back and try again.",
+            "msg.form_expired_back",
         ));
     }
     let step = step_of(&p)?.clone();
@@ -134,7 +134,7 @@ pub(super) async fn submit(
                 app.metrics.login(&step.provider_id, LoginOutcome::Disabled);
                 return Err(PageError::sign_in(
                     StatusCode::FORBIDDEN,
-                    "This account is disabled.",
+                    "msg.account_disabled",
                 ));
             }
             tracing::info!(user = %step.user_id, recovery_code = factor == Factor::RecoveryCode, "second factor passed");

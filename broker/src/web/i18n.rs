@@ -22,6 +22,7 @@
 //! "msg.title.account", Text::new("msg.no_account").arg("provider", name))`; in a
 //! template `{{ t(error) }}` translates it, whether `error` is a [`Text`] or a string.
 
+use crate::identity::policy::PolicyViolation;
 use serde::Serialize;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
@@ -292,6 +293,15 @@ impl From<&String> for Text {
     }
 }
 
+/// A value that breaks the account policy, as the page says it.
+impl From<&PolicyViolation> for Text {
+    fn from(why: &PolicyViolation) -> Self {
+        let (key, args) = why.message();
+        args.into_iter()
+            .fold(Text::new(key), |text, (name, value)| text.arg(name, value))
+    }
+}
+
 impl std::fmt::Display for Text {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.english())
@@ -329,6 +339,36 @@ pub fn prefer_ui_locales(catalogues: &Catalogues, ui_locales: Option<&str>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every policy violation has a message, and in English it says what the
+    /// `Display` text (logs, API problems) says, as a sentence.
+    #[test]
+    fn policy_violations_read_in_english_as_their_display_text() {
+        use PolicyViolation as P;
+        for why in [
+            P::PasswordLength { min: 10 },
+            P::CommonPassword,
+            P::PasswordPattern,
+            P::UsernameForm,
+            P::UsernamePattern,
+            P::EmailForm,
+            P::EmailPattern,
+            P::GroupNamePattern,
+        ] {
+            let text = Text::from(&why);
+            assert!(BUILT_IN_ENGLISH.contains_key(&text.key), "{}", text.key);
+            let display = why.to_string();
+            let mut chars = display.chars();
+            let first = chars.next().unwrap().to_uppercase().to_string();
+            assert_eq!(text.english(), format!("{first}{}.", chars.as_str()));
+        }
+        let de = catalogues();
+        let args = Text::from(&P::PasswordLength { min: 10 }).args;
+        assert_eq!(
+            de.format("de", "msg.policy.password_length", &args),
+            "Ein Passwort hat 10 bis 1024 Zeichen."
+        );
+    }
 
     fn catalogues() -> Catalogues {
         Catalogues::new(Vec::new(), "en").unwrap()

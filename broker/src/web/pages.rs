@@ -63,7 +63,6 @@ pub const TEMPLATES: &[(&str, &str)] = &[
     ("device.html", include_str!("../../templates/device.html")),
     ("forgot.html", include_str!("../../templates/forgot.html")),
     ("reset.html", include_str!("../../templates/reset.html")),
-    // Not yet converted to catalogue keys (English only).
     (
         "register.html",
         include_str!("../../templates/register.html"),
@@ -359,10 +358,12 @@ fn sample_contexts() -> Vec<Value> {
             lifetimes => vec![minijinja::context! { seconds => 86_400, label => Text::new("msg.lifetime.one_day") }],
             default_lifetime => 86_400,
             mfa => minijinja::context! { enrolled => on, recovery_codes_left => 7 },
-            recovery_codes => if on { vec!["abcd-efgh-ijkl"] } else { vec![] },
-            enrolled_now => on, qr_svg => "<svg></svg>", secret => "JBSWY3DPEHPK3PXP",
-            offer_password_change => on, offer_email_change => on, email => "ada@example.com",
-            email_verified => on, min_password_length => 8, hours => 24, verify => on,
+            recovery_codes => if on { vec!["aaaa-bbbb"] } else { Vec::new() },
+            enrolled_now => on, secret => "KEY", verify => on, email => "ada@example.com",
+            hours => 24, email_verified => on, offer_email_change => on,
+            offer_password_change => on, min_password_length => 8,
+            credentials_notice => on.then_some("msg.password_changed"),
+            credentials_error => on.then(|| text.clone()),
         });
     }
     out
