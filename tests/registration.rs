@@ -380,6 +380,18 @@ async fn registration_is_off_unless_configured() {
     }
 }
 
+/// A user added by the operator (password `PASSWORD`), signed in in a browser of
+/// their own: that browser and its account page's CSRF token.
+async fn account_of_new_user(broker: &Broker, email: &str) -> (Browser, String) {
+    broker.user_command(&["add", "--email", email], &format!("{PASSWORD}\n"));
+    let browser = Browser::new(broker);
+    broker
+        .sign_in_with_password(&browser, &offline_request(), email, PASSWORD)
+        .await;
+    let csrf = account_csrf(broker, &browser).await;
+    (browser, csrf)
+}
+
 /// The account page's CSRF token for a signed-in browser.
 async fn account_csrf(broker: &Broker, browser: &Browser) -> String {
     let res = browser.get_raw(&broker.url("/account")).await;
@@ -479,15 +491,7 @@ async fn a_password_change_needs_the_current_one_and_ends_every_other_sign_in() 
 async fn wrong_current_passwords_are_throttled() {
     let sink = SmtpSink::start().await;
     let broker = broker(&sink, &[], "").await;
-    broker.user_command(
-        &["add", "--email", "tim@example.com"],
-        &format!("{PASSWORD}\n"),
-    );
-    let here = Browser::new(&broker);
-    broker
-        .sign_in_with_password(&here, &offline_request(), "tim@example.com", PASSWORD)
-        .await;
-    let csrf = account_csrf(&broker, &here).await;
+    let (here, csrf) = account_of_new_user(&broker, "tim@example.com").await;
     let change = broker.url("/account/password");
     for _ in 0..5 {
         let res = here
@@ -524,15 +528,7 @@ async fn wrong_current_passwords_are_throttled() {
 async fn a_new_email_counts_only_when_the_link_to_it_is_used() {
     let sink = SmtpSink::start().await;
     let broker = broker(&sink, &[], "").await;
-    broker.user_command(
-        &["add", "--email", "old@example.com"],
-        &format!("{PASSWORD}\n"),
-    );
-    let here = Browser::new(&broker);
-    broker
-        .sign_in_with_password(&here, &offline_request(), "old@example.com", PASSWORD)
-        .await;
-    let csrf = account_csrf(&broker, &here).await;
+    let (here, csrf) = account_of_new_user(&broker, "old@example.com").await;
     let res = here
         .post_raw(
             &broker.url("/account/email"),

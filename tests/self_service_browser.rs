@@ -31,6 +31,17 @@ async fn link_in_mail(sink: &SmtpSink, n: usize, prefix: &str) -> Url {
     Url::parse(&link).unwrap()
 }
 
+/// On the broker's password form: types `login` and `password` and presses "Sign in".
+async fn password_form(chrome: &Chrome, login: &str, password: &str) {
+    chrome.wait_for_id("username").await.send_keys(login).await;
+    chrome
+        .wait_for_id("password")
+        .await
+        .send_keys(password)
+        .await;
+    chrome.wait_for("button[type=submit]").await.click().await;
+}
+
 /// On the second-factor page: types the app's next code and presses "Verify".
 async fn second_factor(chrome: &Chrome, app: &mut Authenticator) {
     chrome
@@ -111,17 +122,7 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
         // 3. Signing in to the app with the new account.
         let request = AuthorizeRequest::new(WEB_APP).scope("openid email profile offline_access");
         chrome.open(&request.url(&broker)).await;
-        chrome
-            .wait_for_id("username")
-            .await
-            .send_keys(USERNAME)
-            .await;
-        chrome
-            .wait_for_id("password")
-            .await
-            .send_keys(FIRST_PASSWORD)
-            .await;
-        chrome.wait_for("button[type=submit]").await.click().await;
+        password_form(&chrome, USERNAME, FIRST_PASSWORD).await;
         let code = code_at_the_app(&chrome).await;
         let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
         let claims = jwt_claims(tokens.id_token());
@@ -156,17 +157,7 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
         chrome.wait_for("main").await;
         let request = AuthorizeRequest::new(WEB_APP).scope("openid email profile offline_access");
         chrome.open(&request.url(&broker)).await;
-        chrome
-            .wait_for_id("username")
-            .await
-            .send_keys(USERNAME)
-            .await;
-        chrome
-            .wait_for_id("password")
-            .await
-            .send_keys(FIRST_PASSWORD)
-            .await;
-        chrome.wait_for("button[type=submit]").await.click().await;
+        password_form(&chrome, USERNAME, FIRST_PASSWORD).await;
         chrome.wait_for_id("verify-code").await;
         chrome.screenshot("self_service_mfa_code").await;
         second_factor(&chrome, &mut authenticator).await;
@@ -213,13 +204,7 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
             .scope("openid email offline_access")
             .param("prompt", "login");
         chrome.open(&request.url(&broker)).await;
-        chrome.wait_for_id("username").await.send_keys(EMAIL).await;
-        chrome
-            .wait_for_id("password")
-            .await
-            .send_keys(SECOND_PASSWORD)
-            .await;
-        chrome.wait_for("button[type=submit]").await.click().await;
+        password_form(&chrome, EMAIL, SECOND_PASSWORD).await;
         second_factor(&chrome, &mut authenticator).await;
         let code = code_at_the_app(&chrome).await;
         let tokens = broker.redeem(&WEB_APP, &code, request.verifier()).await;
@@ -253,17 +238,7 @@ async fn a_person_registers_confirms_signs_in_changes_and_resets_their_password(
         //    for a code: a reset does not remove the second factor).
         let request = AuthorizeRequest::new(WEB_APP);
         chrome.open(&request.url(&broker)).await;
-        chrome
-            .wait_for_id("username")
-            .await
-            .send_keys(USERNAME)
-            .await;
-        chrome
-            .wait_for_id("password")
-            .await
-            .send_keys(THIRD_PASSWORD)
-            .await;
-        chrome.wait_for("button[type=submit]").await.click().await;
+        password_form(&chrome, USERNAME, THIRD_PASSWORD).await;
         second_factor(&chrome, &mut authenticator).await;
         let code = code_at_the_app(&chrome).await;
         broker

@@ -1141,6 +1141,36 @@ pub struct PendingRegistration {
     pub expires_at: UnixTime,
 }
 
+/// A `pending_registrations` row as the SQL backends read it back, in column order:
+/// token_hash, user_id, username, email, name, password_hash, created_at, expires_at.
+pub(crate) type PendingColumns = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    UnixTime,
+    UnixTime,
+);
+
+impl From<PendingColumns> for PendingRegistration {
+    fn from(row: PendingColumns) -> Self {
+        let (token_hash, user_id, username, email, name, password_hash, created_at, expires_at) =
+            row;
+        PendingRegistration {
+            token_hash,
+            user_id,
+            username,
+            email,
+            name,
+            password_hash,
+            created_at,
+            expires_at,
+        }
+    }
+}
+
 impl PendingRegistration {
     /// The user a confirmed registration becomes at `now`: active, its email
     /// verified by the link.

@@ -24,6 +24,7 @@ use sqlx::{
     SqlSafeStr, Type,
 };
 
+use super::PendingColumns;
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
@@ -2051,7 +2052,7 @@ impl AccountTokenStore for PostgresStore {
              RETURNING token_hash, user_id, username, email, name, password_hash, \
              created_at, expires_at";
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        let row: Option<PendingRow> = sqlx::query_as(TAKE)
+        let row: Option<PendingColumns> = sqlx::query_as(TAKE)
             .bind(token_hash)
             .bind(now)
             .fetch_optional(&mut *tx)
@@ -2060,7 +2061,7 @@ impl AccountTokenStore for PostgresStore {
         let Some(row) = row else {
             return Ok(Confirmation::Unknown);
         };
-        let user = registration_of(row).into_user(now);
+        let user = PendingRegistration::from(row).into_user(now);
         match insert_user(&mut *tx, &user).await {
             Ok(()) => {
                 tx.commit().await.map_err(backend)?;
@@ -2079,32 +2080,6 @@ impl AccountTokenStore for PostgresStore {
             }
             Err(e) => Err(e),
         }
-    }
-}
-
-/// A `pending_registrations` row as its columns come back.
-type PendingRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-);
-
-fn registration_of(row: PendingRow) -> PendingRegistration {
-    let (token_hash, user_id, username, email, name, password_hash, created_at, expires_at) = row;
-    PendingRegistration {
-        token_hash,
-        user_id,
-        username,
-        email,
-        name,
-        password_hash,
-        created_at,
-        expires_at,
     }
 }
 

@@ -22,6 +22,7 @@ use sqlx::{
     Type,
 };
 
+use super::PendingColumns;
 use super::{
     AccountTokenPurpose, AccountTokenRecord, AccountTokenStore, ApiKeyRecord, ApiKeyStore,
     AuditEvent, AuditFilter, AuditStore, AuthRequestRecord, CheckedGroupWrite, CheckedWrite,
@@ -2084,7 +2085,7 @@ impl AccountTokenStore for SqliteStore {
             .begin_with(BEGIN_IMMEDIATE)
             .await
             .map_err(backend)?;
-        let row: Option<PendingRow> = sqlx::query_as(
+        let row: Option<PendingColumns> = sqlx::query_as(
             "DELETE FROM pending_registrations WHERE token_hash = ?1 AND expires_at > ?2 \
              RETURNING token_hash, user_id, username, email, name, password_hash, \
              created_at, expires_at",
@@ -2097,7 +2098,7 @@ impl AccountTokenStore for SqliteStore {
         let Some(row) = row else {
             return Ok(Confirmation::Unknown);
         };
-        let user = registration_of(row).into_user(now);
+        let user = PendingRegistration::from(row).into_user(now);
         match insert_user(&mut *tx, &user).await {
             Ok(()) => {}
             Err(StoreError::Conflict { what }) => {
@@ -2109,32 +2110,6 @@ impl AccountTokenStore for SqliteStore {
         }
         tx.commit().await.map_err(backend)?;
         Ok(Confirmation::Created(Box::new(user)))
-    }
-}
-
-/// A `pending_registrations` row as its columns come back.
-type PendingRow = (
-    String,
-    String,
-    String,
-    String,
-    Option<String>,
-    String,
-    i64,
-    i64,
-);
-
-fn registration_of(row: PendingRow) -> PendingRegistration {
-    let (token_hash, user_id, username, email, name, password_hash, created_at, expires_at) = row;
-    PendingRegistration {
-        token_hash,
-        user_id,
-        username,
-        email,
-        name,
-        password_hash,
-        created_at,
-        expires_at,
     }
 }
 
